@@ -1,0 +1,43 @@
+"""``python -m pdbatch.emulator``: serve the offline stack until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+
+from .stack import DEFAULT_BUCKET, DEFAULT_LOCATION, DEFAULT_PROJECT, LocalStack
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pdbatch emulator",
+        description="Serve a local Cloud Storage server and the Vertex AI batch emulator on "
+        "127.0.0.1 until interrupted, and print the environment to export.",
+    )
+    parser.add_argument("--project", default=DEFAULT_PROJECT)
+    parser.add_argument("--location", default=DEFAULT_LOCATION)
+    parser.add_argument("--bucket", default=DEFAULT_BUCKET, help="bucket created at start")
+    parser.add_argument("--gcs-port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--vertex-port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with LocalStack(args.project, args.location, args.bucket, args.gcs_port, args.vertex_port,
+                    set_env=False) as stack:
+        print("# pdbatch offline stack is up; in another shell run:")
+        for key, value in stack.env.items():
+            print(f"export {key}={shlex.quote(value)}")
+        print("# Ctrl-C stops it.", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
