@@ -70,7 +70,7 @@ class BatchService:
 
     timing: Timing = field(default_factory=Timing)
     responder: Callable[[dict], dict] = deterministic_response
-    seed: int = 0
+    seed: int | None = None  # job ids; None: unpredictable, as on the real service
     _jobs: dict[str, dict] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: random.Random = field(init=False)

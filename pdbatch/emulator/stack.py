@@ -15,8 +15,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import quote
 from collections.abc import Mapping
+from urllib.parse import quote
 
 from .server import VertexEmulator
 from .service import BatchService, Timing

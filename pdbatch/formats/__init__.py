@@ -1,0 +1,1 @@
+"""Request and response formats, one module per model family."""

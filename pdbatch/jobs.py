@@ -1,0 +1,149 @@
+"""The Vertex AI job client: submit, poll with backoff, report terminal states.
+
+Built on google-cloud-aiplatform's ``JobServiceClient`` (imported lazily: it takes about a
+second). The endpoint and transport come from :class:`pdbatch.config.Settings`, so the same code
+talks to Vertex AI or to ``pdbatch.emulator``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+SUCCESS_STATES = {"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
+#: Terminal states. PAUSED is listed because a paused job does nothing until someone resumes it.
+TERMINAL_STATES = SUCCESS_STATES | {
+    "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED", "JOB_STATE_PAUSED",
+}
+_FIRST_POLL, _MAX_POLL, _GROWTH = 0.25, 30.0, 1.5
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What pdbatch needs to know of a job after a GET."""
+
+    name: str
+    state: str
+    output_dir: str
+    error_code: int
+    error_message: str
+    successful: int
+    failed: int
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state in SUCCESS_STATES
+
+
+def _credentials(settings: Settings, credentials):
+    """Explicit credentials, else anonymous for a plain-HTTP (local) endpoint, else ADC.
+
+    Credentials are never sent over plain HTTP: a local emulator gets anonymous ones.
+    """
+    if credentials is not None:
+        return credentials
+    if settings.api_endpoint.startswith("http://"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return AnonymousCredentials()
+    import google.auth
+
+    creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    return creds
+
+
+class JobClient:
+    """Vertex AI ``batchPredictionJobs`` for one project and location."""
+
+    def __init__(self, settings: Settings, credentials=None):
+        from google.api_core import exceptions
+        from google.api_core import retry as retries
+        from google.api_core.client_options import ClientOptions
+        from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
+
+        self.settings = settings
+        self._client = JobServiceClient(
+            transport=settings.transport,
+            credentials=_credentials(settings, credentials),
+            client_options=ClientOptions(api_endpoint=settings.api_endpoint),
+        )
+        # GETs are idempotent: retry transient failures. A create is never retried blindly,
+        # since a retry after a lost answer would start (and bill) a second job.
+        self._get_retry = retries.Retry(
+            predicate=retries.if_exception_type(
+                exceptions.TooManyRequests, exceptions.ServiceUnavailable,
+                exceptions.InternalServerError, ConnectionError,
+            ),
+            initial=1.0, maximum=30.0, timeout=300.0,
+        )
+
+    def submit(
+        self,
+        display_name: str,
+        model: str,
+        input_uris: list[str],
+        output_prefix: str,
+        labels: Mapping[str, str],
+    ) -> str:
+        """Create a batch prediction job over JSONL inputs; returns the job's resource name."""
+        job = self._client.create_batch_prediction_job(
+            parent=self.settings.parent,
+            batch_prediction_job={
+                "display_name": display_name,
+                "model": model,
+                "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": input_uris}},
+                "output_config": {
+                    "predictions_format": "jsonl",
+                    "gcs_destination": {"output_uri_prefix": output_prefix},
+                },
+                "labels": dict(labels),
+            },
+        )
+        log.info("created %s (%s)", job.name, job.state.name)
+        return job.name
+
+    def get(self, name: str) -> JobInfo:
+        job = self._client.get_batch_prediction_job(name=name, retry=self._get_retry)
+        stats = job.completion_stats
+        return JobInfo(
+            name=job.name,
+            state=job.state.name,
+            output_dir=job.output_info.gcs_output_directory,
+            error_code=job.error.code,
+            error_message=job.error.message,
+            successful=stats.successful_count,
+            failed=stats.failed_count,
+        )
+
+    def cancel(self, name: str) -> None:
+        self._client.cancel_batch_prediction_job(name=name)
+
+    def wait(
+        self,
+        name: str,
+        on_poll: Callable[[JobInfo], None] | None = None,
+    ) -> JobInfo:
+        """Poll a job with exponential backoff (0.25 s growing to 30 s) until it is terminal."""
+        delay = _FIRST_POLL
+        last_state = ""
+        while True:
+            info = self.get(name)
+            if info.state != last_state:
+                log.info("%s is %s", name, info.state)
+                last_state = info.state
+            if on_poll:
+                on_poll(info)
+            if info.done:
+                return info
+            time.sleep(delay)
+            delay = min(delay * _GROWTH, _MAX_POLL)

@@ -1,0 +1,212 @@
+"""``batch_predict``: render -> plan -> stage -> submit -> wait -> collect -> parse -> join.
+
+Each stage is a function over one job's rows, so a pandas frame runs them in a loop and a Dask
+frame can later map the same functions over partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+from . import config, prompts
+from .errors import InputError, JobError
+from .formats import gemini
+from .results import ResultBuilder, check_no_clash
+from .staging import gcs
+
+log = logging.getLogger(__name__)
+
+#: Service limits per job (spec §4): requests, and bytes of one input file.
+MAX_REQUESTS_PER_JOB = 200_000
+MAX_BYTES_PER_FILE = 1_000_000_000
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+ON_INVALID = ("raise", "skip")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One job's share of the rows: line slice ``[start, stop)`` of the rendered requests."""
+
+    start: int
+    stop: int
+
+
+def plan(line_sizes: np.ndarray, max_requests: int, max_bytes: int) -> list[Shard]:
+    """Consecutive shards within the per-job request and byte limits."""
+    shards: list[Shard] = []
+    start, size = 0, 0
+    for i, n in enumerate(line_sizes.tolist()):
+        if n > max_bytes:
+            raise InputError(f"The request for row {i} is {n} bytes, over the {max_bytes}-byte "
+                             "input file limit; shorten its prompt.")
+        if i > start and (i - start >= max_requests or size + n > max_bytes):
+            shards.append(Shard(start, i))
+            start, size = i, 0
+        size += n
+    if start < len(line_sizes):
+        shards.append(Shard(start, len(line_sizes)))
+    return shards
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id usable in paths, display names and labels."""
+    return f"run-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _labels(user_labels: Mapping[str, str] | None, run_id: str) -> dict[str, str]:
+    labels = dict(user_labels or {})
+    for key, value in labels.items():
+        if not (isinstance(key, str) and re.match(r"^[a-z][a-z0-9_-]{0,62}$", key)
+                and isinstance(value, str) and _LABEL_VALUE.match(value)):
+            raise InputError(f"label {key!r}: {value!r} is not a valid Vertex AI label: keys "
+                             "start with a lowercase letter; keys and values use lowercase "
+                             "letters, digits, '_' and '-', at most 63 characters.")
+    labels["pdbatch-run"] = run_id
+    return labels
+
+
+def batch_predict(
+    df: pd.DataFrame,
+    *,
+    prompt_col: str | None = None,
+    prompt: str | None = None,
+    model: str = "gemini-2.5-flash",
+    staging: str | None = None,
+    project: str | None = None,
+    location: str | None = None,
+    system_instruction: str | None = None,
+    generation_config: Mapping | None = None,
+    labels: Mapping[str, str] | None = None,
+    on_invalid: str = "raise",
+    result_prefix: str = "",
+    api_endpoint: str | None = None,
+    transport: str = "rest",
+    credentials=None,
+    max_requests_per_job: int = MAX_REQUESTS_PER_JOB,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Answer every row of ``df`` with a Vertex AI batch prediction job; return the frame
+    with result columns added.
+
+    Args:
+        prompt_col: column holding each row's prompt text. Or:
+        prompt: a template such as ``"Summarise {title}: {body}"`` (plain ``{column}`` fields).
+        model: a Gemini model, e.g. ``"gemini-2.5-flash"`` or a publisher/tuned resource name.
+        staging: ``gs://bucket/prefix`` under which each run gets its own folder
+            (default: ``PDBATCH_STAGING``).
+        project, location: default ``GOOGLE_CLOUD_PROJECT`` / ``GOOGLE_CLOUD_LOCATION``.
+        system_instruction: text sent as every request's ``systemInstruction``.
+        generation_config: e.g. ``{"temperature": 0.2, "max_output_tokens": 256}``; keys may be
+            snake_case or camelCase and are sent as REST camelCase.
+        labels: extra Vertex AI labels for the jobs (``pdbatch-run`` is always added).
+        on_invalid: ``"raise"`` (default) refuses a frame with null, empty or non-string
+            prompts; ``"skip"`` sends the other rows and returns these with status
+            ``"skipped: ..."``.
+        result_prefix: prefix for the result column names, e.g. ``"llm_"``.
+        api_endpoint: Vertex AI endpoint (default ``GOOGLE_VERTEX_BASE_URL``, else the
+            regional host); ``http://`` endpoints get anonymous credentials.
+        transport: ``"rest"`` (default) or ``"grpc"``.
+        credentials: google-auth credentials (default: application default credentials).
+        max_requests_per_job: split larger frames into several jobs (service limit 200,000).
+        progress: show a progress bar while jobs run.
+
+    Returns:
+        A copy of ``df`` with the same index and order plus the columns ``text``,
+        ``finish_reason``, ``status`` ("" = ok), ``error_code``, ``error_message``,
+        ``prompt_tokens``, ``output_tokens``, ``response`` and ``job``.
+
+    Raises:
+        InputError: bad arguments or rows, before anything is uploaded.
+        JobError: a job ended FAILED, CANCELLED, EXPIRED or PAUSED.
+    """
+    # --- checks: everything below may cost money, nothing above does
+    if not isinstance(df, pd.DataFrame):
+        raise InputError(f"batch_predict needs a pandas DataFrame, got {type(df).__name__}.")
+    if on_invalid not in ON_INVALID:
+        raise InputError(f"on_invalid={on_invalid!r}: choose one of {ON_INVALID}.")
+    if not isinstance(max_requests_per_job, int) or not 0 < max_requests_per_job <= MAX_REQUESTS_PER_JOB:
+        raise InputError(f"max_requests_per_job must be between 1 and {MAX_REQUESTS_PER_JOB}.")
+    settings = config.resolve(project, location, staging, api_endpoint, transport)
+    check_no_clash(df, result_prefix)
+    model_name = gemini.model_resource(model)
+    texts, reasons = prompts.render(df, prompt_col, prompt)
+    if on_invalid == "raise" and (reasons != "").any():
+        raise InputError(prompts.describe_invalid(df, reasons))
+    run_id = new_run_id()
+    job_labels = _labels(labels, run_id)
+
+    # --- render and plan
+    sent = np.flatnonzero(reasons == "")
+    lines = gemini.request_lines(texts[sent], sent, system_instruction, generation_config)
+    shards = plan(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)),
+                  max_requests_per_job, MAX_BYTES_PER_FILE)
+    results = ResultBuilder(len(df))
+    skipped = np.flatnonzero(reasons != "")
+    results.skip(skipped, reasons[skipped])
+    if not shards:
+        log.warning("no row has a prompt to send; no job was created")
+        return results.join(df, result_prefix)
+
+    # --- stage and submit
+    fs = gcs.filesystem()
+    client = _job_client(settings, credentials)
+    folder = f"{settings.staging}/{run_id}"
+    jobs: list[tuple[str, Shard]] = []
+    for number, shard in enumerate(shards):
+        uri = f"{folder}/input-{number:05d}.jsonl"
+        gcs.write_jsonl(fs, uri, lines[shard.start:shard.stop])
+        name = client.submit(f"pdbatch-{run_id}-{number:05d}", model_name, [uri],
+                             f"{folder}/output-{number:05d}", job_labels)
+        jobs.append((name, shard))
+    del lines
+    log.info("run %s: %d rows in %d job(s), staged under %s", run_id, len(sent), len(jobs), folder)
+
+    # --- wait, then collect, parse and join
+    infos = _wait_all(client, [name for name, _ in jobs], len(sent), progress)
+    ended = [i for i in infos if not i.succeeded]
+    if ended:
+        raise JobError(_ended_message(ended, infos, folder))
+    for info, (_, shard) in zip(infos, jobs):
+        records = (gemini.parse_line(raw) for uri in gcs.output_files(fs, info.output_dir)
+                   for raw in gcs.read_lines(fs, uri))
+        results.add_job(info.name, sent[shard.start:shard.stop], records)
+    return results.join(df, result_prefix)
+
+
+def _job_client(settings: config.Settings, credentials):
+    from .jobs import JobClient
+
+    return JobClient(settings, credentials)
+
+
+def _wait_all(client, names: list[str], rows: int, progress: bool):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=rows, unit="row", desc="batch prediction", disable=not progress)
+    infos = []
+    try:
+        for name in names:
+            info = client.wait(name, on_poll=lambda i: bar.set_postfix_str(
+                f"{len(infos) + 1}/{len(names)} {i.state.removeprefix('JOB_STATE_').lower()}"))
+            bar.update(info.successful + info.failed)
+            infos.append(info)
+    finally:
+        bar.close()
+    return infos
+
+
+def _ended_message(ended, infos, folder: str) -> str:
+    lines = [f"{len(ended)} of {len(infos)} batch job(s) ended without results:"]
+    for info in ended:
+        error = f": {info.error_message} (code {info.error_code})" if info.error_message else ""
+        lines.append(f"  {info.name} {info.state}{error}")
+    lines.append(f"Inputs and any partial outputs are under {folder}.")
+    return "\n".join(lines)

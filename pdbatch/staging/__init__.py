@@ -1,0 +1,1 @@
+"""Where requests are staged and answers read back: one module per kind of location."""

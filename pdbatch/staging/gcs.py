@@ -1,0 +1,67 @@
+"""Cloud Storage staging: write request JSONL, read a job's output directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+
+_CHUNK = 8 * 2**20
+
+
+def filesystem():
+    """A gcsfs filesystem; honours ``STORAGE_EMULATOR_HOST`` like Google's clients do.
+
+    Against an emulator the core gcsfs class is used: the experimental HNS class would probe a
+    gRPC API that local servers lack, and wait a minute on each call.
+    """
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator:
+        from gcsfs.core import GCSFileSystem
+
+        return GCSFileSystem(endpoint_url=emulator, token="anon", skip_instance_cache=True)
+    import gcsfs
+
+    return gcsfs.GCSFileSystem()
+
+
+def write_jsonl(fs, uri: str, lines: Sequence[bytes]) -> int:
+    """Write lines (each ending in a newline) to one object; returns the bytes written."""
+    written = 0
+    with fs.open(uri, "wb", block_size=_CHUNK) as f:
+        buffer: list[bytes] = []
+        size = 0
+        for line in lines:
+            buffer.append(line)
+            size += len(line)
+            if size >= _CHUNK:
+                f.write(b"".join(buffer))
+                written += size
+                buffer, size = [], 0
+        f.write(b"".join(buffer))
+        written += size
+    return written
+
+
+def output_files(fs, output_dir: str) -> list[str]:
+    """The files holding a job's answers.
+
+    ``predictions.jsonl`` when the job wrote it; otherwise (a cancelled or expired job) every
+    ``.jsonl`` under the directory, incremental files included: duplicates are resolved by key.
+    """
+    final = f"{output_dir.rstrip('/')}/predictions.jsonl"
+    if fs.exists(final):
+        return [final]
+    return sorted("gs://" + p for p in fs.find(output_dir) if p.endswith(".jsonl"))
+
+
+def read_lines(fs, uri: str) -> Iterator[bytes]:
+    """The non-empty lines of one object, read sequentially in large blocks."""
+    with fs.open(uri, "rb", cache_type="readahead", block_size=_CHUNK) as f:
+        rest = b""
+        while chunk := f.read(_CHUNK):
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            yield from (line for line in lines if line.strip())
+        if rest.strip():
+            yield rest
+
