@@ -16,7 +16,8 @@ def _forwarding(function):
         return function(self._obj, **options)
 
     params = list(inspect.signature(function).parameters.values())[1:]
-    method.__signature__ = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY), *params])
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    method.__signature__ = inspect.Signature([self_param, *params])
     method.__doc__ = function.__doc__
     method.__name__ = function.__name__
     return method

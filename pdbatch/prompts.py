@@ -47,7 +47,9 @@ def _columns_hint(df: pd.DataFrame) -> str:
     return f"The frame has columns: {shown}{', ...' if len(df.columns) > 20 else ''}."
 
 
-def render(df: pd.DataFrame, prompt_col: str | None, prompt: str | None) -> tuple[np.ndarray, np.ndarray]:
+def render(
+    df: pd.DataFrame, prompt_col: str | None, prompt: str | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each row's prompt text and, per row, why it cannot be sent ("" when it can).
 
     Returns two object arrays of ``len(df)``: prompts (None where invalid) and reasons.

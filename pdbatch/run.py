@@ -132,7 +132,8 @@ def batch_predict(
         raise InputError(f"batch_predict needs a pandas DataFrame, got {type(df).__name__}.")
     if on_invalid not in ON_INVALID:
         raise InputError(f"on_invalid={on_invalid!r}: choose one of {ON_INVALID}.")
-    if not isinstance(max_requests_per_job, int) or not 0 < max_requests_per_job <= MAX_REQUESTS_PER_JOB:
+    if not (isinstance(max_requests_per_job, int)
+            and 0 < max_requests_per_job <= MAX_REQUESTS_PER_JOB):
         raise InputError(f"max_requests_per_job must be between 1 and {MAX_REQUESTS_PER_JOB}.")
     settings = config.resolve(project, location, staging, api_endpoint, transport)
     check_no_clash(df, result_prefix)
@@ -174,7 +175,7 @@ def batch_predict(
     ended = [i for i in infos if not i.succeeded]
     if ended:
         raise JobError(_ended_message(ended, infos, folder))
-    for info, (_, shard) in zip(infos, jobs):
+    for info, (_, shard) in zip(infos, jobs, strict=True):
         records = (gemini.parse_line(raw) for uri in gcs.output_files(fs, info.output_dir)
                    for raw in gcs.read_lines(fs, uri))
         results.add_job(info.name, sent[shard.start:shard.stop], records)

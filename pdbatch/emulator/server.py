@@ -70,7 +70,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "DELETE" and job_id and not cancel:
                 self._send(200, service.delete(name))
             else:
-                raise ServiceError(405, "METHOD_NOT_ALLOWED", f"{method} {url.path} is not allowed.")
+                raise ServiceError(405, "METHOD_NOT_ALLOWED", f"{method} {url.path} is not "
+                                   "allowed.")
         except ServiceError as err:
             self._send(err.code, err.envelope())
 

@@ -98,7 +98,8 @@ class LocalStack:
 
     While the block runs, ``os.environ`` carries ``stack.env`` (``STORAGE_EMULATOR_HOST``,
     ``GOOGLE_VERTEX_BASE_URL``, ``GOOGLE_CLOUD_PROJECT``, ``GOOGLE_CLOUD_LOCATION``,
-    ``PDBATCH_STAGING``, ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT``); the previous values come back on exit.
+    ``PDBATCH_STAGING``, ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT``); the previous values come back
+    on exit.
     """
 
     def __init__(

@@ -87,8 +87,10 @@ def request_lines(
 ) -> list[bytes]:
     """One JSONL line (with newline) per prompt, carrying its row key."""
     tail = _shared_fields(system_instruction, generation_config) + b"}}\n"
-    head = b'{"' + ROW_KEY.encode() + b'":%d,"request":{"contents":[{"role":"user","parts":[{"text":'
-    return [head % key + orjson.dumps(text) + b"}]}]" + tail for text, key in zip(prompts, keys)]
+    head = (b'{"' + ROW_KEY.encode()
+            + b'":%d,"request":{"contents":[{"role":"user","parts":[{"text":')
+    return [head % key + orjson.dumps(text) + b"}]}]" + tail
+            for text, key in zip(prompts, keys, strict=True)]
 
 
 def _text_and_reason(response: Mapping) -> tuple[str | None, str | None]:
