@@ -98,11 +98,16 @@ def _checked(values: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     return prompts, reasons
 
 
+def _label(label):
+    """An index label as the user wrote it (``11``, not ``np.int64(11)``)."""
+    return label.item() if isinstance(label, np.generic) else label
+
+
 def describe_invalid(df: pd.DataFrame, reasons: np.ndarray, limit: int = 5) -> str:
     """A message naming the first invalid rows (position and index label) and the fix."""
     bad = np.flatnonzero(reasons != "")
     rows = "; ".join(
-        f"row {pos} (index {df.index[pos]!r}): {reasons[pos]}" for pos in bad[:limit]
+        f"row {pos} (index {_label(df.index[pos])!r}): {reasons[pos]}" for pos in bad[:limit]
     )
     more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
     return (

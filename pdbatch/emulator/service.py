@@ -33,6 +33,10 @@ GEMINI_MODEL = re.compile(
 )
 _GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
 _RESERVED_KEYS = {"request", "response", "status", "processed_time"}
+#: Job label that switches on a fault for that job: ``{"emulator-fault": "job-failed"}`` makes
+#: the job end FAILED (error code 13) after running, with no output written.
+FAULT_LABEL = "emulator-fault"
+FAULTS = {"job-failed"}
 
 
 class ServiceError(Exception):
@@ -172,6 +176,9 @@ class BatchService:
         if body["outputConfig"].get("predictionsFormat") != "jsonl" or not prefix:
             raise bad("outputConfig must have predictionsFormat 'jsonl' and "
                       "gcsDestination.outputUriPrefix.")
+        fault = (body.get("labels") or {}).get(FAULT_LABEL)
+        if fault is not None and fault not in FAULTS:
+            raise bad(f"Unknown {FAULT_LABEL} label value {fault!r}; known: {sorted(FAULTS)}.")
         for uri in [*source, prefix]:
             if not _GCS_URI.match(uri):
                 raise bad(f"Invalid Cloud Storage URI: {uri}")
@@ -212,6 +219,10 @@ class BatchService:
             self._finish(name, error={"code": 3, "message": f"Failed to import data. {exc}"})
             return
         if not self._advance(name, self.timing.running):
+            return
+        if (job.get("labels") or {}).get(FAULT_LABEL) == "job-failed":
+            self._finish(name, error={"code": 13, "message": "Internal error (injected by the "
+                                      "emulator's job-failed fault)."})
             return
         prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
         out_dir = f"{prefix}/prediction-model-{rfc3339(time.time())}"

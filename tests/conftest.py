@@ -1,0 +1,65 @@
+"""Shared fixtures: one offline stack (fake-gcs-server + pdbatch's Vertex emulator) per session.
+
+The stack exports STORAGE_EMULATOR_HOST, GOOGLE_VERTEX_BASE_URL, GOOGLE_CLOUD_PROJECT,
+GOOGLE_CLOUD_LOCATION and PDBATCH_STAGING, so the code under test reaches the local services
+through the same knobs a user has.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+import pytest  # noqa: E402
+
+from pdbatch.emulator import LocalStack, Timing  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def stack():
+    with LocalStack(timing=Timing(pending=0.05, running=0.05)) as local:
+        yield local
+
+
+@pytest.fixture
+def fs(stack):
+    from gcsfs.core import GCSFileSystem
+
+    return GCSFileSystem(endpoint_url=stack.gcs.url, token="anon", skip_instance_cache=True)
+
+
+@pytest.fixture
+def staging(stack):
+    """A fresh staging folder per test, so a test sees only what it uploaded."""
+    return f"gs://{stack.bucket}/t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def uploaded(fs, staging):
+    """Lists the objects under the test's staging folder."""
+
+    def objects() -> list[str]:
+        try:
+            return fs.find(staging)
+        except FileNotFoundError:
+            return []
+
+    return objects
+
+
+@pytest.fixture
+def gapic(stack):
+    """The unmodified GAPIC REST JobServiceClient (v1) pointed at the emulator."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.aiplatform_v1 import JobServiceClient
+
+    return JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
+                            client_options=ClientOptions(api_endpoint=stack.vertex.url))
+
+
+@pytest.fixture
+def parent(stack):
+    return f"projects/{stack.project}/locations/{stack.location}"

@@ -1,0 +1,170 @@
+"""The emulator answers unmodified Google clients: GAPIC REST (v1, v1beta1) and google-genai."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from google.api_core import exceptions
+
+from pdbatch.config import Settings
+from pdbatch.jobs import JobClient
+
+MODEL = "publishers/google/models/gemini-2.5-flash"
+LINES = [{"id": i, "request": {"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}]}}
+         for i in range(5)]
+
+
+@pytest.fixture
+def input_uri(fs, staging):
+    uri = f"{staging}/in.jsonl"
+    fs.pipe(uri, "".join(json.dumps(line) + "\n" for line in LINES).encode())
+    return uri
+
+
+def _job(input_uri: str, staging: str, **extra) -> dict:
+    return {
+        "display_name": "conformance", "model": MODEL,
+        "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": [input_uri]}},
+        "output_config": {"predictions_format": "jsonl",
+                          "gcs_destination": {"output_uri_prefix": f"{staging}/out"}},
+        **extra,
+    }
+
+
+def _wait(get, name, states=("SUCCEEDED", "FAILED", "CANCELLED")):
+    for _ in range(200):
+        job = get(name=name)
+        if any(job.state.name.endswith(s) for s in states):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"{name} did not finish")
+
+
+def test_gapic_v1_create_get_list_and_output_layout(gapic, parent, input_uri, staging, fs):
+    created = gapic.create_batch_prediction_job(parent=parent,
+                                                batch_prediction_job=_job(input_uri, staging))
+    assert created.name.startswith(f"{parent}/batchPredictionJobs/")
+    assert created.name.rsplit("/", 1)[1].isdigit() and len(created.name.rsplit("/", 1)[1]) == 19
+    assert created.state.name == "JOB_STATE_PENDING" and created.create_time
+
+    job = _wait(gapic.get_batch_prediction_job, created.name)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    assert job.start_time and job.end_time and job.completion_stats.successful_count == 5
+    out_dir = job.output_info.gcs_output_directory
+    assert out_dir.startswith(f"{staging}/out/prediction-model-")
+    assert out_dir.rsplit("prediction-model-", 1)[1] != created.create_time.isoformat()
+
+    lines = [json.loads(x) for x in fs.cat(f"{out_dir}/predictions.jsonl").splitlines()]
+    assert sorted(line["id"] for line in lines) == list(range(5))
+    assert [line["id"] for line in lines] != list(range(5)), "output must be shuffled"
+    for line in lines:
+        assert set(line) == {"id", "status", "processed_time", "request", "response"}
+        assert line["status"] == "" and line["processed_time"].endswith("+00:00")
+        assert line["request"] == LINES[line["id"]]["request"]
+        assert line["response"]["candidates"][0]["content"]["parts"][0]["text"] == \
+            f"echo: q{line['id']}"
+
+    names = [j.name for j in gapic.list_batch_prediction_jobs(parent=parent)]
+    assert created.name in names
+
+
+def test_list_pages(gapic, parent, input_uri, staging):
+    for _ in range(3):
+        gapic.create_batch_prediction_job(parent=parent,
+                                          batch_prediction_job=_job(input_uri, staging))
+    pager = gapic.list_batch_prediction_jobs(request={"parent": parent, "page_size": 2})
+    pages = list(pager.pages)
+    assert len(pages) >= 2 and all(len(p.batch_prediction_jobs) <= 2 for p in pages)
+    names = [j.name for p in pages for j in p.batch_prediction_jobs]
+    assert len(names) == len(set(names)) >= 3
+
+
+def test_gapic_v1beta1_cancel_and_delete(stack, parent, input_uri, staging):
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.aiplatform_v1beta1 import JobServiceClient
+
+    client = JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
+                              client_options=ClientOptions(api_endpoint=stack.vertex.url))
+    job = client.create_batch_prediction_job(parent=parent,
+                                             batch_prediction_job=_job(input_uri, staging))
+    with pytest.raises(exceptions.BadRequest, match="only finished jobs") as err:
+        client.delete_batch_prediction_job(name=job.name)
+    assert err.value.response.json()["error"]["status"] == "FAILED_PRECONDITION"
+    client.cancel_batch_prediction_job(name=job.name)
+    cancelled = _wait(client.get_batch_prediction_job, job.name)
+    assert cancelled.state.name == "JOB_STATE_CANCELLED"
+    with pytest.raises(exceptions.BadRequest, match="Cannot cancel"):
+        client.cancel_batch_prediction_job(name=job.name)
+    assert client.delete_batch_prediction_job(name=job.name).done()
+    with pytest.raises(exceptions.NotFound):
+        client.get_batch_prediction_job(name=job.name)
+
+
+def test_unsupported_model_is_refused_at_create(gapic, parent, input_uri, staging):
+    body = _job(input_uri, staging, model="publishers/google/models/palm-9")
+    with pytest.raises(exceptions.BadRequest, match="Do not support publisher model palm-9") as err:
+        gapic.create_batch_prediction_job(parent=parent, batch_prediction_job=body)
+    assert err.value.response.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_unreadable_input_fails_the_job_with_code_3(gapic, parent, fs, staging, stack):
+    fs.pipe(f"{staging}/bad.jsonl", b'{"request": {"contents": []}}\nnot json\n')
+    job = gapic.create_batch_prediction_job(
+        parent=parent, batch_prediction_job=_job(f"{staging}/bad.jsonl", staging))
+    assert job.state.name == "JOB_STATE_PENDING"  # accepted at create, as the service does
+
+    settings = Settings(stack.project, stack.location, staging, stack.vertex.url, "rest")
+    info = JobClient(settings).wait(job.name)  # pdbatch's own poller sees the terminal state
+    assert info.state == "JOB_STATE_FAILED" and not info.succeeded
+    assert info.error_code == 3
+    assert info.error_message.startswith("Failed to import data. Line 2 of")
+
+
+def test_unknown_route_gives_the_google_error_envelope(stack):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{stack.vertex.url}/v1/projects/p/locations/l/endpoints")
+    assert err.value.code == 404
+    body = json.loads(err.value.read())
+    assert body["error"]["status"] == "NOT_FOUND" and body["error"]["code"] == 404
+
+
+@pytest.mark.parametrize("api_version", ["v1beta1", "v1"])
+def test_google_genai_batches_create_get_list_cancel(stack, input_uri, api_version):
+    import google.oauth2.credentials
+    from google import genai
+    from google.genai import types
+
+    client = genai.Client(
+        vertexai=True, project=stack.project, location=stack.location,
+        credentials=google.oauth2.credentials.Credentials(token="fake-token"),
+        http_options=types.HttpOptions(base_url=stack.vertex.url, api_version=api_version),
+    )
+    done = client.batches.create(model="gemini-2.5-flash", src=input_uri)
+    assert done.state == types.JobState.JOB_STATE_PENDING
+    assert done.model == MODEL and done.dest.gcs_uri == input_uri[: -len(".jsonl")] + "/dest"
+
+    for _ in range(200):
+        done = client.batches.get(name=done.name)
+        if done.done:
+            break
+        time.sleep(0.05)
+    assert done.state == types.JobState.JOB_STATE_SUCCEEDED
+    assert done.completion_stats.successful_count == 5
+    assert done.output_info.gcs_output_directory.startswith(done.dest.gcs_uri + "/prediction-model-")
+
+    other = client.batches.create(model="gemini-2.5-flash", src=input_uri)
+    client.batches.cancel(name=other.name)
+    for _ in range(200):
+        if client.batches.get(name=other.name).done:
+            break
+        time.sleep(0.05)
+    assert client.batches.get(name=other.name).state == types.JobState.JOB_STATE_CANCELLED
+
+    listed = {job.name for job in client.batches.list(config={"page_size": 2})}
+    assert {done.name, other.name} <= listed

@@ -1,0 +1,81 @@
+"""Parsing output lines and joining them back by row key (pure functions, no services)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from pdbatch.formats.gemini import model_resource, parse_line
+from pdbatch.results import ResultBuilder, parse_status
+
+
+def _line(key, status="", time="2026-01-01T00:00:00.000+00:00", text=None, **extra) -> bytes:
+    line = {"pdbatch_row": key, "status": status, "processed_time": time, **extra}
+    if text is not None:
+        line["response"] = {"candidates": [{"content": {"parts": [{"text": text}]},
+                                             "finishReason": "STOP"}]}
+    return json.dumps(line).encode()
+
+
+FAILED = 'Too Many Requests: {"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}}'
+
+
+def test_duplicate_lines_resolve_to_the_success_then_the_latest_whatever_the_order():
+    lines = [
+        _line(0, status=FAILED),
+        _line(0, text="first", time="2026-01-01T00:00:01.000+00:00"),
+        _line(0, text="later", time="2026-01-01T00:00:02.000+00:00"),
+        _line(1, status=FAILED, time="2026-01-01T00:00:01.000+00:00"),
+        _line(1, status=FAILED.replace("quota", "quota again"),
+              time="2026-01-01T00:00:03.000+00:00"),
+    ]
+    outcomes = set()
+    for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]):
+        builder = ResultBuilder(2)
+        builder.add_job("job-1", np.array([0, 1]), [parse_line(lines[i]) for i in order])
+        out = builder.join(pd.DataFrame(index=[7, 7]))
+        outcomes.add(tuple(out["text"].fillna("-")) + tuple(out["error_message"].fillna("-")))
+    assert outcomes == {("later", "-", "-", "quota again")}
+
+
+def test_rows_without_output_get_a_missing_status_and_stray_lines_are_ignored():
+    builder = ResultBuilder(4)
+    builder.skip(np.array([3]), np.array(["column 'p' is null"], dtype=object))
+    builder.add_job("job-9", np.array([0, 1, 2]),
+                    [parse_line(_line(1, text="b")), parse_line(_line(17, text="stray")),
+                     parse_line(b'{"status": "", "response": {}}')])
+    out = builder.join(pd.DataFrame({"p": list("abcd")}, index=list("wxyz")))
+    assert out["status"].tolist() == [
+        "missing: job job-9 wrote no output line for this row", "",
+        "missing: job job-9 wrote no output line for this row", "skipped: column 'p' is null",
+    ]
+    assert out["text"].tolist()[1] == "b"
+    assert out["job"].tolist()[:3] == ["job-9"] * 3 and pd.isna(out["job"].iloc[3])
+    assert list(out.index) == list("wxyz")
+
+
+def test_status_strings_parse_into_code_and_message():
+    assert parse_status("") == (None, None)
+    assert parse_status(FAILED) == (429, "quota")
+    assert parse_status('Bad Request: {"error": {"code": 400, "message": "Invalid value", '
+                        '"status": "INVALID_ARGUMENT", "details": []}}') == (400, "Invalid value")
+    assert parse_status("Something odd happened") == (None, "Something odd happened")
+    assert parse_status("Bad Request: {not json") == (None, "Bad Request: {not json")
+
+
+def test_passthrough_and_non_integer_keys():
+    record = parse_line(b'{"pdbatch_row": "3", "status": "", "custom": 1}')
+    assert record["key"] is None
+    assert parse_line(b'{"pdbatch_row": true}')["key"] is None
+
+
+def test_model_names_normalise():
+    assert model_resource("gemini-2.5-flash") == "publishers/google/models/gemini-2.5-flash"
+    assert model_resource("models/gemini-2.0-flash-001") == \
+        "publishers/google/models/gemini-2.0-flash-001"
+    for kept in ("publishers/google/models/gemini-2.5-pro",
+                 "projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro",
+                 "projects/123/locations/us-central1/models/456"):
+        assert model_resource(kept) == kept

@@ -1,0 +1,121 @@
+"""Bad input fails with a message naming the column/row and the fix, before any upload or job."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import pdbatch
+
+
+@pytest.fixture
+def nothing_happened(uploaded, gapic, parent):
+    """Asserts after the test that no object was uploaded and no job was created."""
+    jobs_before = len(list(gapic.list_batch_prediction_jobs(parent=parent)))
+    yield
+    assert uploaded() == []
+    assert len(list(gapic.list_batch_prediction_jobs(parent=parent))) == jobs_before
+
+
+FRAME = pd.DataFrame({"title": ["Dune", "Emma"], "body": ["sand", "matchmaking"]},
+                     index=["a", "b"])
+
+CASES = {
+    "missing prompt column": (FRAME, dict(prompt_col="prompt"),
+                              "prompt_col='prompt' is not a column of the frame. "
+                              "The frame has columns: 'title', 'body'."),
+    "template field not in frame": (FRAME, dict(prompt="About {title} by {author}"),
+                                    "refers to ['author'], which are not columns"),
+    "template attribute access": (FRAME, dict(prompt="{title.__class__}"),
+                                  "{title.__class__} is not allowed: use plain {column}"),
+    "template index access": (FRAME, dict(prompt="{title[0]}"), "{title[0]} is not allowed"),
+    "template conversion": (FRAME, dict(prompt="{title!r}"), "{title!r} is not allowed"),
+    "positional template field": (FRAME, dict(prompt="{} and {title}"), "{} is not allowed"),
+    "malformed template": (FRAME, dict(prompt="{title"), "write literal braces as '{{'"),
+    "both prompt arguments": (FRAME, dict(prompt_col="title", prompt="{title}"),
+                              "Pass exactly one of prompt_col="),
+    "no prompt argument": (FRAME, dict(), "Pass exactly one of prompt_col="),
+    "null prompt": (pd.DataFrame({"p": ["ok", None]}, index=[10, 11]), dict(prompt_col="p"),
+                    "1 of 2 rows have no usable prompt: row 1 (index 11): column 'p' is null. "
+                    "Nothing was uploaded. Fix or drop those rows, or pass on_invalid='skip'"),
+    "empty prompt": (pd.DataFrame({"p": ["", "ok", " \n"]}), dict(prompt_col="p"),
+                     "2 of 3 rows have no usable prompt: row 0 (index 0): column 'p' is empty; "
+                     "row 2 (index 2): column 'p' is empty."),
+    "non-string prompt": (pd.DataFrame({"p": ["ok", 3.5]}, dtype=object), dict(prompt_col="p"),
+                          "row 1 (index 1): column 'p' is a float, not a string"),
+    "null template field": (pd.DataFrame({"t": ["x", None]}), dict(prompt="Say {t}"),
+                            "row 1 (index 1): template field 't' is null"),
+    "many bad rows": (pd.DataFrame({"p": [None] * 8}), dict(prompt_col="p"),
+                      "8 of 8 rows have no usable prompt: row 0 (index 0)"),
+    "result column clash": (pd.DataFrame({"text": ["hi"]}), dict(prompt_col="text"),
+                            "already has column(s) ['text'], which the results would "
+                            "overwrite. Rename them, or pass result_prefix='llm_'"),
+    "unknown model": (FRAME, dict(prompt_col="title", model="llama-3.3-70b-instruct-maas"),
+                      "model='llama-3.3-70b-instruct-maas' is not a Gemini model"),
+    "generation_config not a dict": (FRAME, dict(prompt_col="title", generation_config=[1]),
+                                     "generation_config must be a dict"),
+    "generation_config not JSON": (FRAME, dict(prompt_col="title",
+                                               generation_config={"temperature": object()}),
+                                   "generation_config is not JSON-serialisable"),
+    "bad label": (FRAME, dict(prompt_col="title", labels={"Team": "x"}),
+                  "label 'Team': 'x' is not a valid Vertex AI label"),
+    "bad on_invalid": (FRAME, dict(prompt_col="title", on_invalid="drop"),
+                       "on_invalid='drop': choose one of ('raise', 'skip')"),
+}
+
+
+@pytest.mark.parametrize("frame, kwargs, message", CASES.values(), ids=CASES.keys())
+def test_bad_input_is_refused_before_anything_is_uploaded(frame, kwargs, message, staging,
+                                                          nothing_happened):
+    with pytest.raises(pdbatch.InputError) as err:
+        frame.gemini.batch_predict(staging=staging, **kwargs)
+    assert message in str(err.value)
+
+
+def test_many_bad_rows_are_summarised():
+    with pytest.raises(pdbatch.InputError, match=r"row 4 \(index 4\).*; and 3 more\."):
+        pd.DataFrame({"p": [None] * 8}).gemini.batch_predict(prompt_col="p",
+                                                              staging="gs://b-x/y")
+
+
+STAGING = {
+    "bq://proj.dataset": "BigQuery staging (bq://) is not available yet",
+    "s3://bucket/x": "staging='s3://bucket/x' is not a Cloud Storage location",
+    "gs://": "'' is not a valid bucket name",
+    "gs://UPPER/x": "'UPPER' is not a valid bucket name",
+    "gs://bucket/../x": "without empty, '.' or '..' segments",
+    "gs://bucket/a?b": "use a prefix of letters, digits",
+}
+
+
+@pytest.mark.parametrize("staging_url, message", STAGING.items(), ids=STAGING.keys())
+def test_bad_staging_location_is_refused(staging_url, message, nothing_happened):
+    with pytest.raises(pdbatch.InputError) as err:
+        FRAME.gemini.batch_predict(prompt_col="title", staging=staging_url)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("variable, message", [
+    ("GOOGLE_CLOUD_PROJECT", "No Google Cloud project: pass project='my-project' or set "
+                             "GOOGLE_CLOUD_PROJECT."),
+    ("GOOGLE_CLOUD_LOCATION", "No location: pass location='us-central1'"),
+    ("PDBATCH_STAGING", "No staging location: pass staging='gs://my-bucket/prefix'"),
+])
+def test_missing_settings_are_refused(variable, message, monkeypatch, nothing_happened):
+    monkeypatch.delenv(variable)
+    kwargs = {} if variable == "PDBATCH_STAGING" else {"staging": "gs://b-x/y"}
+    with pytest.raises(pdbatch.InputError) as err:
+        FRAME.gemini.batch_predict(prompt_col="title", **kwargs)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(project="bad project/../x"), "is not a valid Google Cloud project id"),
+    (dict(location="us-central1/../x"), "is not a valid location"),
+    (dict(api_endpoint="evil.com/path?x"), "must be a host[:port]"),
+    (dict(transport="carrier-pigeon"), "choose one of ('rest', 'grpc')"),
+])
+def test_values_that_go_into_urls_are_checked(kwargs, message, staging, nothing_happened):
+    with pytest.raises(pdbatch.InputError) as err:
+        FRAME.gemini.batch_predict(prompt_col="title", staging=staging, **kwargs)
+    assert message in str(err.value)
