@@ -19,7 +19,8 @@ def _line(key, status="", time="2026-01-01T00:00:00.000+00:00", text=None, **ext
     return json.dumps(line).encode()
 
 
-FAILED = 'Too Many Requests: {"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}}'
+FAILED = ('Too Many Requests: {"error": {"code": 429, "message": "quota", '
+          '"status": "RESOURCE_EXHAUSTED"}}')
 
 
 def test_duplicate_lines_resolve_to_the_success_then_the_latest_whatever_the_order():
