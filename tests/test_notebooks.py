@@ -1,0 +1,26 @@
+"""The notebooks run top to bottom against the offline stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+
+
+def _outputs(cell) -> str:
+    return "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                   for o in cell.outputs)
+
+
+def test_quickstart_notebook_executes():
+    notebook = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert "[system: You are a bookseller.] echo: Write a two-sentence blurb for Beloved by " \
+           "Toni Morrison." in _outputs(code[2])
+    assert "3 of 3 rows answered" in _outputs(code[2])
+    assert "row 1 (index 1): column 'prompt' is null" in _outputs(code[3])
