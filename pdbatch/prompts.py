@@ -38,8 +38,16 @@ def template_fields(template: str) -> list[str]:
     return fields
 
 
-def _missing_columns(df: pd.DataFrame, names: list[str]) -> list[str]:
-    return [n for n in names if n not in df.columns]
+def _check_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
+    """Every name must be exactly one column of the frame."""
+    missing = [n for n in names if n not in df.columns]
+    if missing:
+        raise InputError(f"{what} {missing}, which are not columns of the frame. "
+                         + _columns_hint(df))
+    repeated = [n for n in names if (df.columns == n).sum() > 1]
+    if repeated:
+        raise InputError(f"{what} {repeated}, which the frame has more than once; give its "
+                         "columns unique names first.")
 
 
 def _columns_hint(df: pd.DataFrame) -> str:
@@ -58,17 +66,12 @@ def render(
         raise InputError("Pass exactly one of prompt_col='column' or "
                          "prompt='template with {column} fields'.")
     if prompt_col is not None:
-        if prompt_col not in df.columns:
-            raise InputError(f"prompt_col={prompt_col!r} is not a column of the frame. "
-                             + _columns_hint(df))
+        _check_columns(df, [prompt_col], "prompt_col refers to")
         values = df[prompt_col].to_numpy(dtype=object, na_value=None)
         return _checked(values, f"column {prompt_col!r}")
 
     fields = template_fields(prompt)
-    missing = _missing_columns(df, fields)
-    if missing:
-        raise InputError(f"prompt template refers to {missing}, which are not columns of the "
-                         "frame. " + _columns_hint(df))
+    _check_columns(df, fields, "prompt template refers to")
     reasons = np.full(len(df), "", dtype=object)
     for field in dict.fromkeys(fields):
         null = df[field].isna().to_numpy()

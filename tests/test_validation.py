@@ -22,8 +22,11 @@ FRAME = pd.DataFrame({"title": ["Dune", "Emma"], "body": ["sand", "matchmaking"]
 
 CASES = {
     "missing prompt column": (FRAME, dict(prompt_col="prompt"),
-                              "prompt_col='prompt' is not a column of the frame. "
-                              "The frame has columns: 'title', 'body'."),
+                              "prompt_col refers to ['prompt'], which are not columns of the "
+                              "frame. The frame has columns: 'title', 'body'."),
+    "duplicate column name": (pd.DataFrame([["a", "b"]], columns=["p", "p"]),
+                              dict(prompt="{p}"), "refers to ['p'], which the frame has more "
+                              "than once; give its columns unique names first."),
     "template field not in frame": (FRAME, dict(prompt="About {title} by {author}"),
                                     "refers to ['author'], which are not columns"),
     "template attribute access": (FRAME, dict(prompt="{title.__class__}"),
