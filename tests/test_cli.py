@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import urllib.request
+
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud.aiplatform_v1 import JobServiceClient
 
 
 def test_emulator_command_prints_working_environment():
@@ -26,9 +31,37 @@ def test_emulator_command_prints_working_environment():
         listing = urllib.request.urlopen(
             f"{env['GOOGLE_VERTEX_BASE_URL']}/v1/{parent}/batchPredictionJobs").read()
         assert listing == b"{}"
+        _run_one_job(env, parent)
     finally:
         process.terminate()
         assert process.wait(timeout=15) == 0
+
+
+def _run_one_job(env: dict, parent: str) -> None:
+    """A job submitted to the printed endpoints reads its input and writes its output."""
+    from gcsfs.core import GCSFileSystem
+
+    fs = GCSFileSystem(endpoint_url=env["STORAGE_EMULATOR_HOST"], token="anon",
+                       skip_instance_cache=True)
+    staging = env["PDBATCH_STAGING"]
+    fs.pipe(f"{staging}/in.jsonl", b'{"request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n')
+    client = JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
+                              client_options=ClientOptions(
+                                  api_endpoint=env["GOOGLE_VERTEX_BASE_URL"]))
+    job = client.create_batch_prediction_job(parent=parent, batch_prediction_job={
+        "display_name": "cli", "model": "publishers/google/models/gemini-2.5-flash",
+        "input_config": {"instances_format": "jsonl",
+                         "gcs_source": {"uris": [f"{staging}/in.jsonl"]}},
+        "output_config": {"predictions_format": "jsonl",
+                          "gcs_destination": {"output_uri_prefix": f"{staging}/out"}}})
+    for _ in range(100):
+        job = client.get_batch_prediction_job(name=job.name)
+        if job.state.name in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"):
+            break
+        time.sleep(0.1)
+    assert job.state.name == "JOB_STATE_SUCCEEDED", job.error.message
+    output = fs.cat(f"{job.output_info.gcs_output_directory}/predictions.jsonl")
+    assert b'"echo: hi"' in output
 
 
 def test_pdbatch_command_without_a_subcommand_prints_usage():

@@ -70,9 +70,14 @@ class Timing:
 
 @dataclass
 class BatchService:
-    """Holds the jobs of one emulator and runs them."""
+    """Holds the jobs of one emulator and runs them.
+
+    ``gcs_endpoint`` is the Cloud Storage server jobs read and write (default:
+    ``STORAGE_EMULATOR_HOST``).
+    """
 
     timing: Timing = field(default_factory=Timing)
+    gcs_endpoint: str | None = None
     responder: Callable[[dict], dict] = deterministic_response
     seed: int | None = None  # job ids; None: unpredictable, as on the real service
     _jobs: dict[str, dict] = field(default_factory=dict)
@@ -208,12 +213,20 @@ class BatchService:
             return True
 
     def _run(self, name: str) -> None:
+        """Run a job; an unexpected error fails it (code 13) rather than leaving it RUNNING."""
+        try:
+            self._execute(name)
+        except Exception as exc:
+            self._finish(name, error={"code": 13, "message": f"Internal error: {exc!r}"})
+            raise
+
+    def _execute(self, name: str) -> None:
         if not self._advance(name, self.timing.pending, "JOB_STATE_RUNNING"):
             return
         with self._lock:
             job = copy.deepcopy(self._jobs[name])
+        fs = storage.filesystem(self.gcs_endpoint)
         try:
-            fs = storage.filesystem()
             lines, failed = self._predict(fs, job)
         except _ImportFailure as exc:
             self._finish(name, error={"code": 3, "message": f"Failed to import data. {exc}"})

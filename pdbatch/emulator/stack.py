@@ -114,7 +114,7 @@ class LocalStack:
     ):
         self.project, self.location, self.bucket = project, location, bucket
         self.gcs = FakeGCS(gcs_port)
-        self.service = BatchService(timing=timing or Timing())
+        self.service = BatchService(timing=timing or Timing(), gcs_endpoint=self.gcs.url)
         self.vertex = VertexEmulator(self.service, port=vertex_port)
         self._set_env = set_env
         self._saved_env: dict[str, str | None] = {}

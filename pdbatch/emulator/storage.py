@@ -6,15 +6,17 @@ import os
 from collections.abc import Iterator
 
 
-def filesystem():
+def filesystem(endpoint: str | None = None):
     """A gcsfs filesystem for the emulator's own reads and writes.
+
+    ``endpoint`` is the Cloud Storage server (default: ``STORAGE_EMULATOR_HOST``).
 
     The core class is used directly: gcsfs's experimental HNS class probes a gRPC API that a
     local Cloud Storage emulator does not serve, and each call would wait a minute for it.
     """
     from gcsfs.core import GCSFileSystem
 
-    endpoint = os.environ.get("STORAGE_EMULATOR_HOST")
+    endpoint = endpoint or os.environ.get("STORAGE_EMULATOR_HOST")
     return GCSFileSystem(
         endpoint_url=endpoint, token="anon" if endpoint else None, skip_instance_cache=True
     )

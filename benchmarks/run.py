@@ -1,0 +1,342 @@
+"""pdbatch's client-side benchmark: each stage timed beside its baselines, in the same run.
+
+    python benchmarks/run.py                      # 100,000 rows, prints the table
+    python benchmarks/run.py --rows 1000000 --write   # and rewrites benchmarks/RESULTS.md
+
+Stages (seeded synthetic frame of ~600-character prompts, a shuffled duplicate-laden index):
+  render+serialise  pdbatch's prompt checks and request lines, written to a file in page cache
+                    vs json.dumps per row, orjson.dumps per row, and writing the same bytes raw
+  stage             upload of the request JSONL to the local Cloud Storage server (fake-gcs)
+                    vs one raw upload of the same bytes
+  download          reading a Vertex-shaped output file back from the local server vs raw cat
+  parse+join        pdbatch's parse of every output line and join onto the frame
+                    vs json.loads per line, orjson.loads per line, and reading the bytes raw
+  end to end        batch_predict through the emulator (run as separate processes), with the
+                    client's peak RSS beside the frame's memory
+  import            `import pdbatch` in a fresh interpreter, with and without pandas loaded
+
+Peak RSS per in-process stage is the process high-water mark (VmHWM) after resetting it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+import pandas as pd  # noqa: E402
+
+HERE = Path(__file__).parent
+WORDS = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed",
+         "tempor", "incididunt", "labore", "magna", "aliqua", "veniam", "nostrud"]
+SPECIAL = ["é", "ü", "東京", "😀", "🚀", '"quoted"', "it's", "\\backslash", "C:\\temp", "a\tb",
+           "new\nline"]
+
+
+# ----------------------------------------------------------------------------- measuring
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _rss(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@contextmanager
+def measured(results: list, stage: str, name: str, nbytes: int | None = None):
+    """Time a block and record its peak RSS (whole process) and RSS growth."""
+    import gc
+
+    gc.collect()
+    _reset_peak()
+    before = _rss("VmRSS")
+    start = time.perf_counter()
+    yield
+    seconds = time.perf_counter() - start
+    results.append({"stage": stage, "name": name, "seconds": seconds, "bytes": nbytes,
+                    "peak_rss": _rss("VmHWM"), "delta_rss": _rss("VmHWM") - before})
+    print(f"  {stage:<17} {name:<42} {seconds:8.2f} s", flush=True)
+
+
+# ----------------------------------------------------------------------------- data
+def make_frame(rows: int, seed: int = 42) -> pd.DataFrame:
+    """~600-character prompts, ~8 % special tokens, shuffled index with duplicates."""
+    rng = random.Random(seed)
+    vocabulary = WORDS * 12 + SPECIAL  # about 8 % special
+    prompts = []
+    for i in range(rows):
+        words = rng.choices(vocabulary, k=95)
+        prompts.append(f"Summarise item {i}: " + " ".join(words))
+    index = np.random.default_rng(seed).integers(0, rows, size=rows)
+    return pd.DataFrame({"prompt": pd.array(prompts, dtype="str"), "id": np.arange(rows)},
+                        index=pd.Index(index, name="label"))
+
+
+def make_output(requests: list[bytes], seed: int = 43) -> bytes:
+    """Output lines as Vertex writes them (shuffled, 1 % failed), from the request lines."""
+    rng = random.Random(seed)
+    failed = ('Bad Request: {"error": {"code": 400, "message": "Invalid value at '
+              "'contents[0].parts[0]'\", \"status\": \"INVALID_ARGUMENT\"}}")
+    out = []
+    for raw in requests:
+        line = orjson.loads(raw)
+        record = {"pdbatch_row": line["pdbatch_row"], "status": "",
+                  "processed_time": "2026-11-21T12:00:00.123+00:00", "request": line["request"]}
+        if rng.random() < 0.01:
+            record["status"] = failed
+        else:
+            text = " ".join(rng.choices(WORDS, k=45))
+            record["response"] = {
+                "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                                "finishReason": "STOP", "avgLogprobs": -0.1}],
+                "modelVersion": "gemini-2.5-flash",
+                "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 45,
+                                  "totalTokenCount": 165}}
+        out.append(orjson.dumps(record) + b"\n")
+    rng.shuffle(out)
+    return b"".join(out)
+
+
+# ----------------------------------------------------------------------------- stages
+def bench_serialise(results, df: pd.DataFrame, folder: Path) -> list[bytes]:
+    from pdbatch import prompts
+    from pdbatch.formats import gemini
+
+    system, config = "You are terse.", {"temperature": 0.2, "max_output_tokens": 256}
+    shared = {"systemInstruction": {"parts": [{"text": system}]},
+              "generationConfig": gemini.camel_case(config)}
+
+    def request(i, text):
+        return {"pdbatch_row": i,
+                "request": {"contents": [{"role": "user", "parts": [{"text": text}]}], **shared}}
+
+    with measured(results, "render+serialise", "pdbatch (checks + request_lines + write)"):
+        texts, reasons = prompts.render(df, "prompt", None)
+        sent = np.flatnonzero(reasons == "")
+        lines = gemini.request_lines(texts[sent], sent, system, config)
+        with open(folder / "pdbatch.jsonl", "wb") as f:
+            f.writelines(lines)
+    size = (folder / "pdbatch.jsonl").stat().st_size
+    results[-1]["bytes"] = size
+
+    with measured(results, "render+serialise", "baseline: json.dumps per row", size):
+        with open(folder / "json.jsonl", "w", encoding="utf-8") as f:
+            for i, text in enumerate(df["prompt"].tolist()):
+                f.write(json.dumps(request(i, text), ensure_ascii=False,
+                                   separators=(",", ":")) + "\n")
+    with measured(results, "render+serialise", "baseline: orjson.dumps per row", size):
+        with open(folder / "orjson.jsonl", "wb") as f:
+            f.writelines(orjson.dumps(request(i, t)) + b"\n"
+                         for i, t in enumerate(df["prompt"].tolist()))
+    assert (folder / "orjson.jsonl").read_bytes() == (folder / "pdbatch.jsonl").read_bytes()
+    data = (folder / "pdbatch.jsonl").read_bytes()
+    with measured(results, "render+serialise", "baseline: write the same bytes raw", size):
+        with open(folder / "raw.jsonl", "wb") as f:
+            view = memoryview(data)
+            for start in range(0, len(view), 2**20):
+                f.write(view[start:start + 2**20])
+    for name in ("json.jsonl", "orjson.jsonl", "raw.jsonl"):
+        (folder / name).unlink()
+    return lines
+
+
+def bench_storage(results, lines: list[bytes], output: bytes, bucket: str) -> None:
+    from pdbatch.staging import gcs
+
+    fs = gcs.filesystem()
+    size = sum(map(len, lines))
+    with measured(results, "stage", "pdbatch gcs.write_jsonl", size):
+        gcs.write_jsonl(fs, f"gs://{bucket}/bench/input.jsonl", lines)
+    joined = b"".join(lines)
+    with measured(results, "stage", "baseline: one raw upload (fs.pipe)", size):
+        fs.pipe(f"gs://{bucket}/bench/raw.jsonl", joined)
+    del joined
+    fs.pipe(f"gs://{bucket}/bench/out/predictions.jsonl", output)
+    with measured(results, "download", "pdbatch gcs.read_lines", len(output)):
+        count = sum(1 for _ in gcs.read_lines(fs, f"gs://{bucket}/bench/out/predictions.jsonl"))
+    assert count == len(lines)
+    with measured(results, "download", "baseline: raw fs.cat", len(output)):
+        fs.cat(f"gs://{bucket}/bench/out/predictions.jsonl")
+
+
+def _extract(line: dict) -> tuple:
+    response = line.get("response") or {}
+    candidate = (response.get("candidates") or [{}])[0]
+    parts = (candidate.get("content") or {}).get("parts") or []
+    usage = response.get("usageMetadata") or {}
+    return (line["pdbatch_row"], line["status"], "".join(p.get("text", "") for p in parts),
+            candidate.get("finishReason"), usage.get("promptTokenCount"),
+            usage.get("candidatesTokenCount"))
+
+
+def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
+    from pdbatch.formats import gemini
+    from pdbatch.results import ResultBuilder
+
+    size = output_path.stat().st_size
+    with measured(results, "parse+join", "pdbatch (parse_line + join)", size):
+        with open(output_path, "rb") as f:
+            records = [gemini.parse_line(raw) for raw in f]
+        builder = ResultBuilder(len(df))
+        builder.add_job("job", np.arange(len(df)), records)
+        out = builder.join(df)
+    assert len(out) == len(df) and out["status"].eq("").mean() > 0.98
+    del records, builder, out
+
+    for name, loads in (("json.loads", json.loads), ("orjson.loads", orjson.loads)):
+        with measured(results, "parse+join", f"baseline: {name} per line", size):
+            with open(output_path, "rb") as f:
+                rows = [_extract(loads(raw)) for raw in f]
+        del rows
+    buffer = bytearray(2**20)
+    with measured(results, "parse+join", "baseline: read the bytes raw (1 MiB readinto)", size):
+        with open(output_path, "rb", buffering=0) as f:
+            while f.readinto(buffer):
+                pass
+
+
+E2E = """
+import json, os, resource, sys, time
+import pandas as pd, pdbatch
+df = pd.read_parquet(sys.argv[1])
+frame = int(df.memory_usage(deep=True).sum())
+start = time.perf_counter()
+out = df.gemini.batch_predict(prompt_col="prompt", progress=False)
+seconds = time.perf_counter() - start
+assert (out["status"] == "").all() and len(out) == len(df)
+print(json.dumps({"seconds": seconds, "frame": frame,
+                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def bench_end_to_end(results, df: pd.DataFrame, folder: Path) -> None:
+    path = folder / "frame.parquet"
+    df.to_parquet(path)
+    emulator = subprocess.Popen([sys.executable, "-m", "pdbatch.emulator"],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        env = dict(os.environ)
+        for line in emulator.stdout:
+            if line.startswith("export "):
+                key, _, value = line[len("export "):].strip().partition("=")
+                env[key] = value
+            if line.startswith("# Ctrl-C"):
+                break
+        done = subprocess.run([sys.executable, "-c", E2E, str(path)], env=env, check=True,
+                              capture_output=True, text=True)
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=30)
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    results.append({"stage": "end to end", "name": f"batch_predict, {len(df):,} rows, emulator",
+                    "seconds": figures["seconds"], "bytes": None,
+                    "peak_rss": figures["peak_rss"], "delta_rss": None,
+                    "frame": figures["frame"]})
+    print(f"  end to end        {figures['seconds']:.2f} s, client peak RSS "
+          f"{figures['peak_rss'] / 2**20:.0f} MiB, frame {figures['frame'] / 2**20:.0f} MiB")
+
+
+def bench_import(results, repeats: int = 5) -> None:
+    for name, setup in (("import pdbatch (cold, pandas included)", ""),
+                        ("import pdbatch after import pandas", "import pandas;")):
+        code = (f"{setup}import time; t = time.perf_counter(); import pdbatch; "
+                "print(time.perf_counter() - t)")
+        times = [float(subprocess.run([sys.executable, "-c", code], check=True,
+                                      capture_output=True, text=True).stdout)
+                 for _ in range(repeats)]
+        results.append({"stage": "import", "name": name, "seconds": statistics.median(times),
+                        "bytes": None, "peak_rss": None, "delta_rss": None})
+        print(f"  import            {name:<42} {results[-1]['seconds']:8.3f} s")
+
+
+# ----------------------------------------------------------------------------- report
+def table(results: list, rows: int) -> str:
+    reference = {}
+    for r in results:
+        reference.setdefault(r["stage"], r["seconds"])  # pdbatch's figure comes first
+    out = ["| stage | what | seconds | vs pdbatch | MB/s | peak RSS | Δ RSS |",
+           "|---|---|---|---|---|---|---|"]
+    for r in results:
+        ratio = r["seconds"] / reference[r["stage"]] if reference[r["stage"]] else float("nan")
+        mbs = f"{r['bytes'] / r['seconds'] / 1e6:.0f}" if r["bytes"] else ""
+        peak = f"{r['peak_rss'] / 2**20:.0f} MiB" if r["peak_rss"] else ""
+        delta = f"{r['delta_rss'] / 2**20:+.0f} MiB" if r["delta_rss"] is not None else ""
+        seconds = f"{r['seconds']:.3f}" if r["stage"] == "import" else f"{r['seconds']:.2f}"
+        out.append(f"| {r['stage']} | {r['name']} | {seconds} | {ratio:.2f}× | {mbs} | "
+                   f"{peak} | {delta} |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--e2e-rows", type=int, default=None,
+                        help="rows for the end-to-end run (default: --rows)")
+    parser.add_argument("--write", action="store_true", help="rewrite benchmarks/RESULTS.md")
+    args = parser.parse_args()
+
+    from pdbatch.emulator.stack import FakeGCS
+
+    results: list = []
+    print(f"pdbatch benchmark, {args.rows:,} rows")
+    df = make_frame(args.rows)
+    frame_bytes = int(df.memory_usage(deep=True).sum())
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        lines = bench_serialise(results, df, folder)
+        output = make_output(lines)
+        (folder / "output.jsonl").write_bytes(output)
+        gcs_server = FakeGCS().start()
+        try:
+            os.environ["STORAGE_EMULATOR_HOST"] = gcs_server.url
+            gcs_server.create_bucket("bench", "bench")
+            bench_storage(results, lines, output, "bench")
+        finally:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+            gcs_server.stop()
+        del lines, output
+        bench_parse(results, df, folder / "output.jsonl")
+        e2e = df if not args.e2e_rows else make_frame(args.e2e_rows)
+        bench_end_to_end(results, e2e, folder)
+    bench_import(results)
+
+    report = table(results, args.rows)
+    print("\n" + report)
+    if args.write:
+        write_results(report, args.rows, frame_bytes)
+    return 0
+
+
+def write_results(report: str, rows: int, frame_bytes: int) -> None:
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, "
+               f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+               f"Python {platform.python_version()}, pandas {pd.__version__}")
+    text = (HERE / "RESULTS.md").read_text() if (HERE / "RESULTS.md").exists() else ""
+    head, marker, _ = text.partition("<!-- results -->")
+    body = (f"{marker or '<!-- results -->'}\n\nRun of {datetime.now(timezone.utc):%Y-%m-%d}: "
+            f"`python benchmarks/run.py --rows {rows} --write` on {machine}. Frame: {rows:,} "
+            f"rows, {frame_bytes / 2**20:.0f} MiB (`memory_usage(deep=True)`).\n\n{report}\n")
+    (HERE / "RESULTS.md").write_text((head or "# Benchmark results\n\n") + body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
