@@ -42,5 +42,6 @@ def read_lines(fs, path: str) -> Iterator[bytes]:
 
 
 def write_bytes(fs, path: str, data: bytes) -> None:
-    with fs.open(path, "wb") as f:
+    """Write one object in 64 MiB upload chunks (small chunks are slow on local servers)."""
+    with fs.open(path, "wb", block_size=64 * 2**20) as f:
         f.write(data)
