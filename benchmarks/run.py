@@ -193,14 +193,14 @@ def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
     from pdbatch.results import ResultBuilder
 
     size = output_path.stat().st_size
-    with measured(results, "parse+join", "pdbatch (parse_line + join)", size):
+    with measured(results, "parse+join", "pdbatch (parse_lines + join)", size):
         with open(output_path, "rb") as f:
-            records = [gemini.parse_line(raw) for raw in f]
+            parsed = gemini.parse_lines(f)
         builder = ResultBuilder(len(df))
-        builder.add_job("job", np.arange(len(df)), records)
+        builder.add_job("job", np.arange(len(df)), parsed)
         out = builder.join(df)
     assert len(out) == len(df) and out["status"].eq("").mean() > 0.98
-    del records, builder, out
+    del parsed, builder, out
 
     for name, loads in (("json.loads", json.loads), ("orjson.loads", orjson.loads)):
         with measured(results, "parse+join", f"baseline: {name} per line", size):

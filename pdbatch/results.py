@@ -7,8 +7,7 @@ original index (duplicates included) and order, and no row is ever dropped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import orjson
@@ -58,31 +57,32 @@ def parse_status(status: str) -> tuple[int | None, str | None]:
     return None, status
 
 
-def _rank(record: Mapping[str, Any]) -> tuple:
-    """Order of preference among lines for the same row: a success, then the latest, then
-    the lexically largest status, so the choice never depends on file order."""
-    return (record["status"] == "", record["processed_time"], record["status"])
+def _objects(values) -> np.ndarray:
+    """A 1-D object array of ``values`` (never a 2-D one, whatever the values are)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
-def best_per_row(records: Iterable[Mapping[str, Any]], expected: set[int]) -> dict[int, Mapping]:
-    """One record per expected row key; lines for other keys are counted and logged."""
-    chosen: dict[int, Mapping] = {}
-    duplicates = strays = 0
-    for record in records:
-        key = record["key"]
-        if key not in expected:
-            strays += 1
-            continue
-        if key in chosen:
-            duplicates += 1
-            if _rank(record) <= _rank(chosen[key]):
-                continue
-        chosen[key] = record
-    if duplicates:
-        log.warning("%d output lines repeated a row; kept one per row", duplicates)
-    if strays:
-        log.warning("%d output lines had no row key of this job and were ignored", strays)
-    return chosen
+def _winners(lines: np.ndarray, rows: np.ndarray, status, processed_time) -> np.ndarray:
+    """One output line per row. Where a row has several lines, prefer a success, then the
+    latest ``processed_time``, then the lexically largest status: never the file order."""
+    unique, counts = np.unique(rows, return_counts=True)
+    if len(unique) == len(rows):
+        return lines
+    log.warning("%d output lines repeated a row; kept one per row", len(rows) - len(unique))
+    repeated = set(unique[counts > 1].tolist())
+
+    def rank(line: int) -> tuple:
+        return (status[line] == "", processed_time[line], status[line])
+
+    keep, best = [], {}
+    for line, row in zip(lines.tolist(), rows.tolist(), strict=True):
+        if row not in repeated:
+            keep.append(line)
+        elif row not in best or rank(line) > rank(best[row]):
+            best[row] = line
+    return np.array(keep + list(best.values()), dtype=np.int64)
 
 
 class ResultBuilder:
@@ -96,18 +96,33 @@ class ResultBuilder:
         """Rows that were not sent: status ``skipped: <reason>``."""
         self.values["status"][positions] = ["skipped: " + r for r in reasons]
 
-    def add_job(self, job: str, positions: np.ndarray, records: Iterable[Mapping]) -> None:
-        """Rows sent in ``job``: their chosen output line, or a ``missing`` status."""
-        chosen = best_per_row(records, set(positions.tolist()))
+    def add_job(self, job: str, positions: np.ndarray, parsed: Mapping[str, Sequence]) -> None:
+        """Rows sent in ``job`` (``positions``) get their output line from ``parsed`` (the
+        columns of ``formats.gemini.parse_lines``), or a ``missing`` status."""
         v = self.values
+        n = len(v["status"])
         v["job"][positions] = job
-        for key, record in chosen.items():
-            v["status"][key] = record["status"]
-            v["error_code"][key], v["error_message"][key] = parse_status(record["status"])
-            for column in ("text", "finish_reason", "prompt_tokens", "output_tokens", "response"):
-                v[column][key] = record[column]
-        missing = [p for p in positions.tolist() if p not in chosen]
-        if missing:
+        keys = np.fromiter((k if k is not None and 0 <= k < n else -1 for k in parsed["key"]),
+                           dtype=np.int64, count=len(parsed["key"]))
+        sent = np.zeros(n, dtype=bool)
+        sent[positions] = True
+        valid = keys >= 0
+        valid[valid] = sent[keys[valid]]
+        if not valid.all():
+            log.warning("%d output lines had no row key of this job and were ignored",
+                        len(keys) - int(valid.sum()))
+        lines = np.flatnonzero(valid)
+        winners = _winners(lines, keys[lines], parsed["status"], parsed["processed_time"])
+        rows = keys[winners]
+        for column in ("status", "text", "finish_reason", "prompt_tokens", "output_tokens",
+                       "response"):
+            v[column][rows] = _objects(parsed[column])[winners]
+        for row in rows[v["status"][rows] != ""].tolist():
+            v["error_code"][row], v["error_message"][row] = parse_status(v["status"][row])
+        answered = np.zeros(n, dtype=bool)
+        answered[rows] = True
+        missing = positions[~answered[positions]]
+        if len(missing):
             log.warning("%d rows of %s have no output line", len(missing), job)
             v["status"][missing] = f"missing: job {job} wrote no output line for this row"
 

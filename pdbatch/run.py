@@ -176,9 +176,9 @@ def batch_predict(
     if ended:
         raise JobError(_ended_message(ended, infos, folder))
     for info, (_, shard) in zip(infos, jobs, strict=True):
-        records = (gemini.parse_line(raw) for uri in gcs.output_files(fs, info.output_dir)
-                   for raw in gcs.read_lines(fs, uri))
-        results.add_job(info.name, sent[shard.start:shard.stop], records)
+        parsed = gemini.parse_lines(raw for uri in gcs.output_files(fs, info.output_dir)
+                                    for raw in gcs.read_lines(fs, uri))
+        results.add_job(info.name, sent[shard.start:shard.stop], parsed)
     return results.join(df, result_prefix)
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from pdbatch.formats.gemini import model_resource, parse_line
+from pdbatch.formats.gemini import model_resource, parse_lines
 from pdbatch.results import ResultBuilder, parse_status
 
 
@@ -35,7 +35,7 @@ def test_duplicate_lines_resolve_to_the_success_then_the_latest_whatever_the_ord
     outcomes = set()
     for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]):
         builder = ResultBuilder(2)
-        builder.add_job("job-1", np.array([0, 1]), [parse_line(lines[i]) for i in order])
+        builder.add_job("job-1", np.array([0, 1]), parse_lines(lines[i] for i in order))
         out = builder.join(pd.DataFrame(index=[7, 7]))
         outcomes.add(tuple(out["text"].fillna("-")) + tuple(out["error_message"].fillna("-")))
     assert outcomes == {("later", "-", "-", "quota again")}
@@ -45,8 +45,8 @@ def test_rows_without_output_get_a_missing_status_and_stray_lines_are_ignored():
     builder = ResultBuilder(4)
     builder.skip(np.array([3]), np.array(["column 'p' is null"], dtype=object))
     builder.add_job("job-9", np.array([0, 1, 2]),
-                    [parse_line(_line(1, text="b")), parse_line(_line(17, text="stray")),
-                     parse_line(b'{"status": "", "response": {}}')])
+                    parse_lines([_line(1, text="b"), _line(17, text="stray"),
+                                 b'{"status": "", "response": {}}']))
     out = builder.join(pd.DataFrame({"p": list("abcd")}, index=list("wxyz")))
     assert out["status"].tolist() == [
         "missing: job job-9 wrote no output line for this row", "",
@@ -67,9 +67,16 @@ def test_status_strings_parse_into_code_and_message():
 
 
 def test_passthrough_and_non_integer_keys():
-    record = parse_line(b'{"pdbatch_row": "3", "status": "", "custom": 1}')
-    assert record["key"] is None
-    assert parse_line(b'{"pdbatch_row": true}')["key"] is None
+    parsed = parse_lines([b'{"pdbatch_row": "3", "status": "", "custom": 1}',
+                          b'{"pdbatch_row": true}', b'{"pdbatch_row": 2}'])
+    assert parsed["key"] == (None, None, 2)
+
+
+def test_no_output_lines_at_all_leave_every_row_missing():
+    builder = ResultBuilder(2)
+    builder.add_job("job-0", np.array([0, 1]), parse_lines([]))
+    out = builder.join(pd.DataFrame(index=[0, 1]))
+    assert out["status"].str.startswith("missing: job job-0").all()
 
 
 def test_model_names_normalise():

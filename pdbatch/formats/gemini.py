@@ -109,11 +109,12 @@ def _text_and_reason(response: Mapping) -> tuple[str | None, str | None]:
     return ("".join(texts) if texts else None), first.get("finishReason")
 
 
-def parse_line(raw: bytes) -> dict[str, Any]:
-    """The fields pdbatch keeps from one output line.
+#: The fields pdbatch keeps from each output line, in the order ``parse_lines`` returns them.
+PARSED_FIELDS = ("key", "status", "processed_time", "text", "finish_reason", "prompt_tokens",
+                 "output_tokens", "response")
 
-    ``key`` is None when the line carries no integer row key; ``response`` is the raw dict.
-    """
+
+def _fields(raw: bytes) -> tuple:
     line = orjson.loads(raw)
     key = line.get(ROW_KEY)
     response = line.get("response") or None
@@ -123,14 +124,19 @@ def parse_line(raw: bytes) -> dict[str, Any]:
         usage = response.get("usageMetadata") or {}
         prompt_tokens = usage.get("promptTokenCount")
         output_tokens = usage.get("candidatesTokenCount")
-    return {
-        "key": key if isinstance(key, int) and not isinstance(key, bool) else None,
-        "status": line.get("status") or "",
-        "processed_time": line.get("processed_time") or "",
-        "text": text,
-        "finish_reason": reason,
-        "prompt_tokens": prompt_tokens,
-        "output_tokens": output_tokens,
-        "response": response,
-    }
+    return (
+        key if isinstance(key, int) and not isinstance(key, bool) else None,
+        line.get("status") or "",
+        line.get("processed_time") or "",
+        text, reason, prompt_tokens, output_tokens, response,
+    )
 
+
+def parse_lines(lines: Iterable[bytes]) -> dict[str, tuple]:
+    """The kept fields of every output line, as columns named by ``PARSED_FIELDS``.
+
+    ``key`` is None for a line without an integer row key; ``response`` is the raw dict.
+    """
+    rows = [_fields(raw) for raw in lines]
+    columns = zip(*rows, strict=True) if rows else ((),) * len(PARSED_FIELDS)
+    return dict(zip(PARSED_FIELDS, columns, strict=True))
