@@ -17,7 +17,7 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: Result columns and their dtypes (documented in docs/results.md).
+#: Result columns and their dtypes (documented in docs/usage.md, "Result columns").
 RESULT_COLUMNS: dict[str, str] = {
     "text": "string",
     "finish_reason": "string",
