@@ -125,9 +125,6 @@ class JobClient:
             failed=stats.failed_count,
         )
 
-    def cancel(self, name: str) -> None:
-        self._client.cancel_batch_prediction_job(name=name)
-
     def wait(
         self,
         name: str,

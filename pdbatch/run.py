@@ -19,6 +19,7 @@ import pandas as pd
 from . import config, prompts
 from .errors import InputError, JobError
 from .formats import gemini
+from .jobs import JobClient
 from .results import ResultBuilder, check_no_clash
 from .staging import gcs
 
@@ -158,7 +159,7 @@ def batch_predict(
 
     # --- stage and submit
     fs = gcs.filesystem()
-    client = _job_client(settings, credentials)
+    client = JobClient(settings, credentials)
     folder = f"{settings.staging}/{run_id}"
     jobs: list[tuple[str, Shard]] = []
     for number, shard in enumerate(shards):
@@ -180,12 +181,6 @@ def batch_predict(
                                     for raw in gcs.read_lines(fs, uri))
         results.add_job(info.name, sent[shard.start:shard.stop], parsed)
     return results.join(df, result_prefix)
-
-
-def _job_client(settings: config.Settings, credentials):
-    from .jobs import JobClient
-
-    return JobClient(settings, credentials)
 
 
 def _wait_all(client, names: list[str], rows: int, progress: bool):

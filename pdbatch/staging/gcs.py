@@ -27,9 +27,8 @@ def filesystem():
     return gcsfs.GCSFileSystem()
 
 
-def write_jsonl(fs, uri: str, lines: Sequence[bytes]) -> int:
-    """Write lines (each ending in a newline) to one object; returns the bytes written."""
-    written = 0
+def write_jsonl(fs, uri: str, lines: Sequence[bytes]) -> None:
+    """Write lines (each ending in a newline) to one object, joined into large writes."""
     with fs.open(uri, "wb", block_size=_WRITE_BLOCK) as f:
         buffer: list[bytes] = []
         size = 0
@@ -38,11 +37,8 @@ def write_jsonl(fs, uri: str, lines: Sequence[bytes]) -> int:
             size += len(line)
             if size >= _WRITE_BLOCK:
                 f.write(b"".join(buffer))
-                written += size
                 buffer, size = [], 0
         f.write(b"".join(buffer))
-        written += size
-    return written
 
 
 def output_files(fs, output_dir: str) -> list[str]:
