@@ -10,8 +10,8 @@ import pandas as pd
 from .errors import InputError
 
 
-def template_fields(template: str) -> list[str]:
-    """The column names a template refers to.
+def template_parts(template: str) -> list[tuple[str, str | None]]:
+    """The template as ``(literal text, column or None)`` pieces, in order.
 
     Only plain ``{column}`` substitution is allowed: attribute or index access (``{a.b}``,
     ``{a[0]}``), conversions (``{a!r}``), format specs (``{a:>10}``) and positional fields
@@ -24,18 +24,17 @@ def template_fields(template: str) -> list[str]:
     except ValueError as exc:
         raise InputError(f"prompt template {template!r} is malformed ({exc}); "
                          "write literal braces as '{{' and '}}'.") from None
-    fields = []
-    for _, field, spec, conversion in parsed:
-        if field is None:
-            continue
-        if not field or field.isdigit() or any(c in field for c in ".[]") or spec or conversion:
+    parts = []
+    for literal, field, spec, conversion in parsed:
+        if field is not None and (not field or field.isdigit() or any(c in field for c in ".[]")
+                                  or spec or conversion):
             raise InputError(
                 f"prompt template field {{{field}{'!' + conversion if conversion else ''}"
                 f"{':' + spec if spec else ''}}} is not allowed: use plain {{column}} fields; "
                 "compute other values into a column first."
             )
-        fields.append(field)
-    return fields
+        parts.append((literal, field))
+    return parts
 
 
 def _check_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
@@ -70,14 +69,15 @@ def render(
         values = df[prompt_col].to_numpy(dtype=object, na_value=None)
         return _checked(values, f"column {prompt_col!r}")
 
-    fields = template_fields(prompt)
+    parts = template_parts(prompt)
+    fields = [field for _, field in parts if field is not None]
     _check_columns(df, fields, "prompt template refers to")
     reasons = np.full(len(df), "", dtype=object)
     for field in dict.fromkeys(fields):
         null = df[field].isna().to_numpy()
         reasons[null & (reasons == "")] = f"template field {field!r} is null"
     rendered = pd.Series([""] * len(df), dtype=object)
-    for literal, field, _, _ in string.Formatter().parse(prompt):
+    for literal, field in parts:
         rendered = rendered + literal
         if field is not None:
             rendered = rendered + df[field].astype(str).to_numpy(dtype=object)
