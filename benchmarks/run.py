@@ -39,6 +39,7 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
 
 HERE = Path(__file__).parent
 WORDS = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed",
@@ -117,9 +118,12 @@ def make_output(requests: list[bytes], seed: int = 43) -> bytes:
 
 
 # ----------------------------------------------------------------------------- stages
-def bench_serialise(results, df: pd.DataFrame, folder: Path) -> list[bytes]:
-    from pdbatch import prompts
+def bench_serialise(results, df: pd.DataFrame, folder: Path):
+    """pdbatch renders and serialises shard by shard, as batch_predict does."""
+    from pdbatch import engine, prompts
     from pdbatch.formats import gemini
+    from pdbatch.run import MAX_REQUESTS_PER_JOB
+    from pdbatch.staging.gcs import _body
 
     system, config = "You are terse.", {"temperature": 0.2, "max_output_tokens": 256}
     shared = {"systemInstruction": {"parts": [{"text": system}]},
@@ -129,12 +133,19 @@ def bench_serialise(results, df: pd.DataFrame, folder: Path) -> list[bytes]:
         return {"pdbatch_row": i,
                 "request": {"contents": [{"role": "user", "parts": [{"text": text}]}], **shared}}
 
+    chunks = []
     with measured(results, "render+serialise", "pdbatch (checks + request_lines + write)"):
         texts, reasons = prompts.render(df, "prompt", None)
         sent = np.flatnonzero(reasons == "")
-        lines = gemini.request_lines(texts[sent], sent, system, config)
+        fields = gemini.shared_fields(system, config)
+        con = engine.connect()
         with open(folder / "pdbatch.jsonl", "wb") as f:
-            f.writelines(lines)
+            for start in range(0, len(sent), MAX_REQUESTS_PER_JOB):
+                rows = sent[start:start + MAX_REQUESTS_PER_JOB]
+                lines = gemini.request_lines(con, texts.take(rows), rows, fields)
+                for chunk in lines.chunks:
+                    f.write(_body(chunk))
+                chunks += lines.chunks
     size = (folder / "pdbatch.jsonl").stat().st_size
     results[-1]["bytes"] = size
 
@@ -147,8 +158,8 @@ def bench_serialise(results, df: pd.DataFrame, folder: Path) -> list[bytes]:
         with open(folder / "orjson.jsonl", "wb") as f:
             f.writelines(orjson.dumps(request(i, t)) + b"\n"
                          for i, t in enumerate(df["prompt"].tolist()))
-    assert (folder / "orjson.jsonl").read_bytes() == (folder / "pdbatch.jsonl").read_bytes()
     data = (folder / "pdbatch.jsonl").read_bytes()
+    assert (folder / "orjson.jsonl").read_bytes() == data, "pdbatch's bytes differ from orjson's"
     with measured(results, "render+serialise", "baseline: write the same bytes raw", size):
         with open(folder / "raw.jsonl", "wb") as f:
             view = memoryview(data)
@@ -156,24 +167,23 @@ def bench_serialise(results, df: pd.DataFrame, folder: Path) -> list[bytes]:
                 f.write(view[start:start + 2**20])
     for name in ("json.jsonl", "orjson.jsonl", "raw.jsonl"):
         (folder / name).unlink()
-    return lines
+    return pa.chunked_array(chunks), data
 
 
-def bench_storage(results, lines: list[bytes], output: bytes, bucket: str) -> None:
+def bench_storage(results, lines: pa.ChunkedArray, data: bytes, output: bytes, bucket: str,
+                  folder: Path) -> None:
     from pdbatch.staging import gcs
 
     fs = gcs.filesystem()
-    size = sum(map(len, lines))
-    with measured(results, "stage", "pdbatch gcs.write_jsonl", size):
+    with measured(results, "stage", "pdbatch gcs.write_jsonl", len(data)):
         gcs.write_jsonl(fs, f"gs://{bucket}/bench/input.jsonl", lines)
-    joined = b"".join(lines)
-    with measured(results, "stage", "baseline: one raw upload (fs.pipe)", size):
-        fs.pipe(f"gs://{bucket}/bench/raw.jsonl", joined)
-    del joined
+    with measured(results, "stage", "baseline: one raw upload (fs.pipe)", len(data)):
+        fs.pipe(f"gs://{bucket}/bench/raw.jsonl", data)
     fs.pipe(f"gs://{bucket}/bench/out/predictions.jsonl", output)
-    with measured(results, "download", "pdbatch gcs.read_lines", len(output)):
-        count = sum(1 for _ in gcs.read_lines(fs, f"gs://{bucket}/bench/out/predictions.jsonl"))
-    assert count == len(lines)
+    with measured(results, "download", "pdbatch gcs.download", len(output)):
+        gcs.download(fs, f"gs://{bucket}/bench/out/predictions.jsonl", folder / "dl.jsonl")
+    assert (folder / "dl.jsonl").stat().st_size == len(output)
+    (folder / "dl.jsonl").unlink()
     with measured(results, "download", "baseline: raw fs.cat", len(output)):
         fs.cat(f"gs://{bucket}/bench/out/predictions.jsonl")
 
@@ -189,18 +199,19 @@ def _extract(line: dict) -> tuple:
 
 
 def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
+    from pdbatch import engine
     from pdbatch.formats import gemini
     from pdbatch.results import ResultBuilder
 
     size = output_path.stat().st_size
-    with measured(results, "parse+join", "pdbatch (parse_lines + join)", size):
-        with open(output_path, "rb") as f:
-            parsed = gemini.parse_lines(f)
+    with measured(results, "parse+join", "pdbatch (parse_output + join)", size):
+        parsed = gemini.parse_output(engine.connect(), [str(output_path)])
         builder = ResultBuilder(len(df))
         builder.add_job("job", np.arange(len(df)), parsed)
+        del parsed
         out = builder.join(df)
     assert len(out) == len(df) and out["status"].eq("").mean() > 0.98
-    del parsed, builder, out
+    del builder, out
 
     for name, loads in (("json.loads", json.loads), ("orjson.loads", orjson.loads)):
         with measured(results, "parse+join", f"baseline: {name} per line", size):
@@ -302,18 +313,18 @@ def main() -> int:
     frame_bytes = int(df.memory_usage(deep=True).sum())
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        lines = bench_serialise(results, df, folder)
-        output = make_output(lines)
+        lines, data = bench_serialise(results, df, folder)
+        output = make_output(data.splitlines(keepends=True))
         (folder / "output.jsonl").write_bytes(output)
         gcs_server = FakeGCS().start()
         try:
             os.environ["STORAGE_EMULATOR_HOST"] = gcs_server.url
             gcs_server.create_bucket("bench", "bench")
-            bench_storage(results, lines, output, "bench")
+            bench_storage(results, lines, data, output, "bench", folder)
         finally:
             os.environ.pop("STORAGE_EMULATOR_HOST", None)
             gcs_server.stop()
-        del lines, output
+        del lines, data, output
         bench_parse(results, df, folder / "output.jsonl")
         e2e = df if not args.e2e_rows else make_frame(args.e2e_rows)
         bench_end_to_end(results, e2e, folder)

@@ -1,4 +1,5 @@
-"""Prompts from a frame: a prompt column or a ``{column}`` template, and per-row checks."""
+"""Prompts from a frame: a prompt column or a ``{column}`` template, and per-row checks,
+as Arrow strings (no Python loop over string columns)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import string
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import InputError
 
@@ -56,49 +59,78 @@ def _columns_hint(df: pd.DataFrame) -> str:
 
 def render(
     df: pd.DataFrame, prompt_col: str | None, prompt: str | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's prompt text and, per row, why it cannot be sent ("" when it can).
+) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """Each row's prompt text, and per row why it cannot be sent ("" when it can).
 
-    Returns two object arrays of ``len(df)``: prompts (None where invalid) and reasons.
+    Returns an Arrow string array of ``len(df)`` (only rows whose reason is "" are meant to be
+    sent) and an object array of reasons. Vectorised: no Python loop over string columns.
     """
     if (prompt_col is None) == (prompt is None):
         raise InputError("Pass exactly one of prompt_col='column' or "
                          "prompt='template with {column} fields'.")
+    reasons = np.full(len(df), "", dtype=object)
     if prompt_col is not None:
         _check_columns(df, [prompt_col], "prompt_col refers to")
-        values = df[prompt_col].to_numpy(dtype=object, na_value=None)
-        return _checked(values, f"column {prompt_col!r}")
+        what = f"column {prompt_col!r}"
+        texts = _text(df[prompt_col], reasons, what, stringify=False)
+    else:
+        parts = template_parts(prompt)
+        fields = [field for _, field in parts if field is not None]
+        _check_columns(df, fields, "prompt template refers to")
+        columns = {f: _text(df[f], reasons, f"template field {f!r}", stringify=True)
+                   for f in dict.fromkeys(fields)}
+        pieces: list = []
+        for literal, field in parts:
+            pieces += [pa.scalar(literal, pa.large_string())] if literal else []
+            pieces += [columns[field]] if field is not None else []
+        what = "rendered prompt"
+        texts = (pc.binary_join_element_wise(*pieces, pa.scalar("", pa.large_string())) if columns
+                 else _chunked(pa.repeat(pa.scalar("".join(literal for literal, _ in parts)),
+                                         len(df))))
+    blank = pc.fill_null(pc.or_(pc.equal(pc.binary_length(texts), 0), pc.utf8_is_space(texts)),
+                         False)
+    reasons[np.asarray(blank) & (reasons == "")] = f"{what} is empty"
+    return texts, reasons
 
-    parts = template_parts(prompt)
-    fields = [field for _, field in parts if field is not None]
-    _check_columns(df, fields, "prompt template refers to")
-    reasons = np.full(len(df), "", dtype=object)
-    for field in dict.fromkeys(fields):
-        null = df[field].isna().to_numpy()
-        reasons[null & (reasons == "")] = f"template field {field!r} is null"
-    rendered = pd.Series([""] * len(df), dtype=object)
-    for literal, field in parts:
-        rendered = rendered + literal
-        if field is not None:
-            rendered = rendered + df[field].astype(str).to_numpy(dtype=object)
-    texts = rendered.to_numpy(dtype=object, copy=True)
-    texts[reasons != ""] = None
-    prompts, empty = _checked(texts, "rendered prompt")
-    return prompts, np.where(reasons != "", reasons, empty)
+
+def _text(series: pd.Series, reasons: np.ndarray, what: str, stringify: bool
+          ) -> pa.ChunkedArray:
+    """A column as Arrow strings; null rows, non-strings (unless ``stringify``) and text that
+    is not valid Unicode get a reason."""
+    null = series.isna().to_numpy()
+    reasons[null & (reasons == "")] = f"{what} is null"
+    if isinstance(series.dtype, pd.StringDtype):
+        return _chunked(pa.array(series)).cast(pa.large_string())
+    values = series.to_numpy(dtype=object).copy()
+    values[null] = None
+    if stringify:
+        values[~null] = [str(v) for v in values[~null]]
+    else:
+        wrong = np.fromiter((not isinstance(v, str) for v in values), dtype=bool,
+                            count=len(values)) & ~null
+        for i in np.flatnonzero(wrong & (reasons == "")):
+            reasons[i] = f"{what} is a {type(values[i]).__name__}, not a string"
+        values[wrong] = None
+    try:
+        return _chunked(pa.array(values, type=pa.large_string()))
+    except (UnicodeEncodeError, pa.ArrowInvalid):
+        for i, v in enumerate(values):
+            if v is not None and not _encodable(v):
+                reasons[i] = reasons[i] or f"{what} is not valid Unicode text (lone surrogate)"
+                values[i] = None
+        return _chunked(pa.array(values, type=pa.large_string()))
 
 
-def _checked(values: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-    reasons = np.full(len(values), "", dtype=object)
-    for i, v in enumerate(values):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            reasons[i] = f"{what} is null"
-        elif not isinstance(v, str):
-            reasons[i] = f"{what} is a {type(v).__name__}, not a string"
-        elif not v.strip():
-            reasons[i] = f"{what} is empty"
-    prompts = values.copy()
-    prompts[reasons != ""] = None
-    return prompts, reasons
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _chunked(array) -> pa.ChunkedArray:
+    return array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
 
 
 def _label(label):

@@ -7,13 +7,15 @@ original index (duplicates included) and order, and no row is ever dropped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import InputError
+from .formats.gemini import empty_output
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ RESULT_COLUMNS: dict[str, str] = {
     "error_message": "string",
     "prompt_tokens": "Int64",
     "output_tokens": "Int64",
-    "response": "object",
+    "response": "string",
     "job": "string",
 }
 
@@ -57,78 +59,126 @@ def parse_status(status: str) -> tuple[int | None, str | None]:
     return None, status
 
 
-def _objects(values) -> np.ndarray:
-    """A 1-D object array of ``values`` (never a 2-D one, whatever the values are)."""
-    array = np.empty(len(values), dtype=object)
-    array[:] = values
-    return array
+def _winners(keys: np.ndarray, status: pa.ChunkedArray, processed_time: pa.ChunkedArray
+             ) -> np.ndarray:
+    """The lines to keep: one per row key. Where a row has several lines, prefer a success,
+    then the latest ``processed_time``, then the lexically largest status: never file order."""
+    unique, counts = np.unique(keys, return_counts=True)
+    if len(unique) == len(keys):
+        return np.arange(len(keys))
+    log.warning("%d output lines repeated a row; kept one per row", len(keys) - len(unique))
+    repeated = np.isin(keys, unique[counts > 1])
+    best: dict[int, tuple] = {}
+    for line in np.flatnonzero(repeated).tolist():
+        state = status[line].as_py()
+        rank = (state == "", processed_time[line].as_py(), state, line)
+        best[keys[line]] = max(best.get(keys[line], rank), rank)
+    kept = np.flatnonzero(~repeated).tolist() + [rank[-1] for rank in best.values()]
+    return np.sort(np.array(kept, dtype=np.int64))
 
 
-def _winners(lines: np.ndarray, rows: np.ndarray, status, processed_time) -> np.ndarray:
-    """One output line per row. Where a row has several lines, prefer a success, then the
-    latest ``processed_time``, then the lexically largest status: never the file order."""
-    unique, counts = np.unique(rows, return_counts=True)
-    if len(unique) == len(rows):
-        return lines
-    log.warning("%d output lines repeated a row; kept one per row", len(rows) - len(unique))
-    repeated = set(unique[counts > 1].tolist())
-
-    def rank(line: int) -> tuple:
-        return (status[line] == "", processed_time[line], status[line])
-
-    keep, best = [], {}
-    for line, row in zip(lines.tolist(), rows.tolist(), strict=True):
-        if row not in repeated:
-            keep.append(line)
-        elif row not in best or rank(line) > rank(best[row]):
-            best[row] = line
-    return np.array(keep + list(best.values()), dtype=np.int64)
+_PANDAS_TYPES = {pa.string(): pd.StringDtype("pyarrow"),
+                 pa.large_string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dtype()}
 
 
 class ResultBuilder:
-    """Per-row result values for a frame of ``n`` rows, filled job by job."""
+    """Per-row results for a frame of ``n`` rows, filled job by job, joined by position."""
 
     def __init__(self, n: int):
-        self.values: dict[str, np.ndarray] = {c: np.full(n, None, dtype=object)
-                                              for c in RESULT_COLUMNS}
+        self.n = n
+        self.line = np.full(n, -1, dtype=np.int64)  # row -> line of the kept output lines
+        self.tables: list[pa.Table] = []
+        self.lines = 0
+        self.last_row = -1
+        self.status = np.full(n, None, dtype=object)  # for rows without an output line
+        self.job = np.full(n, None, dtype=object)
 
     def skip(self, positions: np.ndarray, reasons: np.ndarray) -> None:
         """Rows that were not sent: status ``skipped: <reason>``."""
-        self.values["status"][positions] = ["skipped: " + r for r in reasons]
+        self.status[positions] = ["skipped: " + r for r in reasons]
 
-    def add_job(self, job: str, positions: np.ndarray, parsed: Mapping[str, Sequence]) -> None:
+    def add_job(self, job: str, positions: np.ndarray, parsed: pa.Table) -> None:
         """Rows sent in ``job`` (``positions``) get their output line from ``parsed`` (the
-        columns of ``formats.gemini.parse_lines``), or a ``missing`` status."""
-        v = self.values
-        n = len(v["status"])
-        v["job"][positions] = job
-        keys = np.fromiter((k if k is not None and 0 <= k < n else -1 for k in parsed["key"]),
-                           dtype=np.int64, count=len(parsed["key"]))
-        sent = np.zeros(n, dtype=bool)
+        table of ``formats.gemini.parse_output``, sorted by key), or a ``missing`` status.
+        Jobs are added in row order: each job's rows come after the previous job's."""
+        if len(positions) and positions.min() <= self.last_row:
+            raise ValueError("add jobs in row order: each job's rows after the previous job's")
+        self.job[positions] = job
+        keys = pc.fill_null(parsed.column("key"), -1).to_numpy()
+        sent = np.zeros(self.n + 1, dtype=bool)  # the extra slot catches every invalid key
         sent[positions] = True
-        valid = keys >= 0
-        valid[valid] = sent[keys[valid]]
+        valid = sent[np.where((keys >= 0) & (keys < self.n), keys, self.n)]
         if not valid.all():
             log.warning("%d output lines had no row key of this job and were ignored",
                         len(keys) - int(valid.sum()))
-        lines = np.flatnonzero(valid)
-        winners = _winners(lines, keys[lines], parsed["status"], parsed["processed_time"])
-        rows = keys[winners]
-        for column in ("status", "text", "finish_reason", "prompt_tokens", "output_tokens",
-                       "response"):
-            v[column][rows] = _objects(parsed[column])[winners]
-        for row in rows[v["status"][rows] != ""].tolist():
-            v["error_code"][row], v["error_message"][row] = parse_status(v["status"][row])
-        answered = np.zeros(n, dtype=bool)
-        answered[rows] = True
-        missing = positions[~answered[positions]]
+            parsed, keys = parsed.filter(pa.array(valid)), keys[valid]
+        winners = _winners(keys, parsed.column("status"), parsed.column("processed_time"))
+        if len(winners) < len(keys):
+            parsed, keys = parsed.filter(_mask(len(keys), winners)), keys[winners]
+        if np.any(np.diff(keys) <= 0):
+            raise ValueError("parsed output lines must be sorted by key")
+        self.line[keys] = self.lines + np.arange(len(keys))
+        self.tables.append(parsed)
+        self.lines += len(keys)
+        self.last_row = int(positions.max()) if len(positions) else self.last_row
+        missing = positions[self.line[positions] < 0]
         if len(missing):
             log.warning("%d rows of %s have no output line", len(missing), job)
-            v["status"][missing] = f"missing: job {job} wrote no output line for this row"
+            self.status[missing] = f"missing: job {job} wrote no output line for this row"
 
     def join(self, df: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
-        """A copy of ``df`` (same index and order) with the result columns added."""
-        out = df.copy()
-        for column, dtype in RESULT_COLUMNS.items():
-            out[prefix + column] = pd.array(self.values[column], dtype=dtype)
+        """``df`` (same index and order, not copied) with the result columns added."""
+        table = pa.concat_tables(self.tables) if self.tables else empty_output()
+        self.tables = []
+        status = pc.coalesce(_spread(table.column("status"), self.line),
+                             pa.array(self.status, pa.large_string()))
+        failed = np.flatnonzero(np.asarray(pc.not_equal(status, "")))
+        codes = np.full(self.n, None, dtype=object)
+        messages = np.full(self.n, None, dtype=object)
+        for row, text in zip(failed.tolist(), status.take(failed).to_pylist(), strict=True):
+            codes[row], messages[row] = parse_status(text)
+        columns = {"status": status, "error_code": pa.array(codes, pa.int64()),
+                   "error_message": pa.array(messages, pa.large_string()),
+                   "job": pa.array(self.job, pa.large_string())}
+        out = df.copy(deep=not _copy_on_write())
+        for name in RESULT_COLUMNS:
+            values = columns[name] if name in columns else _spread(table.column(name), self.line)
+            out[prefix + name] = pd.Series(_pandas(values), index=df.index)
         return out
+
+
+def _spread(column: pa.ChunkedArray, line: np.ndarray) -> pa.ChunkedArray:
+    """Each row's value: ``column[line[row]]``, null where ``line`` is -1.
+
+    The lines are sorted by row, so ``line`` increases wherever it is set: each chunk fills a
+    run of consecutive rows, taken chunk by chunk (``ChunkedArray.take`` would first copy
+    all chunks into one). When every row has its own line in order, nothing is copied.
+    """
+    if len(column) == len(line) and np.array_equal(line, np.arange(len(line))):
+        return column
+    if len(column) == 0:
+        return pa.chunked_array([pa.nulls(len(line), column.type)])
+    bounds = np.cumsum([0] + [len(chunk) for chunk in column.chunks])
+    carried = np.maximum(np.maximum.accumulate(line), 0)  # rows without a line join the run
+    chunk_of_row = np.searchsorted(bounds, carried, side="right") - 1
+    cuts = np.searchsorted(chunk_of_row, np.arange(len(column.chunks) + 1))
+    pieces = []
+    for number, chunk in enumerate(column.chunks):
+        rows = line[cuts[number]:cuts[number + 1]]
+        pieces.append(chunk.take(pa.array(rows - bounds[number], mask=rows < 0)))
+    return pa.chunked_array(pieces, type=column.type)
+
+
+def _mask(n: int, kept: np.ndarray) -> pa.Array:
+    mask = np.zeros(n, dtype=bool)
+    mask[kept] = True
+    return pa.array(mask)
+
+
+def _pandas(column) -> pd.api.extensions.ExtensionArray:
+    return pa.table({"c": column}).to_pandas(types_mapper=_PANDAS_TYPES.get)["c"].array
+
+
+def _copy_on_write() -> bool:
+    """pandas 3 always copies on write; pandas 2 only when the user enabled it."""
+    return int(pd.__version__.split(".")[0]) >= 3 or pd.options.mode.copy_on_write is True

@@ -7,16 +7,19 @@ frame can later map the same functions over partitions.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from . import config, prompts
+from . import config, engine, prompts
 from .errors import InputError, JobError
 from .formats import gemini
 from .jobs import JobClient
@@ -32,28 +35,22 @@ _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 ON_INVALID = ("raise", "skip")
 
 
-@dataclass(frozen=True)
-class Shard:
-    """One job's share of the rows: line slice ``[start, stop)`` of the rendered requests."""
-
-    start: int
-    stop: int
-
-
-def plan(line_sizes: np.ndarray, max_requests: int, max_bytes: int) -> list[Shard]:
-    """Consecutive shards within the per-job request and byte limits."""
-    shards: list[Shard] = []
-    start, size = 0, 0
-    for i, n in enumerate(line_sizes.tolist()):
-        if n > max_bytes:
-            raise InputError(f"The request for row {i} is {n} bytes, over the {max_bytes}-byte "
-                             "input file limit; shorten its prompt.")
-        if i > start and (i - start >= max_requests or size + n > max_bytes):
-            shards.append(Shard(start, i))
-            start, size = i, 0
-        size += n
-    if start < len(line_sizes):
-        shards.append(Shard(start, len(line_sizes)))
+def plan(sizes: np.ndarray, rows: np.ndarray, max_requests: int, max_bytes: int
+         ) -> list[slice]:
+    """Consecutive slices of the lines (of ``sizes`` bytes, for frame ``rows``) within the
+    per-job request and byte limits."""
+    too_big = np.flatnonzero(sizes > max_bytes)
+    if len(too_big):
+        row = int(rows[too_big[0]])
+        raise InputError(f"The request for row {row} is at least {int(sizes[too_big[0]])} bytes, "
+                         f"over the {max_bytes}-byte input file limit; shorten its prompt.")
+    ends = np.cumsum(sizes)
+    shards, start = [], 0
+    while start < len(sizes):
+        budget = (ends[start - 1] if start else 0) + max_bytes
+        stop = min(start + max_requests, int(np.searchsorted(ends, budget, side="right")))
+        shards.append(slice(start, stop))
+        start = stop
     return shards
 
 
@@ -145,11 +142,12 @@ def batch_predict(
     run_id = new_run_id()
     job_labels = _labels(labels, run_id)
 
-    # --- render and plan
+    # --- plan from a lower bound of each line's size; each shard is rendered when staged
     sent = np.flatnonzero(reasons == "")
-    lines = gemini.request_lines(texts[sent], sent, system_instruction, generation_config)
-    shards = plan(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)),
-                  max_requests_per_job, MAX_BYTES_PER_FILE)
+    shared = gemini.shared_fields(system_instruction, generation_config)
+    prompt_bytes = pc.fill_null(pc.binary_length(texts), 0).to_numpy()[sent]
+    shards = plan(gemini.min_line_sizes(prompt_bytes, shared), sent, max_requests_per_job,
+                  MAX_BYTES_PER_FILE)
     results = ResultBuilder(len(df))
     skipped = np.flatnonzero(reasons != "")
     results.skip(skipped, reasons[skipped])
@@ -157,18 +155,24 @@ def batch_predict(
         log.warning("no row has a prompt to send; no job was created")
         return results.join(df, result_prefix)
 
-    # --- stage and submit
+    # --- stage and submit, one shard in memory at a time
     fs = gcs.filesystem()
     client = JobClient(settings, credentials)
+    con = engine.connect()
     folder = f"{settings.staging}/{run_id}"
-    jobs: list[tuple[str, Shard]] = []
-    for number, shard in enumerate(shards):
-        uri = f"{folder}/input-{number:05d}.jsonl"
-        gcs.write_jsonl(fs, uri, lines[shard.start:shard.stop])
-        name = client.submit(f"pdbatch-{run_id}-{number:05d}", model_name, [uri],
-                             f"{folder}/output-{number:05d}", job_labels)
-        jobs.append((name, shard))
-    del lines
+    jobs: list[tuple[str, np.ndarray]] = []
+    for shard in shards:
+        positions = sent[shard]
+        lines = gemini.request_lines(con, texts.take(positions), positions, shared)
+        sizes = pc.binary_length(lines).to_numpy()
+        for piece in plan(sizes, positions, max_requests_per_job, MAX_BYTES_PER_FILE):
+            number = len(jobs)
+            uri = f"{folder}/input-{number:05d}.jsonl"
+            gcs.write_jsonl(fs, uri, lines.slice(piece.start, piece.stop - piece.start))
+            name = client.submit(f"pdbatch-{run_id}-{number:05d}", model_name, [uri],
+                                 f"{folder}/output-{number:05d}", job_labels)
+            jobs.append((name, positions[piece]))
+        del lines
     log.info("run %s: %d rows in %d job(s), staged under %s", run_id, len(sent), len(jobs), folder)
 
     # --- wait, then collect, parse and join
@@ -176,11 +180,19 @@ def batch_predict(
     ended = [i for i in infos if not i.succeeded]
     if ended:
         raise JobError(_ended_message(ended, infos, folder))
-    for info, (_, shard) in zip(infos, jobs, strict=True):
-        parsed = gemini.parse_lines(raw for uri in gcs.output_files(fs, info.output_dir)
-                                    for raw in gcs.read_lines(fs, uri))
-        results.add_job(info.name, sent[shard.start:shard.stop], parsed)
+    for info, (_, positions) in zip(infos, jobs, strict=True):
+        results.add_job(info.name, positions, _collect(fs, con, info.output_dir))
     return results.join(df, result_prefix)
+
+
+def _collect(fs, con, output_dir: str) -> pa.Table:
+    """Download a job's output files to a temporary folder and parse them."""
+    with tempfile.TemporaryDirectory(prefix="pdbatch-") as tmp:
+        paths = []
+        for number, uri in enumerate(gcs.output_files(fs, output_dir)):
+            paths.append(os.path.join(tmp, f"{number:05d}.jsonl"))
+            gcs.download(fs, uri, paths[-1])
+        return gemini.parse_output(con, paths)
 
 
 def _wait_all(client, names: list[str], rows: int, progress: bool):

@@ -43,7 +43,7 @@ def test_10k_rows_with_duplicate_index_come_back_each_with_its_own_answer(stack,
     assert out["error_code"].isna().all() and out["error_message"].isna().all()
     assert out["job"].str.startswith(f"projects/{stack.project}/locations/").all()
     assert out["job"].nunique() == 1
-    assert out["response"].iloc[0]["candidates"][0]["content"]["parts"][0]["text"] == \
+    assert json.loads(out["response"].iloc[0])["candidates"][0]["content"]["parts"][0]["text"] == \
         out["text"].iloc[0]
 
 
@@ -152,7 +152,7 @@ def test_failed_blocked_and_thinking_rows_map_to_columns(staging, custom_respond
     assert failed["status"].startswith("Internal Server Error: {")
     assert failed["error_code"] == 500
     assert failed["error_message"] == "the model server fell over"
-    assert pd.isna(failed["text"]) and failed["response"] is None
+    assert pd.isna(failed["text"]) and pd.isna(failed["response"])
 
     assert blocked["status"] == "" and pd.isna(blocked["text"])
     assert blocked["finish_reason"] == "SAFETY" and blocked["prompt_tokens"] == 1

@@ -8,7 +8,7 @@ import sys
 CHECK = """
 import sys, pandas as pd, pdbatch
 heavy = [m for m in ("google.cloud.aiplatform_v1", "google.cloud.aiplatform", "gcsfs",
-                     "google.auth", "tqdm", "dask") if m in sys.modules]
+                     "google.auth", "tqdm", "dask", "duckdb") if m in sys.modules]
 assert not heavy, heavy
 assert hasattr(pd.DataFrame({"a": [1]}), "gemini")
 print("ok")

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pandas as pd
 
-from pdbatch.formats.gemini import model_resource, parse_lines
+from pdbatch import engine
+from pdbatch.formats.gemini import model_resource, parse_output
 from pdbatch.results import ResultBuilder, parse_status
+
+_files = itertools.count()
+
+
+def parse_lines(lines, folder):
+    """parse_output over the lines written to a file, as Vertex AI would have written them."""
+    path = folder / f"predictions-{next(_files)}.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return parse_output(engine.connect(), [str(path)])
 
 
 def _line(key, status="", time="2026-01-01T00:00:00.000+00:00", text=None, **extra) -> bytes:
@@ -23,7 +34,7 @@ FAILED = ('Too Many Requests: {"error": {"code": 429, "message": "quota", '
           '"status": "RESOURCE_EXHAUSTED"}}')
 
 
-def test_duplicate_lines_resolve_to_the_success_then_the_latest_whatever_the_order():
+def test_duplicate_lines_resolve_to_the_success_then_the_latest_whatever_the_order(tmp_path):
     lines = [
         _line(0, status=FAILED),
         _line(0, text="first", time="2026-01-01T00:00:01.000+00:00"),
@@ -35,18 +46,18 @@ def test_duplicate_lines_resolve_to_the_success_then_the_latest_whatever_the_ord
     outcomes = set()
     for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]):
         builder = ResultBuilder(2)
-        builder.add_job("job-1", np.array([0, 1]), parse_lines(lines[i] for i in order))
+        builder.add_job("job-1", np.array([0, 1]), parse_lines([lines[i] for i in order], tmp_path))
         out = builder.join(pd.DataFrame(index=[7, 7]))
         outcomes.add(tuple(out["text"].fillna("-")) + tuple(out["error_message"].fillna("-")))
     assert outcomes == {("later", "-", "-", "quota again")}
 
 
-def test_rows_without_output_get_a_missing_status_and_stray_lines_are_ignored():
+def test_rows_without_output_get_a_missing_status_and_stray_lines_are_ignored(tmp_path):
     builder = ResultBuilder(4)
     builder.skip(np.array([3]), np.array(["column 'p' is null"], dtype=object))
     builder.add_job("job-9", np.array([0, 1, 2]),
                     parse_lines([_line(1, text="b"), _line(17, text="stray"),
-                                 b'{"status": "", "response": {}}']))
+                                 b'{"status": "", "response": {}}', b'not json'], tmp_path))
     out = builder.join(pd.DataFrame({"p": list("abcd")}, index=list("wxyz")))
     assert out["status"].tolist() == [
         "missing: job job-9 wrote no output line for this row", "",
@@ -66,15 +77,16 @@ def test_status_strings_parse_into_code_and_message():
     assert parse_status("Bad Request: {not json") == (None, "Bad Request: {not json")
 
 
-def test_passthrough_and_non_integer_keys():
+def test_passthrough_and_non_integer_keys(tmp_path):
     parsed = parse_lines([b'{"pdbatch_row": "3", "status": "", "custom": 1}',
-                          b'{"pdbatch_row": true}', b'{"pdbatch_row": 2}'])
-    assert parsed["key"] == (None, None, 2)
+                          b'{"pdbatch_row": true}', b'{"pdbatch_row": 2.5}',
+                          b'{"pdbatch_row": 2}'], tmp_path)
+    assert parsed.column("key").to_pylist() == [2, None, None, None]  # sorted by key
 
 
-def test_no_output_lines_at_all_leave_every_row_missing():
+def test_no_output_lines_at_all_leave_every_row_missing(tmp_path):
     builder = ResultBuilder(2)
-    builder.add_job("job-0", np.array([0, 1]), parse_lines([]))
+    builder.add_job("job-0", np.array([0, 1]), parse_lines([], tmp_path))
     out = builder.join(pd.DataFrame(index=[0, 1]))
     assert out["status"].str.startswith("missing: job job-0").all()
 

@@ -3,12 +3,13 @@ and the parse of its output lines (spec §2.2, §3.1)."""
 
 from __future__ import annotations
 
-import gc
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import orjson
+import pyarrow as pa
 
 from ..errors import InputError
 
@@ -61,8 +62,8 @@ def camel_case(value: Any) -> Any:
     return value
 
 
-def _shared_fields(system_instruction: str | None, generation_config: Mapping | None) -> bytes:
-    """The JSON of the request fields every row shares, as ``,"key":value`` pairs."""
+def shared_fields(system_instruction: str | None, generation_config: Mapping | None) -> str:
+    """The request fields every row shares, as JSON text of ``,"key":value`` pairs ("" if none)."""
     shared: dict[str, Any] = {}
     if system_instruction is not None:
         if not isinstance(system_instruction, str) or not system_instruction.strip():
@@ -74,79 +75,93 @@ def _shared_fields(system_instruction: str | None, generation_config: Mapping | 
                              f"got {type(generation_config).__name__}.")
         shared["generationConfig"] = camel_case(generation_config)
     try:
-        encoded = orjson.dumps(shared)
+        encoded = orjson.dumps(shared).decode()
     except TypeError as exc:
         raise InputError(f"generation_config is not JSON-serialisable: {exc}.") from None
-    return b"," + encoded[1:-1] if shared else b""
+    return "," + encoded[1:-1] if shared else ""
 
 
-def request_lines(
-    prompts: Iterable[str],
-    keys: Iterable[int],
-    system_instruction: str | None = None,
-    generation_config: Mapping | None = None,
-) -> list[bytes]:
-    """One JSONL line (with newline) per prompt, carrying its row key."""
-    tail = _shared_fields(system_instruction, generation_config) + b"}}\n"
-    head = (b'{"' + ROW_KEY.encode()
-            + b'":%d,"request":{"contents":[{"role":"user","parts":[{"text":')
-    return [head % key + orjson.dumps(text) + b"}]}]" + tail
-            for text, key in zip(prompts, keys, strict=True)]
+_HEAD = '{"' + ROW_KEY + '":'
+_CONTENTS = ',"request":{"contents":[{"role":"user","parts":[{"text":'
+_CLOSE = "}]}]"
 
 
-def _text_and_reason(response: Mapping) -> tuple[str | None, str | None]:
-    """The first candidate's answer text (thought parts left out) and its finish reason.
-
-    A prompt blocked before generation has no candidate: its reason is the
-    ``promptFeedback.blockReason`` (e.g. ``SAFETY``).
-    """
-    candidates = response.get("candidates") or []
-    if not candidates:
-        feedback = response.get("promptFeedback") or {}
-        return None, feedback.get("blockReason")
-    first = candidates[0]
-    parts = (first.get("content") or {}).get("parts") or []
-    texts = [p["text"] for p in parts if isinstance(p.get("text"), str) and not p.get("thought")]
-    return ("".join(texts) if texts else None), first.get("finishReason")
+def min_line_sizes(prompt_bytes: np.ndarray, shared: str) -> np.ndarray:
+    """A lower bound of each request line's size from its prompt's UTF-8 size (escaping only
+    adds bytes), for planning jobs before the lines exist."""
+    fixed = len((_HEAD + _CONTENTS + _CLOSE + shared).encode()) + len('""}}\n') + 1
+    return prompt_bytes + fixed
 
 
-#: The fields pdbatch keeps from each output line, in the order ``parse_lines`` returns them.
+def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, shared: str
+                  ) -> pa.ChunkedArray:
+    """One JSONL line (newline included) per prompt, carrying its row key; ``shared`` from
+    ``shared_fields``. Built in DuckDB, byte-identical to ``orjson.dumps`` of each request."""
+    con.register("pdbatch_requests", pa.table({"row": pa.array(keys, pa.int64()),
+                                               "prompt": prompts}))
+    try:
+        return con.sql(
+            "SELECT $head || row::VARCHAR || $contents || to_json(prompt)::VARCHAR || $tail "
+            "AS line FROM pdbatch_requests",
+            params={"head": _HEAD, "contents": _CONTENTS, "tail": _CLOSE + shared + "}}\n"},
+        ).to_arrow_table().column("line")
+    finally:
+        con.unregister("pdbatch_requests")
+
+
+#: The columns ``parse_output`` returns, in order.
 PARSED_FIELDS = ("key", "status", "processed_time", "text", "finish_reason", "prompt_tokens",
                  "output_tokens", "response")
 
+#: Only what the friendly columns need is typed; the rest of a response stays JSON text.
+_RESPONSE_TYPE = (
+    "STRUCT(candidates STRUCT(content STRUCT(parts STRUCT(text VARCHAR, thought BOOLEAN)[]), "
+    "finishReason VARCHAR)[], promptFeedback STRUCT(blockReason VARCHAR), "
+    "usageMetadata STRUCT(promptTokenCount BIGINT, candidatesTokenCount BIGINT))"
+)
+_PARSE = f"""
+WITH line AS (
+    SELECT {ROW_KEY}, status, processed_time, response,
+           try_cast(response AS {_RESPONSE_TYPE}) AS r
+    FROM read_ndjson($paths, ignore_errors = true, maximum_object_size = 67108864,
+                     columns = {{'{ROW_KEY}': 'JSON', 'status': 'VARCHAR',
+                                 'processed_time': 'VARCHAR', 'response': 'JSON'}})
+), answer AS (
+    SELECT *, list_filter(r.candidates[1].content.parts,
+                          lambda p: p.text IS NOT NULL AND NOT coalesce(p.thought, false)) AS parts
+    FROM line
+)
+SELECT CASE WHEN json_type({ROW_KEY}) IN ('UBIGINT', 'BIGINT') THEN {ROW_KEY}::BIGINT END AS key,
+       coalesce(status, '') AS status,
+       coalesce(processed_time, '') AS processed_time,
+       CASE WHEN len(parts) > 0 THEN array_to_string(list_transform(parts, lambda p: p.text), '')
+       END AS text,
+       CASE WHEN len(r.candidates) > 0 THEN r.candidates[1].finishReason
+            ELSE r.promptFeedback.blockReason END AS finish_reason,
+       r.usageMetadata.promptTokenCount AS prompt_tokens,
+       r.usageMetadata.candidatesTokenCount AS output_tokens,
+       response::VARCHAR AS response
+FROM answer
+ORDER BY key
+"""
 
-def _fields(raw: bytes) -> tuple:
-    line = orjson.loads(raw)
-    key = line.get(ROW_KEY)
-    response = line.get("response") or None
-    text = reason = prompt_tokens = output_tokens = None
-    if isinstance(response, Mapping):
-        text, reason = _text_and_reason(response)
-        usage = response.get("usageMetadata") or {}
-        prompt_tokens = usage.get("promptTokenCount")
-        output_tokens = usage.get("candidatesTokenCount")
-    return (
-        key if isinstance(key, int) and not isinstance(key, bool) else None,
-        line.get("status") or "",
-        line.get("processed_time") or "",
-        text, reason, prompt_tokens, output_tokens, response,
-    )
 
+def parse_output(con, paths: list[str]) -> pa.Table:
+    """The kept fields of every line of the output files at local ``paths``, as the columns
+    ``PARSED_FIELDS``.
 
-def parse_lines(lines: Iterable[bytes]) -> dict[str, tuple]:
-    """The kept fields of every output line, as columns named by ``PARSED_FIELDS``.
-
-    ``key`` is None for a line without an integer row key; ``response`` is the raw dict.
+    ``text`` joins the first candidate's text parts, thought parts left out; ``finish_reason``
+    is its ``finishReason``, or ``promptFeedback.blockReason`` for a prompt blocked before any
+    candidate; ``response`` is the raw JSON text. ``key`` is null for a line without an integer
+    row key, and a line that is not JSON becomes a row of nulls.
     """
-    # The kept response dicts pile up; the cyclic GC would re-walk them again and again (2.5x
-    # the parse time, benchmarks/RESULTS.md). Parsed JSON holds no reference cycles, so pausing
-    # the collector while parsing frees nothing later than it would have been freed anyway.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        rows = [_fields(raw) for raw in lines]
-    finally:
-        if was_enabled:
-            gc.enable()
-    columns = zip(*rows, strict=True) if rows else ((),) * len(PARSED_FIELDS)
-    return dict(zip(PARSED_FIELDS, columns, strict=True))
+    if not paths:
+        return empty_output()
+    return con.sql(_PARSE, params={"paths": paths}).to_arrow_table()
+
+
+def empty_output() -> pa.Table:
+    """``parse_output``'s table for a job with no output lines."""
+    return pa.table({name: pa.array([], pa.int64() if name in ("key", "prompt_tokens",
+                                                               "output_tokens") else pa.string())
+                     for name in PARSED_FIELDS})

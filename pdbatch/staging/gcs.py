@@ -1,9 +1,11 @@
-"""Cloud Storage staging: write request JSONL, read a job's output directory."""
+"""Cloud Storage staging: write request JSONL, fetch a job's output files."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
 
 #: Resumable-upload chunk: few large requests (benchmarks/RESULTS.md: 8 MiB chunks made an 830 MB
 #: upload to a local server 3.6x slower than one request; 64 MiB matches it).
@@ -27,18 +29,23 @@ def filesystem():
     return gcsfs.GCSFileSystem()
 
 
-def write_jsonl(fs, uri: str, lines: Sequence[bytes]) -> None:
-    """Write lines (each ending in a newline) to one object, joined into large writes."""
+def write_jsonl(fs, uri: str, lines: pa.ChunkedArray) -> None:
+    """Write Arrow string lines (each ending in a newline) to one object, straight from the
+    Arrow buffers in large writes."""
     with fs.open(uri, "wb", block_size=_WRITE_BLOCK) as f:
-        buffer: list[bytes] = []
-        size = 0
-        for line in lines:
-            buffer.append(line)
-            size += len(line)
-            if size >= _WRITE_BLOCK:
-                f.write(b"".join(buffer))
-                buffer, size = [], 0
-        f.write(b"".join(buffer))
+        for chunk in lines.chunks:
+            body = _body(chunk)
+            for start in range(0, len(body), _WRITE_BLOCK):
+                f.write(body[start:start + _WRITE_BLOCK])
+
+
+def _body(chunk: pa.Array) -> memoryview:
+    """The concatenated values of a string array, without copying."""
+    if len(chunk) == 0:
+        return memoryview(b"")
+    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset:]
+    return memoryview(chunk.buffers()[2])[offsets[0]:offsets[len(chunk)]]
 
 
 def output_files(fs, output_dir: str) -> list[str]:
@@ -53,14 +60,9 @@ def output_files(fs, output_dir: str) -> list[str]:
     return sorted("gs://" + p for p in fs.find(output_dir) if p.endswith(".jsonl"))
 
 
-def read_lines(fs, uri: str) -> Iterator[bytes]:
-    """The non-empty lines of one object, read sequentially in large blocks."""
-    with fs.open(uri, "rb", cache_type="readahead", block_size=_READ_BLOCK) as f:
-        rest = b""
-        while chunk := f.read(_READ_BLOCK):
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            yield from (line for line in lines if line.strip())
-        if rest.strip():
-            yield rest
-
+def download(fs, uri: str, path: str) -> None:
+    """Copy one object to a local file, sequentially in large blocks."""
+    with fs.open(uri, "rb", cache_type="readahead", block_size=_READ_BLOCK) as src, \
+            open(path, "wb") as dst:
+        while chunk := src.read(_READ_BLOCK):
+            dst.write(chunk)
