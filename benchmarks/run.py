@@ -230,11 +230,14 @@ import json, os, resource, sys, time
 import pandas as pd, pdbatch
 df = pd.read_parquet(sys.argv[1])
 frame = int(df.memory_usage(deep=True).sum())
+with open("/proc/self/status") as f:
+    before = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
 start = time.perf_counter()
 out = df.gemini.batch_predict(prompt_col="prompt", progress=False)
 seconds = time.perf_counter() - start
 assert (out["status"] == "").all() and len(out) == len(df)
-print(json.dumps({"seconds": seconds, "frame": frame,
+print(json.dumps({"seconds": seconds, "frame": frame, "before": before,
+                  "result": int(out.memory_usage(deep=True).sum()) - frame,
                   "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
@@ -260,10 +263,13 @@ def bench_end_to_end(results, df: pd.DataFrame, folder: Path) -> None:
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     results.append({"stage": "end to end", "name": f"batch_predict, {len(df):,} rows, emulator",
                     "seconds": figures["seconds"], "bytes": None,
-                    "peak_rss": figures["peak_rss"], "delta_rss": None,
-                    "frame": figures["frame"]})
-    print(f"  end to end        {figures['seconds']:.2f} s, client peak RSS "
-          f"{figures['peak_rss'] / 2**20:.0f} MiB, frame {figures['frame'] / 2**20:.0f} MiB")
+                    "peak_rss": figures["peak_rss"],
+                    "delta_rss": figures["peak_rss"] - figures["before"],
+                    "note": (f"client process: {figures['before'] / 2**20:.0f} MiB before the "
+                             f"call (frame loaded: {figures['frame'] / 2**20:.0f} MiB), peak "
+                             f"{figures['peak_rss'] / 2**20:.0f} MiB; the result columns "
+                             f"alone take {figures['result'] / 2**20:.0f} MiB")})
+    print(f"  end to end        {figures['seconds']:.2f} s; {results[-1]['note']}")
 
 
 def bench_import(results, repeats: int = 5) -> None:
@@ -294,6 +300,7 @@ def table(results: list, rows: int) -> str:
         seconds = f"{r['seconds']:.3f}" if r["stage"] == "import" else f"{r['seconds']:.2f}"
         out.append(f"| {r['stage']} | {r['name']} | {seconds} | {ratio:.2f}× | {mbs} | "
                    f"{peak} | {delta} |")
+    out += [f"\n{r['stage']}: {r['note']}." for r in results if r.get("note")]
     return "\n".join(out)
 
 

@@ -144,8 +144,9 @@ def batch_predict(
 
     # --- plan from a lower bound of each line's size; each shard is rendered when staged
     sent = np.flatnonzero(reasons == "")
+    sending = texts if len(sent) == len(df) else texts.filter(pa.array(reasons == ""))
     shared = gemini.shared_fields(system_instruction, generation_config)
-    prompt_bytes = pc.fill_null(pc.binary_length(texts), 0).to_numpy()[sent]
+    prompt_bytes = pc.binary_length(sending).to_numpy()
     shards = plan(gemini.min_line_sizes(prompt_bytes, shared), sent, max_requests_per_job,
                   MAX_BYTES_PER_FILE)
     results = ResultBuilder(len(df))
@@ -163,7 +164,7 @@ def batch_predict(
     jobs: list[tuple[str, np.ndarray]] = []
     for shard in shards:
         positions = sent[shard]
-        lines = gemini.request_lines(con, texts.take(positions), positions, shared)
+        lines = gemini.request_lines(con, sending[shard], positions, shared)
         sizes = pc.binary_length(lines).to_numpy()
         for piece in plan(sizes, positions, max_requests_per_job, MAX_BYTES_PER_FILE):
             number = len(jobs)

@@ -84,6 +84,18 @@ def test_a_frame_larger_than_the_job_limit_is_split_into_several_jobs(fs, stagin
     assert len([p for p in fs.find(staging) if "/input-" in p]) == 3
 
 
+def test_a_shard_whose_escaped_lines_outgrow_the_byte_limit_is_split(fs, staging, monkeypatch):
+    # Planned from each prompt's size, these 8 rows fit one 2,000-byte file; with every quote
+    # escaped they do not, so the staged shard is split again before upload.
+    monkeypatch.setattr(pdbatch.run, "MAX_BYTES_PER_FILE", 2_000)
+    df = pd.DataFrame({"prompt": [f'{i} ' + '"' * 100 for i in range(8)]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+    inputs = [p for p in fs.find(staging) if "/input-" in p]
+    assert len(inputs) == out["job"].nunique() > 1
+    assert all(fs.size(p) <= 2_000 for p in inputs)
+    assert out["text"].tolist() == [_expected_text(p) for p in df["prompt"]]
+
+
 def test_skipped_rows_come_back_with_a_status_and_are_not_sent(fs, staging):
     df = pd.DataFrame({"prompt": ["one", None, "  ", 42, "five"]}, index=[3, 3, 1, 0, 9])
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, on_invalid="skip",

@@ -46,6 +46,9 @@ CASES = {
                      "row 2 (index 2): column 'p' is empty."),
     "non-string prompt": (pd.DataFrame({"p": ["ok", 3.5]}, dtype=object), dict(prompt_col="p"),
                           "row 1 (index 1): column 'p' is a float, not a string"),
+    "lone surrogate": (pd.DataFrame({"p": ["ok", "bad \ud800 text"]}, dtype=object),
+                       dict(prompt_col="p"), "row 1 (index 1): column 'p' is not valid Unicode "
+                       "text (lone surrogate)"),
     "null template field": (pd.DataFrame({"t": ["x", None]}), dict(prompt="Say {t}"),
                             "row 1 (index 1): template field 't' is null"),
     "many bad rows": (pd.DataFrame({"p": [None] * 8}), dict(prompt_col="p"),

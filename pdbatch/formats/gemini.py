@@ -96,7 +96,8 @@ def min_line_sizes(prompt_bytes: np.ndarray, shared: str) -> np.ndarray:
 def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, shared: str
                   ) -> pa.ChunkedArray:
     """One JSONL line (newline included) per prompt, carrying its row key; ``shared`` from
-    ``shared_fields``. Built in DuckDB, byte-identical to ``orjson.dumps`` of each request."""
+    ``shared_fields``. Built in DuckDB: the same JSON as ``orjson.dumps`` of each request, byte
+    for byte except the hex case of control-character escapes (``\\u001B``)."""
     con.register("pdbatch_requests", pa.table({"row": pa.array(keys, pa.int64()),
                                                "prompt": prompts}))
     try:
