@@ -22,12 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bucket", default=DEFAULT_BUCKET, help="bucket created at start")
     parser.add_argument("--gcs-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--vertex-port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--state-dir", default=None,
+                        help="keep the jobs in this folder so that they survive a restart")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with LocalStack(args.project, args.location, args.bucket, args.gcs_port, args.vertex_port,
-                    set_env=False) as stack:
+                    set_env=False, state_dir=args.state_dir) as stack:
         print("# pdbatch offline stack is up; in another shell run:")
         for key, value in stack.env.items():
             print(f"export {key}={shlex.quote(value)}")

@@ -8,7 +8,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from .faults import FaultError
 from .service import BatchService, ServiceError
+
+#: Admin route: ``POST {"code": 429, "count": 3}`` makes the next 3 API calls answer 429.
+FAULTS_PATH = "/emulator/faults"
 
 _ROUTE = re.compile(
     r"^/(?:v1|v1beta1)/(?P<parent>projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+))"
@@ -46,6 +50,12 @@ class _Handler(BaseHTTPRequestHandler):
         match = _ROUTE.match(url.path)
         service = self.server.service
         try:
+            if url.path == FAULTS_PATH and method == "POST":
+                self._inject(service)
+                return
+            error = service.api_faults.next_error()
+            if error:
+                raise ServiceError(*error)
             if not match:
                 raise ServiceError(404, "NOT_FOUND", f"The URL {url.path} was not found.")
             parent, job_id, cancel = match["parent"], match["id"], match["cancel"]
@@ -57,13 +67,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "GET" and job_id and not cancel:
                 self._send(200, service.get(name))
             elif method == "GET" and not job_id:
-                if query.get("filter"):
-                    raise ServiceError(
-                        400, "INVALID_ARGUMENT", "This emulator does not support list filters yet."
-                    )
                 page_size = int(query.get("pageSize") or query.get("page_size") or 0)
                 token = query.get("pageToken") or query.get("page_token") or ""
-                self._send(200, service.list(parent, page_size, token))
+                self._send(200, service.list(parent, page_size, token, query.get("filter", "")))
             elif method == "POST" and job_id and cancel:
                 service.cancel(name)
                 self._send(200, {})
@@ -74,6 +80,14 @@ class _Handler(BaseHTTPRequestHandler):
                                    "allowed.")
         except ServiceError as err:
             self._send(err.code, err.envelope())
+
+    def _inject(self, service: BatchService) -> None:
+        body = self._body()
+        try:
+            service.api_faults.inject(int(body.get("code", 0)), int(body.get("count", 1)))
+        except (FaultError, TypeError, ValueError) as exc:
+            raise ServiceError(400, "INVALID_ARGUMENT", str(exc)) from None
+        self._send(200, {})
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -119,6 +133,8 @@ class VertexEmulator:
         return self
 
     def stop(self) -> None:
+        """Stop serving; running jobs stop where they are (``BatchService.close``)."""
+        self.service.close()
         self._http.shutdown()
         self._http.server_close()
         self._thread.join()

@@ -1,14 +1,15 @@
-"""The emulated ``batchPredictionJobs`` service: job records, validation and execution.
+"""The emulated ``batchPredictionJobs`` service: job records, validation and the state machine.
 
 Jobs are kept as REST-shaped dicts (lowerCamelCase, enum names, int64 as strings, default values
 omitted), exactly what the HTTP layer returns. Each job runs in a background thread:
-PENDING -> RUNNING -> SUCCEEDED (or FAILED with error code 3 when its input cannot be read).
+[QUEUED ->] PENDING -> RUNNING -> SUCCEEDED, or FAILED with error code 3 when its input cannot
+be read, or what its fault labels ask for (``faults.py``); ``runner.py`` answers the rows.
 """
 
 from __future__ import annotations
 
 import copy
-import json
+import os
 import random
 import re
 import threading
@@ -17,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from . import storage
+from . import filters, runner, storage
+from .faults import ApiFaults, FaultError, JobFaults
 from .responder import deterministic_response
+from .state import JobStore
 
 TERMINAL = {
     "JOB_STATE_SUCCEEDED",
@@ -32,11 +35,6 @@ GEMINI_MODEL = re.compile(
     r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/(gemini-[\w.-]+)$"
 )
 _GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
-_RESERVED_KEYS = {"request", "response", "status", "processed_time"}
-#: Job label that switches on a fault for that job: ``{"emulator-fault": "job-failed"}`` makes
-#: the job end FAILED (error code 13) after running, with no output written.
-FAULT_LABEL = "emulator-fault"
-FAULTS = {"job-failed"}
 
 
 class ServiceError(Exception):
@@ -55,11 +53,6 @@ def rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _processed_time(t: float) -> str:
-    """The per-line ``processed_time``: ISO-8601 with a ``+00:00`` offset, milliseconds."""
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
-
-
 @dataclass
 class Timing:
     """How long a job stays in each state before it moves on, in seconds."""
@@ -73,19 +66,31 @@ class BatchService:
     """Holds the jobs of one emulator and runs them.
 
     ``gcs_endpoint`` is the Cloud Storage server jobs read and write (default:
-    ``STORAGE_EMULATOR_HOST``).
+    ``STORAGE_EMULATOR_HOST``). With ``state_dir`` the jobs are kept in that folder too: a new
+    service on the same folder serves them again and resumes the unfinished ones from the start.
+    ``api_faults.inject(429, 3)`` makes the next 3 API calls fail.
     """
 
     timing: Timing = field(default_factory=Timing)
     gcs_endpoint: str | None = None
     responder: Callable[[dict], dict] = deterministic_response
     seed: int | None = None  # job ids; None: unpredictable, as on the real service
-    _jobs: dict[str, dict] = field(default_factory=dict)
+    state_dir: str | os.PathLike | None = None
+    api_faults: ApiFaults = field(default_factory=ApiFaults)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: threading.Event = field(default_factory=threading.Event)
     _ids: random.Random = field(init=False)
+    _store: JobStore = field(init=False)
 
     def __post_init__(self) -> None:
         self._ids = random.Random(self.seed)
+        self._store = JobStore(self.state_dir)
+        self._jobs = self._store.jobs
+        for name, job in list(self._jobs.items()):
+            if job["state"] == "JOB_STATE_CANCELLING":
+                self._cancelled(job)
+            elif job["state"] not in TERMINAL:
+                threading.Thread(target=self._run, args=(name,), daemon=True).start()
 
     # ----------------------------------------------------------------- API methods
     def create(self, project: str, location: str, body: dict) -> dict:
@@ -99,7 +104,7 @@ class BatchService:
             updateTime=rfc3339(now),
         )
         with self._lock:
-            self._jobs[job["name"]] = job
+            self._store.save(job)
         threading.Thread(target=self._run, args=(job["name"],), daemon=True).start()
         return copy.deepcopy(job)
 
@@ -107,9 +112,14 @@ class BatchService:
         with self._lock:
             return copy.deepcopy(self._job(name))
 
-    def list(self, parent: str, page_size: int, page_token: str) -> dict:
+    def list(self, parent: str, page_size: int, page_token: str, filter_text: str = "") -> dict:
+        try:
+            keep = filters.parse(filter_text) if filter_text.strip() else (lambda job: True)
+        except filters.FilterError as exc:
+            raise ServiceError(400, "INVALID_ARGUMENT", str(exc)) from None
         with self._lock:
-            names = sorted(n for n in self._jobs if n.startswith(parent + "/"))
+            names = sorted(n for n, job in self._jobs.items()
+                           if n.startswith(parent + "/") and keep(job))
             start = int(page_token) if page_token else 0
             size = page_size if page_size > 0 else 100
             page = [copy.deepcopy(self._jobs[n]) for n in names[start : start + size]]
@@ -137,12 +147,16 @@ class BatchService:
                     f"BatchPredictionJob {name} is in state {job['state']}; "
                     "only finished jobs can be deleted.",
                 )
-            del self._jobs[name]
+            self._store.remove(name)
         return {
             "name": f"{name}/operations/{self._ids.randrange(10**18, 9 * 10**18)}",
             "done": True,
             "response": {"@type": "type.googleapis.com/google.protobuf.Empty"},
         }
+
+    def close(self) -> None:
+        """Stop running jobs where they are, recording nothing more: as if the process died."""
+        self._closed.set()
 
     # ----------------------------------------------------------------- helpers
     def _job(self, name: str) -> dict:
@@ -151,8 +165,7 @@ class BatchService:
         except KeyError:
             raise ServiceError(404, "NOT_FOUND", f"BatchPredictionJob {name} not found.") from None
 
-    @staticmethod
-    def _set_state(job: dict, state: str) -> None:
+    def _set_state(self, job: dict, state: str) -> None:
         now = rfc3339(time.time())
         job["state"] = state
         job["updateTime"] = now
@@ -160,6 +173,11 @@ class BatchService:
             job["startTime"] = now
         if state in TERMINAL:
             job["endTime"] = now
+        self._store.save(job)
+
+    def _cancelled(self, job: dict) -> None:
+        job["error"] = {"code": 1, "message": "CANCELED"}
+        self._set_state(job, "JOB_STATE_CANCELLED")
 
     @staticmethod
     def _validated(body: dict) -> dict:
@@ -181,9 +199,10 @@ class BatchService:
         if body["outputConfig"].get("predictionsFormat") != "jsonl" or not prefix:
             raise bad("outputConfig must have predictionsFormat 'jsonl' and "
                       "gcsDestination.outputUriPrefix.")
-        fault = (body.get("labels") or {}).get(FAULT_LABEL)
-        if fault is not None and fault not in FAULTS:
-            raise bad(f"Unknown {FAULT_LABEL} label value {fault!r}; known: {sorted(FAULTS)}.")
+        try:
+            JobFaults.from_labels(body.get("labels"))
+        except FaultError as exc:
+            raise bad(str(exc)) from None
         for uri in [*source, prefix]:
             if not _GCS_URI.match(uri):
                 raise bad(f"Invalid Cloud Storage URI: {uri}")
@@ -199,18 +218,24 @@ class BatchService:
 
         Returns False when the job was cancelled (it is then marked CANCELLED) or deleted.
         """
-        time.sleep(wait)
+        if self._closed.wait(wait):
+            return False
         with self._lock:
             job = self._jobs.get(name)
             if job is None:
                 return False
             if job["state"] == "JOB_STATE_CANCELLING":
-                self._set_state(job, "JOB_STATE_CANCELLED")
-                job["error"] = {"code": 1, "message": "CANCELED"}
+                self._cancelled(job)
                 return False
             if state:
                 self._set_state(job, state)
             return True
+
+    def _cancelling(self, name: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(name)
+            return (self._closed.is_set() or job is None
+                    or job["state"] == "JOB_STATE_CANCELLING")
 
     def _run(self, name: str) -> None:
         """Run a job; an unexpected error fails it (code 13) rather than leaving it RUNNING."""
@@ -221,77 +246,71 @@ class BatchService:
             raise
 
     def _execute(self, name: str) -> None:
-        if not self._advance(name, self.timing.pending, "JOB_STATE_RUNNING"):
-            return
         with self._lock:
             job = copy.deepcopy(self._jobs[name])
+        faults = JobFaults.from_labels(job.get("labels"))
+        if faults.queue_seconds and job["state"] == "JOB_STATE_PENDING":
+            if not self._advance(name, 0, "JOB_STATE_QUEUED"):
+                return
+        if not self._advance(name, faults.queue_seconds):
+            return
+        if faults.fault == "expire":
+            self._finish(name, state="JOB_STATE_EXPIRED", error={
+                "code": 4, "message": "The batch prediction job expired before it could run "
+                "(injected by the emulator's expire fault)."})
+            return
+        if not self._advance(name, self.timing.pending, "JOB_STATE_RUNNING"):
+            return
         fs = storage.filesystem(self.gcs_endpoint)
+        uris = job["inputConfig"]["gcsSource"]["uris"]
         try:
-            lines, failed = self._predict(fs, job)
-        except _ImportFailure as exc:
+            paths = storage.expand(fs, uris)
+            if not paths:
+                raise runner.ImportFailure(f"No files match {uris}.")
+            total = runner.check_input(fs, paths)
+        except runner.ImportFailure as exc:
             self._finish(name, error={"code": 3, "message": f"Failed to import data. {exc}"})
             return
-        if not self._advance(name, self.timing.running):
-            return
-        if (job.get("labels") or {}).get(FAULT_LABEL) == "job-failed":
+        if faults.fault == "job-failed":
+            self._closed.wait(self.timing.running)
             self._finish(name, error={"code": 13, "message": "Internal error (injected by the "
                                       "emulator's job-failed fault)."})
             return
         prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
         out_dir = f"{prefix}/prediction-model-{rfc3339(time.time())}"
-        random.Random(name).shuffle(lines)
-        storage.write_bytes(fs, f"{out_dir}/predictions.jsonl", b"".join(lines))
-        stats = {"successfulCount": str(len(lines) - failed)}
-        if failed:
-            stats["failedCount"] = str(failed)
-        self._finish(name, outputInfo={"gcsOutputDirectory": out_dir}, completionStats=stats)
+        outcome = runner.answer_rows(fs, paths, out_dir, self.responder, faults, name, total,
+                                     stop=lambda: self._cancelling(name))
+        if outcome.finished:
+            self._closed.wait(self.timing.running)
+        results = self._results(out_dir, outcome, faults)
+        if faults.fault == "fail-partway":
+            self._finish(name, error={"code": 13, "message": "Internal error after part of the "
+                                      "rows (injected by the emulator's fail-partway fault)."},
+                         **results)
+        else:
+            self._finish(name, **results)
 
-    def _finish(self, name: str, **fields) -> None:
+    @staticmethod
+    def _results(out_dir: str, outcome: runner.Outcome, faults: JobFaults) -> dict:
+        """``outputInfo`` and ``completionStats`` (int64 as strings, zeros omitted)."""
+        counts = {"successfulCount": outcome.succeeded, "failedCount": outcome.failed,
+                  "incompleteCount": outcome.total - outcome.succeeded - outcome.failed}
+        stats = {k: str(v) for k, v in counts.items() if v and faults.stats != "zero"}
+        fields: dict = {"outputInfo": {"gcsOutputDirectory": out_dir}}
+        if faults.stats != "empty":
+            fields["completionStats"] = stats
+        return fields
+
+    def _finish(self, name: str, state: str | None = None, **fields) -> None:
+        """End a job: SUCCEEDED, or FAILED when ``error`` is given, or ``state``; a job being
+        cancelled ends CANCELLED, keeping what it wrote."""
         with self._lock:
             job = self._jobs.get(name)
-            if job is None:
+            if job is None or self._closed.is_set():
                 return
             job.update(fields)
-            state = "JOB_STATE_FAILED" if "error" in fields else "JOB_STATE_SUCCEEDED"
             if job["state"] == "JOB_STATE_CANCELLING":
-                state = "JOB_STATE_CANCELLED"
-            self._set_state(job, state)
-
-    def _predict(self, fs, job: dict) -> tuple[list[bytes], int]:
-        """Answer every input line; returns the output lines and how many rows failed."""
-        uris = job["inputConfig"]["gcsSource"]["uris"]
-        paths = storage.expand(fs, uris)
-        if not paths:
-            raise _ImportFailure(f"No files match {uris}.")
-        out: list[bytes] = []
-        failed = 0
-        for path in paths:
-            try:
-                raw_lines = list(storage.read_lines(fs, path))
-            except FileNotFoundError:
-                raise _ImportFailure(f"Input file {path} does not exist.") from None
-            for number, raw in enumerate(raw_lines, 1):
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    raise _ImportFailure(f"Line {number} of {path} is not valid JSON.") from None
-                if not isinstance(line, dict) or not isinstance(line.get("request"), dict):
-                    raise _ImportFailure(
-                        f"Line {number} of {path} has no 'request' object."
-                    ) from None
-                result = {k: v for k, v in line.items() if k not in _RESERVED_KEYS}
-                result["status"] = ""
-                result["processed_time"] = _processed_time(time.time())
-                result["request"] = line["request"]
-                try:
-                    result["response"] = self.responder(line["request"])
-                except Exception as exc:  # a row-level failure, as the service reports them
-                    failed += 1
-                    error = {"code": 500, "message": str(exc), "status": "INTERNAL"}
-                    result["status"] = "Internal Server Error: " + json.dumps({"error": error})
-                out.append(json.dumps(result, ensure_ascii=False).encode() + b"\n")
-        return out, failed
-
-
-class _ImportFailure(Exception):
-    """The job's input cannot be read; the job fails with error code 3."""
+                self._cancelled(job)  # what it wrote stays, as on the real service
+                return
+            self._set_state(job, state or ("JOB_STATE_FAILED" if "error" in fields
+                                           else "JOB_STATE_SUCCEEDED"))

@@ -111,10 +111,12 @@ class LocalStack:
         vertex_port: int = 0,
         timing: Timing | None = None,
         set_env: bool = True,
+        state_dir: str | os.PathLike | None = None,
     ):
         self.project, self.location, self.bucket = project, location, bucket
         self.gcs = FakeGCS(gcs_port)
-        self.service = BatchService(timing=timing or Timing(), gcs_endpoint=self.gcs.url)
+        self.service = BatchService(timing=timing or Timing(), gcs_endpoint=self.gcs.url,
+                                    state_dir=state_dir)
         self.vertex = VertexEmulator(self.service, port=vertex_port)
         self._set_env = set_env
         self._saved_env: dict[str, str | None] = {}

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import BinaryIO
+
+_BLOCK = 16 * 2**20
+_UPLOAD = 64 * 2**20
 
 
 def filesystem(endpoint: str | None = None):
@@ -34,14 +38,20 @@ def expand(fs, uris: list[str]) -> list[str]:
 
 
 def read_lines(fs, path: str) -> Iterator[bytes]:
-    """The non-empty lines of one object."""
-    with fs.open(path, "rb", cache_type="readahead", block_size=16 * 2**20) as f:
-        for line in f.read().splitlines():
-            if line.strip():
-                yield line
+    """The non-empty lines of one object, read in 16 MiB blocks."""
+    with fs.open(path, "rb", cache_type="readahead", block_size=_BLOCK) as f:
+        rest = b""
+        while chunk := f.read(_BLOCK):
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            yield from (line for line in lines if line.strip())
+        if rest.strip():
+            yield rest
 
 
-def write_bytes(fs, path: str, data: bytes) -> None:
-    """Write one object in 64 MiB upload chunks (small chunks are slow on local servers)."""
-    with fs.open(path, "wb", block_size=64 * 2**20) as f:
-        f.write(data)
+def upload(fs, source: BinaryIO, path: str) -> None:
+    """Copy a local binary file object to one object, in 64 MiB upload chunks (small chunks
+    are slow on local servers)."""
+    with fs.open(path, "wb", block_size=_UPLOAD) as f:
+        while chunk := source.read(_UPLOAD):
+            f.write(chunk)
