@@ -1,0 +1,142 @@
+"""Failures on demand: per job through job labels, per server through ``ApiFaults``.
+
+Job labels (values use the label alphabet: lowercase letters, digits, ``-`` and ``_``):
+
+==========================  ===================================================================
+``emulator-fault``          ``job-failed``: FAILED (code 13) after running, no output.
+                            ``fail-partway``: FAILED (code 13) after answering about half the
+                            rows, which stay in an incremental output file.
+                            ``expire``: EXPIRED (code 4) after the queue, no output.
+``emulator-row-errors``     failed rows per kind, in percent: ``429-10_500-5_400-2`` fails 10 %
+                            with 429, 5 % with 500 and 2 % with 400 (real status strings).
+``emulator-queue-ms``       milliseconds in JOB_STATE_QUEUED before PENDING.
+``emulator-incremental``    rows per incremental output file, written while the job runs; the
+                            rows are repeated in the final ``predictions.jsonl`` (duplicates).
+``emulator-stats``          ``empty``: no ``completionStats``; ``zero``: all counts zero.
+==========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+from dataclasses import dataclass, field
+
+PREFIX = "emulator-"
+JOB_FAULTS = ("job-failed", "fail-partway", "expire")
+STATS = ("empty", "zero")
+#: Row error kinds: HTTP reason phrase and google.rpc.Status of the failed online call (spec §2.2).
+ROW_ERRORS = {
+    400: ("Bad Request", "INVALID_ARGUMENT",
+          "Invalid value at 'contents[0].parts[0]' (text), Starting an object on a scalar field"),
+    429: ("Too Many Requests", "RESOURCE_EXHAUSTED",
+          "Online prediction request quota exceeded. Please try again later with backoff."),
+    500: ("Internal Server Error", "INTERNAL", "Internal error encountered."),
+}
+#: API errors ``ApiFaults`` can answer with: status and message.
+API_ERRORS = {
+    429: ("RESOURCE_EXHAUSTED", "Quota exceeded for aiplatform.googleapis.com (emulated)."),
+    500: ("INTERNAL", "Internal error encountered (emulated)."),
+    503: ("UNAVAILABLE", "The service is currently unavailable (emulated)."),
+}
+_ROW_ERRORS = re.compile(r"^(\d{3})-(\d{1,3})$")
+
+
+class FaultError(ValueError):
+    """A fault label or setting the emulator does not understand."""
+
+
+def row_status(code: int) -> str:
+    """The output line ``status`` of a row that failed with ``code``."""
+    reason, status, message = ROW_ERRORS[code]
+    return f"{reason}: " + json.dumps({"error": {"code": code, "message": message,
+                                                 "status": status}})
+
+
+@dataclass(frozen=True)
+class JobFaults:
+    """The faults one job's labels ask for."""
+
+    fault: str | None = None
+    row_errors: tuple[tuple[int, float], ...] = ()  # (code, fraction)
+    queue_seconds: float = 0.0
+    incremental_rows: int = 0
+    stats: str | None = None
+
+    @classmethod
+    def from_labels(cls, labels: dict | None) -> JobFaults:
+        """Parse the ``emulator-*`` labels; unknown keys or values raise ``FaultError``."""
+        labels = {k: v for k, v in (labels or {}).items() if k.startswith(PREFIX)}
+        known = {"emulator-fault", "emulator-row-errors", "emulator-queue-ms",
+                 "emulator-incremental", "emulator-stats"}
+        unknown = sorted(set(labels) - known)
+        if unknown:
+            raise FaultError(f"Unknown emulator label(s) {unknown}; known: {sorted(known)}.")
+        fault = labels.get("emulator-fault")
+        if fault is not None and fault not in JOB_FAULTS:
+            raise FaultError(f"Unknown emulator-fault {fault!r}; known: {list(JOB_FAULTS)}.")
+        stats = labels.get("emulator-stats")
+        if stats is not None and stats not in STATS:
+            raise FaultError(f"Unknown emulator-stats {stats!r}; known: {list(STATS)}.")
+        return cls(
+            fault=fault,
+            row_errors=_row_errors(labels.get("emulator-row-errors", "")),
+            queue_seconds=_count(labels, "emulator-queue-ms") / 1000,
+            incremental_rows=_count(labels, "emulator-incremental"),
+            stats=stats,
+        )
+
+    def failure(self, rng: random.Random) -> int | None:
+        """The error code this row fails with, or None: one draw per row."""
+        if not self.row_errors:
+            return None
+        draw = rng.random()
+        for code, fraction in self.row_errors:
+            if draw < fraction:
+                return code
+            draw -= fraction
+        return None
+
+
+def _count(labels: dict, key: str) -> int:
+    value = labels.get(key, "0")
+    if not value.isdigit():
+        raise FaultError(f"{key} must be a whole number, got {value!r}.")
+    return int(value)
+
+
+def _row_errors(value: str) -> tuple[tuple[int, float], ...]:
+    pairs = []
+    for item in filter(None, value.split("_")):
+        match = _ROW_ERRORS.match(item)
+        if not match or int(match[1]) not in ROW_ERRORS:
+            raise FaultError(f"emulator-row-errors item {item!r}: write CODE-PERCENT with CODE "
+                             f"in {sorted(ROW_ERRORS)}, e.g. '429-10_500-5'.")
+        pairs.append((int(match[1]), int(match[2]) / 100))
+    if sum(fraction for _, fraction in pairs) > 1:
+        raise FaultError("emulator-row-errors percentages add up to more than 100.")
+    return tuple(pairs)
+
+
+@dataclass
+class ApiFaults:
+    """Server-wide: answer the next ``count`` API calls with an HTTP error."""
+
+    _pending: list[int] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def inject(self, code: int, count: int = 1) -> None:
+        if code not in API_ERRORS:
+            raise FaultError(f"API error code {code} is not one of {sorted(API_ERRORS)}.")
+        with self._lock:
+            self._pending.extend([code] * count)
+
+    def next_error(self) -> tuple[int, str, str] | None:
+        """``(code, status, message)`` for this call if a fault is queued, else None."""
+        with self._lock:
+            if not self._pending:
+                return None
+            code = self._pending.pop(0)
+        return (code, *API_ERRORS[code])

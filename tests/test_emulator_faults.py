@@ -1,0 +1,231 @@
+"""The emulator's faults on demand, list filters and restart-proof state, driven through the
+unmodified GAPIC REST client (and pdbatch where the client's handling is the point)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pandas as pd
+import pytest
+from google.api_core import exceptions
+
+import pdbatch
+from pdbatch.config import Settings
+from pdbatch.emulator import BatchService, Timing, VertexEmulator
+from pdbatch.jobs import JobClient
+
+MODEL = "publishers/google/models/gemini-2.5-flash"
+
+
+def _input(fs, staging: str, rows: int) -> str:
+    uri = f"{staging}/in-{rows}.jsonl"
+    fs.pipe(uri, "".join(json.dumps({"id": i, "request": {"contents": [
+        {"role": "user", "parts": [{"text": f"q{i}"}]}]}}) + "\n" for i in range(rows)).encode())
+    return uri
+
+
+def _create(gapic, parent, fs, staging, rows=10, labels=None, display_name="faults"):
+    return gapic.create_batch_prediction_job(parent=parent, batch_prediction_job={
+        "display_name": display_name, "model": MODEL, "labels": labels or {},
+        "input_config": {"instances_format": "jsonl",
+                         "gcs_source": {"uris": [_input(fs, staging, rows)]}},
+        "output_config": {"predictions_format": "jsonl",
+                          "gcs_destination": {"output_uri_prefix": f"{staging}/out"}},
+    })
+
+
+def _wait(gapic, name, seen=None):
+    for _ in range(400):
+        job = gapic.get_batch_prediction_job(name=name)
+        if seen is not None:
+            seen.add(job.state.name)
+        if job.end_time:
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"{name} did not finish")
+
+
+def _lines(fs, path):
+    return [json.loads(x) for x in fs.cat(path).splitlines()]
+
+
+def test_failed_rows_carry_the_services_status_strings(gapic, parent, fs, staging):
+    job = _wait(gapic, _create(gapic, parent, fs, staging, rows=400,
+                               labels={"emulator-row-errors": "429-30_500-10_400-10"}).name)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    lines = _lines(fs, f"{job.output_info.gcs_output_directory}/predictions.jsonl")
+    failed = [line for line in lines if line["status"]]
+    kinds = {line["status"].split(": {")[0] for line in failed}
+    assert kinds == {"Too Many Requests", "Internal Server Error", "Bad Request"}
+    assert all("response" not in line for line in failed)
+    first = json.loads(failed[0]["status"].split(": ", 1)[1])["error"]
+    assert set(first) == {"code", "message", "status"}
+    assert 120 <= len(failed) <= 280  # 50 % of 400 rows, drawn per row
+    assert job.completion_stats.failed_count == len(failed)
+    assert job.completion_stats.successful_count == 400 - len(failed)
+
+
+def test_pdbatch_maps_failed_rows_to_codes(staging):
+    df = pd.DataFrame({"prompt": [f"q{i}" for i in range(200)]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  labels={"emulator-row-errors": "429-50"})
+    failed = out[out["status"] != ""]
+    assert 50 < len(failed) < 150 and (failed["error_code"] == 429).all()
+    assert failed["status"].str.startswith("Too Many Requests: {").all()
+    assert (failed["error_message"] ==
+            "Online prediction request quota exceeded. Please try again later with backoff.").all()
+    assert out.loc[out["status"] == "", "text"].notna().all()
+
+
+def test_fail_partway_keeps_the_answered_rows_in_incremental_files(gapic, parent, fs, staging):
+    job = _wait(gapic, _create(gapic, parent, fs, staging, rows=40,
+                               labels={"emulator-fault": "fail-partway"}).name)
+    assert job.state.name == "JOB_STATE_FAILED" and job.error.code == 13
+    out_dir = job.output_info.gcs_output_directory
+    files = fs.find(out_dir)
+    assert files and all("/incremental_predictions/" in f for f in files)
+    assert len(_lines(fs, files[0])) == 20
+    assert job.completion_stats.successful_count == 20
+    assert job.completion_stats.incomplete_count == 20
+
+
+def test_incremental_files_repeat_rows_that_predictions_jsonl_also_holds(gapic, parent, fs,
+                                                                          staging):
+    job = _wait(gapic, _create(gapic, parent, fs, staging, rows=50,
+                               labels={"emulator-incremental": "20"}).name)
+    out_dir = job.output_info.gcs_output_directory
+    incremental = [f for f in fs.find(out_dir) if "/incremental_predictions/" in f]
+    assert len(incremental) == 3  # 20 + 20 + 10 rows
+    repeated = [line["id"] for f in incremental for line in _lines(fs, f)]
+    final = [line["id"] for line in _lines(fs, f"{out_dir}/predictions.jsonl")]
+    assert sorted(repeated) == sorted(final) == list(range(50))
+
+
+def test_cancel_while_running_keeps_what_was_written(stack, gapic, parent, fs, staging):
+    def slow(request):
+        time.sleep(0.01)
+        return {"candidates": [{"content": {"parts": [{"text": "ok"}]}, "finishReason": "STOP"}]}
+
+    stack.service.responder = slow
+    try:
+        created = _create(gapic, parent, fs, staging, rows=300,
+                          labels={"emulator-incremental": "10"})
+        deadline = time.monotonic() + 20
+        while not fs.find(f"{staging}/out") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        gapic.cancel_batch_prediction_job(name=created.name)
+        job = _wait(gapic, created.name)
+    finally:
+        stack.service.responder = BatchService.responder
+    assert job.state.name == "JOB_STATE_CANCELLED"
+    files = fs.find(job.output_info.gcs_output_directory)
+    assert files and not any(f.endswith("/predictions.jsonl") for f in files)
+    written = sum(len(_lines(fs, f)) for f in files)
+    assert 0 < written < 300 and job.completion_stats.incomplete_count == 300 - written
+
+
+def test_expire_after_the_queue(gapic, parent, fs, staging, stack):
+    seen: set[str] = set()
+    job = _wait(gapic, _create(gapic, parent, fs, staging, labels={
+        "emulator-fault": "expire", "emulator-queue-ms": "300"}).name, seen)
+    assert "JOB_STATE_QUEUED" in seen
+    assert job.state.name == "JOB_STATE_EXPIRED" and job.error.code == 4
+    assert not job.output_info.gcs_output_directory
+
+    with pytest.raises(pdbatch.JobError, match="JOB_STATE_EXPIRED"):
+        pd.DataFrame({"p": ["x"]}).gemini.batch_predict(
+            prompt_col="p", staging=staging, progress=False,
+            labels={"emulator-fault": "expire"})
+
+
+@pytest.mark.parametrize("stats", ["empty", "zero"])
+def test_missing_completion_stats_do_not_matter_to_pdbatch(staging, stats):
+    df = pd.DataFrame({"p": ["a", "b", "c"]})
+    out = df.gemini.batch_predict(prompt_col="p", staging=staging, progress=False,
+                                  labels={"emulator-stats": stats})
+    assert (out["status"] == "").all() and out["text"].notna().all()
+
+
+def test_unknown_fault_labels_are_refused_at_create(gapic, parent, fs, staging):
+    for labels, message in (({"emulator-fault": "explode"}, "Unknown emulator-fault"),
+                            ({"emulator-row-errors": "418-5"}, "CODE-PERCENT"),
+                            ({"emulator-everything": "x"}, "Unknown emulator label")):
+        with pytest.raises(exceptions.BadRequest, match=message):
+            _create(gapic, parent, fs, staging, labels=labels)
+
+
+def test_api_errors_for_the_next_calls(stack, gapic, parent, fs, staging):
+    name = _create(gapic, parent, fs, staging).name
+    request = urllib.request.Request(f"{stack.vertex.url}/emulator/faults", method="POST",
+                                     data=json.dumps({"code": 503, "count": 2}).encode())
+    urllib.request.urlopen(request).close()
+    with pytest.raises(exceptions.ServiceUnavailable):
+        gapic.get_batch_prediction_job(name=name)
+
+    # pdbatch's GETs retry through google-api-core: the second 503, then an answer.
+    stack.service.api_faults.inject(429, 1)
+    settings = Settings(stack.project, stack.location, staging, stack.vertex.url, "rest")
+    assert JobClient(settings).get(name).name == name
+    assert gapic.get_batch_prediction_job(name=name).name == name
+
+
+def test_list_filters(gapic, parent, fs, staging):
+    tag = staging.rsplit("/", 1)[-1]
+    a = _wait(gapic, _create(gapic, parent, fs, staging, display_name=f"{tag}-a",
+                             labels={"suite": tag, "team": "red"}).name)
+    b = _wait(gapic, _create(gapic, parent, fs, staging, display_name=f"{tag}-b",
+                             labels={"suite": tag, "team": "blue"}).name)
+    c = _wait(gapic, _create(gapic, parent, fs, staging, display_name=f"{tag}-c",
+                             labels={"suite": tag, "emulator-fault": "expire"}).name)
+
+    def names(text):
+        return {j.name for j in gapic.list_batch_prediction_jobs(
+            request={"parent": parent, "filter": f'labels.suite="{tag}" AND ({text})'})}
+
+    assert names('state="JOB_STATE_SUCCEEDED"') == {a.name, b.name}
+    assert names("labels.team=red OR labels.team=blue") == {a.name, b.name}
+    assert names("NOT labels.team:*") == {c.name}
+    assert names(f'display_name:"{tag}-*" AND state!="JOB_STATE_EXPIRED"') == {a.name, b.name}
+    assert names(f'display_name="{tag}-b"') == {b.name}
+    assert names(f'create_time>="{a.create_time.isoformat()}"') == {a.name, b.name, c.name}
+    assert names('create_time<"2000-01-01T00:00:00Z"') == set()
+    with pytest.raises(exceptions.BadRequest, match="Unsupported filter field"):
+        names("colour=red")
+
+
+def test_jobs_survive_an_emulator_restart(stack, fs, staging, tmp_path):
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.aiplatform_v1 import JobServiceClient
+
+    def serve(port=0):
+        service = BatchService(timing=Timing(pending=0.3, running=0.05),
+                               gcs_endpoint=stack.gcs.url, state_dir=tmp_path / "state")
+        return VertexEmulator(service, port=port).start()
+
+    def client(vertex):
+        return JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
+                                client_options=ClientOptions(api_endpoint=vertex.url))
+
+    parent = f"projects/{stack.project}/locations/{stack.location}"
+    first = serve()
+    created = _create(client(first), parent, fs, staging, rows=5)
+    port = int(first.url.rsplit(":", 1)[1])
+    first.stop()  # while the job is still PENDING
+
+    second = serve(port)
+    try:
+        job = _wait(client(second), created.name)
+        assert job.state.name == "JOB_STATE_SUCCEEDED"
+        assert job.create_time == created.create_time
+        assert job.completion_stats.successful_count == 5
+    finally:
+        second.stop()
+    third = serve(port)
+    try:
+        assert client(third).get_batch_prediction_job(name=created.name).state.name == \
+            "JOB_STATE_SUCCEEDED"
+    finally:
+        third.stop()
