@@ -229,3 +229,33 @@ def test_jobs_survive_an_emulator_restart(stack, fs, staging, tmp_path):
             "JOB_STATE_SUCCEEDED"
     finally:
         third.stop()
+
+
+def test_json_answers_fit_the_requested_schema(gapic, parent, fs, staging):
+    schema = {"type": "OBJECT", "properties": {
+        "title": {"type": "STRING"}, "score": {"type": "INTEGER"},
+        "tags": {"type": "ARRAY", "items": {"type": "STRING", "enum": ["a", "b"]}},
+        "ok": {"type": "BOOLEAN"}}}
+    json_schema = {"$defs": {"Item": {"type": "object", "properties": {
+        "name": {"type": "string"}, "size": {"anyOf": [{"type": "null"}, {"type": "number"}]}}}},
+        "type": "object", "properties": {"items": {"type": "array",
+                                                    "items": {"$ref": "#/$defs/Item"}}}}
+    lines = [{"request": {"contents": [{"role": "user", "parts": [{"text": "two words"}]}],
+                          "generationConfig": {"responseMimeType": "application/json", **extra}}}
+             for extra in ({"responseSchema": schema}, {"responseJsonSchema": json_schema}, {})]
+    fs.pipe(f"{staging}/json.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode())
+    job = _wait(gapic, gapic.create_batch_prediction_job(parent=parent, batch_prediction_job={
+        "display_name": "json", "model": MODEL,
+        "input_config": {"instances_format": "jsonl",
+                         "gcs_source": {"uris": [f"{staging}/json.jsonl"]}},
+        "output_config": {"predictions_format": "jsonl",
+                          "gcs_destination": {"output_uri_prefix": f"{staging}/out"}}}).name)
+    answers = sorted(
+        (json.loads(line["response"]["candidates"][0]["content"]["parts"][0]["text"])
+         for line in _lines(fs, f"{job.output_info.gcs_output_directory}/predictions.jsonl")),
+        key=lambda a: sorted(a))
+    assert answers == sorted([
+        {"title": "echo: two words", "score": 3, "tags": ["a"], "ok": True},
+        {"items": [{"name": "echo: two words", "size": 3.5}]},
+        {"text": "echo: two words"},
+    ], key=lambda a: sorted(a))
