@@ -259,3 +259,37 @@ def test_json_answers_fit_the_requested_schema(gapic, parent, fs, staging):
         {"items": [{"name": "echo: two words", "size": 3.5}]},
         {"text": "echo: two words"},
     ], key=lambda a: sorted(a))
+
+
+def test_echoed_requests_get_their_siblings_keys_as_nulls(stack, gapic, parent, fs, staging):
+    image = {"file_data": {"file_uri": "gs://b/cat.jpg", "mime_type": "image/jpeg"}}
+    requests = [{"contents": [{"role": "user", "parts": [{"text": "what is it?"}, image]}]},
+                {"contents": [{"role": "user", "parts": [{"text": "hello"}]}],
+                 "generationConfig": {"temperature": 0.1}}]
+    fs.pipe(f"{staging}/mixed.jsonl",
+            "".join(json.dumps({"id": i, "request": r}) + "\n"
+                    for i, r in enumerate(requests)).encode())
+
+    def echoed():
+        job = _wait(gapic, gapic.create_batch_prediction_job(parent=parent, batch_prediction_job={
+            "display_name": "nulls", "model": MODEL,
+            "input_config": {"instances_format": "jsonl",
+                             "gcs_source": {"uris": [f"{staging}/mixed.jsonl"]}},
+            "output_config": {"predictions_format": "jsonl",
+                              "gcs_destination": {"output_uri_prefix": f"{staging}/out"}}}).name)
+        lines = _lines(fs, f"{job.output_info.gcs_output_directory}/predictions.jsonl")
+        return {line["id"]: line["request"] for line in lines}
+
+    union_part = {"file_data": None, "text": None}
+    assert echoed() == {
+        0: {"contents": [{"parts": [{**union_part, "text": "what is it?"},
+                                    {**union_part, **image}], "role": "user"}],
+            "generationConfig": None},
+        1: {"contents": [{"parts": [{**union_part, "text": "hello"}], "role": "user"}],
+            "generationConfig": {"temperature": 0.1}},
+    }
+    stack.service.null_injection = False
+    try:
+        assert echoed() == dict(enumerate(requests))
+    finally:
+        stack.service.null_injection = True

@@ -44,15 +44,44 @@ def processed_time(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def check_input(fs, paths: list[str]) -> int:
-    """Read every input line once, as the service's import does; returns the row count."""
-    rows = 0
+def check_input(fs, paths: list[str]) -> tuple[int, dict]:
+    """Read every input line once, as the service's import does.
+
+    Returns the row count and the union of the requests' keys (the import loads the lines
+    into one table, spec §3.3).
+    """
+    rows, union = 0, {}
     for path in paths:
         for number, line in _lines(fs, path):
             if not isinstance(line, dict) or not isinstance(line.get("request"), dict):
                 raise ImportFailure(f"Line {number} of {path} has no 'request' object.")
+            union = _merge(union, line["request"])
             rows += 1
-    return rows
+    return rows, union
+
+
+def _merge(shape, value):
+    """``shape`` grown by the keys of ``value``: dicts by key, lists by their items."""
+    if isinstance(value, dict):
+        shape = shape if isinstance(shape, dict) else {}
+        for key, item in value.items():
+            shape[key] = _merge(shape.get(key), item)
+    elif isinstance(value, list):
+        shape = shape if isinstance(shape, list) else [None]
+        for item in value:
+            shape[0] = _merge(shape[0], item)
+    return shape
+
+
+def with_nulls(shape, value):
+    """``value`` with a null for every key of ``shape`` it lacks, keys in alphabetical order:
+    how the service echoes requests whose siblings have more keys (spec §3.3)."""
+    if isinstance(value, dict) and isinstance(shape, dict):
+        return {key: with_nulls(shape[key], value[key]) if key in value else None
+                for key in sorted(shape)}
+    if isinstance(value, list) and isinstance(shape, list):
+        return [with_nulls(shape[0], item) for item in value]
+    return value
 
 
 def _lines(fs, path: str) -> Iterator[tuple[int, object]]:
@@ -75,8 +104,10 @@ def answer_rows(
     seed: str,
     total: int,
     stop: Callable[[], bool],
+    union: dict | None = None,
 ) -> Outcome:
-    """Answer every input line into ``out_dir``.
+    """Answer every input line into ``out_dir``; with ``union`` (from ``check_input``), the
+    echoed requests get its missing keys as nulls.
 
     Stops early when ``stop()`` turns true (checked every window or incremental file) or, with
     the ``fail-partway`` fault, half way: then the answered rows stay in incremental files and no
@@ -91,7 +122,7 @@ def answer_rows(
         window: list[bytes] = []
         for path in paths:
             for _, line in _lines(fs, path):
-                data = _answer(line, responder, faults, rng, outcome)
+                data = _answer(line, responder, faults, rng, outcome, union)
                 window.append(data)
                 incremental.add(data)
                 done = outcome.succeeded + outcome.failed
@@ -113,11 +144,11 @@ def answer_rows(
 
 
 def _answer(line: dict, responder, faults: JobFaults, rng: random.Random,
-            outcome: Outcome) -> bytes:
+            outcome: Outcome, union: dict | None) -> bytes:
     result = {k: v for k, v in line.items() if k not in _RESERVED_KEYS}
     result["status"] = ""
     result["processed_time"] = processed_time(time.time())
-    result["request"] = line["request"]
+    result["request"] = with_nulls(union, line["request"]) if union else line["request"]
     code = faults.failure(rng)
     if code is None:
         try:

@@ -76,6 +76,7 @@ class BatchService:
     responder: Callable[[dict], dict] = deterministic_response
     seed: int | None = None  # job ids; None: unpredictable, as on the real service
     state_dir: str | os.PathLike | None = None
+    null_injection: bool = True  # echo requests with their siblings' keys as nulls (§3.3)
     api_faults: ApiFaults = field(default_factory=ApiFaults)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: threading.Event = field(default_factory=threading.Event)
@@ -267,7 +268,7 @@ class BatchService:
             paths = storage.expand(fs, uris)
             if not paths:
                 raise runner.ImportFailure(f"No files match {uris}.")
-            total = runner.check_input(fs, paths)
+            total, union = runner.check_input(fs, paths)
         except runner.ImportFailure as exc:
             self._finish(name, error={"code": 3, "message": f"Failed to import data. {exc}"})
             return
@@ -279,7 +280,8 @@ class BatchService:
         prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
         out_dir = f"{prefix}/prediction-model-{rfc3339(time.time())}"
         outcome = runner.answer_rows(fs, paths, out_dir, self.responder, faults, name, total,
-                                     stop=lambda: self._cancelling(name))
+                                     stop=lambda: self._cancelling(name),
+                                     union=union if self.null_injection else None)
         if outcome.finished:
             self._closed.wait(self.timing.running)
         results = self._results(out_dir, outcome, faults)
