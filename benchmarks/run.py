@@ -213,6 +213,14 @@ def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
         out = builder.join(df)
     assert len(out) == len(df) and out["status"].eq("").mean() > 0.98
     del builder, out
+    with measured(results, "parse+join", "pdbatch, include_response=False", size):
+        parsed = gemini.parse_output(engine.connect(), [str(output_path)], response=False)
+        builder = ResultBuilder(len(df), response=False)
+        builder.add_job("job", np.arange(len(df)), parsed)
+        del parsed
+        out = builder.join(df)
+    assert "response" not in out.columns and out["status"].eq("").mean() > 0.98
+    del builder, out
 
     for name, loads in (("json.loads", json.loads), ("orjson.loads", orjson.loads)):
         with measured(results, "parse+join", f"baseline: {name} per line", size):

@@ -33,9 +33,14 @@ RESULT_COLUMNS: dict[str, str] = {
 }
 
 
-def check_no_clash(df: pd.DataFrame, prefix: str) -> None:
+def result_columns(response: bool = True) -> list[str]:
+    """The names of the result columns, ``response`` only when it is kept."""
+    return [c for c in RESULT_COLUMNS if response or c != "response"]
+
+
+def check_no_clash(df: pd.DataFrame, prefix: str, response: bool = True) -> None:
     """Refuse, before any work, to overwrite columns the frame already has."""
-    clash = [prefix + c for c in RESULT_COLUMNS if prefix + c in df.columns]
+    clash = [prefix + c for c in result_columns(response) if prefix + c in df.columns]
     if clash:
         raise InputError(
             f"The frame already has column(s) {clash}, which the results would overwrite. "
@@ -84,8 +89,8 @@ _PANDAS_TYPES = {pa.string(): pd.StringDtype("pyarrow"),
 class ResultBuilder:
     """Per-row results for a frame of ``n`` rows, filled job by job, joined by position."""
 
-    def __init__(self, n: int):
-        self.n = n
+    def __init__(self, n: int, response: bool = True):
+        self.n, self.response = n, response
         self.line = np.full(n, -1, dtype=np.int64)  # row -> line of the kept output lines
         self.tables: list[pa.Table] = []
         self.lines = 0
@@ -128,7 +133,7 @@ class ResultBuilder:
 
     def join(self, df: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
         """``df`` (same index and order, not copied) with the result columns added."""
-        table = pa.concat_tables(self.tables) if self.tables else empty_output()
+        table = pa.concat_tables(self.tables) if self.tables else empty_output(self.response)
         self.tables = []
         status = pc.coalesce(_spread(table.column("status"), self.line),
                              pa.array(self.status, pa.large_string()))
@@ -141,7 +146,7 @@ class ResultBuilder:
                    "error_message": pa.array(messages, pa.large_string()),
                    "job": pa.array(self.job, pa.large_string())}
         out = df.copy(deep=not _copy_on_write())
-        for name in RESULT_COLUMNS:
+        for name in result_columns(self.response):
             values = columns[name] if name in columns else _spread(table.column(name), self.line)
             out[prefix + name] = pd.Series(_pandas(values), index=df.index)
         return out

@@ -85,6 +85,7 @@ def batch_predict(
     labels: Mapping[str, str] | None = None,
     on_invalid: str = "raise",
     result_prefix: str = "",
+    include_response: bool = True,
     api_endpoint: str | None = None,
     transport: str = "rest",
     credentials=None,
@@ -109,6 +110,8 @@ def batch_predict(
             prompts; ``"skip"`` sends the other rows and returns these with status
             ``"skipped: ..."``.
         result_prefix: prefix for the result column names, e.g. ``"llm_"``.
+        include_response: keep each row's raw response as JSON text in ``response``; False
+            leaves that column out (often the largest: about half the result's memory).
         api_endpoint: Vertex AI endpoint (default ``GOOGLE_VERTEX_BASE_URL``, else the
             regional host); ``http://`` endpoints get anonymous credentials.
         transport: ``"rest"`` (default) or ``"grpc"``.
@@ -119,7 +122,7 @@ def batch_predict(
     Returns:
         A copy of ``df`` with the same index and order plus the columns ``text``,
         ``finish_reason``, ``status`` ("" = ok), ``error_code``, ``error_message``,
-        ``prompt_tokens``, ``output_tokens``, ``response`` and ``job``.
+        ``prompt_tokens``, ``output_tokens``, ``response`` (unless left out) and ``job``.
 
     Raises:
         InputError: bad arguments or rows, before anything is uploaded.
@@ -134,7 +137,7 @@ def batch_predict(
             and 0 < max_requests_per_job <= MAX_REQUESTS_PER_JOB):
         raise InputError(f"max_requests_per_job must be between 1 and {MAX_REQUESTS_PER_JOB}.")
     settings = config.resolve(project, location, staging, api_endpoint, transport)
-    check_no_clash(df, result_prefix)
+    check_no_clash(df, result_prefix, include_response)
     model_name = gemini.model_resource(model)
     texts, reasons = prompts.render(df, prompt_col, prompt)
     if on_invalid == "raise" and (reasons != "").any():
@@ -149,7 +152,7 @@ def batch_predict(
     prompt_bytes = pc.binary_length(sending).to_numpy()
     shards = plan(gemini.min_line_sizes(prompt_bytes, shared), sent, max_requests_per_job,
                   MAX_BYTES_PER_FILE)
-    results = ResultBuilder(len(df))
+    results = ResultBuilder(len(df), include_response)
     skipped = np.flatnonzero(reasons != "")
     results.skip(skipped, reasons[skipped])
     if not shards:
@@ -182,18 +185,19 @@ def batch_predict(
     if ended:
         raise JobError(_ended_message(ended, infos, folder))
     for info, (_, positions) in zip(infos, jobs, strict=True):
-        results.add_job(info.name, positions, _collect(fs, con, info.output_dir))
+        results.add_job(info.name, positions,
+                        _collect(fs, con, info.output_dir, include_response))
     return results.join(df, result_prefix)
 
 
-def _collect(fs, con, output_dir: str) -> pa.Table:
+def _collect(fs, con, output_dir: str, response: bool) -> pa.Table:
     """Download a job's output files to a temporary folder and parse them."""
     with tempfile.TemporaryDirectory(prefix="pdbatch-") as tmp:
         paths = []
         for number, uri in enumerate(gcs.output_files(fs, output_dir)):
             paths.append(os.path.join(tmp, f"{number:05d}.jsonl"))
             gcs.download(fs, uri, paths[-1])
-        return gemini.parse_output(con, paths)
+        return gemini.parse_output(con, paths, response)
 
 
 def _wait_all(client, names: list[str], rows: int, progress: bool):

@@ -120,6 +120,17 @@ def test_when_every_row_is_skipped_no_job_is_created(stack, staging, uploaded, g
     assert len(list(gapic.list_batch_prediction_jobs(parent=parent))) == before
 
 
+def test_the_response_column_can_be_left_out(staging):
+    df = pd.DataFrame({"prompt": ["a", "b"], "response": ["mine", "also mine"]})
+    with pytest.raises(pdbatch.InputError, match=r"\['response'\]"):
+        df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  include_response=False)
+    assert out["response"].tolist() == ["mine", "also mine"]
+    assert out["text"].tolist() == [_expected_text("a"), _expected_text("b")]
+    assert list(out.columns[:2]) == ["prompt", "response"] and "job" in out.columns
+
+
 def test_result_prefix_keeps_existing_columns(staging):
     df = pd.DataFrame({"text": ["hello there"]})
     out = df.gemini.batch_predict(prompt_col="text", staging=staging, result_prefix="llm_",

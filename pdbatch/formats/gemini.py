@@ -140,16 +140,15 @@ SELECT CASE WHEN json_type({ROW_KEY}) IN ('UBIGINT', 'BIGINT') THEN {ROW_KEY}::B
        CASE WHEN len(r.candidates) > 0 THEN r.candidates[1].finishReason
             ELSE r.promptFeedback.blockReason END AS finish_reason,
        r.usageMetadata.promptTokenCount AS prompt_tokens,
-       r.usageMetadata.candidatesTokenCount AS output_tokens,
-       response::VARCHAR AS response
+       r.usageMetadata.candidatesTokenCount AS output_tokens{{response}}
 FROM answer
 ORDER BY key
 """
 
 
-def parse_output(con, paths: list[str]) -> pa.Table:
+def parse_output(con, paths: list[str], response: bool = True) -> pa.Table:
     """The kept fields of every line of the output files at local ``paths``, as the columns
-    ``PARSED_FIELDS``.
+    ``PARSED_FIELDS`` (without ``response`` when ``response`` is false), sorted by key.
 
     ``text`` joins the first candidate's text parts, thought parts left out; ``finish_reason``
     is its ``finishReason``, or ``promptFeedback.blockReason`` for a prompt blocked before any
@@ -157,12 +156,13 @@ def parse_output(con, paths: list[str]) -> pa.Table:
     row key, and a line that is not JSON becomes a row of nulls.
     """
     if not paths:
-        return empty_output()
-    return con.sql(_PARSE, params={"paths": paths}).to_arrow_table()
+        return empty_output(response)
+    sql = _PARSE.replace("{response}", ", response::VARCHAR AS response" if response else "")
+    return con.sql(sql, params={"paths": paths}).to_arrow_table()
 
 
-def empty_output() -> pa.Table:
+def empty_output(response: bool = True) -> pa.Table:
     """``parse_output``'s table for a job with no output lines."""
     return pa.table({name: pa.array([], pa.int64() if name in ("key", "prompt_tokens",
                                                                "output_tokens") else pa.string())
-                     for name in PARSED_FIELDS})
+                     for name in PARSED_FIELDS if response or name != "response"})
