@@ -121,9 +121,9 @@ def make_output(requests: list[bytes], seed: int = 43) -> bytes:
 # ----------------------------------------------------------------------------- stages
 def bench_serialise(results, df: pd.DataFrame, folder: Path):
     """pdbatch renders and serialises shard by shard, as batch_predict does."""
-    from pdbatch import engine, prompts
+    from pdbatch import prompts
     from pdbatch.formats import gemini
-    from pdbatch.run import MAX_REQUESTS_PER_JOB
+    from pdbatch.run import MAX_REQUESTS_PER_JOB, job_inputs
     from pdbatch.staging.gcs import _body
 
     system, config = "You are terse.", {"temperature": 0.2, "max_output_tokens": 256}
@@ -135,15 +135,11 @@ def bench_serialise(results, df: pd.DataFrame, folder: Path):
                 "request": {"contents": [{"role": "user", "parts": [{"text": text}]}], **shared}}
 
     chunks = []
-    with measured(results, "render+serialise", "pdbatch (checks + request_lines + write)"):
+    with measured(results, "render+serialise", "pdbatch (checks + job_inputs + write)"):
         texts, reasons = prompts.render(df, "prompt", None)
-        sent = np.flatnonzero(reasons == "")
         fields = gemini.shared_fields(system, config)
-        con = engine.connect()
         with open(folder / "pdbatch.jsonl", "wb") as f:
-            for start in range(0, len(sent), MAX_REQUESTS_PER_JOB):
-                rows = sent[start:start + MAX_REQUESTS_PER_JOB]
-                lines = gemini.request_lines(con, texts.take(rows), rows, fields)
+            for _, lines in job_inputs(texts, reasons, fields, MAX_REQUESTS_PER_JOB):
                 for chunk in lines.chunks:
                     f.write(_body(chunk))
                 chunks += lines.chunks

@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 
 import numpy as np
@@ -52,6 +52,27 @@ def plan(sizes: np.ndarray, rows: np.ndarray, max_requests: int, max_bytes: int
         shards.append(slice(start, stop))
         start = stop
     return shards
+
+
+def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, shared: str, max_requests: int
+               ) -> Iterator[tuple[np.ndarray, pa.ChunkedArray]]:
+    """Each job's row positions and request lines, built one job at a time.
+
+    Jobs are planned from a lower bound of each line's size (a line over the limit is refused
+    before the first job is built); a job whose escaped lines turn out larger than the byte
+    limit is split again.
+    """
+    sent = np.flatnonzero(reasons == "")
+    sending = texts if len(sent) == len(reasons) else texts.filter(pa.array(reasons == ""))
+    floor = gemini.min_line_sizes(pc.binary_length(sending).to_numpy(), shared)
+    shards = plan(floor, sent, max_requests, MAX_BYTES_PER_FILE)
+    con = engine.connect()
+    for shard in shards:
+        positions = sent[shard]
+        lines = gemini.request_lines(con, sending[shard], positions, shared)
+        sizes = pc.binary_length(lines).to_numpy()
+        for piece in plan(sizes, positions, max_requests, MAX_BYTES_PER_FILE):
+            yield positions[piece], lines.slice(piece.start, piece.stop - piece.start)
 
 
 def new_run_id() -> str:
@@ -145,45 +166,36 @@ def batch_predict(
     run_id = new_run_id()
     job_labels = _labels(labels, run_id)
 
-    # --- plan from a lower bound of each line's size; each shard is rendered when staged
-    sent = np.flatnonzero(reasons == "")
-    sending = texts if len(sent) == len(df) else texts.filter(pa.array(reasons == ""))
     shared = gemini.shared_fields(system_instruction, generation_config)
-    prompt_bytes = pc.binary_length(sending).to_numpy()
-    shards = plan(gemini.min_line_sizes(prompt_bytes, shared), sent, max_requests_per_job,
-                  MAX_BYTES_PER_FILE)
     results = ResultBuilder(len(df), include_response)
     skipped = np.flatnonzero(reasons != "")
     results.skip(skipped, reasons[skipped])
-    if not shards:
+    if len(skipped) == len(df):
         log.warning("no row has a prompt to send; no job was created")
         return results.join(df, result_prefix)
 
-    # --- stage and submit, one shard in memory at a time
+    # --- stage and submit, one job's lines in memory at a time
     fs = gcs.filesystem()
     client = JobClient(settings, credentials)
-    con = engine.connect()
     folder = f"{settings.staging}/{run_id}"
     jobs: list[tuple[str, np.ndarray]] = []
-    for shard in shards:
-        positions = sent[shard]
-        lines = gemini.request_lines(con, sending[shard], positions, shared)
-        sizes = pc.binary_length(lines).to_numpy()
-        for piece in plan(sizes, positions, max_requests_per_job, MAX_BYTES_PER_FILE):
-            number = len(jobs)
-            uri = f"{folder}/input-{number:05d}.jsonl"
-            gcs.write_jsonl(fs, uri, lines.slice(piece.start, piece.stop - piece.start))
-            name = client.submit(f"pdbatch-{run_id}-{number:05d}", model_name, [uri],
-                                 f"{folder}/output-{number:05d}", job_labels)
-            jobs.append((name, positions[piece]))
+    for positions, lines in job_inputs(texts, reasons, shared, max_requests_per_job):
+        number = len(jobs)
+        uri = f"{folder}/input-{number:05d}.jsonl"
+        gcs.write_jsonl(fs, uri, lines)
+        name = client.submit(f"pdbatch-{run_id}-{number:05d}", model_name, [uri],
+                             f"{folder}/output-{number:05d}", job_labels)
+        jobs.append((name, positions))
         del lines
-    log.info("run %s: %d rows in %d job(s), staged under %s", run_id, len(sent), len(jobs), folder)
+    sent = len(df) - len(skipped)
+    log.info("run %s: %d rows in %d job(s), staged under %s", run_id, sent, len(jobs), folder)
 
     # --- wait, then collect, parse and join
-    infos = _wait_all(client, [name for name, _ in jobs], len(sent), progress)
+    infos = _wait_all(client, [name for name, _ in jobs], sent, progress)
     ended = [i for i in infos if not i.succeeded]
     if ended:
         raise JobError(_ended_message(ended, infos, folder))
+    con = engine.connect()
     for info, (_, positions) in zip(infos, jobs, strict=True):
         results.add_job(info.name, positions,
                         _collect(fs, con, info.output_dir, include_response))

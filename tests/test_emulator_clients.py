@@ -169,3 +169,76 @@ def test_google_genai_batches_create_get_list_cancel(stack, input_uri, api_versi
 
     listed = {job.name for job in client.batches.list(config={"page_size": 2})}
     assert {done.name, other.name} <= listed
+
+
+def _family_job(gapic, parent, fs, staging, model, lines):
+    uri = f"{staging}/{model.rsplit('/', 1)[-1]}.jsonl"
+    fs.pipe(uri, "".join(json.dumps(line) + "\n" for line in lines).encode())
+    job = gapic.create_batch_prediction_job(parent=parent, batch_prediction_job=_job(
+        uri, staging, model=model))
+    return _wait(gapic.get_batch_prediction_job, job.name)
+
+
+def test_llama_maas_jobs_take_openai_chat_lines(gapic, parent, fs, staging):
+    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "meta/llama-3.3-70b-instruct-maas", "max_tokens": 50,
+                       "messages": [{"role": "system", "content": "Be brief."},
+                                    {"role": "user", "content": f"q{i}"}]}}
+             for i in range(3)]
+    job = _family_job(gapic, parent, fs, staging,
+                      "publishers/meta/models/llama-3.3-70b-instruct-maas", lines)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    out = [json.loads(x) for x in
+           fs.cat(f"{job.output_info.gcs_output_directory}/predictions.jsonl").splitlines()]
+    assert sorted(line["custom_id"] for line in out) == ["r0", "r1", "r2"]
+    for line in out:
+        assert set(line) == {"custom_id", "body", "id", "status", "response"}
+        assert line["body"] == lines[int(line["custom_id"][1:])]["body"]
+        answer = line["response"]
+        assert answer["object"] == "chat.completion"
+        assert answer["choices"][0]["message"]["content"] == \
+            f"[system: Be brief.] echo: {line['custom_id'].replace('r', 'q')}"
+        assert answer["choices"][0]["finish_reason"] == "stop"
+        assert answer["usage"]["prompt_tokens"] == 1
+
+
+def test_claude_jobs_take_anthropic_lines(gapic, parent, fs, staging):
+    lines = [{"custom_id": f"c{i}", "request": {
+        "anthropic_version": "vertex-2023-10-16", "max_tokens": 50, "system": "Be kind.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": f"hello {i}"}]}]}}
+        for i in range(2)]
+    job = _family_job(gapic, parent, fs, staging,
+                      "publishers/anthropic/models/claude-sonnet-4-5@20250929", lines)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    out = {x["custom_id"]: x for x in map(json.loads, fs.cat(
+        f"{job.output_info.gcs_output_directory}/predictions.jsonl").splitlines())}
+    assert set(out) == {"c0", "c1"}
+    assert set(out["c1"]) == {"custom_id", "status", "request", "response"}
+    assert out["c1"]["status"] == "" and out["c1"]["request"] == lines[1]["request"]
+    answer = out["c1"]["response"]
+    assert answer["type"] == "message" and answer["stop_reason"] == "end_turn"
+    assert answer["content"] == [{"type": "text", "text": "[system: Be kind.] echo: hello 1"}]
+    assert answer["usage"] == {"input_tokens": 2, "output_tokens": 6}
+
+
+def test_a_line_of_the_wrong_family_fails_the_import(gapic, parent, fs, staging):
+    job = _family_job(gapic, parent, fs, staging,
+                      "publishers/meta/models/llama-3.3-70b-instruct-maas", LINES[:1])
+    assert job.state.name == "JOB_STATE_FAILED" and job.error.code == 3
+    assert job.error.message.endswith("Line 1 of " + f"{staging}/llama-3.3-70b-instruct-maas"
+                                      ".jsonl has no 'body' object.")
+
+
+def test_enum_numbers_only_when_asked(stack, gapic, parent, input_uri, staging):
+    import urllib.request
+
+    name = gapic.create_batch_prediction_job(parent=parent,
+                                             batch_prediction_job=_job(input_uri, staging)).name
+    _wait(gapic.get_batch_prediction_job, name)  # GAPIC asks for numbers and reads them
+
+    def state(query=""):
+        with urllib.request.urlopen(f"{stack.vertex.url}/v1/{name}{query}") as answer:
+            return json.loads(answer.read())["state"]
+
+    assert state() == "JOB_STATE_SUCCEEDED"
+    assert state("?%24alt=json%3Benum-encoding%3Dint") == 4

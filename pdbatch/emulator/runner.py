@@ -18,11 +18,11 @@ from datetime import datetime, timezone
 import orjson
 
 from . import storage
+from .families import Family
 from .faults import JobFaults, row_status
 
 #: Output lines shuffled together: the service writes no particular order (spec §2.3).
 WINDOW = 10_000
-_RESERVED_KEYS = {"request", "response", "status", "processed_time"}
 
 
 class ImportFailure(Exception):
@@ -44,7 +44,7 @@ def processed_time(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def check_input(fs, paths: list[str]) -> tuple[int, dict]:
+def check_input(fs, paths: list[str], family: Family) -> tuple[int, dict]:
     """Read every input line once, as the service's import does.
 
     Returns the row count and the union of the requests' keys (the import loads the lines
@@ -53,9 +53,11 @@ def check_input(fs, paths: list[str]) -> tuple[int, dict]:
     rows, union = 0, {}
     for path in paths:
         for number, line in _lines(fs, path):
-            if not isinstance(line, dict) or not isinstance(line.get("request"), dict):
-                raise ImportFailure(f"Line {number} of {path} has no 'request' object.")
-            union = _merge(union, line["request"])
+            problem = (family.problem(line) if isinstance(line, dict)
+                       else "is not a JSON object")
+            if problem:
+                raise ImportFailure(f"Line {number} of {path} {problem}.")
+            union = _merge(union, line[family.payload])
             rows += 1
     return rows, union
 
@@ -99,6 +101,7 @@ def answer_rows(
     fs,
     paths: list[str],
     out_dir: str,
+    family: Family,
     responder: Callable[[dict], dict],
     faults: JobFaults,
     seed: str,
@@ -122,7 +125,7 @@ def answer_rows(
         window: list[bytes] = []
         for path in paths:
             for _, line in _lines(fs, path):
-                data = _answer(line, responder, faults, rng, outcome, union)
+                data = _answer(line, family, responder, faults, rng, outcome, union)
                 window.append(data)
                 incremental.add(data)
                 done = outcome.succeeded + outcome.failed
@@ -143,16 +146,15 @@ def answer_rows(
     return outcome
 
 
-def _answer(line: dict, responder, faults: JobFaults, rng: random.Random,
+def _answer(line: dict, family: Family, responder, faults: JobFaults, rng: random.Random,
             outcome: Outcome, union: dict | None) -> bytes:
-    result = {k: v for k, v in line.items() if k not in _RESERVED_KEYS}
-    result["status"] = ""
-    result["processed_time"] = processed_time(time.time())
-    result["request"] = with_nulls(union, line["request"]) if union else line["request"]
+    payload = line[family.payload]
+    result = family.result(line, with_nulls(union, payload) if union else payload,
+                           processed_time(time.time()))
     code = faults.failure(rng)
     if code is None:
         try:
-            result["response"] = responder(line["request"])
+            result["response"] = responder(payload)
         except Exception as exc:  # a row-level failure, as the service reports them
             result["status"] = "Internal Server Error: " + orjson.dumps(
                 {"error": {"code": 500, "message": str(exc), "status": "INTERNAL"}}).decode()

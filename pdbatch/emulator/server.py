@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from .faults import FaultError
-from .service import BatchService, ServiceError
+from .service import JOB_STATES, BatchService, ServiceError
 
 #: Admin route: ``POST {"code": 429, "count": 3}`` makes the next 3 API calls answer 429.
 FAULTS_PATH = "/emulator/faults"
@@ -27,7 +27,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:  # quiet by default
         pass
 
-    def _send(self, status: int, body: dict) -> None:
+    def _send(self, status: int, body: dict, int_enums: bool = False) -> None:
+        if int_enums:
+            body = _with_int_enums(body)
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -61,15 +63,19 @@ class _Handler(BaseHTTPRequestHandler):
             parent, job_id, cancel = match["parent"], match["id"], match["cancel"]
             name = f"{parent}/batchPredictionJobs/{job_id}"
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            # GAPIC REST asks for ``$alt=json;enum-encoding=int``; google-genai asks for nothing
+            # and gets names, which it needs (spec §1.6).
+            ints = "enum-encoding=int" in query.get("$alt", "")
             body = self._body()
             if method == "POST" and not job_id:
-                self._send(200, service.create(match["project"], match["location"], body))
+                self._send(200, service.create(match["project"], match["location"], body), ints)
             elif method == "GET" and job_id and not cancel:
-                self._send(200, service.get(name))
+                self._send(200, service.get(name), ints)
             elif method == "GET" and not job_id:
                 page_size = int(query.get("pageSize") or query.get("page_size") or 0)
                 token = query.get("pageToken") or query.get("page_token") or ""
-                self._send(200, service.list(parent, page_size, token, query.get("filter", "")))
+                self._send(200, service.list(parent, page_size, token, query.get("filter", "")),
+                           ints)
             elif method == "POST" and job_id and cancel:
                 service.cancel(name)
                 self._send(200, {})
@@ -97,6 +103,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
+
+
+def _with_int_enums(body: dict) -> dict:
+    """A job, or a list page of jobs, with ``state`` as its enum number."""
+    if "batchPredictionJobs" in body:
+        return {**body, "batchPredictionJobs": [_with_int_enums(job)
+                                                for job in body["batchPredictionJobs"]]}
+    if "state" in body:
+        return {**body, "state": JOB_STATES.index(body["state"])}
+    return body
 
 
 class EmulatorHTTPServer(ThreadingHTTPServer):

@@ -19,10 +19,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import filters, runner, storage
+from .families import family_of
 from .faults import ApiFaults, FaultError, JobFaults
-from .responder import deterministic_response
 from .state import JobStore
 
+#: JobState values in number order (spec §1.5), for answers in ``enum-encoding=int``.
+JOB_STATES = (
+    "JOB_STATE_UNSPECIFIED", "JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING",
+    "JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED",
+    "JOB_STATE_PAUSED", "JOB_STATE_EXPIRED", "JOB_STATE_UPDATING",
+    "JOB_STATE_PARTIALLY_SUCCEEDED",
+)
 TERMINAL = {
     "JOB_STATE_SUCCEEDED",
     "JOB_STATE_FAILED",
@@ -31,9 +38,6 @@ TERMINAL = {
     "JOB_STATE_PARTIALLY_SUCCEEDED",
     "JOB_STATE_PAUSED",
 }
-GEMINI_MODEL = re.compile(
-    r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/(gemini-[\w.-]+)$"
-)
 _GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
 
 
@@ -73,7 +77,7 @@ class BatchService:
 
     timing: Timing = field(default_factory=Timing)
     gcs_endpoint: str | None = None
-    responder: Callable[[dict], dict] = deterministic_response
+    responder: Callable[[dict], dict] | None = None  # None: each family's deterministic one
     seed: int | None = None  # job ids; None: unpredictable, as on the real service
     state_dir: str | os.PathLike | None = None
     null_injection: bool = True  # echo requests with their siblings' keys as nulls (§3.3)
@@ -191,8 +195,8 @@ class BatchService:
             if not body.get(required):
                 raise bad(f"Required field is not set: {required}.")
         model = body["model"]
-        if not GEMINI_MODEL.match(model):
-            raise bad(f"Do not support publisher model {model.rsplit('/', 1)[-1]}")
+        if not isinstance(model, str) or family_of(model) is None:
+            raise bad(f"Do not support publisher model {str(model).rsplit('/', 1)[-1]}")
         source = (body["inputConfig"].get("gcsSource") or {}).get("uris") or []
         if body["inputConfig"].get("instancesFormat") != "jsonl" or not source:
             raise bad("inputConfig must have instancesFormat 'jsonl' and gcsSource.uris.")
@@ -250,6 +254,7 @@ class BatchService:
         with self._lock:
             job = copy.deepcopy(self._jobs[name])
         faults = JobFaults.from_labels(job.get("labels"))
+        family = family_of(job["model"])
         if faults.queue_seconds and job["state"] == "JOB_STATE_PENDING":
             if not self._advance(name, 0, "JOB_STATE_QUEUED"):
                 return
@@ -268,7 +273,7 @@ class BatchService:
             paths = storage.expand(fs, uris)
             if not paths:
                 raise runner.ImportFailure(f"No files match {uris}.")
-            total, union = runner.check_input(fs, paths)
+            total, union = runner.check_input(fs, paths, family)
         except runner.ImportFailure as exc:
             self._finish(name, error={"code": 3, "message": f"Failed to import data. {exc}"})
             return
@@ -279,7 +284,8 @@ class BatchService:
             return
         prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
         out_dir = f"{prefix}/prediction-model-{rfc3339(time.time())}"
-        outcome = runner.answer_rows(fs, paths, out_dir, self.responder, faults, name, total,
+        outcome = runner.answer_rows(fs, paths, out_dir, family, self.responder or family.respond,
+                                     faults, name, total,
                                      stop=lambda: self._cancelling(name),
                                      union=union if self.null_injection else None)
         if outcome.finished:

@@ -1,0 +1,144 @@
+"""The model families the emulator serves, each with its input line and output line format.
+
+=========  ==========================================  =========================================
+family     input line                                  output line
+=========  ==========================================  =========================================
+gemini     ``{..., "request": GenerateContentRequest}``  ``{..., "status", "processed_time",
+           (spec §3.1)                                 "request", "response"}`` (§2.2)
+openai     ``{"custom_id", "method": "POST", "url":     ``{"custom_id", ..., "body", "id",
+           "/v1/chat/completions", "body": {...}}``    "response": chat.completion}``; method
+           (Llama and other MaaS models, §3.4)         and url dropped (§3.4)
+anthropic  ``{"custom_id", "request": {"messages",      ``{"custom_id", ..., "status", "request",
+           "anthropic_version", "max_tokens"}}`` §3.5  "response": Messages API message}``
+=========  ==========================================  =========================================
+
+A failed row has a ``status`` string and no ``response`` in every family. The output shapes of
+the OpenAI and Anthropic lines on Cloud Storage are not shown in Google's docs; they follow the
+reserved BigQuery output columns (§3.4, §3.5) and are marked [I] there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .responder import deterministic_response
+
+
+def _user_text(messages) -> str:
+    """The text of the chat messages' user turns (string or content-block form)."""
+    texts = []
+    for message in messages if isinstance(messages, list) else []:
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts += [b["text"] for b in content
+                      if isinstance(b, dict) and isinstance(b.get("text"), str)]
+    return " ".join(texts)
+
+
+def _system(payload: dict) -> str | None:
+    system = payload.get("system")
+    if system is None:  # OpenAI: a system message
+        system = " ".join(m["content"] for m in payload.get("messages") or []
+                          if isinstance(m, dict) and m.get("role") == "system"
+                          and isinstance(m.get("content"), str)) or None
+    if isinstance(system, list):
+        system = " ".join(b.get("text", "") for b in system if isinstance(b, dict))
+    return system
+
+
+def chat_echo(payload: dict) -> str:
+    """The answer text for a chat request: ``[system: S] echo: <user text>``."""
+    system = _system(payload)
+    return f"[system: {system}] " * bool(system) + f"echo: {_user_text(payload.get('messages'))}"
+
+
+def _id(prefix: str, payload: dict) -> str:
+    return prefix + hashlib.sha256(repr(payload).encode()).hexdigest()[:24]
+
+
+def openai_response(body: dict) -> dict:
+    """A chat.completion object answering ``body``."""
+    text = chat_echo(body)
+    prompt, completion = len(_user_text(body.get("messages")).split()), len(text.split())
+    return {"id": _id("chatcmpl-", body), "object": "chat.completion", "created": 0,
+            "model": body.get("model", ""),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                      "total_tokens": prompt + completion}}
+
+
+def anthropic_response(request: dict) -> dict:
+    """A Messages API message answering ``request``."""
+    text = chat_echo(request)
+    return {"id": _id("msg_vrtx_", request), "type": "message", "role": "assistant",
+            "model": request.get("model", "claude"),
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": len(_user_text(request.get("messages")).split()),
+                      "output_tokens": len(text.split())}}
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one model family's lines look (see the module table)."""
+
+    name: str
+    model: re.Pattern
+    payload: str  # the key holding what the model is asked
+    respond: Callable[[dict], dict]  # the default, deterministic responder
+    dropped: frozenset  # input keys not copied to the output line
+    times: bool = True  # whether output lines carry processed_time
+
+    def problem(self, line: dict) -> str | None:
+        """Why the import refuses this line, or None."""
+        payload = line.get(self.payload)
+        if not isinstance(payload, dict):
+            return f"has no '{self.payload}' object"
+        if self.name == "openai" and (line.get("method", "POST") != "POST"
+                                      or not isinstance(payload.get("messages"), list)):
+            return "is not a POST /v1/chat/completions request with 'messages'"
+        if self.name == "anthropic" and not isinstance(payload.get("messages"), list):
+            return "has no 'messages' list in its request"
+        return None
+
+    def result(self, line: dict, payload: dict, processed_time: str) -> dict:
+        """The output line without its answer: pass-through keys, status, the echoed
+        payload."""
+        result = {k: v for k, v in line.items() if k not in self.dropped}
+        if self.name == "openai":
+            result["id"] = _id("batch_req_", line)
+        result["status"] = ""
+        if self.times:
+            result["processed_time"] = processed_time
+        result[self.payload] = payload
+        return result
+
+
+FAMILIES = (
+    Family("gemini", re.compile(
+        r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[\w.-]+$"),
+        "request", deterministic_response,
+        frozenset({"request", "response", "status", "processed_time"})),
+    Family("openai", re.compile(
+        r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/(?:meta|qwen|deepseek-ai|openai|"
+        r"mistralai|google)/models/(?!gemini-)[\w.-]+-maas$"),
+        "body", openai_response, frozenset({"method", "url", "response", "id", "status"}),
+        times=False),
+    Family("anthropic", re.compile(
+        r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/anthropic/models/claude-[\w.@-]+$"),
+        "request", anthropic_response, frozenset({"request", "response", "status"}),
+        times=False),
+)
+
+
+def family_of(model: str) -> Family | None:
+    """The family serving ``model``, or None (the service answers 400)."""
+    return next((f for f in FAMILIES if f.model.match(model)), None)
