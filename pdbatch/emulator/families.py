@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from .responder import deterministic_response
 
+_CHAT = "/v1/chat/completions"
+
 
 def _user_text(messages) -> str:
     """The text of the chat messages' user turns (string or content-block form)."""
@@ -103,6 +105,7 @@ class Family:
         if not isinstance(payload, dict):
             return f"has no '{self.payload}' object"
         if self.name == "openai" and (line.get("method", "POST") != "POST"
+                                      or line.get("url", _CHAT) != _CHAT
                                       or not isinstance(payload.get("messages"), list)):
             return "is not a POST /v1/chat/completions request with 'messages'"
         if self.name == "anthropic" and not isinstance(payload.get("messages"), list):
