@@ -10,6 +10,7 @@ import pytest
 
 import pdbatch
 from pdbatch.emulator.responder import echo_text
+from pdbatch.results import RESULT_COLUMNS
 
 
 def _frame(n: int, seed: int = 7) -> pd.DataFrame:
@@ -45,6 +46,7 @@ def test_10k_rows_with_duplicate_index_come_back_each_with_its_own_answer(stack,
     assert out["job"].nunique() == 1
     assert json.loads(out["response"].iloc[0])["candidates"][0]["content"]["parts"][0]["text"] == \
         out["text"].iloc[0]
+    assert {c: str(out[c].dtype) for c in RESULT_COLUMNS} == RESULT_COLUMNS  # the documented dtypes
 
 
 def test_staged_lines_are_gemini_requests_with_row_keys(fs, staging):
@@ -143,7 +145,8 @@ def test_result_prefix_keeps_existing_columns(staging):
 def test_empty_frame_returns_empty_result_columns(staging, uploaded):
     out = pd.DataFrame({"prompt": pd.Series([], dtype=str)}).gemini.batch_predict(
         prompt_col="prompt", staging=staging)
-    assert len(out) == 0 and "status" in out.columns and uploaded() == []
+    assert len(out) == 0 and uploaded() == []
+    assert {c: str(out[c].dtype) for c in RESULT_COLUMNS} == RESULT_COLUMNS
 
 
 @pytest.fixture
