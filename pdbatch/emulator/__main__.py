@@ -24,12 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vertex-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--state-dir", default=None,
                         help="keep the jobs in this folder so that they survive a restart")
+    parser.add_argument("--bigquery", action="store_true",
+                        help="also serve a local BigQuery (bqemulator) for bq:// inputs/outputs")
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with LocalStack(args.project, args.location, args.bucket, args.gcs_port, args.vertex_port,
-                    set_env=False, state_dir=args.state_dir) as stack:
+                    set_env=False, state_dir=args.state_dir, bigquery=args.bigquery) as stack:
         print("# pdbatch offline stack is up; in another shell run:")
         for key, value in stack.env.items():
             print(f"export {key}={shlex.quote(value)}")

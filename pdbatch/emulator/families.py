@@ -112,6 +112,12 @@ class Family:
             return "has no 'messages' list in its request"
         return None
 
+    def output_keys(self, input_keys: list[str]) -> list[str]:
+        """The keys of this family's output lines for input lines with ``input_keys``."""
+        passed = [k for k in input_keys if k not in self.dropped and k != self.payload]
+        return [*passed, *(["id"] if self.name == "openai" else []), "status",
+                *(["processed_time"] if self.times else []), self.payload, "response"]
+
     def result(self, line: dict, payload: dict, processed_time: str) -> dict:
         """The output line without its answer: pass-through keys, status, the echoed
         payload."""

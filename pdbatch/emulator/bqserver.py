@@ -1,0 +1,85 @@
+"""A local BigQuery: bqemulator (PyPI), with the two fixes it needs offline.
+
+Out of the box bqemulator 1.4 aborts when it cannot download DuckDB's spatial extension, and it
+refuses the ``*/*`` content type google-cloud-bigquery sends with small loads (see
+``shared/stack-probe.md``). ``python -m pdbatch.emulator.bqserver start ...`` runs its CLI with
+both fixed; ``LocalBigQuery`` runs that as a child process on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+from .ports import free_port
+
+
+def _patched_main() -> int:
+    import bqemulator.api.routes.upload as upload
+    import bqemulator.storage.engine as engine
+
+    def load_spatial_offline(self) -> None:
+        try:
+            self._connection.execute("LOAD spatial")  # never INSTALL: that downloads
+        except Exception:
+            pass  # GEOGRAPHY columns are unavailable; nothing pdbatch uses
+
+    engine.DuckDBEngine._load_spatial = load_spatial_offline
+    permitted = upload._is_permitted_media_type
+    upload._is_permitted_media_type = lambda media: media == "*/*" or permitted(media)
+    from bqemulator.cli import main
+
+    return main()
+
+
+class LocalBigQuery:
+    """bqemulator as a child process: REST on ``url``, in memory, stopped by process handle."""
+
+    def __init__(self, project: str, port: int = 0, grpc_port: int = 0):
+        self.project = project
+        self.port, self.grpc_port = port or free_port(), grpc_port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> LocalBigQuery:
+        try:
+            import bqemulator  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError("The local BigQuery needs bqemulator: "
+                               "pip install 'pdbatch[emulator]'") from exc
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "pdbatch.emulator.bqserver", "start",
+             "--rest-host", "127.0.0.1", "--rest-port", str(self.port),
+             "--grpc-host", "127.0.0.1", "--grpc-port", str(self.grpc_port),
+             "--ephemeral", "--project", self.project, "--log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"bqemulator exited with code {self._process.returncode}")
+            try:
+                urllib.request.urlopen(
+                    f"{self.url}/bigquery/v2/projects/{self.project}/datasets", timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"bqemulator did not answer on {self.url} within {timeout} s")
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # it can ignore SIGTERM after a failed stream
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+
+if __name__ == "__main__":
+    sys.exit(_patched_main())
