@@ -293,3 +293,24 @@ def test_echoed_requests_get_their_siblings_keys_as_nulls(stack, gapic, parent, 
         assert echoed() == dict(enumerate(requests))
     finally:
         stack.service.null_injection = True
+
+
+def test_safety_blocked_rows_are_answers_not_failures(staging, gapic, parent, fs):
+    df = pd.DataFrame({"prompt": [f"q{i}" for i in range(200)]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  labels={"emulator-safety": "40"})
+    blocked = out[out["finish_reason"] == "SAFETY"]
+    assert 40 < len(blocked) < 120 and (blocked["status"] == "").all()
+    assert blocked["text"].isna().all() and blocked["error_code"].isna().all()
+    kinds = {("promptFeedback" in json.loads(r)) for r in blocked["response"]}
+    assert kinds == {True, False}  # blocked before generation, and stopped mid-answer
+    assert out.loc[out["finish_reason"] == "STOP", "text"].notna().all()
+
+    with pytest.raises(exceptions.BadRequest, match="Gemini models only"):
+        gapic.create_batch_prediction_job(parent=parent, batch_prediction_job={
+            "display_name": "x", "model": "publishers/anthropic/models/claude-sonnet-4-5",
+            "labels": {"emulator-safety": "5"},
+            "input_config": {"instances_format": "jsonl",
+                             "gcs_source": {"uris": [_input(fs, staging, 1)]}},
+            "output_config": {"predictions_format": "jsonl",
+                              "gcs_destination": {"output_uri_prefix": f"{staging}/o"}}})

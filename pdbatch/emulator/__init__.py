@@ -6,8 +6,9 @@ notebooks; ``VertexEmulator`` runs only the Vertex part; ``python -m pdbatch.emu
 The emulator imports nothing from pdbatch's client side.
 """
 
+from .responder import OpenAIForwarder
 from .server import VertexEmulator
 from .service import BatchService, Timing
 from .stack import LocalStack
 
-__all__ = ["BatchService", "LocalStack", "Timing", "VertexEmulator"]
+__all__ = ["BatchService", "LocalStack", "OpenAIForwarder", "Timing", "VertexEmulator"]

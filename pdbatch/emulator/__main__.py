@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+from .responder import OpenAIForwarder
 from .stack import DEFAULT_BUCKET, DEFAULT_LOCATION, DEFAULT_PROJECT, LocalStack
 
 
@@ -26,12 +27,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the jobs in this folder so that they survive a restart")
     parser.add_argument("--bigquery", action="store_true",
                         help="also serve a local BigQuery (bqemulator) for bq:// inputs/outputs")
+    parser.add_argument("--forward-to", metavar="URL",
+                        help="answer with a real model: an OpenAI-compatible chat endpoint, "
+                        "e.g. http://127.0.0.1:11434/v1 (Ollama)")
+    parser.add_argument("--forward-model", metavar="NAME", help="the model name to ask for")
     args = parser.parse_args(argv)
+    if bool(args.forward_to) != bool(args.forward_model):
+        parser.error("--forward-to and --forward-model go together")
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with LocalStack(args.project, args.location, args.bucket, args.gcs_port, args.vertex_port,
                     set_env=False, state_dir=args.state_dir, bigquery=args.bigquery) as stack:
+        if args.forward_to:
+            stack.service.responder = OpenAIForwarder(args.forward_to, args.forward_model)
         print("# pdbatch offline stack is up; in another shell run:")
         for key, value in stack.env.items():
             print(f"export {key}={shlex.quote(value)}")

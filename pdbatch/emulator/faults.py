@@ -13,6 +13,9 @@ Job labels (values use the label alphabet: lowercase letters, digits, ``-`` and 
 ``emulator-incremental``    rows per incremental output file, written while the job runs; the
                             rows are repeated in the final ``predictions.jsonl`` (duplicates).
 ``emulator-stats``          ``empty``: no ``completionStats``; ``zero``: all counts zero.
+``emulator-safety``         percent of Gemini rows answered as safety-blocked (status ``""``):
+                            half with ``promptFeedback.blockReason``, half with a candidate
+                            whose ``finishReason`` is ``SAFETY``.
 ==========================  ===================================================================
 """
 
@@ -64,13 +67,14 @@ class JobFaults:
     queue_seconds: float = 0.0
     incremental_rows: int = 0
     stats: str | None = None
+    blocked: float = 0.0  # fraction of rows answered as safety-blocked
 
     @classmethod
     def from_labels(cls, labels: dict | None) -> JobFaults:
         """Parse the ``emulator-*`` labels; unknown keys or values raise ``FaultError``."""
         labels = {k: v for k, v in (labels or {}).items() if k.startswith(PREFIX)}
         known = {"emulator-fault", "emulator-row-errors", "emulator-queue-ms",
-                 "emulator-incremental", "emulator-stats"}
+                 "emulator-incremental", "emulator-stats", "emulator-safety"}
         unknown = sorted(set(labels) - known)
         if unknown:
             raise FaultError(f"Unknown emulator label(s) {unknown}; known: {sorted(known)}.")
@@ -86,6 +90,7 @@ class JobFaults:
             queue_seconds=_count(labels, "emulator-queue-ms") / 1000,
             incremental_rows=_count(labels, "emulator-incremental"),
             stats=stats,
+            blocked=min(_count(labels, "emulator-safety"), 100) / 100,
         )
 
     def failure(self, rng: random.Random) -> int | None:
@@ -98,6 +103,18 @@ class JobFaults:
                 return code
             draw -= fraction
         return None
+
+
+def blocked_response(rng: random.Random) -> dict:
+    """A safety-blocked GenerateContentResponse: blocked before generation, or stopped."""
+    usage = {"promptTokenCount": 1, "totalTokenCount": 1}
+    ratings = [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH",
+                "blocked": True}]
+    if rng.random() < 0.5:
+        return {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": ratings},
+                "usageMetadata": usage}
+    return {"candidates": [{"finishReason": "SAFETY", "safetyRatings": ratings}],
+            "usageMetadata": usage}
 
 
 def _count(labels: dict, key: str) -> int:

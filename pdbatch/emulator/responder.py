@@ -9,6 +9,7 @@ its own request (a cross-wired join shows up as a mismatch). When the request as
 from __future__ import annotations
 
 import json
+import urllib.request
 from typing import Any
 
 MODEL_VERSION = "pdbatch-emulator-1"
@@ -100,4 +101,78 @@ def deterministic_response(request: dict) -> dict:
             "candidatesTokenCount": output_tokens,
             "totalTokenCount": prompt_tokens + output_tokens,
         },
+    }
+
+
+#: OpenAI finish reasons as Gemini's.
+_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY",
+           "tool_calls": "STOP"}
+
+
+class OpenAIForwarder:
+    """A responder that asks a real model: any OpenAI-compatible chat endpoint (a local vLLM,
+    Ollama or llama.cpp server).
+
+    Gemini requests are translated to a chat completion (system instruction, user text,
+    ``temperature``, ``topP``, ``maxOutputTokens``, ``stopSequences``, JSON mode) and the answer
+    back to a ``GenerateContentResponse``; OpenAI-format payloads (Llama/MaaS lines) are sent
+    as they are and the chat completion returned unchanged.
+
+    >>> stack.service.responder = OpenAIForwarder("http://127.0.0.1:11434/v1", "llama3.2")
+    ... # doctest: +SKIP
+    """
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None,
+                 timeout: float = 120.0):
+        base = base_url.rstrip("/")
+        self.url = base + ("/chat/completions" if base.endswith("/v1") else
+                           "/v1/chat/completions")
+        self.model, self.api_key, self.timeout = model, api_key, timeout
+
+    def __call__(self, payload: dict) -> dict:
+        if "messages" in payload:  # already a chat request (OpenAI-format lines)
+            return self._post({**payload, "model": self.model})
+        return _gemini_answer(self._post(self._chat(payload)))
+
+    def _chat(self, request: dict) -> dict:
+        system = request.get("systemInstruction") or request.get("system_instruction")
+        messages = [{"role": "system", "content": " ".join(_texts(system))}] if system else []
+        for content in request.get("contents") or []:
+            role = "assistant" if content.get("role") == "model" else "user"
+            messages.append({"role": role, "content": " ".join(_texts(content))})
+        body: dict[str, Any] = {"model": self.model, "messages": messages}
+        for gemini, openai in (("temperature", "temperature"), ("topP", "top_p"),
+                               ("maxOutputTokens", "max_tokens"), ("stopSequences", "stop")):
+            snake = "".join("_" + c.lower() if c.isupper() else c for c in gemini)
+            value = _config(request, gemini, snake)
+            if value is not None:
+                body[openai] = value
+        if _config(request, "responseMimeType", "response_mime_type") == "application/json":
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    def _post(self, body: dict) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(),
+                                         headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+            return json.loads(answer.read())
+
+
+def _gemini_answer(completion: dict) -> dict:
+    """A chat completion as a GenerateContentResponse."""
+    choice = (completion.get("choices") or [{}])[0]
+    usage = completion.get("usage") or {}
+    return {
+        "candidates": [{
+            "content": {"role": "model",
+                        "parts": [{"text": (choice.get("message") or {}).get("content") or ""}]},
+            "finishReason": _FINISH.get(choice.get("finish_reason"), "OTHER"),
+        }],
+        "modelVersion": completion.get("model", ""),
+        "usageMetadata": {"promptTokenCount": usage.get("prompt_tokens", 0),
+                          "candidatesTokenCount": usage.get("completion_tokens", 0),
+                          "totalTokenCount": usage.get("total_tokens", 0)},
     }

@@ -20,7 +20,7 @@ import orjson
 
 from . import storage
 from .families import Family
-from .faults import JobFaults, row_status
+from .faults import JobFaults, blocked_response, row_status
 
 #: Output lines shuffled together: the service writes no particular order (spec §2.3).
 WINDOW = 10_000
@@ -163,7 +163,9 @@ def _answer(line: dict, family: Family, responder, faults: JobFaults, rng: rando
     result = family.result(line, with_nulls(union, payload) if union else payload,
                            processed_time(time.time()))
     code = faults.failure(rng)
-    if code is None:
+    if code is None and faults.blocked and rng.random() < faults.blocked:
+        result["response"] = blocked_response(rng)
+    elif code is None:
         try:
             result["response"] = responder(payload)
         except Exception as exc:  # a row-level failure, as the service reports them

@@ -231,7 +231,9 @@ class BatchService:
         if not isinstance(model, str) or family_of(model) is None:
             raise bad(f"Do not support publisher model {str(model).rsplit('/', 1)[-1]}")
         try:
-            JobFaults.from_labels(body.get("labels"))
+            if JobFaults.from_labels(body.get("labels")).blocked and \
+                    family_of(model).name != "gemini":
+                raise FaultError("emulator-safety applies to Gemini models only.")
             _check_io(body["inputConfig"], body["outputConfig"])
         except (FaultError, ValueError) as exc:
             raise bad(str(exc)) from None

@@ -1,0 +1,96 @@
+"""The emulator answering with a model behind an OpenAI-compatible chat endpoint.
+
+No model server can be installed offline, so a minimal OpenAI-compatible server stands in for
+vLLM/Ollama: it records what it was asked and answers in the chat.completion shape.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+
+from pdbatch.emulator import OpenAIForwarder
+
+
+class _ChatServer(BaseHTTPRequestHandler):
+    asked: list[dict] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert self.path == "/v1/chat/completions"
+        self.asked.append(body)
+        text = "model says: " + body["messages"][-1]["content"]
+        answer = json.dumps({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "length",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+@pytest.fixture
+def model_server(stack):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _ChatServer.asked = []
+    original = stack.service.responder
+    stack.service.responder = OpenAIForwarder(
+        f"http://127.0.0.1:{server.server_address[1]}/v1", "local-llama")
+    yield _ChatServer.asked
+    stack.service.responder = original
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_gemini_rows_are_answered_by_the_forwarded_model(staging, model_server):
+    df = pd.DataFrame({"prompt": ["What is 2+2?", "Name a colour."]})
+    out = df.gemini.batch_predict(
+        prompt_col="prompt", staging=staging, progress=False, system_instruction="Be terse.",
+        generation_config={"temperature": 0.3, "max_output_tokens": 20, "top_p": 0.9,
+                           "response_mime_type": "application/json"})
+
+    assert out["text"].tolist() == ["model says: What is 2+2?", "model says: Name a colour."]
+    assert (out["finish_reason"] == "MAX_TOKENS").all()
+    assert out["prompt_tokens"].tolist() == [7, 7] and out["output_tokens"].tolist() == [3, 3]
+    assert sorted(model_server, key=lambda b: b["messages"][-1]["content"])[0] == {
+        "model": "local-llama",
+        "messages": [{"role": "system", "content": "Be terse."},
+                     {"role": "user", "content": "Name a colour."}],
+        "temperature": 0.3, "top_p": 0.9, "max_tokens": 20,
+        "response_format": {"type": "json_object"}}
+
+
+def test_openai_lines_are_forwarded_as_they_are(gapic, parent, fs, staging, model_server):
+    import time
+
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "meta/llama-3.3-70b-instruct-maas", "max_tokens": 5,
+                     "messages": [{"role": "user", "content": "hi"}]}}
+    fs.pipe(f"{staging}/chat.jsonl", (json.dumps(line) + "\n").encode())
+    job = gapic.create_batch_prediction_job(parent=parent, batch_prediction_job={
+        "display_name": "fwd", "model": "publishers/meta/models/llama-3.3-70b-instruct-maas",
+        "input_config": {"instances_format": "jsonl",
+                         "gcs_source": {"uris": [f"{staging}/chat.jsonl"]}},
+        "output_config": {"predictions_format": "jsonl",
+                          "gcs_destination": {"output_uri_prefix": f"{staging}/out"}}})
+    for _ in range(500):
+        if (job := gapic.get_batch_prediction_job(name=job.name)).end_time:
+            break
+        time.sleep(0.02)
+    [out] = [json.loads(x) for x in fs.cat(
+        f"{job.output_info.gcs_output_directory}/predictions.jsonl").splitlines()]
+    assert out["response"]["choices"][0]["message"]["content"] == "model says: hi"
+    assert model_server == [{**line["body"], "model": "local-llama"}]
