@@ -13,7 +13,8 @@ from google.cloud.aiplatform_v1 import JobServiceClient
 
 
 def test_emulator_command_prints_working_environment():
-    process = subprocess.Popen([sys.executable, "-m", "pdbatch.emulator", "--bucket", "cli-b"],
+    process = subprocess.Popen([sys.executable, "-m", "pdbatch.emulator", "--bucket", "cli-b",
+                                "--fault", "emulator-stats=empty"],
                                stdout=subprocess.PIPE, text=True)
     try:
         env = {}
@@ -62,6 +63,13 @@ def _run_one_job(env: dict, parent: str) -> None:
     assert job.state.name == "JOB_STATE_SUCCEEDED", job.error.message
     output = fs.cat(f"{job.output_info.gcs_output_directory}/predictions.jsonl")
     assert b'"echo: hi"' in output
+    assert "completion_stats" not in job  # the --fault emulator-stats=empty given at start
+
+
+def test_an_unknown_fault_stops_the_command_with_usage():
+    result = subprocess.run([sys.executable, "-m", "pdbatch.emulator", "--fault", "emulator-x=1"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "Unknown emulator label(s) ['emulator-x']" in result.stderr
 
 
 def test_pdbatch_command_without_a_subcommand_prints_usage():

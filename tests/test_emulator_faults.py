@@ -314,3 +314,16 @@ def test_safety_blocked_rows_are_answers_not_failures(staging, gapic, parent, fs
                              "gcs_source": {"uris": [_input(fs, staging, 1)]}},
             "output_config": {"predictions_format": "jsonl",
                               "gcs_destination": {"output_uri_prefix": f"{staging}/o"}}})
+
+
+def test_server_wide_faults_apply_to_every_job_unless_a_job_says_otherwise(stack, staging):
+    stack.service.fault_labels = {"emulator-row-errors": "500-100"}
+    try:
+        df = pd.DataFrame({"prompt": ["a", "b"]})
+        failing = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+        assert (failing["error_code"] == 500).all()
+        own = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                      labels={"emulator-row-errors": ""})
+        assert (own["status"] == "").all()
+    finally:
+        stack.service.fault_labels = {}

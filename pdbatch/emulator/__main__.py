@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+from .faults import FaultError, JobFaults
 from .responder import OpenAIForwarder
 from .stack import DEFAULT_BUCKET, DEFAULT_LOCATION, DEFAULT_PROJECT, LocalStack
 
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the jobs in this folder so that they survive a restart")
     parser.add_argument("--bigquery", action="store_true",
                         help="also serve a local BigQuery (bqemulator) for bq:// inputs/outputs")
+    parser.add_argument("--fault", action="append", default=[], metavar="LABEL=VALUE",
+                        help="a fault for every job, as a job label would ask for it, e.g. "
+                        "emulator-row-errors=429-10 (repeatable; see docs/emulator.md)")
     parser.add_argument("--forward-to", metavar="URL",
                         help="answer with a real model: an OpenAI-compatible chat endpoint, "
                         "e.g. http://127.0.0.1:11434/v1 (Ollama)")
@@ -34,11 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if bool(args.forward_to) != bool(args.forward_model):
         parser.error("--forward-to and --forward-model go together")
+    faults = dict(item.partition("=")[::2] for item in args.fault)
+    try:
+        JobFaults.from_labels(faults)
+    except FaultError as exc:
+        parser.error(str(exc))
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with LocalStack(args.project, args.location, args.bucket, args.gcs_port, args.vertex_port,
                     set_env=False, state_dir=args.state_dir, bigquery=args.bigquery) as stack:
+        stack.service.fault_labels = faults
         if args.forward_to:
             stack.service.responder = OpenAIForwarder(args.forward_to, args.forward_model)
         print("# pdbatch offline stack is up; in another shell run:")

@@ -104,7 +104,9 @@ class BatchService:
     read and write (default: ``STORAGE_EMULATOR_HOST``, ``BIGQUERY_EMULATOR_HOST``). With
     ``state_dir`` the jobs are kept in that folder too: a new service on the same folder serves
     them again and resumes the unfinished ones from the start.
-    ``api_faults.inject(429, 3)`` makes the next 3 API calls fail.
+    ``fault_labels`` switches faults on for every job, as if each carried those ``emulator-*``
+    labels (a job's own labels win); ``api_faults.inject(429, 3)`` makes the next 3 API calls
+    fail.
     """
 
     timing: Timing = field(default_factory=Timing)
@@ -114,6 +116,7 @@ class BatchService:
     state_dir: str | os.PathLike | None = None
     bigquery_endpoint: str | None = None  # default: BIGQUERY_EMULATOR_HOST
     null_injection: bool = True  # echo requests with their siblings' keys as nulls (§3.3)
+    fault_labels: dict[str, str] = field(default_factory=dict)  # server-wide emulator-* labels
     api_faults: ApiFaults = field(default_factory=ApiFaults)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: threading.Event = field(default_factory=threading.Event)
@@ -217,8 +220,11 @@ class BatchService:
         job["error"] = {"code": 1, "message": "CANCELED"}
         self._set_state(job, "JOB_STATE_CANCELLED")
 
-    @staticmethod
-    def _validated(body: dict) -> dict:
+    def _faults(self, labels: dict | None) -> JobFaults:
+        """The job's faults: its own ``emulator-*`` labels over the server-wide ones."""
+        return JobFaults.from_labels({**self.fault_labels, **(labels or {})})
+
+    def _validated(self, body: dict) -> dict:
         def bad(message: str) -> ServiceError:
             return ServiceError(400, "INVALID_ARGUMENT", message)
 
@@ -231,7 +237,7 @@ class BatchService:
         if not isinstance(model, str) or family_of(model) is None:
             raise bad(f"Do not support publisher model {str(model).rsplit('/', 1)[-1]}")
         try:
-            if JobFaults.from_labels(body.get("labels")).blocked and \
+            if self._faults(body.get("labels")).blocked and \
                     family_of(model).name != "gemini":
                 raise FaultError("emulator-safety applies to Gemini models only.")
             _check_io(body["inputConfig"], body["outputConfig"])
@@ -279,7 +285,7 @@ class BatchService:
     def _execute(self, name: str) -> None:
         with self._lock:
             job = copy.deepcopy(self._jobs[name])
-        faults = JobFaults.from_labels(job.get("labels"))
+        faults = self._faults(job.get("labels"))
         family = family_of(job["model"])
         if faults.queue_seconds and job["state"] == "JOB_STATE_PENDING":
             if not self._advance(name, 0, "JOB_STATE_QUEUED"):
