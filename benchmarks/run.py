@@ -124,7 +124,7 @@ def bench_serialise(results, df: pd.DataFrame, folder: Path):
     from pdbatch import prompts
     from pdbatch.formats import gemini
     from pdbatch.run import MAX_REQUESTS_PER_JOB, job_inputs
-    from pdbatch.staging.gcs import _body
+    from pdbatch.staging.gcs import string_bytes
 
     system, config = "You are terse.", {"temperature": 0.2, "max_output_tokens": 256}
     shared = {"systemInstruction": {"parts": [{"text": system}]},
@@ -141,7 +141,7 @@ def bench_serialise(results, df: pd.DataFrame, folder: Path):
         with open(folder / "pdbatch.jsonl", "wb") as f:
             for _, lines in job_inputs(texts, reasons, fields, MAX_REQUESTS_PER_JOB):
                 for chunk in lines.chunks:
-                    f.write(_body(chunk))
+                    f.write(string_bytes(chunk))
                 chunks += lines.chunks
     size = (folder / "pdbatch.jsonl").stat().st_size
     results[-1]["bytes"] = size

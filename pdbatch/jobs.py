@@ -91,21 +91,19 @@ class JobClient:
         self,
         display_name: str,
         model: str,
-        input_uris: list[str],
-        output_prefix: str,
+        input_config: Mapping,
+        output_config: Mapping,
         labels: Mapping[str, str],
     ) -> str:
-        """Create a batch prediction job over JSONL inputs; returns the job's resource name."""
+        """Create a batch prediction job; returns its resource name. The configs come from
+        ``staging.locations`` (JSONL on Cloud Storage or a BigQuery table)."""
         job = self._client.create_batch_prediction_job(
             parent=self.settings.parent,
             batch_prediction_job={
                 "display_name": display_name,
                 "model": model,
-                "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": input_uris}},
-                "output_config": {
-                    "predictions_format": "jsonl",
-                    "gcs_destination": {"output_uri_prefix": output_prefix},
-                },
+                "input_config": dict(input_config),
+                "output_config": dict(output_config),
                 "labels": dict(labels),
             },
         )

@@ -7,11 +7,9 @@ frame can later map the same functions over partitions.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 
 import numpy as np
@@ -24,7 +22,8 @@ from .errors import InputError, JobError
 from .formats import gemini
 from .jobs import JobClient
 from .results import ResultBuilder, check_no_clash
-from .staging import gcs
+from .staging import bigquery
+from .staging.locations import BigQueryLocation, GcsLocation
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +53,11 @@ def plan(sizes: np.ndarray, rows: np.ndarray, max_requests: int, max_bytes: int
     return shards
 
 
-def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, shared: str, max_requests: int
+def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, shared: str, max_requests: int,
+               carried: pa.Table | None = None
                ) -> Iterator[tuple[np.ndarray, pa.ChunkedArray]]:
-    """Each job's row positions and request lines, built one job at a time.
+    """Each job's row positions and request lines (with the ``carried`` columns of those
+    rows), built one job at a time.
 
     Jobs are planned from a lower bound of each line's size (a line over the limit is refused
     before the first job is built); a job whose escaped lines turn out larger than the byte
@@ -69,7 +70,9 @@ def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, shared: str, max_req
     con = engine.connect()
     for shard in shards:
         positions = sent[shard]
-        lines = gemini.request_lines(con, sending[shard], positions, shared)
+        lines = gemini.request_lines(
+            con, sending[shard], positions, shared,
+            carried.take(pa.array(positions)) if carried is not None else None)
         sizes = pc.binary_length(lines).to_numpy()
         for piece in plan(sizes, positions, max_requests, MAX_BYTES_PER_FILE):
             yield positions[piece], lines.slice(piece.start, piece.stop - piece.start)
@@ -107,6 +110,9 @@ def batch_predict(
     on_invalid: str = "raise",
     result_prefix: str = "",
     include_response: bool = True,
+    carry: Sequence[str] | None = None,
+    output: str | None = None,
+    keep_staging: bool = False,
     api_endpoint: str | None = None,
     transport: str = "rest",
     credentials=None,
@@ -120,7 +126,8 @@ def batch_predict(
         prompt_col: column holding each row's prompt text. Or:
         prompt: a template such as ``"Summarise {title}: {body}"`` (plain ``{column}`` fields).
         model: a Gemini model, e.g. ``"gemini-2.5-flash"`` or a publisher/tuned resource name.
-        staging: ``gs://bucket/prefix`` under which each run gets its own folder
+        staging: ``gs://bucket/prefix`` under which each run gets its own folder, or
+            ``bq://project.dataset`` where each job gets an input and an output table
             (default: ``PDBATCH_STAGING``).
         project, location: default ``GOOGLE_CLOUD_PROJECT`` / ``GOOGLE_CLOUD_LOCATION``.
         system_instruction: text sent as every request's ``systemInstruction``.
@@ -133,6 +140,12 @@ def batch_predict(
         result_prefix: prefix for the result column names, e.g. ``"llm_"``.
         include_response: keep each row's raw response as JSON text in ``response``; False
             leaves that column out (often the largest: about half the result's memory).
+        carry: columns copied into every request line or input-table row, which the service
+            passes through to the output (integers, floats, booleans or strings).
+        output: where the jobs write, if not where they read: ``gs://bucket/prefix`` or
+            ``bq://project.dataset`` (JSONL in with a table out, or a table in with JSONL out).
+        keep_staging: keep the staged inputs of a successful run (removed by default; outputs
+            are always kept).
         api_endpoint: Vertex AI endpoint (default ``GOOGLE_VERTEX_BASE_URL``, else the
             regional host); ``http://`` endpoints get anonymous credentials.
         transport: ``"rest"`` (default) or ``"grpc"``.
@@ -157,8 +170,10 @@ def batch_predict(
     if not (isinstance(max_requests_per_job, int)
             and 0 < max_requests_per_job <= MAX_REQUESTS_PER_JOB):
         raise InputError(f"max_requests_per_job must be between 1 and {MAX_REQUESTS_PER_JOB}.")
-    settings = config.resolve(project, location, staging, api_endpoint, transport)
+    settings = config.resolve(project, location, staging, api_endpoint, transport, output)
     check_no_clash(df, result_prefix, include_response)
+    carried = bigquery.carried_columns(df, carry)
+    bq = _bigquery(settings, credentials)
     model_name = gemini.model_resource(model)
     texts, reasons = prompts.render(df, prompt_col, prompt)
     if on_invalid == "raise" and (reasons != "").any():
@@ -175,41 +190,55 @@ def batch_predict(
         return results.join(df, result_prefix)
 
     # --- stage and submit, one job's lines in memory at a time
-    fs = gcs.filesystem()
     client = JobClient(settings, credentials)
-    folder = f"{settings.staging}/{run_id}"
+    inputs = _location(settings.staging, run_id, bq, job_labels, carried)
+    outputs = (inputs if settings.output_location == settings.staging
+               else _location(settings.output_location, run_id, bq, job_labels, carried))
+    carried_values = (pa.Table.from_pandas(df[[f.name for f in carried]], preserve_index=False)
+                      if carried else None)
     jobs: list[tuple[str, np.ndarray]] = []
-    for positions, lines in job_inputs(texts, reasons, shared, max_requests_per_job):
+    for positions, lines in job_inputs(texts, reasons, shared, max_requests_per_job,
+                                       carried_values):
         number = len(jobs)
-        uri = f"{folder}/input-{number:05d}.jsonl"
-        gcs.write_jsonl(fs, uri, lines)
-        name = client.submit(f"pdbatch-{run_id}-{number:05d}", model_name, [uri],
-                             f"{folder}/output-{number:05d}", job_labels)
+        name = client.submit(f"pdbatch-{run_id}-{number:05d}", model_name,
+                             inputs.stage(number, lines), outputs.destination(number),
+                             job_labels)
         jobs.append((name, positions))
         del lines
     sent = len(df) - len(skipped)
-    log.info("run %s: %d rows in %d job(s), staged under %s", run_id, sent, len(jobs), folder)
+    log.info("run %s: %d rows in %d job(s), staged in %s", run_id, sent, len(jobs), inputs)
 
-    # --- wait, then collect, parse and join
+    # --- wait, then collect, parse and join; then remove the staged inputs
     infos = _wait_all(client, [name for name, _ in jobs], sent, progress)
     ended = [i for i in infos if not i.succeeded]
     if ended:
-        raise JobError(_ended_message(ended, infos, folder))
+        raise JobError(_ended_message(ended, infos, inputs, outputs))
     con = engine.connect()
-    for info, (_, positions) in zip(infos, jobs, strict=True):
+    for number, (info, (_, positions)) in enumerate(zip(infos, jobs, strict=True)):
         results.add_job(info.name, positions,
-                        _collect(fs, con, info.output_dir, include_response))
+                        outputs.collect(con, number, info.output_dir, include_response))
+    if not keep_staging:
+        inputs.clean_up()
     return results.join(df, result_prefix)
 
 
-def _collect(fs, con, output_dir: str, response: bool) -> pa.Table:
-    """Download a job's output files to a temporary folder and parse them."""
-    with tempfile.TemporaryDirectory(prefix="pdbatch-") as tmp:
-        paths = []
-        for number, uri in enumerate(gcs.output_files(fs, output_dir)):
-            paths.append(os.path.join(tmp, f"{number:05d}.jsonl"))
-            gcs.download(fs, uri, paths[-1])
-        return gemini.parse_output(con, paths, response)
+def _bigquery(settings: config.Settings, credentials):
+    """A BigQuery client when the run stages or writes there, after checking its datasets;
+    None otherwise."""
+    names = {"staging": settings.staging, "output": settings.output_location}
+    used = {name: uri for name, uri in names.items() if uri.startswith("bq://")}
+    if not used:
+        return None
+    bq = bigquery.client(settings.project, credentials)
+    for name, uri in used.items():
+        bigquery.check_dataset(bq, uri, settings.location, name)
+    return bq
+
+
+def _location(uri: str, run_id: str, bq, labels: dict[str, str], carried: list):
+    if uri.startswith("bq://"):
+        return BigQueryLocation(uri, run_id, bq, labels, carried)
+    return GcsLocation(uri, run_id)
 
 
 def _wait_all(client, names: list[str], rows: int, progress: bool):
@@ -228,10 +257,10 @@ def _wait_all(client, names: list[str], rows: int, progress: bool):
     return infos
 
 
-def _ended_message(ended, infos, folder: str) -> str:
+def _ended_message(ended, infos, inputs, outputs) -> str:
     lines = [f"{len(ended)} of {len(infos)} batch job(s) ended without results:"]
     for info in ended:
         error = f": {info.error_message} (code {info.error_code})" if info.error_message else ""
         lines.append(f"  {info.name} {info.state}{error}")
-    lines.append(f"Inputs and any partial outputs are under {folder}.")
+    lines.append(f"Inputs are in {inputs}; any partial outputs in {outputs}.")
     return "\n".join(lines)

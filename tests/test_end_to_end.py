@@ -55,7 +55,7 @@ def test_staged_lines_are_gemini_requests_with_row_keys(fs, staging):
     schema = {"type": "object", "properties": {"blurb_text": {"type": "string"}}}
     out = df.gemini.batch_predict(
         prompt="Blurb for {title} by {author}.", staging=staging, progress=False,
-        system_instruction="You are a bookseller.",
+        keep_staging=True, system_instruction="You are a bookseller.",
         generation_config={"temperature": 0.2, "max_output_tokens": 64,
                            "response_mime_type": "application/json", "response_schema": schema},
     )
@@ -80,7 +80,7 @@ def test_staged_lines_are_gemini_requests_with_row_keys(fs, staging):
 def test_a_frame_larger_than_the_job_limit_is_split_into_several_jobs(fs, staging):
     df = _frame(10)
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
-                                  max_requests_per_job=4)
+                                  max_requests_per_job=4, keep_staging=True)
     assert out["job"].nunique() == 3
     assert out.groupby("job", sort=False).size().tolist() == [4, 4, 2]
     assert out["text"].tolist() == [_expected_text(p) for p in df["prompt"]]
@@ -92,17 +92,28 @@ def test_a_shard_whose_escaped_lines_outgrow_the_byte_limit_is_split(fs, staging
     # escaped they do not, so the staged shard is split again before upload.
     monkeypatch.setattr(pdbatch.run, "MAX_BYTES_PER_FILE", 2_000)
     df = pd.DataFrame({"prompt": [f'{i} ' + '"' * 100 for i in range(8)]})
-    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  keep_staging=True)
     inputs = [p for p in fs.find(staging) if "/input-" in p]
     assert len(inputs) == out["job"].nunique() > 1
     assert all(fs.size(p) <= 2_000 for p in inputs)
     assert out["text"].tolist() == [_expected_text(p) for p in df["prompt"]]
 
 
+def test_staged_inputs_are_removed_after_a_successful_run_and_outputs_kept(fs, staging):
+    df = pd.DataFrame({"prompt": ["a", "b", "c"]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  max_requests_per_job=2)
+    assert (out["status"] == "").all() and out["job"].nunique() == 2
+    files = fs.find(staging)
+    assert not [f for f in files if "/input-" in f]
+    assert len([f for f in files if f.endswith("/predictions.jsonl")]) == 2
+
+
 def test_skipped_rows_come_back_with_a_status_and_are_not_sent(fs, staging):
     df = pd.DataFrame({"prompt": ["one", None, "  ", 42, "five"]}, index=[3, 3, 1, 0, 9])
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, on_invalid="skip",
-                                  progress=False)
+                                  progress=False, keep_staging=True)
     assert out["status"].tolist() == [
         "", "skipped: column 'prompt' is null", "skipped: column 'prompt' is empty",
         "skipped: column 'prompt' is a int, not a string", "",

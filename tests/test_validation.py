@@ -85,8 +85,8 @@ def test_many_bad_rows_are_summarised():
 
 
 STAGING = {
-    "bq://proj.dataset": "BigQuery staging (bq://) is not available yet",
-    "s3://bucket/x": "staging='s3://bucket/x' is not a Cloud Storage location",
+    "bq://proj.dataset.table": "staging='bq://proj.dataset.table' is not a BigQuery dataset",
+    "s3://bucket/x": "staging='s3://bucket/x' is neither a Cloud Storage nor a BigQuery",
     "gs://": "'' is not a valid bucket name",
     "gs://UPPER/x": "'UPPER' is not a valid bucket name",
     "gs://bucket/../x": "without empty, '.' or '..' segments",

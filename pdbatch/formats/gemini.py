@@ -93,21 +93,27 @@ def min_line_sizes(prompt_bytes: np.ndarray, shared: str) -> np.ndarray:
     return prompt_bytes + fixed
 
 
-def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, shared: str
-                  ) -> pa.ChunkedArray:
-    """One JSONL line (newline included) per prompt, carrying its row key; ``shared`` from
+def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, shared: str,
+                  carried: pa.Table | None = None) -> pa.ChunkedArray:
+    """One JSONL line (newline included) per prompt, carrying its row key and, with
+    ``carried``, that table's columns as further top-level fields; ``shared`` from
     ``shared_fields``. Built in DuckDB: the same JSON as ``orjson.dumps`` of each request, byte
     for byte except the hex case of control-character escapes (``\\u001B``)."""
     con.register("pdbatch_requests", pa.table({"row": pa.array(keys, pa.int64()),
                                                "prompt": prompts}))
+    request = "$head || r.row::VARCHAR || $contents || to_json(r.prompt)::VARCHAR || $tail"
+    if carried is None or carried.num_columns == 0:
+        sql = f"SELECT {request} || '}}' || chr(10) AS line FROM pdbatch_requests r"
+    else:  # the carried row as a JSON object without its opening brace: "a":1,"b":"x"}
+        con.register("pdbatch_carried", carried)
+        sql = (f"SELECT {request} || ',' || substr(to_json(c)::VARCHAR, 2) || chr(10) AS line "
+               "FROM pdbatch_requests r POSITIONAL JOIN pdbatch_carried c")
     try:
-        return con.sql(
-            "SELECT $head || row::VARCHAR || $contents || to_json(prompt)::VARCHAR || $tail "
-            "AS line FROM pdbatch_requests",
-            params={"head": _HEAD, "contents": _CONTENTS, "tail": _CLOSE + shared + "}}\n"},
-        ).to_arrow_table().column("line")
+        return con.sql(sql, params={"head": _HEAD, "contents": _CONTENTS,
+                                    "tail": _CLOSE + shared + "}"}).to_arrow_table().column("line")
     finally:
-        con.unregister("pdbatch_requests")
+        for name in ("pdbatch_requests", "pdbatch_carried"):
+            con.unregister(name)
 
 
 #: The columns ``parse_output`` returns, in order.
@@ -120,19 +126,29 @@ _RESPONSE_TYPE = (
     "finishReason VARCHAR)[], promptFeedback STRUCT(blockReason VARCHAR), "
     "usageMetadata STRUCT(promptTokenCount BIGINT, candidatesTokenCount BIGINT))"
 )
-_PARSE = f"""
-WITH line AS (
-    SELECT {ROW_KEY}, status, processed_time, response,
-           try_cast(response AS {_RESPONSE_TYPE}) AS r
+#: Where output lines come from: JSONL files (``$paths``) or a table of BigQuery output rows
+#: registered as ``pdbatch_answers``. Either gives ``key, status, processed_time, response``.
+_FILE_LINES = f"""
+    SELECT CASE WHEN json_type({ROW_KEY}) IN ('UBIGINT', 'BIGINT') THEN {ROW_KEY}::BIGINT
+           END AS key, status, processed_time, response
     FROM read_ndjson($paths, ignore_errors = true, maximum_object_size = 67108864,
                      columns = {{'{ROW_KEY}': 'JSON', 'status': 'VARCHAR',
                                  'processed_time': 'VARCHAR', 'response': 'JSON'}})
+"""
+_TABLE_LINES = f"""
+    SELECT {ROW_KEY}::BIGINT AS key, status, CAST(processed_time AS VARCHAR) AS processed_time,
+           try_cast(response AS JSON) AS response
+    FROM pdbatch_answers
+"""
+_PARSE = f"""
+WITH line AS ({{lines}}), typed AS (
+    SELECT *, try_cast(response AS {_RESPONSE_TYPE}) AS r FROM line
 ), answer AS (
     SELECT *, list_filter(r.candidates[1].content.parts,
                           lambda p: p.text IS NOT NULL AND NOT coalesce(p.thought, false)) AS parts
-    FROM line
+    FROM typed
 )
-SELECT CASE WHEN json_type({ROW_KEY}) IN ('UBIGINT', 'BIGINT') THEN {ROW_KEY}::BIGINT END AS key,
+SELECT key,
        coalesce(status, '') AS status,
        coalesce(processed_time, '') AS processed_time,
        CASE WHEN len(parts) > 0 THEN array_to_string(list_transform(parts, lambda p: p.text), '')
@@ -146,6 +162,11 @@ ORDER BY key
 """
 
 
+def _sql(lines: str, response: bool) -> str:
+    return _PARSE.replace("{lines}", lines).replace(
+        "{response}", ", response::VARCHAR AS response" if response else "")
+
+
 def parse_output(con, paths: list[str], response: bool = True) -> pa.Table:
     """The kept fields of every line of the output files at local ``paths``, as the columns
     ``PARSED_FIELDS`` (without ``response`` when ``response`` is false), sorted by key.
@@ -157,8 +178,17 @@ def parse_output(con, paths: list[str], response: bool = True) -> pa.Table:
     """
     if not paths:
         return empty_output(response)
-    sql = _PARSE.replace("{response}", ", response::VARCHAR AS response" if response else "")
-    return con.sql(sql, params={"paths": paths}).to_arrow_table()
+    return con.sql(_sql(_FILE_LINES, response), params={"paths": paths}).to_arrow_table()
+
+
+def parse_rows(con, rows: pa.Table, response: bool = True) -> pa.Table:
+    """``parse_output`` for BigQuery output rows (``pdbatch_row``, ``status``,
+    ``processed_time``, ``response`` as JSON text)."""
+    con.register("pdbatch_answers", rows)
+    try:
+        return con.sql(_sql(_TABLE_LINES, response)).to_arrow_table()
+    finally:
+        con.unregister("pdbatch_answers")
 
 
 def empty_output(response: bool = True) -> pa.Table:

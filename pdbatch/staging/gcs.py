@@ -34,13 +34,13 @@ def write_jsonl(fs, uri: str, lines: pa.ChunkedArray) -> None:
     Arrow buffers in large writes."""
     with fs.open(uri, "wb", block_size=_WRITE_BLOCK) as f:
         for chunk in lines.chunks:
-            body = _body(chunk)
+            body = string_bytes(chunk)
             for start in range(0, len(body), _WRITE_BLOCK):
                 f.write(body[start:start + _WRITE_BLOCK])
 
 
-def _body(chunk: pa.Array) -> memoryview:
-    """The concatenated values of a string array, without copying."""
+def string_bytes(chunk: pa.Array) -> memoryview:
+    """The concatenated values of an Arrow string array, without copying."""
     if len(chunk) == 0:
         return memoryview(b"")
     width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32

@@ -1,0 +1,88 @@
+"""A run's staging and output locations: a Cloud Storage folder or a BigQuery dataset.
+
+Each location stages a job's request lines (``stage`` gives the job's ``input_config``), names
+where a job writes (``destination`` gives its ``output_config``), reads a job's answers back
+(``collect``) and removes what it staged (``clean_up``). Inputs and outputs may be of
+different kinds: the service allows JSONL in with a table out, and a table in with JSONL out.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pyarrow as pa
+
+from ..formats import gemini
+from . import bigquery, gcs
+
+
+class GcsLocation:
+    """``<staging>/<run id>/input-NNNNN.jsonl`` in, ``.../output-NNNNN/`` out."""
+
+    def __init__(self, root: str, run_id: str):
+        self.folder = f"{root}/{run_id}"
+        self.fs = gcs.filesystem()
+        self.staged: list[str] = []
+
+    def __str__(self) -> str:
+        return self.folder
+
+    def stage(self, number: int, lines: pa.ChunkedArray) -> dict:
+        uri = f"{self.folder}/input-{number:05d}.jsonl"
+        gcs.write_jsonl(self.fs, uri, lines)
+        self.staged.append(uri)
+        return {"instances_format": "jsonl", "gcs_source": {"uris": [uri]}}
+
+    def destination(self, number: int) -> dict:
+        return {"predictions_format": "jsonl",
+                "gcs_destination": {"output_uri_prefix": f"{self.folder}/output-{number:05d}"}}
+
+    def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
+        """Download the job's output files to a temporary folder and parse them."""
+        with tempfile.TemporaryDirectory(prefix="pdbatch-") as tmp:
+            paths = []
+            for count, uri in enumerate(gcs.output_files(self.fs, output_dir)):
+                paths.append(os.path.join(tmp, f"{count:05d}.jsonl"))
+                gcs.download(self.fs, uri, paths[-1])
+            return gemini.parse_output(con, paths, response)
+
+    def clean_up(self) -> None:
+        if self.staged:
+            self.fs.rm(self.staged)
+
+
+class BigQueryLocation:
+    """``<dataset>.pdbatch_<run id>_input_NNNNN`` in, ``..._output_NNNNN`` out, labelled with
+    the run."""
+
+    def __init__(self, uri: str, run_id: str, bq, labels: dict[str, str], carried: list):
+        project, dataset = bigquery.dataset_of(uri)
+        self.prefix = f"{project}.{dataset}.pdbatch_{run_id.replace('-', '_')}"
+        self.uri, self.bq, self.labels, self.carried = uri, bq, labels, carried
+        self.staged: list[str] = []
+
+    def __str__(self) -> str:
+        return f"{self.uri} (tables {self.prefix.rsplit('.', 1)[1]}_*)"
+
+    def stage(self, number: int, lines: pa.ChunkedArray) -> dict:
+        table = f"{self.prefix}_input_{number:05d}"
+        self.staged.append(table)
+        bigquery.load_requests(self.bq, table, lines, self.carried, self.labels)
+        return {"instances_format": "bigquery", "bigquery_source": {"input_uri": f"bq://{table}"}}
+
+    def destination(self, number: int) -> dict:
+        return {"predictions_format": "bigquery",
+                "bigquery_destination": {"output_uri": f"bq://{self.output_table(number)}"}}
+
+    def output_table(self, number: int) -> str:
+        return f"{self.prefix}_output_{number:05d}"
+
+    def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
+        table = self.output_table(number)
+        bigquery.label(self.bq, table, self.labels)
+        return gemini.parse_rows(con, bigquery.read_answers(self.bq, table), response)
+
+    def clean_up(self) -> None:
+        for table in self.staged:
+            bigquery.delete(self.bq, table)
