@@ -10,7 +10,8 @@ Google's client libraries are imported only when a run starts, so importing stay
 
 from . import accessor as _accessor  # noqa: F401  (registers df.gemini)
 from .errors import InputError, JobError, PdbatchError
+from .reread import read_results
 from .run import batch_predict
 
 __version__ = "0.1.0"
-__all__ = ["InputError", "JobError", "PdbatchError", "batch_predict"]
+__all__ = ["InputError", "JobError", "PdbatchError", "batch_predict", "read_results"]

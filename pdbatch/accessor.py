@@ -6,7 +6,7 @@ import inspect
 
 import pandas as pd
 
-from . import run
+from . import reread, run
 
 
 def _forwarding(function):
@@ -31,3 +31,4 @@ class GeminiAccessor:
         self._obj = pandas_obj
 
     batch_predict = _forwarding(run.batch_predict)
+    read_results = _forwarding(reread.read_results)

@@ -219,7 +219,9 @@ def batch_predict(
                         outputs.collect(con, number, info.output_dir, include_response))
     if not keep_staging:
         inputs.clean_up()
-    return results.join(df, result_prefix)
+    out = results.join(df, result_prefix)
+    out.attrs["pdbatch_run"] = run_id  # read_results(run=...) reads these answers again
+    return out
 
 
 def _bigquery(settings: config.Settings, credentials):

@@ -63,3 +63,43 @@ def gapic(stack):
 @pytest.fixture
 def parent(stack):
     return f"projects/{stack.project}/locations/{stack.location}"
+
+
+@pytest.fixture(scope="session")
+def bigquery_server(stack):
+    """A local BigQuery (bqemulator) for the session, started on first use and wired into the
+    emulator and the environment (``BIGQUERY_EMULATOR_HOST``), as ``LocalStack(bigquery=True)``
+    would."""
+    from pdbatch.emulator.bqserver import LocalBigQuery
+
+    server = LocalBigQuery(stack.project).start()
+    stack.service.bigquery_endpoint = server.url
+    os.environ["BIGQUERY_EMULATOR_HOST"] = server.url
+    try:
+        yield server
+    finally:
+        os.environ.pop("BIGQUERY_EMULATOR_HOST", None)
+        stack.service.bigquery_endpoint = None
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def bq(bigquery_server, stack):
+    """google-cloud-bigquery's client, pointed at the local BigQuery."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    return bigquery.Client(project=stack.project, credentials=AnonymousCredentials(),
+                           client_options=ClientOptions(api_endpoint=bigquery_server.url))
+
+
+@pytest.fixture
+def dataset(bq, stack):
+    """A fresh dataset in the job's region."""
+    from google.cloud import bigquery
+
+    ref = bigquery.Dataset(f"{stack.project}.d_{uuid.uuid4().hex[:10]}")
+    ref.location = stack.location
+    bq.create_dataset(ref)
+    return ref.dataset_id

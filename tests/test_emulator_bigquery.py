@@ -11,37 +11,7 @@ import uuid
 
 import pytest
 
-from pdbatch.emulator.bqserver import LocalBigQuery
-
 MODEL = "publishers/google/models/gemini-2.5-flash"
-
-
-@pytest.fixture(scope="module")
-def bq(stack):
-    """A local BigQuery for this module, wired into the session's emulator."""
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
-
-    server = LocalBigQuery(stack.project).start()
-    stack.service.bigquery_endpoint = server.url
-    try:
-        yield bigquery.Client(project=stack.project, credentials=AnonymousCredentials(),
-                              client_options=ClientOptions(api_endpoint=server.url))
-    finally:
-        stack.service.bigquery_endpoint = None
-        server.stop()
-
-
-@pytest.fixture
-def dataset(bq, stack):
-    """A fresh dataset in the job's region."""
-    from google.cloud import bigquery
-
-    ref = bigquery.Dataset(f"{stack.project}.d_{uuid.uuid4().hex[:10]}")
-    ref.location = stack.location
-    bq.create_dataset(ref)
-    return ref.dataset_id
 
 
 def _table(bq, table_id: str, rows: list[dict], schema: list[tuple[str, str]]) -> str:

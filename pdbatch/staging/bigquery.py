@@ -143,5 +143,12 @@ def label(bq, table: str, labels: dict[str, str]) -> None:
     bq.update_table(created, ["labels"])
 
 
+def tables(bq, uri: str, prefix: str) -> list[str]:
+    """The tables of dataset ``uri`` whose full ids start with ``prefix``, sorted."""
+    project, dataset = dataset_of(uri)
+    return sorted(f"{project}.{dataset}.{t.table_id}" for t in bq.list_tables(
+        f"{project}.{dataset}") if f"{project}.{dataset}.{t.table_id}".startswith(prefix))
+
+
 def delete(bq, table: str) -> None:
     bq.delete_table(table, not_found_ok=True)

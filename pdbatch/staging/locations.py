@@ -51,6 +51,15 @@ class GcsLocation:
         if self.staged:
             self.fs.rm(self.staged)
 
+    def written(self) -> list[tuple[int, str]]:
+        """``(job number, output directory)`` of what the run's jobs wrote here."""
+        found = []
+        for folder in sorted(self.fs.glob(f"{self.folder}/output-*")):
+            final = sorted(self.fs.glob(f"{folder}/prediction-model-*/predictions.jsonl"))
+            where = final[-1].rsplit("/", 1)[0] if final else folder
+            found.append((int(folder.rsplit("-", 1)[1]), "gs://" + where))
+        return found
+
 
 class BigQueryLocation:
     """``<dataset>.pdbatch_<run id>_input_NNNNN`` in, ``..._output_NNNNN`` out, labelled with
@@ -86,3 +95,9 @@ class BigQueryLocation:
     def clean_up(self) -> None:
         for table in self.staged:
             bigquery.delete(self.bq, table)
+
+    def written(self) -> list[tuple[int, str]]:
+        """``(job number, "")`` for each output table of the run."""
+        prefix = self.output_table(0)[:-len("00000")]
+        return [(int(table[len(prefix):]), "")
+                for table in bigquery.tables(self.bq, self.uri, prefix)]

@@ -1,0 +1,60 @@
+"""Read a finished run's answers again from its outputs alone: no job, no cost."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import config, engine
+from .errors import InputError
+from .results import ResultBuilder, check_no_clash
+from .staging import bigquery
+from .staging.locations import BigQueryLocation, GcsLocation
+
+_RUN_ID = re.compile(r"^run-\d{8}-\d{6}-[0-9a-f]{6}$")
+
+
+def read_results(
+    df: pd.DataFrame,
+    *,
+    run: str,
+    output: str | None = None,
+    credentials=None,
+    result_prefix: str = "",
+    include_response: bool = True,
+) -> pd.DataFrame:
+    """``df`` with the result columns of run ``run`` (``out.attrs["pdbatch_run"]``), read from
+    the run's output tables or files. ``df`` must be the frame the run was made from (rows are
+    matched by position); ``output`` is where the run wrote (default ``PDBATCH_STAGING``).
+    Rows with no answer in the outputs get a ``missing`` status; ``job`` names the run.
+    """
+    if not isinstance(run, str) or not _RUN_ID.match(run):
+        raise InputError(f"run={run!r} is not a pdbatch run id such as "
+                         "'run-20261121-183000-a1b2c3' (see out.attrs['pdbatch_run']).")
+    where = output or os.environ.get("PDBATCH_STAGING")
+    if not where:
+        raise InputError("Pass output= where the run wrote (its staging location, or its "
+                         "output= location), or set PDBATCH_STAGING.")
+    where = config.staging_location(where, "output")
+    check_no_clash(df, result_prefix, include_response)
+    if where.startswith("bq://"):
+        project, _ = bigquery.dataset_of(where)
+        location = BigQueryLocation(where, run, bigquery.client(project, credentials), {}, [])
+    else:
+        location = GcsLocation(where, run)
+    con = engine.connect()
+    parts = [location.collect(con, number, output_dir, include_response)
+             for number, output_dir in location.written()]
+    if not parts:
+        raise InputError(f"No outputs of {run} in {where}: pass output= where the run wrote "
+                         "(its staging location, or its output= location).")
+    results = ResultBuilder(len(df), include_response)
+    results.add_job(f"{run} (read from {where})", np.arange(len(df)),
+                    pa.concat_tables(parts).sort_by("key"))
+    out = results.join(df, result_prefix)
+    out.attrs["pdbatch_run"] = run
+    return out
