@@ -24,3 +24,13 @@ def test_quickstart_notebook_executes():
            "Toni Morrison." in _outputs(code[2])
     assert "3 of 3 rows answered" in _outputs(code[2])
     assert "row 1 (index 1): column 'prompt' is null" in _outputs(code[3])
+
+
+def test_bigquery_notebook_executes():
+    notebook = nbformat.read(NOTEBOOKS / "bigquery.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert "llm_status" in _outputs(code[2]) and "103" in _outputs(code[2])
+    assert "103 echo: Classify the sentiment of this review: Great value!" in _outputs(code[3])
+    assert _outputs(code[4]).strip() == "True"
