@@ -84,7 +84,9 @@ def test_a_frame_larger_than_the_job_limit_is_split_into_several_jobs(fs, stagin
     assert out["job"].nunique() == 3
     assert out.groupby("job", sort=False).size().tolist() == [4, 4, 2]
     assert out["text"].tolist() == [_expected_text(p) for p in df["prompt"]]
-    assert len([p for p in fs.find(staging) if "/input-" in p]) == 3
+    inputs = [p for p in fs.find(staging) if "/input-" in p]
+    assert len(inputs) == 3
+    assert fs.info(inputs[0])["metadata"] == {"pdbatch-run": out.attrs["pdbatch_run"]}
 
 
 def test_a_shard_whose_escaped_lines_outgrow_the_byte_limit_is_split(fs, staging, monkeypatch):

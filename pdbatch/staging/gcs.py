@@ -29,10 +29,10 @@ def filesystem():
     return gcsfs.GCSFileSystem()
 
 
-def write_jsonl(fs, uri: str, lines: pa.ChunkedArray) -> None:
-    """Write Arrow string lines (each ending in a newline) to one object, straight from the
-    Arrow buffers in large writes."""
-    with fs.open(uri, "wb", block_size=_WRITE_BLOCK) as f:
+def write_jsonl(fs, uri: str, lines: pa.ChunkedArray, metadata: dict | None = None) -> None:
+    """Write Arrow string lines (each ending in a newline) to one object with custom
+    ``metadata``, straight from the Arrow buffers in large writes."""
+    with fs.open(uri, "wb", block_size=_WRITE_BLOCK, metadata=metadata) as f:
         for chunk in lines.chunks:
             body = string_bytes(chunk)
             for start in range(0, len(body), _WRITE_BLOCK):

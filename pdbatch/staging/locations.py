@@ -18,10 +18,11 @@ from . import bigquery, gcs
 
 
 class GcsLocation:
-    """``<staging>/<run id>/input-NNNNN.jsonl`` in, ``.../output-NNNNN/`` out."""
+    """``<staging>/<run id>/input-NNNNN.jsonl`` in (with ``pdbatch-run`` object metadata),
+    ``.../output-NNNNN/`` out."""
 
     def __init__(self, root: str, run_id: str):
-        self.folder = f"{root}/{run_id}"
+        self.folder, self.run_id = f"{root}/{run_id}", run_id
         self.fs = gcs.filesystem()
         self.staged: list[str] = []
 
@@ -30,7 +31,7 @@ class GcsLocation:
 
     def stage(self, number: int, lines: pa.ChunkedArray) -> dict:
         uri = f"{self.folder}/input-{number:05d}.jsonl"
-        gcs.write_jsonl(self.fs, uri, lines)
+        gcs.write_jsonl(self.fs, uri, lines, metadata={"pdbatch-run": self.run_id})
         self.staged.append(uri)
         return {"instances_format": "jsonl", "gcs_source": {"uris": [uri]}}
 
