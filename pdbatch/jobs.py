@@ -96,7 +96,7 @@ class JobClient:
         labels: Mapping[str, str],
     ) -> str:
         """Create a batch prediction job; returns its resource name. The configs come from
-        ``staging.locations`` (JSONL on Cloud Storage or a BigQuery table)."""
+        ``pdbatch.locations`` (JSONL on Cloud Storage or a BigQuery table)."""
         job = self._client.create_batch_prediction_job(
             parent=self.settings.parent,
             batch_prediction_job={

@@ -11,9 +11,9 @@ import pyarrow as pa
 
 from . import config, engine
 from .errors import InputError
+from .locations import BigQueryLocation, GcsLocation
 from .results import ResultBuilder, check_no_clash
 from .staging import bigquery
-from .staging.locations import BigQueryLocation, GcsLocation
 
 _RUN_ID = re.compile(r"^run-\d{8}-\d{6}-[0-9a-f]{6}$")
 

@@ -21,9 +21,9 @@ from . import config, engine, prompts
 from .errors import InputError, JobError
 from .formats import gemini
 from .jobs import JobClient
+from .locations import BigQueryLocation, GcsLocation
 from .results import ResultBuilder, check_no_clash
 from .staging import bigquery
-from .staging.locations import BigQueryLocation, GcsLocation
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import tempfile
 
 import pyarrow as pa
 
-from ..formats import gemini
-from . import bigquery, gcs
+from .formats import gemini
+from .staging import bigquery, gcs
 
 
 class GcsLocation:
