@@ -136,3 +136,12 @@ def test_checks_before_anything_is_created(bq, stack, dataset, nothing_created):
         assert message in str(err.value), (kwargs, str(err.value))
     assert not _tables(bq, stack.project, dataset)
     bq.delete_dataset(multi.dataset_id)
+
+
+def test_many_jobs_writing_tables_at_once(bq, stack, dataset):
+    # bqemulator shares one DuckDB connection; the local BigQuery must take calls one at a time
+    # (pdbatch.emulator.bqserver) for 15 jobs writing while pdbatch reads.
+    df = pd.DataFrame({"prompt": [f"q{i}" for i in range(30)]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=f"bq://{stack.project}.{dataset}",
+                                  max_requests_per_job=2, progress=False)
+    assert out["job"].nunique() == 15 and (out["status"] == "").all()

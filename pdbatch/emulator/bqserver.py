@@ -1,9 +1,12 @@
-"""A local BigQuery: bqemulator (PyPI), with the two fixes it needs offline.
+"""A local BigQuery: bqemulator (PyPI), with the three fixes it needs here.
 
-Out of the box bqemulator 1.4 aborts when it cannot download DuckDB's spatial extension, and it
+Out of the box bqemulator 1.4 aborts when it cannot download DuckDB's spatial extension, it
 refuses the ``*/*`` content type google-cloud-bigquery sends with small loads (see
-``shared/stack-probe.md``). ``python -m pdbatch.emulator.bqserver start ...`` runs its CLI with
-both fixed; ``LocalBigQuery`` runs that as a child process on 127.0.0.1.
+``shared/stack-probe.md``), and it shares one DuckDB connection between requests, which DuckDB
+2 refuses ("connection is busy with another call") as soon as two clients call at once (a job
+writing its table while another is read). ``python -m pdbatch.emulator.bqserver start ...``
+runs its CLI with all three fixed, the last by answering one REST request at a time;
+``LocalBigQuery`` runs that as a child process on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from .ports import free_port
 
 def _patched_main() -> int:
     import bqemulator.api.routes.upload as upload
+    import bqemulator.server as server
     import bqemulator.storage.engine as engine
 
     def load_spatial_offline(self) -> None:
@@ -29,9 +33,34 @@ def _patched_main() -> int:
     engine.DuckDBEngine._load_spatial = load_spatial_offline
     permitted = upload._is_permitted_media_type
     upload._is_permitted_media_type = lambda media: media == "*/*" or permitted(media)
+    build = server.create_app
+
+    def create_app(context):
+        app = build(context)
+        app.add_middleware(_OneRequestAtATime)
+        return app
+
+    server.create_app = create_app
     from bqemulator.cli import main
 
     return main()
+
+
+class _OneRequestAtATime:
+    """ASGI middleware: HTTP requests are handled one after another."""
+
+    def __init__(self, app):
+        self.app, self.lock = app, None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        import asyncio
+
+        self.lock = self.lock or asyncio.Lock()
+        async with self.lock:
+            await self.app(scope, receive, send)
 
 
 class LocalBigQuery:
