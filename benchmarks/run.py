@@ -137,9 +137,9 @@ def bench_serialise(results, df: pd.DataFrame, folder: Path):
     chunks = []
     with measured(results, "render+serialise", "pdbatch (checks + job_inputs + write)"):
         texts, reasons = prompts.render(df, "prompt", None)
-        fields = gemini.shared_fields(system, config)
+        frame = gemini.frame(system, config)
         with open(folder / "pdbatch.jsonl", "wb") as f:
-            for _, lines in job_inputs(texts, reasons, fields, MAX_REQUESTS_PER_JOB):
+            for _, lines in job_inputs(texts, reasons, frame, MAX_REQUESTS_PER_JOB):
                 for chunk in lines.chunks:
                     f.write(string_bytes(chunk))
                 chunks += lines.chunks
@@ -197,12 +197,12 @@ def _extract(line: dict) -> tuple:
 
 def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
     from pdbatch import engine
-    from pdbatch.formats import gemini
+    from pdbatch.formats import gemini, lines
     from pdbatch.results import ResultBuilder
 
     size = output_path.stat().st_size
     with measured(results, "parse+join", "pdbatch (parse_output + join)", size):
-        parsed = gemini.parse_output(engine.connect(), [str(output_path)])
+        parsed = lines.parse_output(engine.connect(), gemini.PARSER, [str(output_path)])
         builder = ResultBuilder(len(df))
         builder.add_job("job", np.arange(len(df)), parsed)
         del parsed
@@ -210,7 +210,8 @@ def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
     assert len(out) == len(df) and out["status"].eq("").mean() > 0.98
     del builder, out
     with measured(results, "parse+join", "pdbatch, include_response=False", size):
-        parsed = gemini.parse_output(engine.connect(), [str(output_path)], response=False)
+        parsed = lines.parse_output(engine.connect(), gemini.PARSER, [str(output_path)],
+                                    response=False)
         builder = ResultBuilder(len(df), response=False)
         builder.add_job("job", np.arange(len(df)), parsed)
         del parsed

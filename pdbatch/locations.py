@@ -13,7 +13,8 @@ import tempfile
 
 import pyarrow as pa
 
-from .formats import gemini
+from .formats import lines
+from .formats.lines import Parser
 from .staging import bigquery, gcs
 
 
@@ -21,17 +22,17 @@ class GcsLocation:
     """``<staging>/<run id>/input-NNNNN.jsonl`` in (with ``pdbatch-run`` object metadata),
     ``.../output-NNNNN/`` out."""
 
-    def __init__(self, root: str, run_id: str):
-        self.folder, self.run_id = f"{root}/{run_id}", run_id
+    def __init__(self, root: str, run_id: str, parser: Parser):
+        self.folder, self.run_id, self.parser = f"{root}/{run_id}", run_id, parser
         self.fs = gcs.filesystem()
         self.staged: list[str] = []
 
     def __str__(self) -> str:
         return self.folder
 
-    def stage(self, number: int, lines: pa.ChunkedArray) -> dict:
+    def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
         uri = f"{self.folder}/input-{number:05d}.jsonl"
-        gcs.write_jsonl(self.fs, uri, lines, metadata={"pdbatch-run": self.run_id})
+        gcs.write_jsonl(self.fs, uri, requests, metadata={"pdbatch-run": self.run_id})
         self.staged.append(uri)
         return {"instances_format": "jsonl", "gcs_source": {"uris": [uri]}}
 
@@ -46,7 +47,7 @@ class GcsLocation:
             for count, uri in enumerate(gcs.output_files(self.fs, output_dir)):
                 paths.append(os.path.join(tmp, f"{count:05d}.jsonl"))
                 gcs.download(self.fs, uri, paths[-1])
-            return gemini.parse_output(con, paths, response)
+            return lines.parse_output(con, self.parser, paths, response)
 
     def clean_up(self) -> None:
         if self.staged:
@@ -66,19 +67,21 @@ class BigQueryLocation:
     """``<dataset>.pdbatch_<run id>_input_NNNNN`` in, ``..._output_NNNNN`` out, labelled with
     the run."""
 
-    def __init__(self, uri: str, run_id: str, bq, labels: dict[str, str], carried: list):
+    def __init__(self, uri: str, run_id: str, parser: Parser, bq, labels: dict[str, str],
+                 carried: list):
         project, dataset = bigquery.dataset_of(uri)
         self.prefix = f"{project}.{dataset}.pdbatch_{run_id.replace('-', '_')}"
         self.uri, self.bq, self.labels, self.carried = uri, bq, labels, carried
+        self.parser = parser
         self.staged: list[str] = []
 
     def __str__(self) -> str:
         return f"{self.uri} (tables {self.prefix.rsplit('.', 1)[1]}_*)"
 
-    def stage(self, number: int, lines: pa.ChunkedArray) -> dict:
+    def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
         table = f"{self.prefix}_input_{number:05d}"
         self.staged.append(table)
-        bigquery.load_requests(self.bq, table, lines, self.carried, self.labels)
+        bigquery.load_requests(self.bq, table, requests, self.carried, self.labels)
         return {"instances_format": "bigquery", "bigquery_source": {"input_uri": f"bq://{table}"}}
 
     def destination(self, number: int) -> dict:
@@ -91,7 +94,8 @@ class BigQueryLocation:
     def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
         table = self.output_table(number)
         bigquery.label(self.bq, table, self.labels)
-        return gemini.parse_rows(con, bigquery.read_answers(self.bq, table), response)
+        return lines.parse_rows(con, self.parser, bigquery.read_answers(self.bq, table),
+                                response)
 
     def clean_up(self) -> None:
         for table in self.staged:

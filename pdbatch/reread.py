@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import config, engine
+from . import config, engine, formats
 from .errors import InputError
 from .locations import BigQueryLocation, GcsLocation
 from .results import ResultBuilder, check_no_clash
@@ -23,13 +23,15 @@ def read_results(
     *,
     run: str,
     output: str | None = None,
+    model: str = "gemini-2.5-flash",
     credentials=None,
     result_prefix: str = "",
     include_response: bool = True,
 ) -> pd.DataFrame:
     """``df`` with the result columns of run ``run`` (``out.attrs["pdbatch_run"]``), read from
     the run's output tables or files. ``df`` must be the frame the run was made from (rows are
-    matched by position); ``output`` is where the run wrote (default ``PDBATCH_STAGING``).
+    matched by position); ``output`` is where the run wrote (default ``PDBATCH_STAGING``);
+    ``model`` the model it used (its family decides how the answers are read).
     Rows with no answer in the outputs get a ``missing`` status; ``job`` names the run.
     """
     if not isinstance(run, str) or not _RUN_ID.match(run):
@@ -41,11 +43,13 @@ def read_results(
                          "output= location), or set PDBATCH_STAGING.")
     where = config.staging_location(where, "output")
     check_no_clash(df, result_prefix, include_response)
+    parser = formats.resolve(model).parser
     if where.startswith("bq://"):
         project, _ = bigquery.dataset_of(where)
-        location = BigQueryLocation(where, run, bigquery.client(project, credentials), {}, [])
+        location = BigQueryLocation(where, run, parser, bigquery.client(project, credentials),
+                                    {}, [])
     else:
-        location = GcsLocation(where, run)
+        location = GcsLocation(where, run, parser)
     con = engine.connect()
     parts = [location.collect(con, number, output_dir, include_response)
              for number, output_dir in location.written()]

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InputError
-from .formats.gemini import empty_output
+from .formats.lines import empty_output
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class ResultBuilder:
 
     def add_job(self, job: str, positions: np.ndarray, parsed: pa.Table) -> None:
         """Rows sent in ``job`` (``positions``) get their output line from ``parsed`` (the
-        table of ``formats.gemini.parse_output``, sorted by key), or a ``missing`` status.
+        table of ``formats.lines.parse_output``, sorted by key), or a ``missing`` status.
         Jobs are added in row order: each job's rows come after the previous job's."""
         if len(positions) and positions.min() <= self.last_row:
             raise ValueError("add jobs in row order: each job's rows after the previous job's")

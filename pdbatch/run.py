@@ -17,9 +17,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import config, engine, prompts
+from . import config, engine, formats, prompts
 from .errors import InputError, JobError
-from .formats import gemini
+from .formats import lines
+from .formats.lines import Frame
 from .jobs import JobClient
 from .locations import BigQueryLocation, GcsLocation
 from .results import ResultBuilder, check_no_clash
@@ -53,7 +54,7 @@ def plan(sizes: np.ndarray, rows: np.ndarray, max_requests: int, max_bytes: int
     return shards
 
 
-def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, shared: str, max_requests: int,
+def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, frame: Frame, max_requests: int,
                carried: pa.Table | None = None
                ) -> Iterator[tuple[np.ndarray, pa.ChunkedArray]]:
     """Each job's row positions and request lines (with the ``carried`` columns of those
@@ -65,17 +66,17 @@ def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, shared: str, max_req
     """
     sent = np.flatnonzero(reasons == "")
     sending = texts if len(sent) == len(reasons) else texts.filter(pa.array(reasons == ""))
-    floor = gemini.min_line_sizes(pc.binary_length(sending).to_numpy(), shared)
+    floor = lines.min_line_sizes(pc.binary_length(sending).to_numpy(), frame)
     shards = plan(floor, sent, max_requests, MAX_BYTES_PER_FILE)
     con = engine.connect()
     for shard in shards:
         positions = sent[shard]
-        lines = gemini.request_lines(
-            con, sending[shard], positions, shared,
+        requests = lines.request_lines(
+            con, sending[shard], positions, frame,
             carried.take(pa.array(positions)) if carried is not None else None)
-        sizes = pc.binary_length(lines).to_numpy()
+        sizes = pc.binary_length(requests).to_numpy()
         for piece in plan(sizes, positions, max_requests, MAX_BYTES_PER_FILE):
-            yield positions[piece], lines.slice(piece.start, piece.stop - piece.start)
+            yield positions[piece], requests.slice(piece.start, piece.stop - piece.start)
 
 
 def new_run_id() -> str:
@@ -173,15 +174,17 @@ def batch_predict(
     settings = config.resolve(project, location, staging, api_endpoint, transport, output)
     check_no_clash(df, result_prefix, include_response)
     carried = bigquery.carried_columns(df, carry)
+    family = formats.resolve(model, system_instruction, generation_config)
     bq = _bigquery(settings, credentials)
-    model_name = gemini.model_resource(model)
+    if bq is not None and family.name != "gemini":
+        raise InputError(f"BigQuery staging and output support Gemini models in this version; "
+                         f"stage {model!r} on Cloud Storage (staging='gs://...').")
     texts, reasons = prompts.render(df, prompt_col, prompt)
     if on_invalid == "raise" and (reasons != "").any():
         raise InputError(prompts.describe_invalid(df, reasons))
     run_id = new_run_id()
     job_labels = _labels(labels, run_id)
 
-    shared = gemini.shared_fields(system_instruction, generation_config)
     results = ResultBuilder(len(df), include_response)
     skipped = np.flatnonzero(reasons != "")
     results.skip(skipped, reasons[skipped])
@@ -191,20 +194,21 @@ def batch_predict(
 
     # --- stage and submit, one job's lines in memory at a time
     client = JobClient(settings, credentials)
-    inputs = _location(settings.staging, run_id, bq, job_labels, carried)
+    inputs = _location(settings.staging, run_id, family, bq, job_labels, carried)
     outputs = (inputs if settings.output_location == settings.staging
-               else _location(settings.output_location, run_id, bq, job_labels, carried))
+               else _location(settings.output_location, run_id, family, bq, job_labels,
+                              carried))
     carried_values = (pa.Table.from_pandas(df[[f.name for f in carried]], preserve_index=False)
                       if carried else None)
     jobs: list[tuple[str, np.ndarray]] = []
-    for positions, lines in job_inputs(texts, reasons, shared, max_requests_per_job,
-                                       carried_values):
+    for positions, requests in job_inputs(texts, reasons, family.frame, max_requests_per_job,
+                                          carried_values):
         number = len(jobs)
-        name = client.submit(f"pdbatch-{run_id}-{number:05d}", model_name,
-                             inputs.stage(number, lines), outputs.destination(number),
+        name = client.submit(f"pdbatch-{run_id}-{number:05d}", family.resource,
+                             inputs.stage(number, requests), outputs.destination(number),
                              job_labels)
         jobs.append((name, positions))
-        del lines
+        del requests
     sent = len(df) - len(skipped)
     log.info("run %s: %d rows in %d job(s), staged in %s", run_id, sent, len(jobs), inputs)
 
@@ -237,10 +241,11 @@ def _bigquery(settings: config.Settings, credentials):
     return bq
 
 
-def _location(uri: str, run_id: str, bq, labels: dict[str, str], carried: list):
+def _location(uri: str, run_id: str, family: formats.Family, bq, labels: dict[str, str],
+              carried: list):
     if uri.startswith("bq://"):
-        return BigQueryLocation(uri, run_id, bq, labels, carried)
-    return GcsLocation(uri, run_id)
+        return BigQueryLocation(uri, run_id, family.parser, bq, labels, carried)
+    return GcsLocation(uri, run_id, family.parser)
 
 
 def _wait_all(client, names: list[str], rows: int, progress: bool):

@@ -13,6 +13,7 @@ import pytest
 from pdbatch import engine, prompts
 from pdbatch.errors import InputError
 from pdbatch.formats import gemini
+from pdbatch.formats.lines import min_line_sizes, request_lines
 from pdbatch.run import plan
 
 TRICKY = [
@@ -32,10 +33,10 @@ def _expected(row: int, text: str) -> dict:
 
 def test_request_lines_are_the_json_of_each_request_whatever_the_characters():
     rows = np.array([3, 0, 7, 1])
-    shared = gemini.shared_fields("Be brief.", {"temperature": 0.5, "max_output_tokens": 10})
+    frame = gemini.frame("Be brief.", {"temperature": 0.5, "max_output_tokens": 10})
     texts = pa.chunked_array([pa.array(TRICKY, pa.large_string())])
 
-    lines = gemini.request_lines(engine.connect(), texts, rows, shared).to_pylist()
+    lines = request_lines(engine.connect(), texts, rows, frame).to_pylist()
 
     assert all(line.endswith("}\n") and line.count("\n") == 1 for line in lines)
     assert [json.loads(line) for line in lines] == [
@@ -46,12 +47,12 @@ def test_request_lines_are_the_json_of_each_request_whatever_the_characters():
 
 
 def test_the_size_floor_never_exceeds_the_real_line():
-    shared = gemini.shared_fields(None, {"temperature": 0.5})
+    frame = gemini.frame(None, {"temperature": 0.5})
     texts = pa.chunked_array([pa.array(TRICKY, pa.large_string())])
     rows = np.array([0, 10, 999, 123456])
     real = [len(line.encode()) for line in
-            gemini.request_lines(engine.connect(), texts, rows, shared).to_pylist()]
-    floor = gemini.min_line_sizes(np.array([len(t.encode()) for t in TRICKY]), shared)
+            request_lines(engine.connect(), texts, rows, frame).to_pylist()]
+    floor = min_line_sizes(np.array([len(t.encode()) for t in TRICKY]), frame)
     assert (floor <= real).all()
     assert floor[-1] >= real[-1] - 5  # plain text: only the row number's digits are unknown
 

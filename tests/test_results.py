@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from pdbatch import engine
-from pdbatch.formats.gemini import model_resource, parse_output
+from pdbatch.formats import gemini
+from pdbatch.formats.gemini import model_resource
+from pdbatch.formats.lines import parse_output
 from pdbatch.results import ResultBuilder, parse_status
 
 _files = itertools.count()
@@ -19,7 +21,7 @@ def parse_lines(lines, folder):
     """parse_output over the lines written to a file, as Vertex AI would have written them."""
     path = folder / f"predictions-{next(_files)}.jsonl"
     path.write_bytes(b"".join(line + b"\n" for line in lines))
-    return parse_output(engine.connect(), [str(path)])
+    return parse_output(engine.connect(), gemini.PARSER, [str(path)])
 
 
 def _line(key, status="", time="2026-01-01T00:00:00.000+00:00", text=None, **extra) -> bytes:

@@ -56,8 +56,16 @@ CASES = {
     "result column clash": (pd.DataFrame({"text": ["hi"]}), dict(prompt_col="text"),
                             "already has column(s) ['text'], which the results would "
                             "overwrite. Rename them, or pass result_prefix='llm_'"),
-    "unknown model": (FRAME, dict(prompt_col="title", model="llama-3.3-70b-instruct-maas"),
-                      "model='llama-3.3-70b-instruct-maas' is not a Gemini model"),
+    "unknown model": (FRAME, dict(prompt_col="title", model="palm-2-text"),
+                      "model='palm-2-text' is not a model this version supports. Use a Gemini "
+                      "model ('gemini-2.5-flash'"),
+    "unknown MaaS publisher": (FRAME, dict(prompt_col="title", model="acme-7b-maas"),
+                               "model='acme-7b-maas' is not a model this version supports"),
+    "config key a family lacks": (FRAME, dict(prompt_col="title", model="claude-haiku-4-5",
+                                              generation_config={"seed": 3}),
+                                  "generation_config key 'seed' is not supported for Claude "
+                                  "models; use ['max_output_tokens', 'stop_sequences', "
+                                  "'temperature', 'top_k', 'top_p']"),
     "generation_config not a dict": (FRAME, dict(prompt_col="title", generation_config=[1]),
                                      "generation_config must be a dict"),
     "generation_config not JSON": (FRAME, dict(prompt_col="title",

@@ -1,0 +1,162 @@
+"""What every model family shares: request lines built by DuckDB from a family's ``Frame``,
+and output lines parsed by DuckDB into the result columns with a family's ``Parser``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+#: The columns ``parse_output`` and ``parse_rows`` return, in order.
+PARSED_FIELDS = ("key", "status", "processed_time", "text", "finish_reason", "prompt_tokens",
+                 "output_tokens", "response")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A family's request line around the row number and the prompt:
+    ``head + row + mid + json(prompt) + tail``, then ``}`` (or the carried fields) and a
+    newline."""
+
+    head: str
+    mid: str
+    tail: str
+
+
+def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, frame: Frame,
+                  carried: pa.Table | None = None) -> pa.ChunkedArray:
+    """One JSONL line (newline included) per prompt, carrying its row key and, with
+    ``carried``, that table's columns as further top-level fields. Built in DuckDB with the
+    frame bound as parameters: the same JSON as ``orjson.dumps`` of each line, byte for byte
+    except the hex case of control-character escapes (``\\\\u001B``)."""
+    con.register("pdbatch_requests", pa.table({"row": pa.array(keys, pa.int64()),
+                                               "prompt": prompts}))
+    request = "$head || r.row::VARCHAR || $mid || to_json(r.prompt)::VARCHAR || $tail"
+    if carried is None or carried.num_columns == 0:
+        sql = f"SELECT {request} || '}}' || chr(10) AS line FROM pdbatch_requests r"
+    else:  # the carried row as a JSON object without its opening brace: "a":1,"b":"x"}
+        con.register("pdbatch_carried", carried)
+        sql = (f"SELECT {request} || ',' || substr(to_json(c)::VARCHAR, 2) || chr(10) AS line "
+               "FROM pdbatch_requests r POSITIONAL JOIN pdbatch_carried c")
+    try:
+        return con.sql(sql, params={"head": frame.head, "mid": frame.mid,
+                                    "tail": frame.tail}).to_arrow_table().column("line")
+    finally:
+        for name in ("pdbatch_requests", "pdbatch_carried"):
+            con.unregister(name)
+
+
+def min_line_sizes(prompt_bytes: np.ndarray, frame: Frame) -> np.ndarray:
+    """A lower bound of each request line's size from its prompt's UTF-8 size (escaping only
+    adds bytes), for planning jobs before the lines exist."""
+    fixed = len((frame.head + frame.mid + frame.tail).encode()) + len('""}\n') + 1
+    return prompt_bytes + fixed
+
+
+@dataclass(frozen=True)
+class Parser:
+    """How a family's output lines become the result columns (SQL over DuckDB).
+
+    ``key`` is the top-level field holding the row number and ``key_type`` how to read it;
+    ``response_type`` the typed part of a response (bound to ``r``); ``answer`` extra columns
+    computed from ``r``; the rest are expressions for the result columns.
+    """
+
+    key: str
+    key_type: str
+    key_expr: str
+    response_type: str
+    text: str
+    finish_reason: str
+    prompt_tokens: str
+    output_tokens: str
+    answer: str = ""
+
+
+_PARSE = """
+WITH line AS ({lines}), typed AS (
+    SELECT *, try_cast(response AS {response_type}) AS r FROM line
+), answer AS (
+    SELECT *{answer} FROM typed
+)
+SELECT key,
+       coalesce(status, '') AS status,
+       coalesce(processed_time, '') AS processed_time,
+       {text} AS text,
+       {finish_reason} AS finish_reason,
+       {prompt_tokens} AS prompt_tokens,
+       {output_tokens} AS output_tokens{response}
+FROM answer
+ORDER BY key
+"""
+
+
+def _sql(parser: Parser, lines: str, response: bool) -> str:
+    sql = _PARSE
+    for name, value in (("lines", lines), ("response_type", parser.response_type),
+                        ("answer", parser.answer), ("text", parser.text),
+                        ("finish_reason", parser.finish_reason),
+                        ("prompt_tokens", parser.prompt_tokens),
+                        ("output_tokens", parser.output_tokens),
+                        ("response", ", response::VARCHAR AS response" if response else "")):
+        sql = sql.replace("{" + name + "}", value)
+    return sql
+
+
+def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -> pa.Table:
+    """The kept fields of every line of the output files at local ``paths``, as the columns
+    ``PARSED_FIELDS`` (without ``response`` when ``response`` is false), sorted by key.
+
+    ``response`` is the raw JSON text. ``key`` is null for a line without an integer row key,
+    and a line that is not JSON becomes a row of nulls; lines over 64 MiB are skipped.
+    """
+    if not paths:
+        return empty_output(response)
+    key = parser.key_expr.replace("{key}", parser.key)
+    lines = (f"SELECT {key} AS key, status, processed_time, response "
+             "FROM read_ndjson($paths, ignore_errors = true, maximum_object_size = 67108864, "
+             f"columns = {{'{parser.key}': '{parser.key_type}', 'status': 'VARCHAR', "
+             "'processed_time': 'VARCHAR', 'response': 'JSON'})")
+    return con.sql(_sql(parser, lines, response), params={"paths": paths}).to_arrow_table()
+
+
+def parse_rows(con, parser: Parser, rows: pa.Table, response: bool = True) -> pa.Table:
+    """``parse_output`` for BigQuery output rows (the key column, ``status``,
+    ``processed_time``, ``response`` as JSON text)."""
+    con.register("pdbatch_answers", rows)
+    lines = (f"SELECT TRY_CAST({parser.key} AS BIGINT) AS key, status, "
+             "CAST(processed_time AS VARCHAR) AS processed_time, "
+             "try_cast(response AS JSON) AS response FROM pdbatch_answers")
+    try:
+        return con.sql(_sql(parser, lines, response)).to_arrow_table()
+    finally:
+        con.unregister("pdbatch_answers")
+
+
+def empty_output(response: bool = True) -> pa.Table:
+    """The parsed table of a job with no output lines."""
+    return pa.table({name: pa.array([], pa.int64() if name in ("key", "prompt_tokens",
+                                                               "output_tokens") else pa.string())
+                     for name in PARSED_FIELDS if response or name != "response"})
+
+
+def custom_id_frame(envelope: str, messages_before: str, close: str) -> Frame:
+    """The frame of a line keyed by ``custom_id`` (the row number as a string), for families
+    whose lines are ``{"custom_id": "n", <envelope>..."content": <prompt>}<close>``."""
+    return Frame(head='{"custom_id":"', mid='",' + envelope + messages_before, tail=close)
+
+
+def translated_config(generation_config, names: dict[str, str], family: str) -> dict:
+    """``generation_config`` (snake_case or camelCase keys) in a family's own parameter names;
+    a key it has no name for is refused, naming the ones it takes."""
+    from ..errors import InputError
+
+    out = {}
+    for key, value in (generation_config or {}).items():
+        snake = "".join("_" + c.lower() if c.isupper() else c for c in str(key))
+        if snake not in names:
+            raise InputError(f"generation_config key {key!r} is not supported for {family} "
+                             f"models; use {sorted(names)}.")
+        out[names[snake]] = value
+    return out
