@@ -38,9 +38,16 @@ def result_columns(response: bool = True) -> list[str]:
     return [c for c in RESULT_COLUMNS if response or c != "response"]
 
 
-def check_no_clash(df: pd.DataFrame, prefix: str, response: bool = True) -> None:
-    """Refuse, before any work, to overwrite columns the frame already has."""
-    clash = [prefix + c for c in result_columns(response) if prefix + c in df.columns]
+def check_no_clash(df: pd.DataFrame, prefix: str, response: bool = True,
+                   extra: list[str] = ()) -> None:
+    """Refuse, before any work, to overwrite columns the frame already has (the result
+    columns, and ``extra`` ones such as structured-output fields)."""
+    names = [*result_columns(response), *extra]
+    repeated = sorted({prefix + c for c in extra if names.count(c) > 1})
+    if repeated:
+        raise InputError(f"response_schema fields {repeated} would be named like other result "
+                         "columns; rename the fields or pass expand=False.")
+    clash = [prefix + c for c in names if prefix + c in df.columns]
     if clash:
         raise InputError(
             f"The frame already has column(s) {clash}, which the results would overwrite. "

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import config, engine, formats, prompts
+from . import config, engine, formats, prompts, structured
 from .errors import InputError, JobError
 from .formats import lines
 from .formats.lines import Frame
@@ -111,6 +111,9 @@ def batch_predict(
     on_invalid: str = "raise",
     result_prefix: str = "",
     include_response: bool = True,
+    response_schema=None,
+    expand: bool = True,
+    reask_invalid: bool = False,
     carry: Sequence[str] | None = None,
     output: str | None = None,
     keep_staging: bool = False,
@@ -134,6 +137,11 @@ def batch_predict(
         system_instruction: text sent as every request's ``systemInstruction``.
         generation_config: e.g. ``{"temperature": 0.2, "max_output_tokens": 256}``; keys may be
             snake_case or camelCase and are sent as REST camelCase.
+        response_schema: a pydantic model class or a JSON Schema dict of an object (Gemini):
+            every request asks for JSON of that shape, and each top-level field becomes a typed
+            result column (``expand=False``: one ``parsed`` column of dicts). Answers that do not
+            fit get the status ``invalid: ...``; ``reask_invalid=True`` asks those rows once
+            more.
         labels: extra Vertex AI labels for the jobs (``pdbatch-run`` is always added).
         on_invalid: ``"raise"`` (default) refuses a frame with null, empty or non-string
             prompts; ``"skip"`` sends the other rows and returns these with status
@@ -163,6 +171,7 @@ def batch_predict(
         InputError: bad arguments or rows, before anything is uploaded.
         JobError: a job ended FAILED, CANCELLED, EXPIRED or PAUSED.
     """
+    arguments = {k: v for k, v in locals().items() if k != "df"}  # for a re-ask
     # --- checks: everything below may cost money, nothing above does
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"batch_predict needs a pandas DataFrame, got {type(df).__name__}.")
@@ -172,9 +181,15 @@ def batch_predict(
             and 0 < max_requests_per_job <= MAX_REQUESTS_PER_JOB):
         raise InputError(f"max_requests_per_job must be between 1 and {MAX_REQUESTS_PER_JOB}.")
     settings = config.resolve(project, location, staging, api_endpoint, transport, output)
-    check_no_clash(df, result_prefix, include_response)
+    schema = structured.schema_of(response_schema) if response_schema is not None else None
+    check_no_clash(df, result_prefix, include_response,
+                   structured.column_names(schema, expand) if schema else [])
     carried = bigquery.carried_columns(df, carry)
-    family = formats.resolve(model, system_instruction, generation_config)
+    if schema and formats.resolve(model).name != "gemini":
+        raise InputError("response_schema is supported for Gemini models in this version.")
+    family = formats.resolve(model, system_instruction,
+                             structured.generation_config(generation_config, schema)
+                             if schema else generation_config)
     bq = _bigquery(settings, credentials)
     if bq is not None and family.name != "gemini":
         raise InputError(f"BigQuery staging and output support Gemini models in this version; "
@@ -190,7 +205,10 @@ def batch_predict(
     results.skip(skipped, reasons[skipped])
     if len(skipped) == len(df):
         log.warning("no row has a prompt to send; no job was created")
-        return results.join(df, result_prefix)
+        out = results.join(df, result_prefix)
+        if schema:
+            structured.add_columns(out, schema, result_prefix, expand, engine.connect())
+        return out
 
     # --- stage and submit, one job's lines in memory at a time
     client = JobClient(settings, credentials)
@@ -225,7 +243,23 @@ def batch_predict(
         inputs.clean_up()
     out = results.join(df, result_prefix)
     out.attrs["pdbatch_run"] = run_id  # read_results(run=...) reads these answers again
+    if schema:
+        structured.add_columns(out, schema, result_prefix, expand, con)
+        if reask_invalid:
+            _reask(df, out, arguments)
     return out
+
+
+def _reask(df: pd.DataFrame, out: pd.DataFrame, arguments: dict) -> None:
+    """Ask the rows with an ``invalid: ...`` answer once more, and keep the new answers."""
+    status = out[arguments["result_prefix"] + "status"]
+    again = np.flatnonzero(status.str.startswith("invalid: ").fillna(False).to_numpy())
+    if not len(again):
+        return
+    log.info("asking %d rows again whose answers did not fit response_schema", len(again))
+    retry = batch_predict(df.iloc[again], **{**arguments, "reask_invalid": False})
+    for column in retry.columns.difference(df.columns, sort=False):
+        out.iloc[again, out.columns.get_loc(column)] = retry[column].to_numpy()
 
 
 def _bigquery(settings: config.Settings, credentials):

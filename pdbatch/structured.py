@@ -1,0 +1,147 @@
+"""Structured output: a response schema in every request, and the answers parsed into typed
+columns, one per top-level field (or one column of dicts).
+
+The answers are checked with DuckDB, vectorised: each must be a JSON object, have the schema's
+required fields, and top-level values of the declared types. Nested values are kept as they
+come (lists and dicts); they are not checked deeper.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import InputError
+
+#: JSON Schema types of top-level fields: DuckDB type, pandas dtype.
+_TYPES = {"string": ("VARCHAR", "string"), "integer": ("BIGINT", "Int64"),
+          "number": ("DOUBLE", "Float64"), "boolean": ("BOOLEAN", "boolean")}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A response schema as JSON Schema, and its top-level fields: ``(name, type or None)``."""
+
+    json_schema: dict
+    fields: tuple[tuple[str, str | None], ...]
+    required: frozenset
+
+
+def schema_of(response_schema) -> Schema:
+    """A pydantic model class or a JSON Schema dict describing an object with properties."""
+    if isinstance(response_schema, type) and hasattr(response_schema, "model_json_schema"):
+        schema = response_schema.model_json_schema()
+    elif isinstance(response_schema, Mapping):
+        schema = json.loads(json.dumps(response_schema))  # a plain, JSON-able copy
+    else:
+        raise InputError("response_schema must be a pydantic model class or a JSON Schema dict "
+                         f"such as {{'type': 'object', 'properties': {{...}}}}; got "
+                         f"{type(response_schema).__name__}.")
+    properties = schema.get("properties")
+    if schema.get("type", "object") != "object" or not isinstance(properties, Mapping) \
+            or not properties:
+        raise InputError("response_schema must describe a JSON object with properties: each "
+                         "becomes a result column.")
+    return Schema(schema, tuple((name, _type(prop)) for name, prop in properties.items()),
+                  frozenset(schema.get("required") or ()))
+
+
+def _type(prop) -> str | None:
+    """The scalar JSON type of a property (``anyOf`` with null unwrapped), or None."""
+    options = [o for o in prop.get("anyOf", [prop]) if o.get("type") != "null"]
+    kind = options[0].get("type") if len(options) == 1 else None
+    return kind if kind in _TYPES else None
+
+
+def generation_config(config: Mapping | None, schema: Schema) -> dict:
+    """``config`` asking for JSON answers of ``schema``."""
+    config = dict(config or {})
+    taken = [k for k in config if k in ("response_mime_type", "responseMimeType",
+                                        "response_schema", "responseSchema",
+                                        "response_json_schema", "responseJsonSchema")]
+    if taken:
+        raise InputError(f"generation_config sets {taken} and response_schema= is given; "
+                         "pass the schema once, as response_schema=.")
+    return {**config, "response_mime_type": "application/json",
+            "response_json_schema": schema.json_schema}
+
+
+def parse(con, texts: pa.ChunkedArray, schema: Schema) -> tuple[dict, np.ndarray]:
+    """Typed columns (Arrow) by field name, and per row why its answer does not fit the
+    schema ("" when it does; rows without text are not checked)."""
+    structure = json.dumps({name: _TYPES[kind][0] if kind else "JSON"
+                            for name, kind in schema.fields})
+    paths = ['$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+             for name, _ in schema.fields]
+    con.register("pdbatch_answers", pa.table({"t": texts}))
+    try:
+        table = con.sql(
+            """SELECT valid, kind,
+                      CASE WHEN kind = 'OBJECT' THEN json_extract(j, $paths) END AS raw,
+                      CASE WHEN kind = 'OBJECT' THEN from_json(j, $structure) END AS v
+               FROM (SELECT json_valid(t) AS valid,
+                            CASE WHEN json_valid(t) THEN json_type(t) END AS kind,
+                            CASE WHEN json_valid(t) THEN t::JSON END AS j
+                     FROM pdbatch_answers)""",
+            params={"paths": paths, "structure": structure}).to_arrow_table()
+    finally:
+        con.unregister("pdbatch_answers")
+    n = len(texts)
+    reasons = np.full(n, "", dtype=object)
+    has_text = pc.is_valid(texts).to_numpy(zero_copy_only=False)
+    valid = pc.fill_null(table.column("valid"), False).to_numpy(zero_copy_only=False)
+    kind = table.column("kind").to_pylist()
+    reasons[has_text & ~valid] = "the answer is not JSON"
+    for row in np.flatnonzero(has_text & valid & (np.array(kind, dtype=object) != "OBJECT")):
+        reasons[row] = f"the answer is a JSON {str(kind[row]).lower()}, not an object"
+    values = table.column("v").combine_chunks()
+    raw = table.column("raw").combine_chunks()
+    columns = {}
+    for index, (name, kind_of) in enumerate(schema.fields):
+        column = values.field(name) if len(values) else pa.nulls(n)
+        found = pc.list_element(raw, index) if len(raw) else pa.nulls(n, pa.string())
+        present = pc.fill_null(pc.is_valid(found), False).to_numpy(zero_copy_only=False)
+        is_null = pc.fill_null(pc.equal(found, "null"), False).to_numpy(zero_copy_only=False)
+        typed = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        ok = reasons == ""
+        if name in schema.required:
+            reasons[ok & has_text & ~present] = f"field {name!r} is missing"
+        reasons[(reasons == "") & present & ~is_null & ~typed] = \
+            f"field {name!r} is not a{'n' if (kind_of or 'x')[0] in 'aeiou' else ''} {kind_of}"
+        columns[name] = column
+    return columns, reasons
+
+
+def add_columns(out: pd.DataFrame, schema: Schema, prefix: str, expand: bool, con) -> None:
+    """Parse ``out``'s text column in place: typed columns (or one ``parsed`` column of
+    dicts), and an ``invalid: ...`` status for answered rows whose text does not fit."""
+    texts = pa.chunked_array([pa.array(out[prefix + "text"], pa.large_string())])
+    columns, reasons = parse(con, texts, schema)
+    status = out[prefix + "status"].to_numpy(dtype=object, na_value=None)
+    bad = (reasons != "") & (status == "")
+    keep = ~bad
+    if expand:
+        for name, kind in schema.fields:
+            values = pd.Series(columns[name].to_pylist(), index=out.index, dtype=object)
+            if kind:
+                values = values.astype(_TYPES[kind][1])
+            else:  # nested: lists and dicts, as the answer has them
+                values = values.map(lambda v: None if v is None else json.loads(v))
+            out[prefix + name] = values.where(keep)
+    else:
+        records = [None if not ok or text is None else json.loads(text)
+                   for ok, text in zip(keep, texts.to_pylist(), strict=True)]
+        out[prefix + "parsed"] = pd.Series(records, index=out.index, dtype=object)
+    if bad.any():
+        out.loc[bad, prefix + "status"] = [f"invalid: {r} (response_schema)" for r in reasons[bad]]
+
+
+def column_names(schema: Schema, expand: bool) -> list[str]:
+    """The columns ``add_columns`` adds, without prefix."""
+    return [name for name, _ in schema.fields] if expand else ["parsed"]

@@ -1,0 +1,110 @@
+"""Structured output: a response schema in every request, answers in typed columns."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+from pydantic import BaseModel
+
+import pdbatch
+from pdbatch.emulator import BatchService
+
+
+class Review(BaseModel):
+    sentiment: str
+    stars: int
+    score: float | None = None
+    tags: list[str]
+
+
+FRAME = pd.DataFrame({"text": ["Great value!", "Arrived broken.", "Fine."]}, index=[5, 5, 2])
+
+
+def test_a_pydantic_model_becomes_typed_columns(fs, staging):
+    out = FRAME.gemini.batch_predict(prompt="Review: {text}", response_schema=Review,
+                                     staging=staging, keep_staging=True, progress=False,
+                                     result_prefix="llm_")
+    [path] = [p for p in fs.find(staging) if "/input-" in p]
+    config = json.loads(fs.cat(path).splitlines()[0])["request"]["generationConfig"]
+    assert config == {"responseMimeType": "application/json",
+                      "responseJsonSchema": Review.model_json_schema()}
+    assert (out["llm_status"] == "").all()
+    # The emulator answers schema-shaped JSON with the echo text in string fields.
+    assert out["llm_sentiment"].tolist() == [f"echo: Review: {t}" for t in FRAME["text"]]
+    assert out["llm_stars"].tolist() == [4, 4, 3]  # the echo's word count
+    assert out["llm_score"].tolist() == [4.5, 4.5, 3.5]
+    assert out["llm_tags"].tolist() == [[s] for s in out["llm_sentiment"]]
+    assert {c: str(out[c].dtype) for c in ("llm_sentiment", "llm_stars", "llm_score")} == {
+        "llm_sentiment": "string", "llm_stars": "Int64", "llm_score": "Float64"}
+
+
+def test_expand_false_gives_one_column_of_dicts(staging):
+    schema = {"type": "object", "properties": {"label": {"type": "string"}},
+              "required": ["label"]}
+    out = FRAME.gemini.batch_predict(prompt="Review: {text}", response_schema=schema,
+                                     expand=False, staging=staging, progress=False,
+                                     result_prefix="llm_")
+    assert out["llm_parsed"].tolist() == [{"label": f"echo: Review: {t}"} for t in FRAME["text"]]
+
+
+@pytest.fixture
+def sloppy_model(stack):
+    """A model that answers the first ask of "Fine." badly and everything else well."""
+    seen = set()
+
+    def respond(request):
+        text = request["contents"][0]["parts"][0]["text"]
+        answer = {"sentiment": "ok", "stars": 4, "tags": []}
+        if text.endswith("Fine.") and text not in seen:
+            seen.add(text)
+            answer = {"sentiment": "ok", "stars": "four", "tags": []}
+        if text.endswith("broken."):
+            answer = "not json at all"
+        body = answer if isinstance(answer, str) else json.dumps(answer)
+        return {"candidates": [{"content": {"parts": [{"text": body}]}, "finishReason": "STOP"}]}
+
+    stack.service.responder = respond
+    yield seen
+    stack.service.responder = BatchService.responder
+
+
+def test_answers_that_do_not_fit_get_a_status_and_can_be_asked_again(staging, sloppy_model):
+    out = FRAME.gemini.batch_predict(prompt="Review: {text}", response_schema=Review,
+                                     staging=staging, progress=False, result_prefix="llm_")
+    assert out["llm_status"].tolist() == [
+        "", "invalid: the answer is not JSON (response_schema)",
+        "invalid: field 'stars' is not an integer (response_schema)"]
+    assert out["llm_stars"].isna().tolist() == [False, True, True]
+
+    sloppy_model.clear()  # "Fine." is answered badly once more, then well when asked again
+    again = FRAME.gemini.batch_predict(prompt="Review: {text}", response_schema=Review,
+                                       staging=staging, progress=False, result_prefix="llm_",
+                                       reask_invalid=True)
+    assert again["llm_status"].tolist() == [
+        "", "invalid: the answer is not JSON (response_schema)", ""]
+    assert again["llm_stars"].tolist()[2] == 4
+    assert again["llm_job"].iloc[2] != again["llm_job"].iloc[0]  # answered by a second job
+    assert again["llm_job"].iloc[1] == again["llm_job"].iloc[2]  # both were asked again
+
+
+def test_schema_checks_before_anything_is_uploaded(staging, uploaded):
+    cases = [
+        (dict(response_schema=[1]), "response_schema must be a pydantic model class"),
+        (dict(response_schema={"type": "array"}), "must describe a JSON object with properties"),
+        (dict(response_schema=Review, generation_config={"response_mime_type": "text/plain"}),
+         "pass the schema once, as response_schema="),
+        (dict(response_schema=Review, model="claude-haiku-4-5"),
+         "response_schema is supported for Gemini models in this version"),
+        (dict(response_schema={"type": "object", "properties": {"status": {"type": "string"}}}),
+         "response_schema fields ['llm_status'] would be named like other result columns"),
+        (dict(response_schema={"type": "object", "properties": {"prompt": {"type": "string"}}},
+              expand=True), "The frame already has column(s) ['llm_prompt']"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(pdbatch.InputError, match=re.escape(message)):
+            FRAME.assign(llm_prompt="x").gemini.batch_predict(
+                prompt="{text}", staging=staging, progress=False, result_prefix="llm_", **kwargs)
+    assert uploaded() == []
