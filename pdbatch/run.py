@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import config, engine, formats, prompts, structured
+from . import config, engine, formats, multimodal, prompts, structured
 from .errors import InputError, JobError
 from .formats import lines
 from .formats.lines import Frame
@@ -55,10 +55,10 @@ def plan(sizes: np.ndarray, rows: np.ndarray, max_requests: int, max_bytes: int
 
 
 def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, frame: Frame, max_requests: int,
-               carried: pa.Table | None = None
+               carried: pa.Table | None = None, file_plan: multimodal.FilePlan | None = None
                ) -> Iterator[tuple[np.ndarray, pa.ChunkedArray]]:
-    """Each job's row positions and request lines (with the ``carried`` columns of those
-    rows), built one job at a time.
+    """Each job's row positions and request lines (with the ``carried`` columns and the file
+    parts of those rows), built one job at a time.
 
     Jobs are planned from a lower bound of each line's size (a line over the limit is refused
     before the first job is built); a job whose escaped lines turn out larger than the byte
@@ -66,14 +66,18 @@ def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, frame: Frame, max_re
     """
     sent = np.flatnonzero(reasons == "")
     sending = texts if len(sent) == len(reasons) else texts.filter(pa.array(reasons == ""))
+    parts = file_plan.json_parts(sent) if file_plan else None
     floor = lines.min_line_sizes(pc.binary_length(sending).to_numpy(), frame)
+    if parts is not None:
+        floor = floor + pc.binary_length(parts).to_numpy()
     shards = plan(floor, sent, max_requests, MAX_BYTES_PER_FILE)
     con = engine.connect()
     for shard in shards:
         positions = sent[shard]
         requests = lines.request_lines(
             con, sending[shard], positions, frame,
-            carried.take(pa.array(positions)) if carried is not None else None)
+            carried.take(pa.array(positions)) if carried is not None else None,
+            parts[shard] if parts is not None else None)
         sizes = pc.binary_length(requests).to_numpy()
         for piece in plan(sizes, positions, max_requests, MAX_BYTES_PER_FILE):
             yield positions[piece], requests.slice(piece.start, piece.stop - piece.start)
@@ -111,6 +115,7 @@ def batch_predict(
     on_invalid: str = "raise",
     result_prefix: str = "",
     include_response: bool = True,
+    files: Mapping[str, str | None] | None = None,
     response_schema=None,
     expand: bool = True,
     reask_invalid: bool = False,
@@ -137,6 +142,9 @@ def batch_predict(
         system_instruction: text sent as every request's ``systemInstruction``.
         generation_config: e.g. ``{"temperature": 0.2, "max_output_tokens": 256}``; keys may be
             snake_case or camelCase and are sent as REST camelCase.
+        files: Gemini: columns of files to send after each row's text, with their MIME type
+            (None: from the extension), e.g. ``{"image": "image/jpeg"}``; cells are ``gs://``
+            URIs, local paths or bytes (uploaded to the run's folder first).
         response_schema: a pydantic model class or a JSON Schema dict of an object (Gemini):
             every request asks for JSON of that shape, and each top-level field becomes a typed
             result column (``expand=False``: one ``parsed`` column of dicts). Answers that do not
@@ -195,6 +203,7 @@ def batch_predict(
         raise InputError(f"BigQuery staging and output support Gemini models in this version; "
                          f"stage {model!r} on Cloud Storage (staging='gs://...').")
     texts, reasons = prompts.render(df, prompt_col, prompt)
+    file_plan = _file_plan(df, files, reasons, family, settings)
     if on_invalid == "raise" and (reasons != "").any():
         raise InputError(prompts.describe_invalid(df, reasons))
     run_id = new_run_id()
@@ -219,8 +228,11 @@ def batch_predict(
     carried_values = (pa.Table.from_pandas(df[[f.name for f in carried]], preserve_index=False)
                       if carried else None)
     jobs: list[tuple[str, np.ndarray]] = []
+    if file_plan and file_plan.local:
+        uploads = inputs if isinstance(inputs, GcsLocation) else outputs
+        uploads.staged += file_plan.upload(uploads.fs, uploads.folder)
     for positions, requests in job_inputs(texts, reasons, family.frame, max_requests_per_job,
-                                          carried_values):
+                                          carried_values, file_plan):
         number = len(jobs)
         name = client.submit(f"pdbatch-{run_id}-{number:05d}", family.resource,
                              inputs.stage(number, requests), outputs.destination(number),
@@ -241,6 +253,8 @@ def batch_predict(
                         outputs.collect(con, number, info.output_dir, include_response))
     if not keep_staging:
         inputs.clean_up()
+        if outputs is not inputs:
+            outputs.clean_up()  # uploaded files, when they went to the output location
     out = results.join(df, result_prefix)
     out.attrs["pdbatch_run"] = run_id  # read_results(run=...) reads these answers again
     if schema:
@@ -260,6 +274,20 @@ def _reask(df: pd.DataFrame, out: pd.DataFrame, arguments: dict) -> None:
     retry = batch_predict(df.iloc[again], **{**arguments, "reask_invalid": False})
     for column in retry.columns.difference(df.columns, sort=False):
         out.iloc[again, out.columns.get_loc(column)] = retry[column].to_numpy()
+
+
+def _file_plan(df, files, reasons, family, settings) -> multimodal.FilePlan | None:
+    """The checked file columns; their problems become row reasons."""
+    if not files:
+        return None
+    if not family.frame.close_part:
+        raise InputError("files= is supported for Gemini models in this version.")
+    file_plan = multimodal.plan(df, files, reasons)
+    if file_plan.local and not any(u.startswith("gs://") for u in
+                                   (settings.staging, settings.output_location)):
+        raise InputError("Local files and bytes are uploaded to Cloud Storage before the run: "
+                         "pass a gs:// staging or output location, or use gs:// URIs.")
+    return file_plan
 
 
 def _bigquery(settings: config.Settings, credentials):

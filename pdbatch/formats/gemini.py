@@ -76,7 +76,8 @@ def frame(system_instruction: str | None, generation_config: Mapping | None) -> 
     prompt."""
     return Frame(head='{"' + ROW_KEY + '":',
                  mid=',"request":{"contents":[{"role":"user","parts":[{"text":',
-                 tail="}]}]" + shared_fields(system_instruction, generation_config) + "}")
+                 close_part="}",
+                 tail="]}]" + shared_fields(system_instruction, generation_config) + "}")
 
 
 #: Only what the friendly columns need is typed; the rest of a response stays JSON text.

@@ -16,23 +16,29 @@ PARSED_FIELDS = ("key", "status", "processed_time", "text", "finish_reason", "pr
 @dataclass(frozen=True)
 class Frame:
     """A family's request line around the row number and the prompt:
-    ``head + row + mid + json(prompt) + tail``, then ``}`` (or the carried fields) and a
-    newline."""
+    ``head + row + mid + json(prompt) + close_part + <file parts> + tail``, then ``}`` (or the
+    carried fields) and a newline. Only families with ``close_part`` take file parts."""
 
     head: str
     mid: str
     tail: str
+    close_part: str = ""
 
 
 def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, frame: Frame,
-                  carried: pa.Table | None = None) -> pa.ChunkedArray:
-    """One JSONL line (newline included) per prompt, carrying its row key and, with
-    ``carried``, that table's columns as further top-level fields. Built in DuckDB with the
+                  carried: pa.Table | None = None, parts: pa.ChunkedArray | None = None
+                  ) -> pa.ChunkedArray:
+    """One JSONL line (newline included) per prompt, carrying its row key, with ``parts``
+    (JSON text such as ``,{"fileData": ...}``) after the prompt's part and ``carried``'s
+    columns as further top-level fields. Built in DuckDB with the
     frame bound as parameters: the same JSON as ``orjson.dumps`` of each line, byte for byte
     except the hex case of control-character escapes (``\\\\u001B``)."""
+    if parts is None:
+        parts = pa.chunked_array([pa.repeat(pa.scalar("", pa.large_string()), len(keys))])
     con.register("pdbatch_requests", pa.table({"row": pa.array(keys, pa.int64()),
-                                               "prompt": prompts}))
-    request = "$head || r.row::VARCHAR || $mid || to_json(r.prompt)::VARCHAR || $tail"
+                                               "prompt": prompts, "parts": parts}))
+    request = ("$head || r.row::VARCHAR || $mid || to_json(r.prompt)::VARCHAR || $close || "
+               "r.parts || $tail")
     if carried is None or carried.num_columns == 0:
         sql = f"SELECT {request} || '}}' || chr(10) AS line FROM pdbatch_requests r"
     else:  # the carried row as a JSON object without its opening brace: "a":1,"b":"x"}
@@ -40,8 +46,8 @@ def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, frame: Frame,
         sql = (f"SELECT {request} || ',' || substr(to_json(c)::VARCHAR, 2) || chr(10) AS line "
                "FROM pdbatch_requests r POSITIONAL JOIN pdbatch_carried c")
     try:
-        return con.sql(sql, params={"head": frame.head, "mid": frame.mid,
-                                    "tail": frame.tail}).to_arrow_table().column("line")
+        return con.sql(sql, params={"head": frame.head, "mid": frame.mid, "tail": frame.tail,
+                                    "close": frame.close_part}).to_arrow_table().column("line")
     finally:
         for name in ("pdbatch_requests", "pdbatch_carried"):
             con.unregister(name)
@@ -50,7 +56,8 @@ def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, frame: Frame,
 def min_line_sizes(prompt_bytes: np.ndarray, frame: Frame) -> np.ndarray:
     """A lower bound of each request line's size from its prompt's UTF-8 size (escaping only
     adds bytes), for planning jobs before the lines exist."""
-    fixed = len((frame.head + frame.mid + frame.tail).encode()) + len('""}\n') + 1
+    frame_text = frame.head + frame.mid + frame.close_part + frame.tail
+    fixed = len(frame_text.encode()) + len('""}\n') + 1
     return prompt_bytes + fixed
 
 

@@ -1,0 +1,131 @@
+"""Multimodal rows: file columns become ``fileData`` parts after each row's text.
+
+A cell may hold a ``gs://`` URI (sent as it is), a local file path, or bytes. Local paths and
+bytes are uploaded once to the run's folder (``<staging>/<run>/files/<sha256>``) and sent
+as that URI. Every cell is checked before anything is uploaded: URIs are well formed, paths
+exist, and each part has a MIME type (given per column, or told by the file's extension).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+
+from .errors import InputError
+
+#: MIME types Gemini reads, by file extension.
+MIME_TYPES = {
+    "jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp",
+    "heic": "image/heic", "heif": "image/heif", "gif": "image/gif", "pdf": "application/pdf",
+    "txt": "text/plain", "mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac",
+    "aac": "audio/aac", "ogg": "audio/ogg", "m4a": "audio/mp4", "mp4": "video/mp4",
+    "mov": "video/quicktime", "mpeg": "video/mpeg", "webm": "video/webm", "avi": "video/x-msvideo",
+}
+_GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\n\r]+$")
+_MIME = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
+
+
+@dataclass
+class FilePlan:
+    """The checked file cells of a frame: per row, ``(gs:// URI or uploaded object name,
+    mime type)`` of each part."""
+
+    parts: list[list[tuple[str, str]]]
+    uploads: dict[str, object] = field(default_factory=dict)  # object name -> path or bytes
+    folder: str = ""  # where uploads went
+
+    @property
+    def local(self) -> bool:
+        return bool(self.uploads)
+
+    def upload(self, fs, folder: str) -> list[str]:
+        """Put the local files and bytes into ``<folder>/files/`` (each once); returns their
+        URIs."""
+        self.folder = folder
+        uris = []
+        for name, source in self.uploads.items():
+            data = Path(source).read_bytes() if isinstance(source, str) else bytes(source)
+            uris.append(f"{folder}/files/{name}")
+            fs.pipe(uris[-1], data)
+        return uris
+
+    def json_parts(self, positions: np.ndarray) -> pa.ChunkedArray:
+        """Per row, its ``,{"fileData": ...}`` parts as JSON text (empty for none)."""
+        texts = []
+        for row in positions.tolist():
+            pieces = []
+            for source, mime in self.parts[row]:
+                uri = source if source.startswith("gs://") else f"{self.folder}/files/{source}"
+                pieces.append(orjson.dumps({"fileData": {"fileUri": uri, "mimeType": mime}}))
+            texts.append("".join("," + p.decode() for p in pieces))
+        return pa.chunked_array([pa.array(texts, pa.large_string())])
+
+
+def plan(df: pd.DataFrame, files: Mapping[str, str | None], reasons: np.ndarray) -> FilePlan:
+    """Check every file cell; a bad cell gives its row a reason (like an invalid prompt)."""
+    if not isinstance(files, Mapping):
+        raise InputError("files must be a dict of column -> MIME type (or None to tell it from "
+                         "the extension), e.g. files={'image_uri': 'image/jpeg'}.")
+    missing = [c for c in files if c not in df.columns]
+    if missing:
+        raise InputError(f"files refers to {missing}, which are not columns of the frame.")
+    for column, mime in files.items():
+        if mime is not None and not (isinstance(mime, str) and _MIME.match(mime)):
+            raise InputError(f"files[{column!r}] = {mime!r} is not a MIME type such as "
+                             "'image/jpeg'.")
+    result = FilePlan([[] for _ in range(len(df))])
+    for column, mime in files.items():
+        for row, value in enumerate(df[column].to_numpy(dtype=object, na_value=None)):
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                continue
+            part, problem = _part(value, mime)
+            if problem:
+                reasons[row] = reasons[row] or f"files column {column!r}: {problem}"
+                continue
+            if isinstance(value, str) and value.startswith("gs://"):
+                result.parts[row].append(part)
+            else:
+                name = _object_name(value)
+                result.uploads[name] = value
+                result.parts[row].append((name, part[1]))
+    return result
+
+
+def _part(value, mime: str | None) -> tuple[tuple[object, str] | None, str]:
+    """``((source, mime type), "")`` for a good cell, ``(None, why)`` for a bad one."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        if mime is None:
+            return None, "bytes need a MIME type: pass files={column: 'image/png'}"
+        return (bytes(value), mime), ""
+    if not isinstance(value, str):
+        return None, f"a {type(value).__name__} is neither a gs:// URI, a path nor bytes"
+    if value.startswith("gs://"):
+        if not _GCS_URI.match(value):
+            return None, f"{value!r} is not a Cloud Storage object URI (gs://bucket/object)"
+    elif "://" in value:
+        return None, f"{value!r}: only gs:// URIs, local paths and bytes can be sent"
+    elif not os.path.isfile(value):
+        return None, f"{value!r} is not a file"
+    if mime is None:
+        extension = value.rsplit(".", 1)[-1].lower() if "." in value.rsplit("/", 1)[-1] else ""
+        mime = MIME_TYPES.get(extension)
+        if mime is None:
+            return None, (f"cannot tell the MIME type of {value!r} from its extension; pass "
+                          "files={column: 'mime/type'}")
+    return (value, mime), ""
+
+
+def _object_name(source) -> str:
+    """A content-addressed name for a local file or bytes (the path's extension kept)."""
+    data = Path(source).read_bytes() if isinstance(source, str) else bytes(source)
+    suffix = Path(source).suffix.lower() if isinstance(source, str) else ""
+    return hashlib.sha256(data).hexdigest()[:32] + suffix

@@ -1,0 +1,75 @@
+"""Multimodal rows: file columns become fileData parts; local files and bytes are uploaded to
+the run's folder first; bad cells are refused before anything is uploaded."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+import pdbatch
+
+
+def _lines(fs, staging):
+    [path] = [p for p in fs.find(staging) if "/input-" in p]
+    return [json.loads(line) for line in fs.cat(path).splitlines()]
+
+
+def test_gs_uris_local_files_and_bytes_round_trip(fs, staging, tmp_path):
+    picture = tmp_path / "cat.PNG"
+    picture.write_bytes(b"\x89PNG not really")
+    df = pd.DataFrame({
+        "prompt": ["What is in this image?", "And this one?", "Only text."],
+        "image": ["gs://cloud-samples-data/generative-ai/image/gardening-tools.jpeg",
+                  str(picture), None],
+        "audio": [b"RIFF....WAVE", None, None],
+    })
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  files={"image": None, "audio": "audio/wav"},
+                                  keep_staging=True)
+    assert (out["status"] == "").all()
+    assert out["text"].tolist() == [f"echo: {p}" for p in df["prompt"]]
+
+    run = out.attrs["pdbatch_run"]
+    uploaded = sorted(p for p in fs.find(f"{staging}/{run}/files"))
+    assert len(uploaded) == 2 and uploaded[0].endswith(".png") != uploaded[1].endswith(".png")
+    parts = [line["request"]["contents"][0]["parts"] for line in _lines(fs, staging)]
+    assert parts[0][0] == {"text": "What is in this image?"}
+    assert parts[0][1] == {"fileData": {
+        "fileUri": "gs://cloud-samples-data/generative-ai/image/gardening-tools.jpeg",
+        "mimeType": "image/jpeg"}}
+    assert parts[0][2]["fileData"]["mimeType"] == "audio/wav"
+    assert parts[1][1]["fileData"]["mimeType"] == "image/png"
+    assert parts[1][1]["fileData"]["fileUri"].startswith(f"{staging}/{run}/files/")
+    assert fs.cat(parts[1][1]["fileData"]["fileUri"]) == picture.read_bytes()
+    assert parts[2] == [{"text": "Only text."}]
+
+
+def test_uploaded_files_are_removed_with_the_staged_inputs(fs, staging, tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"jpeg")
+    df = pd.DataFrame({"prompt": ["describe"], "image": [str(tmp_path / "a.jpg")]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  files={"image": None})
+    assert (out["status"] == "").all()
+    assert not [p for p in fs.find(staging) if "/files/" in p or "/input-" in p]
+
+
+def test_bad_file_cells_are_refused_before_anything_is_uploaded(staging, uploaded, tmp_path):
+    (tmp_path / "notes.xyz").write_text("?")
+    df = pd.DataFrame({"prompt": ["a", "b", "c", "d", "e"],
+                       "f": [str(tmp_path / "missing.png"), str(tmp_path / "notes.xyz"),
+                             "https://example.com/cat.png", b"raw", 3]})
+    with pytest.raises(pdbatch.InputError) as err:
+        df.gemini.batch_predict(prompt_col="prompt", staging=staging, files={"f": None})
+    message = str(err.value)
+    for expected in ("row 0 (index 0): files column 'f': ", "missing.png' is not a file",
+                     "cannot tell the MIME type of", "only gs:// URIs, local paths and bytes",
+                     "bytes need a MIME type", "a int is neither a gs:// URI"):
+        assert expected in message
+    with pytest.raises(pdbatch.InputError, match="'image/jpg!' is not a MIME type"):
+        df.gemini.batch_predict(prompt_col="prompt", staging=staging, files={"f": "image/jpg!"})
+    with pytest.raises(pdbatch.InputError, match="files= is supported for Gemini models"):
+        df.gemini.batch_predict(prompt_col="prompt", staging=staging, files={"f": None},
+                                model="claude-haiku-4-5")
+    assert uploaded() == []
