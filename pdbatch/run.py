@@ -111,6 +111,7 @@ def batch_predict(
     location: str | None = None,
     system_instruction: str | None = None,
     generation_config: Mapping | None = None,
+    safety_settings: Sequence[Mapping] | None = None,
     labels: Mapping[str, str] | None = None,
     on_invalid: str = "raise",
     result_prefix: str = "",
@@ -150,6 +151,8 @@ def batch_predict(
             result column (``expand=False``: one ``parsed`` column of dicts). Answers that do not
             fit get the status ``invalid: ...``; ``reask_invalid=True`` asks those rows once
             more.
+        safety_settings: Gemini: e.g. ``[{"category": "HARM_CATEGORY_HATE_SPEECH",
+            "threshold": "BLOCK_ONLY_HIGH"}]``, sent as every request's ``safetySettings``.
         labels: extra Vertex AI labels for the jobs (``pdbatch-run`` is always added).
         on_invalid: ``"raise"`` (default) refuses a frame with null, empty or non-string
             prompts; ``"skip"`` sends the other rows and returns these with status
@@ -197,7 +200,7 @@ def batch_predict(
         raise InputError("response_schema is supported for Gemini models in this version.")
     family = formats.resolve(model, system_instruction,
                              structured.generation_config(generation_config, schema)
-                             if schema else generation_config)
+                             if schema else generation_config, safety_settings)
     bq = _bigquery(settings, credentials)
     if bq is not None and family.name != "gemini":
         raise InputError(f"BigQuery staging and output support Gemini models in this version; "

@@ -58,6 +58,8 @@ def test_staged_lines_are_gemini_requests_with_row_keys(fs, staging):
         keep_staging=True, system_instruction="You are a bookseller.",
         generation_config={"temperature": 0.2, "max_output_tokens": 64,
                            "response_mime_type": "application/json", "response_schema": schema},
+        safety_settings=[{"category": "HARM_CATEGORY_HATE_SPEECH",
+                          "threshold": "BLOCK_ONLY_HIGH"}],
     )
 
     [input_file] = [p for p in fs.find(staging) if p.endswith("input-00000.jsonl")]
@@ -69,6 +71,8 @@ def test_staged_lines_are_gemini_requests_with_row_keys(fs, staging):
             "generationConfig": {"temperature": 0.2, "maxOutputTokens": 64,
                                  "responseMimeType": "application/json",
                                  "responseSchema": schema},
+            "safetySettings": [{"category": "HARM_CATEGORY_HATE_SPEECH",
+                                "threshold": "BLOCK_ONLY_HIGH"}],
         }}
         for pos, (t, a) in enumerate(zip(df["title"], df["author"], strict=True))
     ]

@@ -26,7 +26,8 @@ class Family:
 
 
 def resolve(model: str, system_instruction: str | None = None,
-            generation_config: Mapping | None = None) -> Family:
+            generation_config: Mapping | None = None,
+            safety_settings: list | None = None) -> Family:
     """The family of ``model``, with its request frame; InputError listing the supported
     forms when no family knows the name."""
     if system_instruction is not None and (not isinstance(system_instruction, str)
@@ -38,8 +39,12 @@ def resolve(model: str, system_instruction: str | None = None,
     if isinstance(model, str):
         resource = gemini.model_resource(model)
         if resource:
-            return Family("gemini", resource, gemini.frame(system_instruction, generation_config),
+            return Family("gemini", resource,
+                          gemini.frame(system_instruction, generation_config, safety_settings),
                           gemini.PARSER)
+        if safety_settings is not None:
+            raise InputError("safety_settings is for Gemini models; other families take "
+                             "their provider's defaults.")
         for name, module in (("openai", openai), ("anthropic", anthropic)):
             resource = module.model_resource(model)
             if resource:

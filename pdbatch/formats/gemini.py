@@ -57,27 +57,37 @@ def camel_case(value: Any) -> Any:
     return value
 
 
-def shared_fields(system_instruction: str | None, generation_config: Mapping | None) -> str:
+def shared_fields(system_instruction: str | None, generation_config: Mapping | None,
+                  safety_settings: list | None = None) -> str:
     """The request fields every row shares, as JSON text of ``,"key":value`` pairs ("" if none)."""
     shared: dict[str, Any] = {}
     if system_instruction is not None:
         shared["systemInstruction"] = {"parts": [{"text": system_instruction}]}
     if generation_config is not None:
         shared["generationConfig"] = camel_case(generation_config)
+    if safety_settings is not None:
+        if not (isinstance(safety_settings, (list, tuple))
+                and all(isinstance(s, Mapping) for s in safety_settings)):
+            raise InputError("safety_settings must be a list of dicts such as [{'category': "
+                             "'HARM_CATEGORY_HATE_SPEECH', 'threshold': 'BLOCK_ONLY_HIGH'}].")
+        shared["safetySettings"] = camel_case(list(safety_settings))
     try:
         encoded = orjson.dumps(shared).decode()
     except TypeError as exc:
-        raise InputError(f"generation_config is not JSON-serialisable: {exc}.") from None
+        raise InputError(f"generation_config or safety_settings is not JSON-serialisable: "
+                         f"{exc}.") from None
     return "," + encoded[1:-1] if shared else ""
 
 
-def frame(system_instruction: str | None, generation_config: Mapping | None) -> Frame:
+def frame(system_instruction: str | None, generation_config: Mapping | None,
+          safety_settings: list | None = None) -> Frame:
     """``{"pdbatch_row": n, "request": {"contents": [...], <shared fields>}}`` around each
     prompt."""
     return Frame(head='{"' + ROW_KEY + '":',
                  mid=',"request":{"contents":[{"role":"user","parts":[{"text":',
                  close_part="}",
-                 tail="]}]" + shared_fields(system_instruction, generation_config) + "}")
+                 tail="]}]" + shared_fields(system_instruction, generation_config,
+                                            safety_settings) + "}")
 
 
 #: Only what the friendly columns need is typed; the rest of a response stays JSON text.
