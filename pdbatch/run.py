@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import config, engine, formats, multimodal, prompts, structured
+from . import config, engine, formats, multimodal, overrides, prompts, structured
 from .errors import InputError, JobError
 from .formats import lines
 from .formats.lines import Frame
@@ -55,10 +55,11 @@ def plan(sizes: np.ndarray, rows: np.ndarray, max_requests: int, max_bytes: int
 
 
 def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, frame: Frame, max_requests: int,
-               carried: pa.Table | None = None, file_plan: multimodal.FilePlan | None = None
+               carried: pa.Table | None = None, file_plan: multimodal.FilePlan | None = None,
+               row_config: pa.ChunkedArray | None = None
                ) -> Iterator[tuple[np.ndarray, pa.ChunkedArray]]:
-    """Each job's row positions and request lines (with the ``carried`` columns and the file
-    parts of those rows), built one job at a time.
+    """Each job's row positions and request lines (with the ``carried`` columns, the file
+    parts and the ``row_config`` items of those rows), built one job at a time.
 
     Jobs are planned from a lower bound of each line's size (a line over the limit is refused
     before the first job is built); a job whose escaped lines turn out larger than the byte
@@ -67,9 +68,11 @@ def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, frame: Frame, max_re
     sent = np.flatnonzero(reasons == "")
     sending = texts if len(sent) == len(reasons) else texts.filter(pa.array(reasons == ""))
     parts = file_plan.json_parts(sent) if file_plan else None
+    config = row_config.take(pa.array(sent)) if row_config is not None else None
     floor = lines.min_line_sizes(pc.binary_length(sending).to_numpy(), frame)
-    if parts is not None:
-        floor = floor + pc.binary_length(parts).to_numpy()
+    for extra in (parts, config):
+        if extra is not None:
+            floor = floor + pc.binary_length(extra).to_numpy()
     shards = plan(floor, sent, max_requests, MAX_BYTES_PER_FILE)
     con = engine.connect()
     for shard in shards:
@@ -77,7 +80,8 @@ def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, frame: Frame, max_re
         requests = lines.request_lines(
             con, sending[shard], positions, frame,
             carried.take(pa.array(positions)) if carried is not None else None,
-            parts[shard] if parts is not None else None)
+            parts[shard] if parts is not None else None,
+            config[shard] if config is not None else None)
         sizes = pc.binary_length(requests).to_numpy()
         for piece in plan(sizes, positions, max_requests, MAX_BYTES_PER_FILE):
             yield positions[piece], requests.slice(piece.start, piece.stop - piece.start)
@@ -112,6 +116,7 @@ def batch_predict(
     system_instruction: str | None = None,
     generation_config: Mapping | None = None,
     safety_settings: Sequence[Mapping] | None = None,
+    config_cols: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     on_invalid: str = "raise",
     result_prefix: str = "",
@@ -151,6 +156,9 @@ def batch_predict(
             result column (``expand=False``: one ``parsed`` column of dicts). Answers that do not
             fit get the status ``invalid: ...``; ``reask_invalid=True`` asks those rows once
             more.
+        config_cols: Gemini: settings taken per row from columns, e.g.
+            ``{"temperature": "temp"}`` (temperature, top_p, top_k, max_output_tokens, seed,
+            presence_penalty, frequency_penalty).
         safety_settings: Gemini: e.g. ``[{"category": "HARM_CATEGORY_HATE_SPEECH",
             "threshold": "BLOCK_ONLY_HIGH"}]``, sent as every request's ``safetySettings``.
         labels: extra Vertex AI labels for the jobs (``pdbatch-run`` is always added).
@@ -198,15 +206,17 @@ def batch_predict(
     carried = bigquery.carried_columns(df, carry)
     if schema and formats.resolve(model).name != "gemini":
         raise InputError("response_schema is supported for Gemini models in this version.")
-    family = formats.resolve(model, system_instruction,
-                             structured.generation_config(generation_config, schema)
-                             if schema else generation_config, safety_settings)
+    request_config = structured.generation_config(generation_config, schema) if schema \
+        else generation_config
+    family = formats.resolve(model, system_instruction, request_config, safety_settings,
+                             row_config=bool(config_cols))
     bq = _bigquery(settings, credentials)
     if bq is not None and family.name != "gemini":
         raise InputError(f"BigQuery staging and output support Gemini models in this version; "
                          f"stage {model!r} on Cloud Storage (staging='gs://...').")
     texts, reasons = prompts.render(df, prompt_col, prompt)
     file_plan = _file_plan(df, files, reasons, family, settings)
+    row_config = _row_config(df, config_cols, request_config, reasons)
     if on_invalid == "raise" and (reasons != "").any():
         raise InputError(prompts.describe_invalid(df, reasons))
     run_id = new_run_id()
@@ -235,7 +245,7 @@ def batch_predict(
         uploads = inputs if isinstance(inputs, GcsLocation) else outputs
         uploads.staged += file_plan.upload(uploads.fs, uploads.folder)
     for positions, requests in job_inputs(texts, reasons, family.frame, max_requests_per_job,
-                                          carried_values, file_plan):
+                                          carried_values, file_plan, row_config):
         number = len(jobs)
         name = client.submit(f"pdbatch-{run_id}-{number:05d}", family.resource,
                              inputs.stage(number, requests), outputs.destination(number),
@@ -277,6 +287,15 @@ def _reask(df: pd.DataFrame, out: pd.DataFrame, arguments: dict) -> None:
     retry = batch_predict(df.iloc[again], **{**arguments, "reask_invalid": False})
     for column in retry.columns.difference(df.columns, sort=False):
         out.iloc[again, out.columns.get_loc(column)] = retry[column].to_numpy()
+
+
+def _row_config(df, config_cols, request_config, reasons) -> pa.ChunkedArray | None:
+    """Each row's own generationConfig items, as JSON text; their problems become row
+    reasons."""
+    if not config_cols:
+        return None
+    table = overrides.row_config(df, config_cols, request_config, reasons)
+    return lines.json_items(engine.connect(), table, "," if request_config else "")
 
 
 def _file_plan(df, files, reasons, family, settings) -> multimodal.FilePlan | None:

@@ -27,7 +27,7 @@ class Family:
 
 def resolve(model: str, system_instruction: str | None = None,
             generation_config: Mapping | None = None,
-            safety_settings: list | None = None) -> Family:
+            safety_settings: list | None = None, row_config: bool = False) -> Family:
     """The family of ``model``, with its request frame; InputError listing the supported
     forms when no family knows the name."""
     if system_instruction is not None and (not isinstance(system_instruction, str)
@@ -40,11 +40,14 @@ def resolve(model: str, system_instruction: str | None = None,
         resource = gemini.model_resource(model)
         if resource:
             return Family("gemini", resource,
-                          gemini.frame(system_instruction, generation_config, safety_settings),
+                          gemini.frame(system_instruction, generation_config, safety_settings,
+                                       row_config),
                           gemini.PARSER)
         if safety_settings is not None:
             raise InputError("safety_settings is for Gemini models; other families take "
                              "their provider's defaults.")
+        if row_config:
+            raise InputError("config_cols is supported for Gemini models in this version.")
         for name, module in (("openai", openai), ("anthropic", anthropic)):
             resource = module.model_resource(model)
             if resource:

@@ -80,14 +80,20 @@ def shared_fields(system_instruction: str | None, generation_config: Mapping | N
 
 
 def frame(system_instruction: str | None, generation_config: Mapping | None,
-          safety_settings: list | None = None) -> Frame:
+          safety_settings: list | None = None, row_config: bool = False) -> Frame:
     """``{"pdbatch_row": n, "request": {"contents": [...], <shared fields>}}`` around each
-    prompt."""
-    return Frame(head='{"' + ROW_KEY + '":',
-                 mid=',"request":{"contents":[{"role":"user","parts":[{"text":',
-                 close_part="}",
-                 tail="]}]" + shared_fields(system_instruction, generation_config,
-                                            safety_settings) + "}")
+    prompt; with ``row_config``, ``generationConfig`` comes last and is left open for each
+    row's own items."""
+    head = '{"' + ROW_KEY + '":'
+    mid = ',"request":{"contents":[{"role":"user","parts":[{"text":'
+    if not row_config:
+        return Frame(head, mid, close_part="}", tail="]}]" + shared_fields(
+            system_instruction, generation_config, safety_settings) + "}")
+    config = shared_fields(None, generation_config or {})  # ,"generationConfig":{...}
+    return Frame(head, mid, close_part="}",
+                 tail="]}]" + shared_fields(system_instruction, None, safety_settings)
+                 + config[:-1],
+                 config_tail="}}")
 
 
 #: Only what the friendly columns need is typed; the rest of a response stays JSON text.

@@ -16,29 +16,33 @@ PARSED_FIELDS = ("key", "status", "processed_time", "text", "finish_reason", "pr
 @dataclass(frozen=True)
 class Frame:
     """A family's request line around the row number and the prompt:
-    ``head + row + mid + json(prompt) + close_part + <file parts> + tail``, then ``}`` (or the
-    carried fields) and a newline. Only families with ``close_part`` take file parts."""
+    ``head + row + mid + json(prompt) + close_part + <file parts> + tail + <config items> +
+    config_tail``, then ``}`` (or the carried fields) and a newline. Only families with
+    ``close_part`` take file parts, and only frames with ``config_tail`` config items."""
 
     head: str
     mid: str
     tail: str
     close_part: str = ""
+    config_tail: str = ""  # after the per-row config items, when the frame takes them
 
 
 def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, frame: Frame,
-                  carried: pa.Table | None = None, parts: pa.ChunkedArray | None = None
-                  ) -> pa.ChunkedArray:
+                  carried: pa.Table | None = None, parts: pa.ChunkedArray | None = None,
+                  config: pa.ChunkedArray | None = None) -> pa.ChunkedArray:
     """One JSONL line (newline included) per prompt, carrying its row key, with ``parts``
-    (JSON text such as ``,{"fileData": ...}``) after the prompt's part and ``carried``'s
-    columns as further top-level fields. Built in DuckDB with the
+    (JSON text such as ``,{"fileData": ...}``) after the prompt's part, ``config`` (JSON
+    items such as ``,"temperature":0.3``) in the frame's config, and ``carried``'s columns as
+    further top-level fields. Built in DuckDB with the
     frame bound as parameters: the same JSON as ``orjson.dumps`` of each line, byte for byte
     except the hex case of control-character escapes (``\\\\u001B``)."""
-    if parts is None:
-        parts = pa.chunked_array([pa.repeat(pa.scalar("", pa.large_string()), len(keys))])
-    con.register("pdbatch_requests", pa.table({"row": pa.array(keys, pa.int64()),
-                                               "prompt": prompts, "parts": parts}))
+    nothing = pa.chunked_array([pa.repeat(pa.scalar("", pa.large_string()), len(keys))])
+    con.register("pdbatch_requests", pa.table({
+        "row": pa.array(keys, pa.int64()), "prompt": prompts,
+        "parts": nothing if parts is None else parts,
+        "config": nothing if config is None else config}))
     request = ("$head || r.row::VARCHAR || $mid || to_json(r.prompt)::VARCHAR || $close || "
-               "r.parts || $tail")
+               "r.parts || $tail || r.config || $config_tail")
     if carried is None or carried.num_columns == 0:
         sql = f"SELECT {request} || '}}' || chr(10) AS line FROM pdbatch_requests r"
     else:  # the carried row as a JSON object without its opening brace: "a":1,"b":"x"}
@@ -46,8 +50,9 @@ def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, frame: Frame,
         sql = (f"SELECT {request} || ',' || substr(to_json(c)::VARCHAR, 2) || chr(10) AS line "
                "FROM pdbatch_requests r POSITIONAL JOIN pdbatch_carried c")
     try:
-        return con.sql(sql, params={"head": frame.head, "mid": frame.mid, "tail": frame.tail,
-                                    "close": frame.close_part}).to_arrow_table().column("line")
+        return con.sql(sql, params={
+            "head": frame.head, "mid": frame.mid, "tail": frame.tail, "close": frame.close_part,
+            "config_tail": frame.config_tail}).to_arrow_table().column("line")
     finally:
         for name in ("pdbatch_requests", "pdbatch_carried"):
             con.unregister(name)
@@ -56,7 +61,7 @@ def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, frame: Frame,
 def min_line_sizes(prompt_bytes: np.ndarray, frame: Frame) -> np.ndarray:
     """A lower bound of each request line's size from its prompt's UTF-8 size (escaping only
     adds bytes), for planning jobs before the lines exist."""
-    frame_text = frame.head + frame.mid + frame.close_part + frame.tail
+    frame_text = frame.head + frame.mid + frame.close_part + frame.tail + frame.config_tail
     fixed = len(frame_text.encode()) + len('""}\n') + 1
     return prompt_bytes + fixed
 
@@ -167,3 +172,16 @@ def translated_config(generation_config, names: dict[str, str], family: str) -> 
                              f"models; use {sorted(names)}.")
         out[names[snake]] = value
     return out
+
+
+def json_items(con, table: pa.Table, lead: str) -> pa.ChunkedArray:
+    """Each row of ``table`` as JSON object items (``"a":1,"b":2``, names from the table's
+    columns), after ``lead`` (e.g. ``","``)."""
+    con.register("pdbatch_items", table)
+    try:
+        return con.sql(
+            "SELECT $lead || substr(to_json(c)::VARCHAR, 2, length(to_json(c)::VARCHAR) - 2) "
+            "AS items FROM pdbatch_items c", params={"lead": lead}
+        ).to_arrow_table().column("items")
+    finally:
+        con.unregister("pdbatch_items")
