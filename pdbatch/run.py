@@ -66,9 +66,14 @@ def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, frame: Frame, max_re
     limit is split again.
     """
     sent = np.flatnonzero(reasons == "")
-    sending = texts if len(sent) == len(reasons) else texts.filter(pa.array(reasons == ""))
+    everything = len(sent) == len(reasons)
+
+    def of_sent(values: pa.ChunkedArray) -> pa.ChunkedArray:
+        return values if everything else values.filter(pa.array(reasons == ""))
+
+    sending = of_sent(texts)
     parts = file_plan.json_parts(sent) if file_plan else None
-    config = row_config.take(pa.array(sent)) if row_config is not None else None
+    config = of_sent(row_config) if row_config is not None else None
     floor = lines.min_line_sizes(pc.binary_length(sending).to_numpy(), frame)
     for extra in (parts, config):
         if extra is not None:
