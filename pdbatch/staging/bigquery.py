@@ -71,9 +71,11 @@ def check_dataset(bq, uri: str, location: str, name: str) -> None:
 def carried_columns(df: pd.DataFrame, carry) -> list:
     """Schema fields for the columns to carry into the input and output tables; refuses
     unknown, reserved, badly named or nested columns before anything is created."""
+    carry = list(carry or [])
+    if not carry:
+        return []
     from google.cloud import bigquery
 
-    carry = list(carry or [])
     missing = [c for c in carry if c not in df.columns]
     if missing:
         raise InputError(f"carry={missing} names no column of the frame.")
