@@ -104,10 +104,15 @@ class ResultBuilder:
         self.last_row = -1
         self.status = np.full(n, None, dtype=object)  # for rows without an output line
         self.job = np.full(n, None, dtype=object)
+        self.copies = self.originals = np.array([], dtype=np.int64)
 
     def skip(self, positions: np.ndarray, reasons: np.ndarray) -> None:
         """Rows that were not sent: status ``skipped: <reason>``."""
         self.status[positions] = ["skipped: " + r for r in reasons]
+
+    def copy_rows(self, copies: np.ndarray, originals: np.ndarray) -> None:
+        """Rows not sent because they repeat another row's request get that row's results."""
+        self.copies, self.originals = copies, originals
 
     def add_job(self, job: str, positions: np.ndarray, parsed: pa.Table) -> None:
         """Rows sent in ``job`` (``positions``) get their output line from ``parsed`` (the
@@ -144,7 +149,7 @@ class ResultBuilder:
         self.tables = []
         status = pc.coalesce(_spread(table.column("status"), self.line),
                              pa.array(self.status, pa.large_string()))
-        failed = np.flatnonzero(np.asarray(pc.not_equal(status, "")))
+        failed = np.flatnonzero(np.asarray(pc.fill_null(pc.not_equal(status, ""), False)))
         codes = np.full(self.n, None, dtype=object)
         messages = np.full(self.n, None, dtype=object)
         for row, text in zip(failed.tolist(), status.take(failed).to_pylist(), strict=True):
@@ -153,8 +158,14 @@ class ResultBuilder:
                    "error_message": pa.array(messages, pa.large_string()),
                    "job": pa.array(self.job, pa.large_string())}
         out = df.copy(deep=not _copy_on_write())
+        source = None
+        if len(self.copies):  # repeated requests: each copy takes its original's values
+            source = np.arange(self.n)
+            source[self.copies] = self.originals
         for name in result_columns(self.response):
             values = columns[name] if name in columns else _spread(table.column(name), self.line)
+            if source is not None:
+                values = pa.chunked_array(values).combine_chunks().take(pa.array(source))
             out[prefix + name] = pd.Series(_pandas(values), index=df.index)
         return out
 

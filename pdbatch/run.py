@@ -54,22 +54,23 @@ def plan(sizes: np.ndarray, rows: np.ndarray, max_requests: int, max_bytes: int
     return shards
 
 
-def job_inputs(texts: pa.ChunkedArray, reasons: np.ndarray, frame: Frame, max_requests: int,
+def job_inputs(texts: pa.ChunkedArray, send: np.ndarray, frame: Frame, max_requests: int,
                carried: pa.Table | None = None, file_plan: multimodal.FilePlan | None = None,
                row_config: pa.ChunkedArray | None = None
                ) -> Iterator[tuple[np.ndarray, pa.ChunkedArray]]:
-    """Each job's row positions and request lines (with the ``carried`` columns, the file
-    parts and the ``row_config`` items of those rows), built one job at a time.
+    """Each job's row positions and request lines for the rows ``send`` marks (with the
+    ``carried`` columns, the file parts and the ``row_config`` items of those rows), built one
+    job at a time.
 
     Jobs are planned from a lower bound of each line's size (a line over the limit is refused
     before the first job is built); a job whose escaped lines turn out larger than the byte
     limit is split again.
     """
-    sent = np.flatnonzero(reasons == "")
-    everything = len(sent) == len(reasons)
+    sent = np.flatnonzero(send)
+    everything = len(sent) == len(send)
 
     def of_sent(values: pa.ChunkedArray) -> pa.ChunkedArray:
-        return values if everything else values.filter(pa.array(reasons == ""))
+        return values if everything else values.filter(pa.array(send))
 
     sending = of_sent(texts)
     parts = file_plan.json_parts(sent) if file_plan else None
@@ -130,6 +131,7 @@ def batch_predict(
     response_schema=None,
     expand: bool = True,
     reask_invalid: bool = False,
+    dedup: bool = True,
     carry: Sequence[str] | None = None,
     output: str | None = None,
     keep_staging: bool = False,
@@ -173,6 +175,9 @@ def batch_predict(
         result_prefix: prefix for the result column names, e.g. ``"llm_"``.
         include_response: keep each row's raw response as JSON text in ``response``; False
             leaves that column out (often the largest: about half the result's memory).
+        dedup: send identical requests (same prompt, files and per-row settings) once and give
+            every row that asked the same answer (not with ``carry``: then every row is sent,
+            so that the output holds each row's carried values).
         carry: columns copied into every request line or input-table row, which the service
             passes through to the output (integers, floats, booleans or strings).
         output: where the jobs write, if not where they read: ``gs://bucket/prefix`` or
@@ -230,6 +235,11 @@ def batch_predict(
     results = ResultBuilder(len(df), include_response)
     skipped = np.flatnonzero(reasons != "")
     results.skip(skipped, reasons[skipped])
+    send = reasons == ""
+    if dedup and not carried:
+        copies, originals = _duplicates(texts, send, file_plan, row_config)
+        send[copies] = False
+        results.copy_rows(copies, originals)
     if len(skipped) == len(df):
         log.warning("no row has a prompt to send; no job was created")
         out = results.join(df, result_prefix)
@@ -249,7 +259,7 @@ def batch_predict(
     if file_plan and file_plan.local:
         uploads = inputs if isinstance(inputs, GcsLocation) else outputs
         uploads.staged += file_plan.upload(uploads.fs, uploads.folder)
-    for positions, requests in job_inputs(texts, reasons, family.frame, max_requests_per_job,
+    for positions, requests in job_inputs(texts, send, family.frame, max_requests_per_job,
                                           carried_values, file_plan, row_config):
         number = len(jobs)
         name = client.submit(f"pdbatch-{run_id}-{number:05d}", family.resource,
@@ -257,8 +267,9 @@ def batch_predict(
                              job_labels)
         jobs.append((name, positions))
         del requests
-    sent = len(df) - len(skipped)
-    log.info("run %s: %d rows in %d job(s), staged in %s", run_id, sent, len(jobs), inputs)
+    sent = int(send.sum())
+    log.info("run %s: %d requests for %d rows in %d job(s), staged in %s", run_id, sent,
+             len(df) - len(skipped), len(jobs), inputs)
 
     # --- wait, then collect, parse and join; then remove the staged inputs
     infos = _wait_all(client, [name for name, _ in jobs], sent, progress)
@@ -292,6 +303,26 @@ def _reask(df: pd.DataFrame, out: pd.DataFrame, arguments: dict) -> None:
     retry = batch_predict(df.iloc[again], **{**arguments, "reask_invalid": False})
     for column in retry.columns.difference(df.columns, sort=False):
         out.iloc[again, out.columns.get_loc(column)] = retry[column].to_numpy()
+
+
+def _duplicates(texts: pa.ChunkedArray, send: np.ndarray, file_plan, row_config
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose request repeats an earlier row's (same prompt, files and settings), and the
+    earlier rows they repeat."""
+    rows = np.flatnonzero(send)
+    pieces = [texts.filter(pa.array(send))]
+    if file_plan is not None:
+        pieces.append(file_plan.json_parts(rows))
+    if row_config is not None:
+        pieces.append(row_config.filter(pa.array(send)))
+    key = pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(
+        *[p.cast(pa.large_string()) for p in pieces], pa.scalar("\x00", pa.large_string()))
+    codes = pc.dictionary_encode(pa.chunked_array(key).combine_chunks()).indices.to_numpy(
+        zero_copy_only=False)
+    _, first = np.unique(codes, return_index=True)
+    original = rows[first][codes]  # each sent row's first occurrence
+    copies = rows[original != rows]
+    return copies, original[original != rows]
 
 
 def _row_config(df, config_cols, request_config, reasons) -> pa.ChunkedArray | None:

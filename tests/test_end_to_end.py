@@ -215,3 +215,32 @@ def test_a_failed_job_raises_with_the_jobs_error(staging):
     assert "JOB_STATE_FAILED: Internal error (injected by the emulator's job-failed fault)" \
         in message and "(code 13)" in message
     assert staging in message
+
+
+def test_identical_requests_are_sent_once_and_answered_for_every_row(fs, staging):
+    df = pd.DataFrame({"prompt": ["same", "other", "same", None, "other", "same"]},
+                      index=[1, 1, 2, 3, 4, 5])
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  on_invalid="skip", keep_staging=True)
+    [input_file] = [p for p in fs.find(staging) if "/input-" in p]
+    staged = [json.loads(x)["pdbatch_row"] for x in fs.cat(input_file).splitlines()]
+    assert staged == [0, 1]
+    assert out["text"].tolist()[:3] == [_expected_text("same"), _expected_text("other"),
+                                         _expected_text("same")]
+    assert pd.isna(out["text"].iloc[3]) and out["status"].iloc[3].startswith("skipped: ")
+    assert out["text"].tolist()[4:] == [_expected_text("other"), _expected_text("same")]
+    assert out["job"].iloc[[0, 1, 2, 4, 5]].nunique() == 1
+
+    every = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                    on_invalid="skip", keep_staging=True, dedup=False)
+    assert every["text"].equals(out["text"])
+    inputs = [p for p in fs.find(staging) if "/input-" in p and p != input_file]
+    assert len(fs.cat(inputs[0]).splitlines()) == 5
+
+
+def test_a_repeated_request_that_failed_fails_for_every_row_that_asked_it(staging):
+    df = pd.DataFrame({"prompt": ["x", "x", "y"]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  labels={"emulator-row-errors": "500-100"})
+    assert out["error_code"].tolist() == [500, 500, 500]
+    assert out["status"].str.startswith("Internal Server Error: ").all()
