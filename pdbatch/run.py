@@ -308,21 +308,30 @@ def _reask(df: pd.DataFrame, out: pd.DataFrame, arguments: dict) -> None:
 def _duplicates(texts: pa.ChunkedArray, send: np.ndarray, file_plan, row_config
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows whose request repeats an earlier row's (same prompt, files and settings), and the
-    earlier rows they repeat."""
+    earlier rows they repeat. Found by a DuckDB hash of each request, then confirmed value by
+    value (only rows whose hashes meet are compared)."""
     rows = np.flatnonzero(send)
-    pieces = [texts.filter(pa.array(send))]
+    keep = None if len(rows) == len(send) else pa.array(send)
+    key = {"prompt": texts if keep is None else texts.filter(keep)}
     if file_plan is not None:
-        pieces.append(file_plan.json_parts(rows))
+        key["parts"] = file_plan.json_parts(rows)
     if row_config is not None:
-        pieces.append(row_config.filter(pa.array(send)))
-    key = pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(
-        *[p.cast(pa.large_string()) for p in pieces], pa.scalar("\x00", pa.large_string()))
-    codes = pc.dictionary_encode(pa.chunked_array(key).combine_chunks()).indices.to_numpy(
-        zero_copy_only=False)
-    _, first = np.unique(codes, return_index=True)
-    original = rows[first][codes]  # each sent row's first occurrence
-    copies = rows[original != rows]
-    return copies, original[original != rows]
+        key["config"] = row_config if keep is None else row_config.filter(keep)
+    con = engine.connect()
+    con.register("pdbatch_keys", pa.table(key))
+    hashes = con.sql("SELECT hash(COLUMNS(*)) AS h FROM pdbatch_keys").to_arrow_table()
+    hashes = hashes.column("h").to_numpy()
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    copy = np.flatnonzero(first[inverse] != np.arange(len(rows)))
+    if not len(copy):
+        return copy, copy
+    original = first[inverse][copy]
+    table = pa.table(key).combine_chunks()
+    same = np.ones(len(copy), dtype=bool)
+    for column in table.columns:  # a hash collision is not a duplicate
+        same &= pc.equal(column.take(pa.array(copy)),
+                         column.take(pa.array(original))).to_numpy(zero_copy_only=False)
+    return rows[copy[same]], rows[original[same]]
 
 
 def _row_config(df, config_cols, request_config, reasons) -> pa.ChunkedArray | None:
