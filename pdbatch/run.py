@@ -319,7 +319,8 @@ def _duplicates(texts: pa.ChunkedArray, send: np.ndarray, file_plan, row_config
         key["config"] = row_config if keep is None else row_config.filter(keep)
     con = engine.connect()
     con.register("pdbatch_keys", pa.table(key))
-    hashes = con.sql("SELECT hash(COLUMNS(*)) AS h FROM pdbatch_keys").to_arrow_table()
+    names = ", ".join(key)  # our own column names: prompt, parts, config
+    hashes = con.sql(f"SELECT hash({names}) AS h FROM pdbatch_keys").to_arrow_table()
     hashes = hashes.column("h").to_numpy()
     _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
     copy = np.flatnonzero(first[inverse] != np.arange(len(rows)))
