@@ -73,3 +73,12 @@ def test_bad_file_cells_are_refused_before_anything_is_uploaded(staging, uploade
         df.gemini.batch_predict(prompt_col="prompt", staging=staging, files={"f": None},
                                 model="claude-haiku-4-5")
     assert uploaded() == []
+
+
+def test_rows_with_the_same_text_but_other_files_are_not_deduplicated(fs, staging):
+    df = pd.DataFrame({"prompt": ["what is it?"] * 3,
+                       "image": ["gs://b-x/one.png", "gs://b-x/two.png", "gs://b-x/one.png"]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  files={"image": None}, keep_staging=True)
+    assert [line["pdbatch_row"] for line in _lines(fs, staging)] == [0, 1]
+    assert out["text"].notna().all() and (out["status"] == "").all()
