@@ -131,6 +131,7 @@ def batch_predict(
     response_schema=None,
     expand: bool = True,
     reask_invalid: bool = False,
+    max_retries: int = 0,
     dedup: bool = True,
     carry: Sequence[str] | None = None,
     output: str | None = None,
@@ -175,6 +176,9 @@ def batch_predict(
         result_prefix: prefix for the result column names, e.g. ``"llm_"``.
         include_response: keep each row's raw response as JSON text in ``response``; False
             leaves that column out (often the largest: about half the result's memory).
+        max_retries: ask rows that failed with a transient error (429, 5xx) or got no answer
+            again, in up to this many follow-up passes, stopping when a pass fixes none;
+            adds an ``attempts`` column.
         dedup: send identical requests (same prompt, files and per-row settings) once and give
             every row that asked the same answer (not with ``carry``: then every row is sent,
             so that the output holds each row's carried values).
@@ -206,13 +210,16 @@ def batch_predict(
         raise InputError(f"batch_predict needs a pandas DataFrame, got {type(df).__name__}.")
     if on_invalid not in ON_INVALID:
         raise InputError(f"on_invalid={on_invalid!r}: choose one of {ON_INVALID}.")
+    if not (isinstance(max_retries, int) and 0 <= max_retries <= 10):
+        raise InputError("max_retries must be a whole number from 0 to 10.")
     if not (isinstance(max_requests_per_job, int)
             and 0 < max_requests_per_job <= MAX_REQUESTS_PER_JOB):
         raise InputError(f"max_requests_per_job must be between 1 and {MAX_REQUESTS_PER_JOB}.")
     settings = config.resolve(project, location, staging, api_endpoint, transport, output)
     schema = structured.schema_of(response_schema) if response_schema is not None else None
     check_no_clash(df, result_prefix, include_response,
-                   structured.column_names(schema, expand) if schema else [])
+                   (structured.column_names(schema, expand) if schema else [])
+                   + (["attempts"] if max_retries else []))
     carried = bigquery.carried_columns(df, carry)
     if schema and formats.resolve(model).name != "gemini":
         raise InputError("response_schema is supported for Gemini models in this version.")
@@ -290,7 +297,42 @@ def batch_predict(
         structured.add_columns(out, schema, result_prefix, expand, con)
         if reask_invalid:
             _reask(df, out, arguments)
+    if max_retries:
+        _retry(df, out, arguments, sent_rows=reasons == "")
     return out
+
+
+#: Row failures worth asking again: quota and server errors (a 400 would fail the same way).
+_TRANSIENT = {429, 500, 502, 503, 504}
+
+
+def _retry(df: pd.DataFrame, out: pd.DataFrame, arguments: dict, sent_rows: np.ndarray) -> None:
+    """Ask failed (transient) and missing rows again, pass after pass, and count attempts."""
+    prefix = arguments["result_prefix"]
+    attempts = np.where(sent_rows, 1, 0)
+    for _ in range(arguments["max_retries"]):
+        status = out[prefix + "status"].fillna("").to_numpy(dtype=object)
+        codes = out[prefix + "error_code"].to_numpy(dtype=object, na_value=None)
+        retryable = [s.startswith("missing: ") or c in _TRANSIENT
+                     for s, c in zip(status, codes, strict=True)]
+        again = np.flatnonzero(sent_rows & np.array(retryable, dtype=bool))
+        if not len(again):
+            break
+        log.info("asking %d failed or missing rows again", len(again))
+        try:
+            retry = batch_predict(df.iloc[again],
+                                  **{**arguments, "max_retries": 0, "progress": False})
+        except JobError as err:  # keep the answers already paid for
+            log.warning("a retry pass ended without results; keeping earlier answers: %s", err)
+            break
+        attempts[again] += 1
+        fixed = retry[prefix + "status"].eq("").fillna(False).to_numpy(dtype=bool)
+        for column in retry.columns.difference(df.columns, sort=False):
+            out.iloc[again, out.columns.get_loc(column)] = retry[column].to_numpy()
+        if not fixed.any():
+            log.warning("a retry pass answered none of %d rows; stopping", len(again))
+            break
+    out[prefix + "attempts"] = pd.array(attempts, dtype="Int64")
 
 
 def _reask(df: pd.DataFrame, out: pd.DataFrame, arguments: dict) -> None:
