@@ -8,6 +8,7 @@ talks to Vertex AI or to ``pdbatch.emulator``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ TERMINAL_STATES = SUCCESS_STATES | {
     "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED", "JOB_STATE_PAUSED",
 }
 _FIRST_POLL, _MAX_POLL, _GROWTH = 0.25, 30.0, 1.5
+_CREATE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,12 @@ class JobClient:
             credentials=_credentials(settings, credentials),
             client_options=ClientOptions(api_endpoint=settings.api_endpoint),
         )
-        # GETs are idempotent: retry transient failures. A create is never retried blindly,
-        # since a retry after a lost answer would start (and bill) a second job.
+        # GETs and lists are idempotent: retry transient failures. A create is retried only
+        # after a list shows that it did not happen (``submit``).
+        self._transient = (exceptions.TooManyRequests, exceptions.ServiceUnavailable,
+                           exceptions.InternalServerError, ConnectionError)
         self._get_retry = retries.Retry(
-            predicate=retries.if_exception_type(
-                exceptions.TooManyRequests, exceptions.ServiceUnavailable,
-                exceptions.InternalServerError, ConnectionError,
-            ),
+            predicate=retries.if_exception_type(*self._transient),
             initial=1.0, maximum=30.0, timeout=300.0,
         )
 
@@ -97,18 +98,40 @@ class JobClient:
     ) -> str:
         """Create a batch prediction job; returns its resource name. The configs come from
         ``pdbatch.locations`` (JSONL on Cloud Storage or a BigQuery table)."""
-        job = self._client.create_batch_prediction_job(
-            parent=self.settings.parent,
-            batch_prediction_job={
-                "display_name": display_name,
-                "model": model,
-                "input_config": dict(input_config),
-                "output_config": dict(output_config),
-                "labels": dict(labels),
-            },
-        )
-        log.info("created %s (%s)", job.name, job.state.name)
-        return job.name
+        body = {"display_name": display_name, "model": model,
+                "input_config": dict(input_config), "output_config": dict(output_config),
+                "labels": dict(labels)}
+        delay = 1.0
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                job = self._client.create_batch_prediction_job(
+                    parent=self.settings.parent, batch_prediction_job=body)
+                log.info("created %s (%s)", job.name, job.state.name)
+                return job.name
+            except self._transient as err:
+                # The create may have happened with its answer lost: look before asking again,
+                # so that a job is never started (and billed) twice.
+                found = self._find(display_name, labels.get("pdbatch-run", ""))
+                if found:
+                    log.info("found %s, created by an earlier attempt", found)
+                    return found
+                if attempt == _CREATE_ATTEMPTS - 1:
+                    raise
+                log.warning("creating %s failed (%s); trying again in %.0f s", display_name,
+                            err, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+    def _find(self, display_name: str, run_id: str) -> str | None:
+        """The job of this run with this display name, if one exists."""
+        if not re.match(r"^[\w-]+$", display_name + run_id):
+            return None
+        jobs = self._client.list_batch_prediction_jobs(
+            request={"parent": self.settings.parent,
+                     "filter": f'display_name="{display_name}" AND labels.pdbatch-run="{run_id}"'},
+            retry=self._get_retry)
+        return next((job.name for job in jobs), None)
 
     def get(self, name: str) -> JobInfo:
         job = self._client.get_batch_prediction_job(name=name, retry=self._get_retry)

@@ -327,3 +327,22 @@ def test_server_wide_faults_apply_to_every_job_unless_a_job_says_otherwise(stack
         assert (own["status"] == "").all()
     finally:
         stack.service.fault_labels = {}
+
+
+def _run_jobs(gapic, parent, run_id: str) -> list[str]:
+    return [j.name for j in gapic.list_batch_prediction_jobs(
+        request={"parent": parent, "filter": f'labels.pdbatch-run="{run_id}"'})]
+
+
+def test_a_run_survives_api_errors_and_creates_each_job_once(stack, staging, gapic, parent):
+    df = pd.DataFrame({"prompt": ["a", "b", "c"]})
+    stack.service.api_faults.inject(503, 2)  # the first create and the look-up after it
+    refused = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+    assert (refused["status"] == "").all()
+    assert len(_run_jobs(gapic, parent, refused.attrs["pdbatch_run"])) == 1
+
+    # A create that happened although its answer was lost is found, not made again.
+    stack.service.api_faults.inject(429, 1, lost=True)
+    lost = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+    assert (lost["status"] == "").all()
+    assert len(_run_jobs(gapic, parent, lost.attrs["pdbatch_run"])) == 1

@@ -139,21 +139,23 @@ def _row_errors(value: str) -> tuple[tuple[int, float], ...]:
 
 @dataclass
 class ApiFaults:
-    """Server-wide: answer the next ``count`` API calls with an HTTP error."""
+    """Server-wide: answer the next ``count`` API calls with an HTTP error; with
+    ``lost=True`` the calls are carried out first and only their answers are lost (a create
+    that happened although the client saw an error)."""
 
-    _pending: list[int] = field(default_factory=list)
+    _pending: list[tuple[int, bool]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def inject(self, code: int, count: int = 1) -> None:
+    def inject(self, code: int, count: int = 1, lost: bool = False) -> None:
         if code not in API_ERRORS:
             raise FaultError(f"API error code {code} is not one of {sorted(API_ERRORS)}.")
         with self._lock:
-            self._pending.extend([code] * count)
+            self._pending.extend([(code, lost)] * count)
 
-    def next_error(self) -> tuple[int, str, str] | None:
-        """``(code, status, message)`` for this call if a fault is queued, else None."""
+    def next_error(self) -> tuple[tuple[int, str, str], bool] | None:
+        """``((code, status, message), lost)`` for this call if a fault is queued, else None."""
         with self._lock:
             if not self._pending:
                 return None
-            code = self._pending.pop(0)
-        return (code, *API_ERRORS[code])
+            code, lost = self._pending.pop(0)
+        return (code, *API_ERRORS[code]), lost

@@ -11,7 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 from .faults import FaultError
 from .service import JOB_STATES, BatchService, ServiceError
 
-#: Admin route: ``POST {"code": 429, "count": 3}`` makes the next 3 API calls answer 429.
+#: Admin route: ``POST {"code": 429, "count": 3}`` makes the next 3 API calls answer 429;
+#: with ``"lost": true`` the calls are carried out and only their answers are lost.
 FAULTS_PATH = "/emulator/faults"
 
 _ROUTE = re.compile(
@@ -38,8 +39,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> dict:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self._raw
         if not raw.strip():
             return {}
         try:
@@ -49,15 +49,29 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
-        match = _ROUTE.match(url.path)
         service = self.server.service
+        # Read the whole request first: an unread body would be taken for the next request
+        # on this kept-alive connection.
+        length = int(self.headers.get("Content-Length") or 0)
+        self._raw = self.rfile.read(length) if length else b""
+        if url.path == FAULTS_PATH and method == "POST":
+            self._send(*self._inject(service))
+            return
+        fault = service.api_faults.next_error()
+        if fault and not fault[1]:  # refused before it is carried out
+            error = ServiceError(*fault[0])
+            self._send(error.code, error.envelope())
+            return
+        answer = self._answer(method, url, service)
+        if fault:  # carried out, but the answer is lost
+            error = ServiceError(*fault[0])
+            answer = (error.code, error.envelope(), False)
+        self._send(*answer)
+
+    def _answer(self, method: str, url, service: BatchService) -> tuple[int, dict, bool]:
+        """``(HTTP status, body, enums as numbers)`` for one API call."""
+        match = _ROUTE.match(url.path)
         try:
-            if url.path == FAULTS_PATH and method == "POST":
-                self._inject(service)
-                return
-            error = service.api_faults.next_error()
-            if error:
-                raise ServiceError(*error)
             if not match:
                 raise ServiceError(404, "NOT_FOUND", f"The URL {url.path} was not found.")
             parent, job_id, cancel = match["parent"], match["id"], match["cancel"]
@@ -68,32 +82,33 @@ class _Handler(BaseHTTPRequestHandler):
             ints = "enum-encoding=int" in query.get("$alt", "")
             body = self._body()
             if method == "POST" and not job_id:
-                self._send(200, service.create(match["project"], match["location"], body), ints)
-            elif method == "GET" and job_id and not cancel:
-                self._send(200, service.get(name), ints)
-            elif method == "GET" and not job_id:
+                return 200, service.create(match["project"], match["location"], body), ints
+            if method == "GET" and job_id and not cancel:
+                return 200, service.get(name), ints
+            if method == "GET" and not job_id:
                 page_size = int(query.get("pageSize") or query.get("page_size") or 0)
                 token = query.get("pageToken") or query.get("page_token") or ""
-                self._send(200, service.list(parent, page_size, token, query.get("filter", "")),
-                           ints)
-            elif method == "POST" and job_id and cancel:
+                return 200, service.list(parent, page_size, token,
+                                         query.get("filter", "")), ints
+            if method == "POST" and job_id and cancel:
                 service.cancel(name)
-                self._send(200, {})
-            elif method == "DELETE" and job_id and not cancel:
-                self._send(200, service.delete(name))
-            else:
-                raise ServiceError(405, "METHOD_NOT_ALLOWED", f"{method} {url.path} is not "
-                                   "allowed.")
+                return 200, {}, False
+            if method == "DELETE" and job_id and not cancel:
+                return 200, service.delete(name), False
+            raise ServiceError(405, "METHOD_NOT_ALLOWED", f"{method} {url.path} is not allowed.")
         except ServiceError as err:
-            self._send(err.code, err.envelope())
+            return err.code, err.envelope(), False
 
-    def _inject(self, service: BatchService) -> None:
-        body = self._body()
+    def _inject(self, service: BatchService) -> tuple[int, dict]:
         try:
-            service.api_faults.inject(int(body.get("code", 0)), int(body.get("count", 1)))
+            body = self._body()
+            service.api_faults.inject(int(body.get("code", 0)), int(body.get("count", 1)),
+                                      bool(body.get("lost", False)))
         except (FaultError, TypeError, ValueError) as exc:
-            raise ServiceError(400, "INVALID_ARGUMENT", str(exc)) from None
-        self._send(200, {})
+            return 400, ServiceError(400, "INVALID_ARGUMENT", str(exc)).envelope()
+        except ServiceError as err:
+            return err.code, err.envelope()
+        return 200, {}
 
     def do_GET(self) -> None:
         self._dispatch("GET")
