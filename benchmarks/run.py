@@ -139,7 +139,7 @@ def bench_serialise(results, df: pd.DataFrame, folder: Path):
         texts, reasons = prompts.render(df, "prompt", None)
         frame = gemini.frame(system, config)
         with open(folder / "pdbatch.jsonl", "wb") as f:
-            for _, lines in job_inputs(texts, reasons, frame, MAX_REQUESTS_PER_JOB):
+            for _, lines in job_inputs(texts, reasons == "", frame, MAX_REQUESTS_PER_JOB):
                 for chunk in lines.chunks:
                     f.write(string_bytes(chunk))
                 chunks += lines.chunks
