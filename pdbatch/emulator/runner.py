@@ -144,17 +144,26 @@ def answer_rows(
             done = outcome.succeeded + outcome.failed
             halted = done == halt_at
             if done % check_every == 0 or halted:
-                rng.shuffle(window)
+                _shuffle(rng, window)
                 spool.writelines(window)
                 window = []
                 if halted or stop():
                     sink.stopped(spool)
                     return outcome
-        rng.shuffle(window)
+        _shuffle(rng, window)
         spool.writelines(window)
         sink.finished(spool)
     outcome.finished = True
     return outcome
+
+
+def _shuffle(rng: random.Random, window: list[bytes]) -> None:
+    """Shuffle in place, never leaving two or more lines in input order (clients must not
+    rely on order; a small window could otherwise come out unchanged by chance)."""
+    before = list(window)
+    rng.shuffle(window)
+    if len(window) > 1 and window == before:
+        window.append(window.pop(0))
 
 
 def _answer(line: dict, family: Family, responder, faults: JobFaults, rng: random.Random,
