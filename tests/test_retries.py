@@ -15,7 +15,7 @@ def test_transient_failures_are_asked_again_until_answered(staging):
 
     out = FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                      labels={"emulator-row-errors": "429-30_500-10"},
-                                     max_retries=4)
+                                     max_retries=6)
     failed = out["status"] != ""
     assert failed.sum() <= 3 < failed_once  # each pass is a new job, which fails other rows
     answered = out[~failed]
