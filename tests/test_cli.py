@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import urllib.request
 
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1 import JobServiceClient
+from helpers import finished, jsonl_job
 
 
 def test_emulator_command_prints_working_environment():
@@ -49,17 +49,9 @@ def _run_one_job(env: dict, parent: str) -> None:
     client = JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
                               client_options=ClientOptions(
                                   api_endpoint=env["GOOGLE_VERTEX_BASE_URL"]))
-    job = client.create_batch_prediction_job(parent=parent, batch_prediction_job={
-        "display_name": "cli", "model": "publishers/google/models/gemini-2.5-flash",
-        "input_config": {"instances_format": "jsonl",
-                         "gcs_source": {"uris": [f"{staging}/in.jsonl"]}},
-        "output_config": {"predictions_format": "jsonl",
-                          "gcs_destination": {"output_uri_prefix": f"{staging}/out"}}})
-    for _ in range(100):
-        job = client.get_batch_prediction_job(name=job.name)
-        if job.state.name in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED"):
-            break
-        time.sleep(0.1)
+    job = finished(client, client.create_batch_prediction_job(
+        parent=parent,
+        batch_prediction_job=jsonl_job(f"{staging}/in.jsonl", f"{staging}/out")).name)
     assert job.state.name == "JOB_STATE_SUCCEEDED", job.error.message
     output = fs.cat(f"{job.output_info.gcs_output_directory}/predictions.jsonl")
     assert b'"echo: hi"' in output

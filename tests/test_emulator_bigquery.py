@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import uuid
 
 import pytest
-
-MODEL = "publishers/google/models/gemini-2.5-flash"
+from helpers import MODEL, finished
 
 
 def _table(bq, table_id: str, rows: list[dict], schema: list[tuple[str, str]]) -> str:
@@ -36,12 +34,7 @@ def _run(gapic, parent, source: dict, destination: dict):
     job = gapic.create_batch_prediction_job(parent=parent, batch_prediction_job={
         "display_name": "bq", "model": MODEL, "input_config": source,
         "output_config": destination})
-    for _ in range(400):
-        job = gapic.get_batch_prediction_job(name=job.name)
-        if job.end_time:
-            return job
-        time.sleep(0.02)
-    raise AssertionError("the job did not finish")
+    return finished(gapic, job.name)
 
 
 def _bq_in(uri: str) -> dict:

@@ -7,11 +7,11 @@ import time
 
 import pytest
 from google.api_core import exceptions
+from helpers import MODEL, finished, jsonl_job
 
 from pdbatch.config import Settings
 from pdbatch.jobs import JobClient
 
-MODEL = "publishers/google/models/gemini-2.5-flash"
 LINES = [{"id": i, "request": {"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}]}}
          for i in range(5)]
 
@@ -24,22 +24,7 @@ def input_uri(fs, staging):
 
 
 def _job(input_uri: str, staging: str, **extra) -> dict:
-    return {
-        "display_name": "conformance", "model": MODEL,
-        "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": [input_uri]}},
-        "output_config": {"predictions_format": "jsonl",
-                          "gcs_destination": {"output_uri_prefix": f"{staging}/out"}},
-        **extra,
-    }
-
-
-def _wait(get, name, states=("SUCCEEDED", "FAILED", "CANCELLED")):
-    for _ in range(200):
-        job = get(name=name)
-        if any(job.state.name.endswith(s) for s in states):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"{name} did not finish")
+    return jsonl_job(input_uri, f"{staging}/out", display_name="conformance", **extra)
 
 
 def test_gapic_v1_create_get_list_and_output_layout(gapic, parent, input_uri, staging, fs):
@@ -49,7 +34,7 @@ def test_gapic_v1_create_get_list_and_output_layout(gapic, parent, input_uri, st
     assert created.name.rsplit("/", 1)[1].isdigit() and len(created.name.rsplit("/", 1)[1]) == 19
     assert created.state.name == "JOB_STATE_PENDING" and created.create_time
 
-    job = _wait(gapic.get_batch_prediction_job, created.name)
+    job = finished(gapic, created.name)
     assert job.state.name == "JOB_STATE_SUCCEEDED"
     assert job.start_time and job.end_time and job.completion_stats.successful_count == 5
     out_dir = job.output_info.gcs_output_directory
@@ -94,7 +79,7 @@ def test_gapic_v1beta1_cancel_and_delete(stack, parent, input_uri, staging):
         client.delete_batch_prediction_job(name=job.name)
     assert err.value.response.json()["error"]["status"] == "FAILED_PRECONDITION"
     client.cancel_batch_prediction_job(name=job.name)
-    cancelled = _wait(client.get_batch_prediction_job, job.name)
+    cancelled = finished(client, job.name)
     assert cancelled.state.name == "JOB_STATE_CANCELLED"
     with pytest.raises(exceptions.BadRequest, match="Cannot cancel"):
         client.cancel_batch_prediction_job(name=job.name)
@@ -176,7 +161,7 @@ def _family_job(gapic, parent, fs, staging, model, lines):
     fs.pipe(uri, "".join(json.dumps(line) + "\n" for line in lines).encode())
     job = gapic.create_batch_prediction_job(parent=parent, batch_prediction_job=_job(
         uri, staging, model=model))
-    return _wait(gapic.get_batch_prediction_job, job.name)
+    return finished(gapic, job.name)
 
 
 def test_llama_maas_jobs_take_openai_chat_lines(gapic, parent, fs, staging):
@@ -234,7 +219,7 @@ def test_enum_numbers_only_when_asked(stack, gapic, parent, input_uri, staging):
 
     name = gapic.create_batch_prediction_job(parent=parent,
                                              batch_prediction_job=_job(input_uri, staging)).name
-    _wait(gapic.get_batch_prediction_job, name)  # GAPIC asks for numbers and reads them
+    finished(gapic, name)  # GAPIC asks for numbers and reads them
 
     def state(query=""):
         with urllib.request.urlopen(f"{stack.vertex.url}/v1/{name}{query}") as answer:

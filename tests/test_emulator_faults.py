@@ -10,13 +10,12 @@ import urllib.request
 import pandas as pd
 import pytest
 from google.api_core import exceptions
+from helpers import finished, jsonl_job
 
 import pdbatch
 from pdbatch.config import Settings
 from pdbatch.emulator import BatchService, Timing, VertexEmulator
 from pdbatch.jobs import JobClient
-
-MODEL = "publishers/google/models/gemini-2.5-flash"
 
 
 def _input(fs, staging: str, rows: int) -> str:
@@ -27,24 +26,9 @@ def _input(fs, staging: str, rows: int) -> str:
 
 
 def _create(gapic, parent, fs, staging, rows=10, labels=None, display_name="faults"):
-    return gapic.create_batch_prediction_job(parent=parent, batch_prediction_job={
-        "display_name": display_name, "model": MODEL, "labels": labels or {},
-        "input_config": {"instances_format": "jsonl",
-                         "gcs_source": {"uris": [_input(fs, staging, rows)]}},
-        "output_config": {"predictions_format": "jsonl",
-                          "gcs_destination": {"output_uri_prefix": f"{staging}/out"}},
-    })
-
-
-def _wait(gapic, name, seen=None):
-    for _ in range(400):
-        job = gapic.get_batch_prediction_job(name=name)
-        if seen is not None:
-            seen.add(job.state.name)
-        if job.end_time:
-            return job
-        time.sleep(0.02)
-    raise AssertionError(f"{name} did not finish")
+    return gapic.create_batch_prediction_job(parent=parent, batch_prediction_job=jsonl_job(
+        _input(fs, staging, rows), f"{staging}/out", display_name=display_name,
+        labels=labels or {}))
 
 
 def _lines(fs, path):
@@ -52,7 +36,7 @@ def _lines(fs, path):
 
 
 def test_failed_rows_carry_the_services_status_strings(gapic, parent, fs, staging):
-    job = _wait(gapic, _create(gapic, parent, fs, staging, rows=400,
+    job = finished(gapic, _create(gapic, parent, fs, staging, rows=400,
                                labels={"emulator-row-errors": "429-30_500-10_400-10"}).name)
     assert job.state.name == "JOB_STATE_SUCCEEDED"
     lines = _lines(fs, f"{job.output_info.gcs_output_directory}/predictions.jsonl")
@@ -80,7 +64,7 @@ def test_pdbatch_maps_failed_rows_to_codes(staging):
 
 
 def test_fail_partway_keeps_the_answered_rows_in_incremental_files(gapic, parent, fs, staging):
-    job = _wait(gapic, _create(gapic, parent, fs, staging, rows=40,
+    job = finished(gapic, _create(gapic, parent, fs, staging, rows=40,
                                labels={"emulator-fault": "fail-partway"}).name)
     assert job.state.name == "JOB_STATE_FAILED" and job.error.code == 13
     out_dir = job.output_info.gcs_output_directory
@@ -93,7 +77,7 @@ def test_fail_partway_keeps_the_answered_rows_in_incremental_files(gapic, parent
 
 def test_incremental_files_repeat_rows_that_predictions_jsonl_also_holds(gapic, parent, fs,
                                                                           staging):
-    job = _wait(gapic, _create(gapic, parent, fs, staging, rows=50,
+    job = finished(gapic, _create(gapic, parent, fs, staging, rows=50,
                                labels={"emulator-incremental": "20"}).name)
     out_dir = job.output_info.gcs_output_directory
     incremental = [f for f in fs.find(out_dir) if "/incremental_predictions/" in f]
@@ -116,7 +100,7 @@ def test_cancel_while_running_keeps_what_was_written(stack, gapic, parent, fs, s
         while not fs.find(f"{staging}/out") and time.monotonic() < deadline:
             time.sleep(0.02)
         gapic.cancel_batch_prediction_job(name=created.name)
-        job = _wait(gapic, created.name)
+        job = finished(gapic, created.name)
     finally:
         stack.service.responder = BatchService.responder
     assert job.state.name == "JOB_STATE_CANCELLED"
@@ -128,7 +112,7 @@ def test_cancel_while_running_keeps_what_was_written(stack, gapic, parent, fs, s
 
 def test_expire_after_the_queue(gapic, parent, fs, staging, stack):
     seen: set[str] = set()
-    job = _wait(gapic, _create(gapic, parent, fs, staging, labels={
+    job = finished(gapic, _create(gapic, parent, fs, staging, labels={
         "emulator-fault": "expire", "emulator-queue-ms": "300"}).name, seen)
     assert "JOB_STATE_QUEUED" in seen
     assert job.state.name == "JOB_STATE_EXPIRED" and job.error.code == 4
@@ -173,11 +157,11 @@ def test_api_errors_for_the_next_calls(stack, gapic, parent, fs, staging):
 
 def test_list_filters(gapic, parent, fs, staging):
     tag = staging.rsplit("/", 1)[-1]
-    a = _wait(gapic, _create(gapic, parent, fs, staging, display_name=f"{tag}-a",
+    a = finished(gapic, _create(gapic, parent, fs, staging, display_name=f"{tag}-a",
                              labels={"suite": tag, "team": "red"}).name)
-    b = _wait(gapic, _create(gapic, parent, fs, staging, display_name=f"{tag}-b",
+    b = finished(gapic, _create(gapic, parent, fs, staging, display_name=f"{tag}-b",
                              labels={"suite": tag, "team": "blue"}).name)
-    c = _wait(gapic, _create(gapic, parent, fs, staging, display_name=f"{tag}-c",
+    c = finished(gapic, _create(gapic, parent, fs, staging, display_name=f"{tag}-c",
                              labels={"suite": tag, "emulator-fault": "expire"}).name)
 
     def names(text):
@@ -217,7 +201,7 @@ def test_jobs_survive_an_emulator_restart(stack, fs, staging, tmp_path):
 
     second = serve(port)
     try:
-        job = _wait(client(second), created.name)
+        job = finished(client(second), created.name)
         assert job.state.name == "JOB_STATE_SUCCEEDED"
         assert job.create_time == created.create_time
         assert job.completion_stats.successful_count == 5
@@ -244,12 +228,9 @@ def test_json_answers_fit_the_requested_schema(gapic, parent, fs, staging):
                           "generationConfig": {"responseMimeType": "application/json", **extra}}}
              for extra in ({"responseSchema": schema}, {"responseJsonSchema": json_schema}, {})]
     fs.pipe(f"{staging}/json.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode())
-    job = _wait(gapic, gapic.create_batch_prediction_job(parent=parent, batch_prediction_job={
-        "display_name": "json", "model": MODEL,
-        "input_config": {"instances_format": "jsonl",
-                         "gcs_source": {"uris": [f"{staging}/json.jsonl"]}},
-        "output_config": {"predictions_format": "jsonl",
-                          "gcs_destination": {"output_uri_prefix": f"{staging}/out"}}}).name)
+    job = finished(gapic, gapic.create_batch_prediction_job(
+        parent=parent,
+        batch_prediction_job=jsonl_job(f"{staging}/json.jsonl", f"{staging}/out")).name)
     answers = sorted(
         (json.loads(line["response"]["candidates"][0]["content"]["parts"][0]["text"])
          for line in _lines(fs, f"{job.output_info.gcs_output_directory}/predictions.jsonl")),
@@ -271,12 +252,9 @@ def test_echoed_requests_get_their_siblings_keys_as_nulls(stack, gapic, parent, 
                     for i, r in enumerate(requests)).encode())
 
     def echoed():
-        job = _wait(gapic, gapic.create_batch_prediction_job(parent=parent, batch_prediction_job={
-            "display_name": "nulls", "model": MODEL,
-            "input_config": {"instances_format": "jsonl",
-                             "gcs_source": {"uris": [f"{staging}/mixed.jsonl"]}},
-            "output_config": {"predictions_format": "jsonl",
-                              "gcs_destination": {"output_uri_prefix": f"{staging}/out"}}}).name)
+        job = finished(gapic, gapic.create_batch_prediction_job(
+            parent=parent,
+            batch_prediction_job=jsonl_job(f"{staging}/mixed.jsonl", f"{staging}/out")).name)
         lines = _lines(fs, f"{job.output_info.gcs_output_directory}/predictions.jsonl")
         return {line["id"]: line["request"] for line in lines}
 
@@ -307,13 +285,10 @@ def test_safety_blocked_rows_are_answers_not_failures(staging, gapic, parent, fs
     assert out.loc[out["finish_reason"] == "STOP", "text"].notna().all()
 
     with pytest.raises(exceptions.BadRequest, match="Gemini models only"):
-        gapic.create_batch_prediction_job(parent=parent, batch_prediction_job={
-            "display_name": "x", "model": "publishers/anthropic/models/claude-sonnet-4-5",
-            "labels": {"emulator-safety": "5"},
-            "input_config": {"instances_format": "jsonl",
-                             "gcs_source": {"uris": [_input(fs, staging, 1)]}},
-            "output_config": {"predictions_format": "jsonl",
-                              "gcs_destination": {"output_uri_prefix": f"{staging}/o"}}})
+        gapic.create_batch_prediction_job(parent=parent, batch_prediction_job=jsonl_job(
+            _input(fs, staging, 1), f"{staging}/o",
+            model="publishers/anthropic/models/claude-sonnet-4-5",
+            labels={"emulator-safety": "5"}))
 
 
 def test_server_wide_faults_apply_to_every_job_unless_a_job_says_otherwise(stack, staging):

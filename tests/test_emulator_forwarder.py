@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
+from helpers import finished, jsonl_job
 
 from pdbatch.emulator import OpenAIForwarder
 
@@ -74,22 +75,14 @@ def test_gemini_rows_are_answered_by_the_forwarded_model(staging, model_server):
 
 
 def test_openai_lines_are_forwarded_as_they_are(gapic, parent, fs, staging, model_server):
-    import time
-
     line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
             "body": {"model": "meta/llama-3.3-70b-instruct-maas", "max_tokens": 5,
                      "messages": [{"role": "user", "content": "hi"}]}}
     fs.pipe(f"{staging}/chat.jsonl", (json.dumps(line) + "\n").encode())
-    job = gapic.create_batch_prediction_job(parent=parent, batch_prediction_job={
-        "display_name": "fwd", "model": "publishers/meta/models/llama-3.3-70b-instruct-maas",
-        "input_config": {"instances_format": "jsonl",
-                         "gcs_source": {"uris": [f"{staging}/chat.jsonl"]}},
-        "output_config": {"predictions_format": "jsonl",
-                          "gcs_destination": {"output_uri_prefix": f"{staging}/out"}}})
-    for _ in range(500):
-        if (job := gapic.get_batch_prediction_job(name=job.name)).end_time:
-            break
-        time.sleep(0.02)
+    job = finished(gapic, gapic.create_batch_prediction_job(
+        parent=parent, batch_prediction_job=jsonl_job(
+            f"{staging}/chat.jsonl", f"{staging}/out",
+            model="publishers/meta/models/llama-3.3-70b-instruct-maas")).name)
     [out] = [json.loads(x) for x in fs.cat(
         f"{job.output_info.gcs_output_directory}/predictions.jsonl").splitlines()]
     assert out["response"]["choices"][0]["message"]["content"] == "model says: hi"
