@@ -256,18 +256,14 @@ print(json.dumps({"emulator_seconds": (max(j.end_time for j in jobs)
 
 
 def bench_end_to_end(results, df: pd.DataFrame, folder: Path) -> None:
+    from pdbatch.emulator.stack import read_exports
+
     path = folder / "frame.parquet"
     df.to_parquet(path)
     emulator = subprocess.Popen([sys.executable, "-m", "pdbatch.emulator"],
                                 stdout=subprocess.PIPE, text=True)
     try:
-        env = dict(os.environ)
-        for line in emulator.stdout:
-            if line.startswith("export "):
-                key, _, value = line[len("export "):].strip().partition("=")
-                env[key] = value
-            if line.startswith("# Ctrl-C"):
-                break
+        env = {**os.environ, **read_exports(emulator.stdout)}
         done = subprocess.run([sys.executable, "-c", E2E, str(path)], env=env, check=True,
                               capture_output=True, text=True)
         with open(f"/proc/{emulator.pid}/status") as f:

@@ -11,19 +11,15 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1 import JobServiceClient
 from helpers import finished, jsonl_job
 
+from pdbatch.emulator.stack import read_exports
+
 
 def test_emulator_command_prints_working_environment():
     process = subprocess.Popen([sys.executable, "-m", "pdbatch.emulator", "--bucket", "cli-b",
                                 "--fault", "emulator-stats=empty"],
                                stdout=subprocess.PIPE, text=True)
     try:
-        env = {}
-        for line in process.stdout:
-            if line.startswith("export "):
-                key, _, value = line[len("export "):].strip().partition("=")
-                env[key] = value
-            if line.startswith("# Ctrl-C"):
-                break
+        env = read_exports(process.stdout)
         assert env["PDBATCH_STAGING"] == "gs://cli-b/runs"
         assert env["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] == "false"
         buckets = urllib.request.urlopen(f"{env['STORAGE_EMULATOR_HOST']}/storage/v1/b").read()

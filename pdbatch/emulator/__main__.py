@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import signal
 import sys
 import threading
 
 from .faults import FaultError, JobFaults
 from .responder import OpenAIForwarder
-from .stack import DEFAULT_BUCKET, DEFAULT_LOCATION, DEFAULT_PROJECT, LocalStack
+from .stack import (
+    DEFAULT_BUCKET,
+    DEFAULT_LOCATION,
+    DEFAULT_PROJECT,
+    READY,
+    LocalStack,
+    export_lines,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.forward_to:
             stack.service.responder = OpenAIForwarder(args.forward_to, args.forward_model)
         print("# pdbatch offline stack is up; in another shell run:")
-        for key, value in stack.env.items():
-            print(f"export {key}={shlex.quote(value)}")
-        print("# Ctrl-C stops it.", flush=True)
+        print("\n".join(export_lines(stack.env)))
+        print(READY, flush=True)
         try:
             stop.wait()
         except KeyboardInterrupt:

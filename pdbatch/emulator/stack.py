@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -57,6 +58,28 @@ class FakeGCS(ChildServer):
         except urllib.error.HTTPError as err:
             if err.code != 409:  # 409: the bucket exists already
                 raise
+
+
+#: The line after the exports that ``pdbatch emulator`` prints once the stack is up.
+READY = "# Ctrl-C stops it."
+
+
+def export_lines(env: Mapping[str, str]) -> list[str]:
+    """``export KEY=value`` shell lines for ``env``."""
+    return [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
+
+
+def read_exports(lines) -> dict[str, str]:
+    """The environment that ``pdbatch emulator`` prints, read from its output lines up to
+    ``READY`` (for scripts and tests that start it as a process)."""
+    env = {}
+    for line in lines:
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].strip().partition("=")
+            env[key] = shlex.split(value)[0]
+        if line.startswith(READY):
+            break
+    return env
 
 
 class LocalStack:
