@@ -56,18 +56,18 @@ class _Parser:
         return token
 
     def conjunction(self) -> Predicate:
-        parts = [self.disjunction()]
-        while self.peek() == "AND":
-            self.take()
-            parts.append(self.disjunction())
-        return lambda job: all(p(job) for p in parts)
+        return self._joined("AND", self.disjunction, all)
 
     def disjunction(self) -> Predicate:
-        parts = [self.unary()]
-        while self.peek() == "OR":
+        return self._joined("OR", self.unary, any)
+
+    def _joined(self, word: str, operand: Callable[[], Predicate], combine) -> Predicate:
+        """Operands separated by ``word``, combined with ``all`` or ``any``."""
+        parts = [operand()]
+        while self.peek() == word:
             self.take()
-            parts.append(self.unary())
-        return lambda job: any(p(job) for p in parts)
+            parts.append(operand())
+        return lambda job: combine(p(job) for p in parts)
 
     def unary(self) -> Predicate:
         token = self.take()
