@@ -10,15 +10,11 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import InputError
-from .formats.gemini import _camel
+from .formats.lines import camel_key, snake_key
 
 #: Settings a column may give per row, and whether they are whole numbers.
 SETTINGS = {"temperature": False, "top_p": False, "top_k": True, "max_output_tokens": True,
             "seed": True, "presence_penalty": False, "frequency_penalty": False}
-
-
-def _snake(key: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in str(key))
 
 
 def row_config(df: pd.DataFrame, config_cols: Mapping[str, str],
@@ -28,10 +24,10 @@ def row_config(df: pd.DataFrame, config_cols: Mapping[str, str],
     if not isinstance(config_cols, Mapping) or not config_cols:
         raise InputError("config_cols must be a dict of setting -> column, e.g. "
                          "{'temperature': 'temp'}.")
-    given = {_snake(k) for k in generation_config or {}}
+    given = {snake_key(k) for k in generation_config or {}}
     columns = {}
     for key, column in config_cols.items():
-        setting = _snake(key)
+        setting = snake_key(key)
         if setting not in SETTINGS:
             raise InputError(f"config_cols: {key!r} cannot be set per row; use "
                              f"{sorted(SETTINGS)}.")
@@ -49,5 +45,5 @@ def row_config(df: pd.DataFrame, config_cols: Mapping[str, str],
             kind = "a whole number" if whole else "a number"
             reasons[row] = f"config column {column!r} ({key}) is not {kind}"
         filled = values.fillna(0).to_numpy(dtype=float)
-        columns[_camel(setting)] = pa.array(filled.astype(np.int64) if whole else filled)
+        columns[camel_key(setting)] = pa.array(filled.astype(np.int64) if whole else filled)
     return pa.table(columns)

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from ..errors import InputError
-from .lines import Frame, Parser
+from .lines import Frame, Parser, camel_key
 
 #: The extra top-level field that carries a row's position; Vertex passes it through (spec §2.3).
 ROW_KEY = "pdbatch_row"
@@ -38,18 +38,13 @@ def model_resource(model: str) -> str | None:
     return None
 
 
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(word[:1].upper() + word[1:] for word in rest)
-
-
 def camel_case(value: Any) -> Any:
     """REST camelCase keys throughout (``max_output_tokens`` -> ``maxOutputTokens``), except
     inside a response schema, whose keys are the user's field names."""
     if isinstance(value, Mapping):
         out = {}
         for key, item in value.items():
-            name = _camel(str(key))
+            name = camel_key(str(key))
             out[name] = item if name in _OPAQUE else camel_case(item)
         return out
     if isinstance(value, (list, tuple)):

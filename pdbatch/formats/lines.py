@@ -159,6 +159,17 @@ def custom_id_frame(envelope: str, messages_before: str, close: str) -> Frame:
     return Frame(head='{"custom_id":"', mid='",' + envelope + messages_before, tail=close)
 
 
+def camel_key(key: str) -> str:
+    """``max_output_tokens`` -> ``maxOutputTokens`` (camelCase keys are kept)."""
+    head, *rest = key.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def snake_key(key: str) -> str:
+    """``maxOutputTokens`` -> ``max_output_tokens`` (snake_case keys are kept)."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in str(key))
+
+
 def translated_config(generation_config, names: dict[str, str], family: str) -> dict:
     """``generation_config`` (snake_case or camelCase keys) in a family's own parameter names;
     a key it has no name for is refused, naming the ones it takes."""
@@ -166,7 +177,7 @@ def translated_config(generation_config, names: dict[str, str], family: str) -> 
 
     out = {}
     for key, value in (generation_config or {}).items():
-        snake = "".join("_" + c.lower() if c.isupper() else c for c in str(key))
+        snake = snake_key(key)
         if snake not in names:
             raise InputError(f"generation_config key {key!r} is not supported for {family} "
                              f"models; use {sorted(names)}.")
