@@ -90,7 +90,8 @@ def _winners(keys: np.ndarray, status: pa.ChunkedArray, processed_time: pa.Chunk
 
 
 _PANDAS_TYPES = {pa.string(): pd.StringDtype("pyarrow"),
-                 pa.large_string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dtype()}
+                 pa.large_string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dtype(),
+                 pa.float64(): pd.Float64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
 class ResultBuilder:
@@ -166,7 +167,7 @@ class ResultBuilder:
             values = columns[name] if name in columns else _spread(table.column(name), self.line)
             if source is not None:
                 values = pa.chunked_array(values).combine_chunks().take(pa.array(source))
-            out[prefix + name] = pd.Series(_pandas(values), index=df.index)
+            out[prefix + name] = pd.Series(pandas_array(values), index=df.index)
         return out
 
 
@@ -198,7 +199,9 @@ def _mask(n: int, kept: np.ndarray) -> pa.Array:
     return pa.array(mask)
 
 
-def _pandas(column) -> pd.api.extensions.ExtensionArray:
+def pandas_array(column) -> pd.api.extensions.ExtensionArray:
+    """An Arrow column as a pandas nullable array: ``string``, ``Int64``, ``Float64``,
+    ``boolean``."""
     return pa.table({"c": column}).to_pandas(types_mapper=_PANDAS_TYPES.get)["c"].array
 
 

@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InputError
+from .results import pandas_array
 
-#: JSON Schema types of top-level fields: DuckDB type, pandas dtype.
-_TYPES = {"string": ("VARCHAR", "string"), "integer": ("BIGINT", "Int64"),
-          "number": ("DOUBLE", "Float64"), "boolean": ("BOOLEAN", "boolean")}
+#: JSON Schema types of top-level fields and the DuckDB types they are read as.
+_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def generation_config(config: Mapping | None, schema: Schema) -> dict:
 def parse(con, texts: pa.ChunkedArray, schema: Schema) -> tuple[dict, np.ndarray]:
     """Typed columns (Arrow) by field name, and per row why its answer does not fit the
     schema ("" when it does; rows without text are not checked)."""
-    structure = json.dumps({name: _TYPES[kind][0] if kind else "JSON"
+    structure = json.dumps({name: _TYPES[kind] if kind else "JSON"
                             for name, kind in schema.fields})
     paths = ['$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
              for name, _ in schema.fields]
@@ -128,11 +128,12 @@ def add_columns(out: pd.DataFrame, schema: Schema, prefix: str, expand: bool, co
     keep = ~bad
     if expand:
         for name, kind in schema.fields:
-            values = pd.Series(columns[name].to_pylist(), index=out.index, dtype=object)
             if kind:
-                values = values.astype(_TYPES[kind][1])
+                values = pd.Series(pandas_array(columns[name]), index=out.index)
             else:  # nested: lists and dicts, as the answer has them
-                values = values.map(lambda v: None if v is None else json.loads(v))
+                values = pd.Series([None if v is None else json.loads(v)
+                                    for v in columns[name].to_pylist()],
+                                   index=out.index, dtype=object)
             out[prefix + name] = values.where(keep)
     else:
         records = [None if not ok or text is None else json.loads(text)
