@@ -93,7 +93,8 @@ class BigQueryLocation:
 
     def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
         table = self.output_table(number)
-        bigquery.label(self.bq, table, self.labels)
+        if self.labels:  # a re-read (read_results) labels nothing, so writes nothing
+            bigquery.label(self.bq, table, self.labels)
         return lines.parse_rows(con, self.parser, bigquery.read_answers(self.bq, table),
                                 response)
 
