@@ -10,4 +10,11 @@ class InputError(PdbatchError, ValueError):
 
 
 class JobError(PdbatchError):
-    """A batch prediction job ended without results (FAILED, CANCELLED, EXPIRED or PAUSED)."""
+    """A batch prediction job ended without results (FAILED, CANCELLED, EXPIRED or PAUSED).
+
+    ``result`` holds the frame with every answer the run's jobs wrote before they ended (rows
+    without one have a ``missing: ...`` status), when they could be read."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

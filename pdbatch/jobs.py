@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Settings
 
@@ -37,6 +37,7 @@ class JobInfo:
     error_message: str
     successful: int
     failed: int
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -47,7 +48,7 @@ class JobInfo:
         return self.state in SUCCESS_STATES
 
 
-def _credentials(settings: Settings, credentials):
+def credentials_for(settings: Settings, credentials):
     """Explicit credentials, else anonymous for a plain-HTTP (local) endpoint, else ADC.
 
     Credentials are never sent over plain HTTP: a local emulator gets anonymous ones.
@@ -76,7 +77,7 @@ class JobClient:
         self.settings = settings
         self._client = JobServiceClient(
             transport=settings.transport,
-            credentials=_credentials(settings, credentials),
+            credentials=credentials_for(settings, credentials),
             client_options=ClientOptions(api_endpoint=settings.api_endpoint),
         )
         # GETs and lists are idempotent: retry transient failures. A create is retried only
@@ -111,7 +112,7 @@ class JobClient:
             except self._transient as err:
                 # The create may have happened with its answer lost: look before asking again,
                 # so that a job is never started (and billed) twice.
-                found = self._find(display_name, labels.get("pdbatch-run", ""))
+                found = self.find(display_name, labels.get("pdbatch-run", ""))
                 if found:
                     log.info("found %s, created by an earlier attempt", found)
                     return found
@@ -123,7 +124,7 @@ class JobClient:
                 delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
 
-    def _find(self, display_name: str, run_id: str) -> str | None:
+    def find(self, display_name: str, run_id: str) -> str | None:
         """The job of this run with this display name, if one exists."""
         if not re.match(r"^[\w-]+$", display_name + run_id):
             return None
@@ -144,24 +145,40 @@ class JobClient:
             error_message=job.error.message,
             successful=stats.successful_count,
             failed=stats.failed_count,
+            labels=dict(job.labels),
         )
+
+    def cancel(self, name: str) -> None:
+        """Ask the service to cancel a job (it ends CANCELLED, keeping what it wrote)."""
+        self._client.cancel_batch_prediction_job(name=name, retry=self._get_retry)
+        log.info("asked to cancel %s", name)
 
     def wait(
         self,
-        name: str,
-        on_poll: Callable[[JobInfo], None] | None = None,
-    ) -> JobInfo:
-        """Poll a job with exponential backoff (0.25 s growing to 30 s) until it is terminal."""
+        names: list[str],
+        on_poll: Callable[[list[JobInfo]], None] | None = None,
+        timeout: float | None = None,
+    ) -> list[JobInfo]:
+        """Poll jobs with exponential backoff (0.25 s growing to 30 s) until every one is
+        terminal; ``on_poll`` sees each round's infos. TimeoutError after ``timeout`` seconds
+        (the jobs keep running)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         delay = _FIRST_POLL
-        last_state = ""
+        infos: dict[str, JobInfo] = {}
         while True:
-            info = self.get(name)
-            if info.state != last_state:
-                log.info("%s is %s", name, info.state)
-                last_state = info.state
+            for name in names:
+                if name not in infos or not infos[name].done:
+                    info = self.get(name)
+                    if name not in infos or infos[name].state != info.state:
+                        log.info("%s is %s", name, info.state)
+                    infos[name] = info
+            ordered = [infos[name] for name in names]
             if on_poll:
-                on_poll(info)
-            if info.done:
-                return info
+                on_poll(ordered)
+            if all(info.done for info in ordered):
+                return ordered
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise TimeoutError(f"{sum(not i.done for i in ordered)} of {len(names)} jobs "
+                                   f"still running after {timeout} s")
             time.sleep(delay)
             delay = min(delay * _GROWTH, _MAX_POLL)

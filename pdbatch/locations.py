@@ -25,7 +25,6 @@ class GcsLocation:
     def __init__(self, root: str, run_id: str, parser: Parser):
         self.folder, self.run_id, self.parser = f"{root}/{run_id}", run_id, parser
         self.fs = gcs.filesystem()
-        self.staged: list[str] = []
 
     def __str__(self) -> str:
         return self.folder
@@ -33,7 +32,6 @@ class GcsLocation:
     def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
         uri = f"{self.folder}/input-{number:05d}.jsonl"
         gcs.write_jsonl(self.fs, uri, requests, metadata={"pdbatch-run": self.run_id})
-        self.staged.append(uri)
         return {"instances_format": "jsonl", "gcs_source": {"uris": [uri]}}
 
     def destination(self, number: int) -> dict:
@@ -41,17 +39,22 @@ class GcsLocation:
                 "gcs_destination": {"output_uri_prefix": f"{self.folder}/output-{number:05d}"}}
 
     def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
-        """Download the job's output files to a temporary folder and parse them."""
+        """Download the job's output files to a temporary folder and parse them (none when
+        the job ended before writing any)."""
         with tempfile.TemporaryDirectory(prefix="pdbatch-") as tmp:
             paths = []
-            for count, uri in enumerate(gcs.output_files(self.fs, output_dir)):
+            uris = gcs.output_files(self.fs, output_dir) if output_dir else []
+            for count, uri in enumerate(uris):
                 paths.append(os.path.join(tmp, f"{count:05d}.jsonl"))
                 gcs.download(self.fs, uri, paths[-1])
             return lines.parse_output(con, self.parser, paths, response)
 
     def clean_up(self) -> None:
-        if self.staged:
-            self.fs.rm(self.staged)
+        """Remove the run's staged inputs and uploaded files (outputs stay)."""
+        staged = self.fs.glob(f"{self.folder}/input-*.jsonl") + self.fs.glob(
+            f"{self.folder}/files/*")
+        if staged:
+            self.fs.rm(staged)
 
     def written(self) -> list[tuple[int, str]]:
         """``(job number, output directory)`` of what the run's jobs wrote here."""
@@ -73,14 +76,12 @@ class BigQueryLocation:
         self.prefix = f"{project}.{dataset}.pdbatch_{run_id.replace('-', '_')}"
         self.uri, self.bq, self.labels, self.carried = uri, bq, labels, carried
         self.parser = parser
-        self.staged: list[str] = []
 
     def __str__(self) -> str:
         return f"{self.uri} (tables {self.prefix.rsplit('.', 1)[1]}_*)"
 
     def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
         table = f"{self.prefix}_input_{number:05d}"
-        self.staged.append(table)
         bigquery.load_requests(self.bq, table, requests, self.carried, self.labels)
         return {"instances_format": "bigquery", "bigquery_source": {"input_uri": f"bq://{table}"}}
 
@@ -92,14 +93,21 @@ class BigQueryLocation:
         return f"{self.prefix}_output_{number:05d}"
 
     def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
+        """The job's output table, parsed (none when the job ended before writing it)."""
+        from google.api_core.exceptions import NotFound
+
         table = self.output_table(number)
-        if self.labels:  # a re-read (read_results) labels nothing, so writes nothing
-            bigquery.label(self.bq, table, self.labels)
-        return lines.parse_rows(con, self.parser, bigquery.read_answers(self.bq, table),
-                                response)
+        try:
+            if self.labels:  # a re-read (read_results) labels nothing, so writes nothing
+                bigquery.label(self.bq, table, self.labels)
+            answers = bigquery.read_answers(self.bq, table)
+        except NotFound:
+            return lines.empty_output(response)
+        return lines.parse_rows(con, self.parser, answers, response)
 
     def clean_up(self) -> None:
-        for table in self.staged:
+        """Remove the run's input tables (output tables stay)."""
+        for table in bigquery.tables(self.bq, self.uri, f"{self.prefix}_input_"):
             bigquery.delete(self.bq, table)
 
     def written(self) -> list[tuple[int, str]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 import pandas as pd
@@ -13,9 +12,8 @@ from . import config, engine, formats
 from .errors import InputError
 from .locations import BigQueryLocation, GcsLocation
 from .results import ResultBuilder, check_no_clash
+from .runstore import RUN_ID
 from .staging import bigquery
-
-_RUN_ID = re.compile(r"^run-\d{8}-\d{6}-[0-9a-f]{6}$")
 
 
 def read_results(
@@ -34,7 +32,7 @@ def read_results(
     ``model`` the model it used (its family decides how the answers are read).
     Rows with no answer in the outputs get a ``missing`` status; ``job`` names the run.
     """
-    if not isinstance(run, str) or not _RUN_ID.match(run):
+    if not isinstance(run, str) or not RUN_ID.match(run):
         raise InputError(f"run={run!r} is not a pdbatch run id such as "
                          "'run-20261121-183000-a1b2c3' (see out.attrs['pdbatch_run']).")
     where = output or os.environ.get("PDBATCH_STAGING")

@@ -115,9 +115,11 @@ class ResultBuilder:
         """Rows not sent because they repeat another row's request get that row's results."""
         self.copies, self.originals = copies, originals
 
-    def add_job(self, job: str, positions: np.ndarray, parsed: pa.Table) -> None:
+    def add_job(self, job: str, positions: np.ndarray, parsed: pa.Table,
+                why_missing: str = "") -> None:
         """Rows sent in ``job`` (``positions``) get their output line from ``parsed`` (the
-        table of ``formats.lines.parse_output``, sorted by key), or a ``missing`` status.
+        table of ``formats.lines.parse_output``, sorted by key), or a ``missing`` status
+        (saying ``why_missing``, when the job ended early).
         Jobs are added in row order: each job's rows come after the previous job's."""
         if len(positions) and positions.min() <= self.last_row:
             raise ValueError("add jobs in row order: each job's rows after the previous job's")
@@ -142,7 +144,8 @@ class ResultBuilder:
         missing = positions[self.line[positions] < 0]
         if len(missing):
             log.warning("%d rows of %s have no output line", len(missing), job)
-            self.status[missing] = f"missing: job {job} wrote no output line for this row"
+            self.status[missing] = (f"missing: {why_missing}" if why_missing else
+                                    f"missing: job {job} wrote no output line for this row")
 
     def join(self, df: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
         """``df`` (same index and order, not copied) with the result columns added."""

@@ -1,11 +1,17 @@
-"""``batch_predict``: render -> plan -> stage -> submit -> wait -> collect -> parse -> join.
+"""``batch_predict`` and ``submit``: prepare -> (re-attach or) plan -> stage -> submit ->
+wait -> collect -> parse -> join, then follow-up passes (re-asks and retries).
 
-Each stage is a function over one job's rows, so a pandas frame runs them in a loop and a Dask
-frame can later map the same functions over partitions.
+A run is remembered in its staging location (``runstore``) under its fingerprint before its
+first job is created, and each job is recorded as soon as it exists, so the same call made
+again re-attaches instead of paying twice. Each stage is a function over one job's rows, so a
+pandas frame runs them in a loop and a Dask frame can later map the same functions over
+partitions.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import re
 import secrets
@@ -17,22 +23,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import config, engine, formats, multimodal, overrides, prompts, structured
+from . import config, costs, engine, multimodal, runstore
+from .batchrun import BatchRun
 from .errors import InputError, JobError
 from .formats import lines
 from .formats.lines import Frame
 from .jobs import JobClient
-from .locations import BigQueryLocation, GcsLocation
-from .results import ResultBuilder, check_no_clash
-from .staging import bigquery
+from .locations import GcsLocation
+from .prepare import MAX_REQUESTS_PER_JOB, Prepared, prepare
 
 log = logging.getLogger(__name__)
 
-#: Service limits per job (spec §4): requests, and bytes of one input file.
-MAX_REQUESTS_PER_JOB = 200_000
+#: Service limit of bytes per input file (spec §4); requests per job: MAX_REQUESTS_PER_JOB.
 MAX_BYTES_PER_FILE = 1_000_000_000
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
-ON_INVALID = ("raise", "skip")
 
 
 def plan(sizes: np.ndarray, rows: np.ndarray, max_requests: int, max_bytes: int
@@ -98,16 +101,10 @@ def new_run_id() -> str:
     return f"run-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def _labels(user_labels: Mapping[str, str] | None, run_id: str) -> dict[str, str]:
-    labels = dict(user_labels or {})
-    for key, value in labels.items():
-        if not (isinstance(key, str) and re.match(r"^[a-z][a-z0-9_-]{0,62}$", key)
-                and isinstance(value, str) and _LABEL_VALUE.match(value)):
-            raise InputError(f"label {key!r}: {value!r} is not a valid Vertex AI label: keys "
-                             "start with a lowercase letter; keys and values use lowercase "
-                             "letters, digits, '_' and '-', at most 63 characters.")
-    labels["pdbatch-run"] = run_id
-    return labels
+def _labels(user_labels: Mapping[str, str] | None, run_id: str, fingerprint: str
+            ) -> dict[str, str]:
+    """The jobs' labels: the user's, the run id and the fingerprint."""
+    return {**(user_labels or {}), "pdbatch-run": run_id, "pdbatch-fingerprint": fingerprint}
 
 
 def batch_predict(
@@ -141,6 +138,11 @@ def batch_predict(
     credentials=None,
     max_requests_per_job: int = MAX_REQUESTS_PER_JOB,
     progress: bool = True,
+    force: bool = False,
+    max_cost: float | None = None,
+    max_rows: int | None = None,
+    retry_expired: bool = False,
+    cancel_on_interrupt: bool = False,
 ) -> pd.DataFrame:
     """Answer every row of ``df`` with a Vertex AI batch prediction job; return the frame
     with result columns added.
@@ -177,8 +179,8 @@ def batch_predict(
         include_response: keep each row's raw response as JSON text in ``response``; False
             leaves that column out (often the largest: about half the result's memory).
         max_retries: ask rows that failed with a transient error (429, 5xx) or got no answer
-            again, in up to this many follow-up passes, stopping when a pass fixes none;
-            adds an ``attempts`` column.
+            (also the unanswered rows of a job that FAILED part way) again, in up to this many
+            follow-up passes, stopping when a pass fixes none; adds an ``attempts`` column.
         dedup: send identical requests (same prompt, files and per-row settings) once and give
             every row that asked the same answer (not with ``carry``: then every row is sent,
             so that the output holds each row's carried values).
@@ -194,6 +196,16 @@ def batch_predict(
         credentials: google-auth credentials (default: application default credentials).
         max_requests_per_job: split larger frames into several jobs (service limit 200,000).
         progress: show a progress bar while jobs run.
+        force: start a new run even if the same call (same frame and arguments) already made
+            one in this staging location; by default the call re-attaches to that run: it
+            waits for its jobs if they still run, or only reads their answers.
+        max_cost: refuse (or, in a terminal or notebook, ask before) a run whose estimated
+            batch cost in USD is higher (see ``df.gemini.estimate``).
+        max_rows: the same for a run of more requests than this.
+        retry_expired: with ``max_retries``, also ask the rows of EXPIRED jobs again
+            (default: a JobError).
+        cancel_on_interrupt: on Ctrl-C or a notebook interrupt while waiting, cancel the jobs
+            (default: leave them running and log how to re-attach).
 
     Returns:
         A copy of ``df`` with the same index and order plus the columns ``text``,
@@ -201,116 +213,223 @@ def batch_predict(
         ``prompt_tokens``, ``output_tokens``, ``response`` (unless left out) and ``job``.
 
     Raises:
-        InputError: bad arguments or rows, before anything is uploaded.
-        JobError: a job ended FAILED, CANCELLED, EXPIRED or PAUSED.
+        InputError: bad arguments or rows, or a run over ``max_cost``/``max_rows``, before
+            anything is uploaded.
+        JobError: a job ended FAILED, CANCELLED, EXPIRED or PAUSED (see ``max_retries``);
+            its ``.result`` holds the answers written before.
     """
-    arguments = {k: v for k, v in locals().items() if k != "df"}  # for a re-ask
-    # --- checks: everything below may cost money, nothing above does
-    if not isinstance(df, pd.DataFrame):
-        raise InputError(f"batch_predict needs a pandas DataFrame, got {type(df).__name__}.")
-    if on_invalid not in ON_INVALID:
-        raise InputError(f"on_invalid={on_invalid!r}: choose one of {ON_INVALID}.")
-    if not (isinstance(max_retries, int) and 0 <= max_retries <= 10):
-        raise InputError("max_retries must be a whole number from 0 to 10.")
-    if not (isinstance(max_requests_per_job, int)
-            and 0 < max_requests_per_job <= MAX_REQUESTS_PER_JOB):
-        raise InputError(f"max_requests_per_job must be between 1 and {MAX_REQUESTS_PER_JOB}.")
-    settings = config.resolve(project, location, staging, api_endpoint, transport, output)
-    schema = structured.schema_of(response_schema) if response_schema is not None else None
-    check_no_clash(df, result_prefix, include_response,
-                   (structured.column_names(schema, expand) if schema else [])
-                   + (["attempts"] if max_retries else []))
-    carried = bigquery.carried_columns(df, carry)
-    if schema and formats.resolve(model).name != "gemini":
-        raise InputError("response_schema is supported for Gemini models in this version.")
-    request_config = structured.generation_config(generation_config, schema) if schema \
-        else generation_config
-    family = formats.resolve(model, system_instruction, request_config, safety_settings,
-                             row_config=bool(config_cols))
-    bq = _bigquery(settings, credentials)
-    if bq is not None and family.name != "gemini":
-        raise InputError(f"BigQuery staging and output support Gemini models in this version; "
-                         f"stage {model!r} on Cloud Storage (staging='gs://...').")
-    texts, reasons = prompts.render(df, prompt_col, prompt)
-    file_plan = _file_plan(df, files, reasons, family, settings)
-    row_config = _row_config(df, config_cols, request_config, reasons)
-    if on_invalid == "raise" and (reasons != "").any():
-        raise InputError(prompts.describe_invalid(df, reasons))
-    run_id = new_run_id()
-    job_labels = _labels(labels, run_id)
+    arguments = {k: v for k, v in locals().items() if k != "df"}
+    return _start(prepare(df, arguments)).result()
 
-    results = ResultBuilder(len(df), include_response)
-    skipped = np.flatnonzero(reasons != "")
-    results.skip(skipped, reasons[skipped])
-    send = reasons == ""
-    if dedup and not carried:
-        copies, originals = _duplicates(texts, send, file_plan, row_config)
-        send[copies] = False
-        results.copy_rows(copies, originals)
-    if len(skipped) == len(df):
-        log.warning("no row has a prompt to send; no job was created")
-        out = results.join(df, result_prefix)
-        if schema:
-            structured.add_columns(out, schema, result_prefix, expand, engine.connect())
-        return out
 
-    # --- stage and submit, one job's lines in memory at a time
-    client = JobClient(settings, credentials)
-    inputs = _location(settings.staging, run_id, family, bq, job_labels, carried)
-    outputs = (inputs if settings.output_location == settings.staging
-               else _location(settings.output_location, run_id, family, bq, job_labels,
-                              carried))
-    carried_values = (pa.Table.from_pandas(df[[f.name for f in carried]], preserve_index=False)
-                      if carried else None)
-    jobs: list[tuple[str, np.ndarray]] = []
-    if file_plan and file_plan.local:
+def submit(df: pd.DataFrame, **options) -> BatchRun:
+    """Like ``batch_predict`` (same arguments), but returns as soon as the jobs exist: a
+    ``BatchRun`` with ``status()``, ``wait()``, ``result()`` and ``cancel()``.
+
+    The run is recorded in its staging location: ``pdbatch.attach(run.id, staging=...)`` picks
+    it up in another process, and the same ``submit`` or ``batch_predict`` call made again
+    re-attaches to it."""
+    return _start(prepare(df, _arguments(df, options)))
+
+
+def estimate(df: pd.DataFrame, *, output_tokens: int | None = None,
+             prices: Mapping[str, tuple[float, float]] | None = None,
+             count_tokens: bool = True, **options) -> costs.Estimate:
+    """What ``batch_predict`` with these ``options`` would send and cost: rows, unique
+    requests, input tokens (countTokens on a sample when the API answers and
+    ``count_tokens``, else about 4 characters per token), ``output_tokens`` per request
+    (default: ``max_output_tokens``, else 256) and the batch cost in USD from a dated price
+    table (``pdbatch.costs.PRICES``; ``prices={"model": (input, output)}`` per million
+    tokens overrides it). Nothing is uploaded or submitted."""
+    prepared = prepare(df, _arguments(df, options))
+    return costs.estimate(prepared, output_tokens, dict(prices or {}), count_tokens)
+
+
+def attach(run: str, *, staging: str | None = None, project: str | None = None,
+           location: str | None = None, api_endpoint: str | None = None,
+           transport: str = "rest", credentials=None) -> BatchRun:
+    """The ``BatchRun`` of an earlier ``submit`` or ``batch_predict``, from its run id
+    (``run.id``, ``out.attrs["pdbatch_run"]``) or one of its jobs' resource names, and the
+    staging location it was made in (default ``PDBATCH_STAGING``). ``result(df)`` then needs
+    the frame it was made from."""
+    if isinstance(run, str) and run.startswith("projects/"):
+        match = re.match(r"^projects/([^/]+)/locations/([^/]+)/batchPredictionJobs/\d+$", run)
+        if not match:
+            raise InputError(f"{run!r} is not a batch prediction job name such as "
+                             "'projects/P/locations/L/batchPredictionJobs/123'.")
+        settings = config.resolve(match[1], match[2], staging, api_endpoint, transport)
+        run_id = JobClient(settings, credentials).get(run).labels.get("pdbatch-run", "")
+        if not runstore.RUN_ID.match(run_id):
+            raise InputError(f"{run} was not made by pdbatch (it has no pdbatch-run label).")
+    elif isinstance(run, str) and runstore.RUN_ID.match(run):
+        run_id = run
+    else:
+        raise InputError(f"run={run!r} is neither a pdbatch run id such as "
+                         "'run-20261121-183000-a1b2c3' nor a batch prediction job name.")
+    where = config.staging_location(staging or _environment_staging())
+    manifest = runstore.open_store(where, _bigquery_client(where, credentials)).load(run_id)
+    if manifest is None:
+        raise InputError(f"No run {run_id} in {where}: pass staging= where it was made.")
+    settings = config.resolve(project or manifest["project"], location or manifest["location"],
+                              where, api_endpoint, transport, manifest["output"])
+    return BatchRun(manifest, settings, credentials, follow_up=_follow_up)
+
+
+def runs(staging: str | None = None, credentials=None) -> pd.DataFrame:
+    """The runs recorded in a staging location (default ``PDBATCH_STAGING``), newest first:
+    run id, creation time, model, rows, requests, jobs, whether every job was submitted, and
+    the fingerprint. ``pdbatch.attach(run_id, staging=...)`` gives a run's handle."""
+    where = config.staging_location(staging or _environment_staging())
+    store = runstore.open_store(where, _bigquery_client(where, credentials))
+    found = [m for m in map(store.load, store.run_ids()) if m is not None]
+    columns = ["run", "created", "model", "rows", "requests", "jobs", "submitted",
+               "fingerprint"]
+    table = pd.DataFrame([{**m, "jobs": len(m["jobs"])} for m in found],
+                         columns=columns)
+    return table.sort_values("created", ascending=False, ignore_index=True)
+
+
+def _arguments(df: pd.DataFrame, options: dict) -> dict:
+    """``options`` as ``batch_predict``'s arguments, defaults filled in; a TypeError names
+    an unknown one."""
+    bound = inspect.signature(batch_predict).bind(df, **options)
+    bound.apply_defaults()
+    return {k: v for k, v in bound.arguments.items() if k != "df"}
+
+
+def _environment_staging() -> str:
+    import os
+
+    staging = os.environ.get("PDBATCH_STAGING")
+    if not staging:
+        raise InputError("Pass staging= (the run's staging location) or set PDBATCH_STAGING.")
+    return staging
+
+
+def _bigquery_client(where: str, credentials):
+    if not where.startswith("bq://"):
+        return None
+    from .staging import bigquery
+
+    return bigquery.client(bigquery.dataset_of(where)[0], credentials)
+
+
+def _start(prepared: Prepared) -> BatchRun:
+    """The run of a prepared call: the one this call already made (unless ``force``), else a
+    new one, with every job submitted."""
+    a, settings = prepared.arguments, prepared.settings
+    store = runstore.open_store(settings.staging, prepared.bq)
+    manifest = None
+    if not a["force"] and prepared.send.any():
+        run_id = store.find(prepared.fingerprint)
+        manifest = store.load(run_id) if run_id else None
+        if manifest is not None:
+            log.info("re-attaching to %s, made by the same call (force=True starts afresh)",
+                     run_id)
+    if manifest is None:
+        if a["max_cost"] is not None or a["max_rows"] is not None:
+            costs.guard(costs.estimate(prepared, count_tokens=a["max_cost"] is not None),
+                            a["max_cost"], a["max_rows"])
+        run_id = new_run_id()
+        manifest = {
+            "run": run_id, "fingerprint": prepared.fingerprint, "pass": prepared.tag,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": prepared.family.resource.rsplit("/", 1)[-1],
+            "project": settings.project, "location": settings.location,
+            "staging": settings.staging, "output": settings.output,
+            "rows": len(prepared.df), "requests": int(prepared.send.sum()),
+            "labels": _labels(a["labels"], run_id, prepared.fingerprint),
+            "options": _options(prepared), "jobs": [], "submitted": False,
+        }
+        if not prepared.send.any():
+            log.warning("no row has a prompt to send; no job was created")
+            manifest["submitted"] = True
+            return BatchRun(manifest, settings, a["credentials"], prepared, _follow_up)
+        store.save(manifest)
+        store.link(prepared.fingerprint, run_id)
+    run = BatchRun(manifest, settings, a["credentials"], prepared, _follow_up)
+    if not manifest["submitted"]:
+        _submit_jobs(run, prepared, store)
+    return run
+
+
+def _submit_jobs(run: BatchRun, prepared: Prepared, store) -> None:
+    """Stage and create the run's jobs that do not exist yet, recording each in the manifest
+    as soon as it exists (a job created by an attempt that died before recording it is found
+    by its display name)."""
+    manifest, a = run.manifest, prepared.arguments
+    client = run.client()
+    inputs = run._location(prepared, run.settings.staging)
+    outputs = (inputs if run.settings.output_location == run.settings.staging
+               else run._location(prepared, run.settings.output_location))
+    plan_ = prepared.file_plan
+    if plan_ and plan_.local:
         uploads = inputs if isinstance(inputs, GcsLocation) else outputs
-        uploads.staged += file_plan.upload(uploads.fs, uploads.folder)
-    for positions, requests in job_inputs(texts, send, family.frame, max_requests_per_job,
-                                          carried_values, file_plan, row_config):
-        number = len(jobs)
-        name = client.submit(f"pdbatch-{run_id}-{number:05d}", family.resource,
-                             inputs.stage(number, requests), outputs.destination(number),
-                             job_labels)
-        jobs.append((name, positions))
+        plan_.upload(uploads.fs, uploads.folder)
+    first, known = 0, len(manifest["jobs"])
+    for number, (positions, requests) in enumerate(job_inputs(
+            prepared.texts, prepared.send, prepared.family.frame, a["max_requests_per_job"],
+            prepared.carried_values(), plan_, prepared.row_config)):
+        if number >= known:
+            display = f"pdbatch-{run.id}-{number:05d}"
+            name = client.find(display, run.id) or client.submit(
+                display, prepared.family.resource, inputs.stage(number, requests),
+                outputs.destination(number), manifest["labels"])
+            manifest["jobs"].append({"number": number, "name": name, "first": first,
+                                     "count": len(positions)})
+            store.save(manifest)
+        first += len(positions)
         del requests
-    sent = int(send.sum())
-    log.info("run %s: %d requests for %d rows in %d job(s), staged in %s", run_id, sent,
-             len(df) - len(skipped), len(jobs), inputs)
+    manifest["submitted"] = True
+    store.save(manifest)
+    log.info("run %s: %d requests for %d rows in %d job(s), staged in %s", run.id,
+             manifest["requests"], len(prepared.df), len(manifest["jobs"]), inputs)
 
-    # --- wait, then collect, parse and join; then remove the staged inputs
-    infos = _wait_all(client, [name for name, _ in jobs], sent, progress)
-    ended = [i for i in infos if not i.succeeded]
-    if ended:
-        raise JobError(_ended_message(ended, infos, inputs, outputs))
-    con = engine.connect()
-    for number, (info, (_, positions)) in enumerate(zip(infos, jobs, strict=True)):
-        results.add_job(info.name, positions,
-                        outputs.collect(con, number, info.output_dir, include_response))
-    if not keep_staging:
-        inputs.clean_up()
-        if outputs is not inputs:
-            outputs.clean_up()  # uploaded files, when they went to the output location
-    out = results.join(df, result_prefix)
-    out.attrs["pdbatch_run"] = run_id  # read_results(run=...) reads these answers again
-    if schema:
-        structured.add_columns(out, schema, result_prefix, expand, con)
-        if reask_invalid:
-            _reask(df, out, arguments)
-    if max_retries:
-        _retry(df, out, arguments, sent_rows=reasons == "")
-    return out
+
+def _options(prepared: Prepared) -> dict:
+    """The call's arguments as JSON, for ``attach``: without credentials, and with a response
+    schema as its JSON Schema."""
+    options = {k: v for k, v in prepared.arguments.items() if k != "credentials"}
+    if prepared.schema is not None:
+        options["response_schema"] = prepared.schema.json_schema
+    return json.loads(json.dumps(options, default=str))
+
+
+def _follow_up(prepared: Prepared, out: pd.DataFrame) -> None:
+    """The passes after a run: re-ask answers that did not fit the schema, then retry failed
+    and missing rows."""
+    a = prepared.arguments
+    if prepared.schema and a["reask_invalid"]:
+        _reask(prepared, out)
+    if a["max_retries"]:
+        _retry(prepared, out)
 
 
 #: Row failures worth asking again: quota and server errors (a 400 would fail the same way).
 _TRANSIENT = {429, 500, 502, 503, 504}
 
 
-def _retry(df: pd.DataFrame, out: pd.DataFrame, arguments: dict, sent_rows: np.ndarray) -> None:
+def _again(prepared: Prepared, rows: np.ndarray, tag: str, **changes) -> pd.DataFrame:
+    """Ask ``rows`` of the frame again in a run of their own (no guard, no progress bar);
+    the answers written before a job ended when it ended without results."""
+    arguments = {**prepared.arguments, "progress": False, "max_cost": None, "max_rows": None,
+                 **changes}
+    try:
+        return _start(prepare(prepared.df.iloc[rows], arguments, f"{prepared.tag}/{tag}")
+                      ).result()
+    except JobError as err:
+        if err.result is None:
+            raise
+        log.warning("a follow-up pass ended without results for some rows: %s", err)
+        return err.result
+
+
+def _retry(prepared: Prepared, out: pd.DataFrame) -> None:
     """Ask failed (transient) and missing rows again, pass after pass, and count attempts."""
-    prefix = arguments["result_prefix"]
+    prefix = prepared.arguments["result_prefix"]
+    sent_rows = prepared.reasons == ""
     attempts = np.where(sent_rows, 1, 0)
-    for _ in range(arguments["max_retries"]):
+    for number in range(1, prepared.arguments["max_retries"] + 1):
         status = out[prefix + "status"].fillna("").to_numpy(dtype=object)
         codes = out[prefix + "error_code"].to_numpy(dtype=object, na_value=None)
         retryable = [s.startswith("missing: ") or c in _TRANSIENT
@@ -319,15 +438,10 @@ def _retry(df: pd.DataFrame, out: pd.DataFrame, arguments: dict, sent_rows: np.n
         if not len(again):
             break
         log.info("asking %d failed or missing rows again", len(again))
-        try:
-            retry = batch_predict(df.iloc[again],
-                                  **{**arguments, "max_retries": 0, "progress": False})
-        except JobError as err:  # keep the answers already paid for
-            log.warning("a retry pass ended without results; keeping earlier answers: %s", err)
-            break
+        retry = _again(prepared, again, f"retry-{number}", max_retries=0)
         attempts[again] += 1
         fixed = retry[prefix + "status"].eq("").fillna(False).to_numpy(dtype=bool)
-        for column in retry.columns.difference(df.columns, sort=False):
+        for column in retry.columns.difference(prepared.df.columns, sort=False):
             out.iloc[again, out.columns.get_loc(column)] = retry[column].to_numpy()
         if not fixed.any():
             log.warning("a retry pass answered none of %d rows; stopping", len(again))
@@ -335,111 +449,13 @@ def _retry(df: pd.DataFrame, out: pd.DataFrame, arguments: dict, sent_rows: np.n
     out[prefix + "attempts"] = pd.array(attempts, dtype="Int64")
 
 
-def _reask(df: pd.DataFrame, out: pd.DataFrame, arguments: dict) -> None:
+def _reask(prepared: Prepared, out: pd.DataFrame) -> None:
     """Ask the rows with an ``invalid: ...`` answer once more, and keep the new answers."""
-    status = out[arguments["result_prefix"] + "status"]
+    status = out[prepared.arguments["result_prefix"] + "status"]
     again = np.flatnonzero(status.str.startswith("invalid: ").fillna(False).to_numpy())
     if not len(again):
         return
     log.info("asking %d rows again whose answers did not fit response_schema", len(again))
-    retry = batch_predict(df.iloc[again], **{**arguments, "reask_invalid": False})
-    for column in retry.columns.difference(df.columns, sort=False):
+    retry = _again(prepared, again, "reask", reask_invalid=False, max_retries=0)
+    for column in retry.columns.difference(prepared.df.columns, sort=False):
         out.iloc[again, out.columns.get_loc(column)] = retry[column].to_numpy()
-
-
-def _duplicates(texts: pa.ChunkedArray, send: np.ndarray, file_plan, row_config
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows whose request repeats an earlier row's (same prompt, files and settings), and the
-    earlier rows they repeat. Found by a DuckDB hash of each request, then confirmed value by
-    value (only rows whose hashes meet are compared)."""
-    rows = np.flatnonzero(send)
-    keep = None if len(rows) == len(send) else pa.array(send)
-    key = {"prompt": texts if keep is None else texts.filter(keep)}
-    if file_plan is not None:
-        key["parts"] = file_plan.json_parts(rows)
-    if row_config is not None:
-        key["config"] = row_config if keep is None else row_config.filter(keep)
-    con = engine.connect()
-    con.register("pdbatch_keys", pa.table(key))
-    names = ", ".join(key)  # our own column names: prompt, parts, config
-    hashes = con.sql(f"SELECT hash({names}) AS h FROM pdbatch_keys").to_arrow_table()
-    hashes = hashes.column("h").to_numpy()
-    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-    copy = np.flatnonzero(first[inverse] != np.arange(len(rows)))
-    if not len(copy):
-        return copy, copy
-    original = first[inverse][copy]
-    table = pa.table(key).combine_chunks()
-    same = np.ones(len(copy), dtype=bool)
-    for column in table.columns:  # a hash collision is not a duplicate
-        same &= pc.equal(column.take(pa.array(copy)),
-                         column.take(pa.array(original))).to_numpy(zero_copy_only=False)
-    return rows[copy[same]], rows[original[same]]
-
-
-def _row_config(df, config_cols, request_config, reasons) -> pa.ChunkedArray | None:
-    """Each row's own generationConfig items, as JSON text; their problems become row
-    reasons."""
-    if not config_cols:
-        return None
-    table = overrides.row_config(df, config_cols, request_config, reasons)
-    return lines.json_items(engine.connect(), table, "," if request_config else "")
-
-
-def _file_plan(df, files, reasons, family, settings) -> multimodal.FilePlan | None:
-    """The checked file columns; their problems become row reasons."""
-    if not files:
-        return None
-    if not family.frame.close_part:
-        raise InputError("files= is supported for Gemini models in this version.")
-    file_plan = multimodal.plan(df, files, reasons)
-    if file_plan.local and not any(u.startswith("gs://") for u in
-                                   (settings.staging, settings.output_location)):
-        raise InputError("Local files and bytes are uploaded to Cloud Storage before the run: "
-                         "pass a gs:// staging or output location, or use gs:// URIs.")
-    return file_plan
-
-
-def _bigquery(settings: config.Settings, credentials):
-    """A BigQuery client when the run stages or writes there, after checking its datasets;
-    None otherwise."""
-    names = {"staging": settings.staging, "output": settings.output_location}
-    used = {name: uri for name, uri in names.items() if uri.startswith("bq://")}
-    if not used:
-        return None
-    bq = bigquery.client(settings.project, credentials)
-    for name, uri in used.items():
-        bigquery.check_dataset(bq, uri, settings.location, name)
-    return bq
-
-
-def _location(uri: str, run_id: str, family: formats.Family, bq, labels: dict[str, str],
-              carried: list):
-    if uri.startswith("bq://"):
-        return BigQueryLocation(uri, run_id, family.parser, bq, labels, carried)
-    return GcsLocation(uri, run_id, family.parser)
-
-
-def _wait_all(client, names: list[str], rows: int, progress: bool):
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=rows, unit="row", desc="batch prediction", disable=not progress)
-    infos = []
-    try:
-        for name in names:
-            info = client.wait(name, on_poll=lambda i: bar.set_postfix_str(
-                f"{len(infos) + 1}/{len(names)} {i.state.removeprefix('JOB_STATE_').lower()}"))
-            bar.update(info.successful + info.failed)
-            infos.append(info)
-    finally:
-        bar.close()
-    return infos
-
-
-def _ended_message(ended, infos, inputs, outputs) -> str:
-    lines = [f"{len(ended)} of {len(infos)} batch job(s) ended without results:"]
-    for info in ended:
-        error = f": {info.error_message} (code {info.error_code})" if info.error_message else ""
-        lines.append(f"  {info.name} {info.state}{error}")
-    lines.append(f"Inputs are in {inputs}; any partial outputs in {outputs}.")
-    return "\n".join(lines)

@@ -48,7 +48,8 @@ def test_10k_rows_round_trip_through_tables_with_carried_columns(bq, stack, data
     tables = _tables(bq, stack.project, dataset)
     [output] = [t for t in tables if "_output_" in t]
     assert not [t for t in tables if "_input_" in t]  # staged input removed after success
-    assert tables[output] == {"pdbatch-run": run}
+    assert tables[output]["pdbatch-run"] == run
+    assert len(tables[output]["pdbatch-fingerprint"]) == 32
     schema = {f.name: f.field_type for f in bq.get_table(f"{stack.project}.{dataset}.{output}")
               .schema}
     assert {k: schema[k] for k in ("pdbatch_row", "item_id", "price", "in_stock", "sku",
@@ -72,7 +73,7 @@ def test_keep_staging_keeps_the_labelled_input_tables(bq, stack, dataset):
                                           keep_staging=True, max_requests_per_job=4)
     tables = _tables(bq, stack.project, dataset)
     inputs = sorted(t for t in tables if "_input_" in t)
-    assert len(inputs) == 3 and all(tables[t] == {"pdbatch-run": out.attrs["pdbatch_run"]}
+    assert len(inputs) == 3 and all(tables[t]["pdbatch-run"] == out.attrs["pdbatch_run"]
                                     for t in inputs)
     assert out.groupby("job", sort=False).size().tolist() == [4, 4, 2]
 

@@ -102,7 +102,7 @@ def test_unreadable_input_fails_the_job_with_code_3(gapic, parent, fs, staging, 
     assert job.state.name == "JOB_STATE_PENDING"  # accepted at create, as the service does
 
     settings = Settings(stack.project, stack.location, staging, stack.vertex.url, "rest")
-    info = JobClient(settings).wait(job.name)  # pdbatch's own poller sees the terminal state
+    [info] = JobClient(settings).wait([job.name])  # pdbatch's own poller sees the terminal state
     assert info.state == "JOB_STATE_FAILED" and not info.succeeded
     assert info.error_code == 3
     assert info.error_message.startswith("Failed to import data. Line 2 of")

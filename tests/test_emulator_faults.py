@@ -298,7 +298,7 @@ def test_server_wide_faults_apply_to_every_job_unless_a_job_says_otherwise(stack
         failing = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
         assert (failing["error_code"] == 500).all()
         own = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
-                                      labels={"emulator-row-errors": ""})
+                                      labels={"emulator-row-errors": ""}, force=True)
         assert (own["status"] == "").all()
     finally:
         stack.service.fault_labels = {}

@@ -79,7 +79,8 @@ def test_answers_that_do_not_fit_get_a_status_and_can_be_asked_again(staging, sl
         "invalid: field 'stars' is not an integer (response_schema)"]
     assert out["llm_stars"].isna().tolist() == [False, True, True]
 
-    sloppy_model.clear()  # "Fine." is answered badly once more, then well when asked again
+    # The same call re-attaches to the first run (its answers are not paid for twice) and
+    # asks the invalid rows again; "Fine." is answered well the second time.
     again = FRAME.gemini.batch_predict(prompt="Review: {text}", response_schema=Review,
                                        staging=staging, progress=False, result_prefix="llm_",
                                        reask_invalid=True)

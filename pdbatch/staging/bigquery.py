@@ -9,6 +9,7 @@ table references, never pasted into SQL.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -154,3 +155,27 @@ def tables(bq, uri: str, prefix: str) -> list[str]:
 
 def delete(bq, table: str) -> None:
     bq.delete_table(table, not_found_ok=True)
+
+
+def write_text(bq, table: str, text: str) -> None:
+    """Make ``table`` a one-row table holding ``text`` (replacing what it held)."""
+    import io
+
+    from google.cloud import bigquery
+
+    schema = [bigquery.SchemaField("text", "STRING", mode="REQUIRED")]
+    config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
+                                    write_disposition="WRITE_TRUNCATE")
+    data = io.BytesIO(json.dumps({"text": text}).encode() + b"\n")
+    bq.load_table_from_file(data, table, job_config=config).result()
+
+
+def read_text(bq, table: str) -> str | None:
+    """The text of a table written by ``write_text``; None when there is no such table."""
+    from google.api_core.exceptions import NotFound
+
+    try:
+        rows = list(bq.list_rows(table, max_results=1))
+    except NotFound:
+        return None
+    return rows[0]["text"] if rows else None

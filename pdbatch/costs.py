@@ -1,0 +1,164 @@
+"""What a run would cost before it is submitted, and the guard that refuses (or asks about) a
+run over the user's limits.
+
+Input tokens come from Vertex AI's countTokens API on a sample of the requests when it
+answers, otherwise from a rule of thumb (about 4 characters per token, Google's own figure
+for Gemini). Output tokens cannot be known before the run: the estimate assumes
+``output_tokens`` per request (default: the ``max_output_tokens`` of the generation config,
+else 256). Prices are list prices in USD per million tokens; override them with ``prices=``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.compute as pc
+
+from .errors import InputError
+from .prepare import Prepared
+
+log = logging.getLogger(__name__)
+
+#: The date the price table was taken from https://cloud.google.com/vertex-ai/generative-ai/pricing
+PRICES_DATE = "2025-06-17"
+#: Standard (online) list prices, USD per million tokens, (input, output), for prompts of up to
+#: 200k tokens; output includes thinking tokens. Batch prediction is billed at half of these.
+PRICES: dict[str, tuple[float, float]] = {
+    "gemini-2.5-pro": (1.25, 10.00),
+    "gemini-2.5-flash": (0.30, 2.50),
+    "gemini-2.5-flash-lite": (0.10, 0.40),
+    "gemini-2.0-flash": (0.15, 0.60),
+    "gemini-2.0-flash-001": (0.15, 0.60),
+    "gemini-2.0-flash-lite": (0.075, 0.30),
+    "gemini-2.0-flash-lite-001": (0.075, 0.30),
+}
+BATCH_DISCOUNT = 0.5
+CHARS_PER_TOKEN = 4
+DEFAULT_OUTPUT_TOKENS = 256
+SAMPLE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A run's size and estimated batch cost in USD (None when no price is known)."""
+
+    model: str
+    rows: int
+    requests: int  # unique requests to send (skipped and repeated rows are not sent)
+    input_tokens: int
+    output_tokens: int
+    cost: float | None
+    method: str  # how input tokens were counted
+    prices: str  # where the prices came from
+
+    def __str__(self) -> str:
+        cost = f"${self.cost:,.2f}" if self.cost is not None else "unknown (no price)"
+        return (f"{self.model}: {self.rows:,} rows, {self.requests:,} requests, "
+                f"~{self.input_tokens:,} input and ~{self.output_tokens:,} output tokens, "
+                f"estimated batch cost {cost} ({self.method}; {self.prices})")
+
+
+def estimate(prepared: Prepared, output_tokens: int | None = None,
+             prices: dict[str, tuple[float, float]] | None = None,
+             count_tokens: bool = True) -> Estimate:
+    """The estimate of a prepared call (see the module's docstring for the method)."""
+    a = prepared.arguments
+    keep = prepared.send
+    sent = prepared.texts.filter(keep) if not keep.all() else prepared.texts
+    requests = int(keep.sum())
+    system = a["system_instruction"] or ""
+    chars = int(pc.sum(pc.utf8_length(sent)).as_py() or 0) + requests * len(system)
+    per_char, method = None, f"about {CHARS_PER_TOKEN} characters per token"
+    if count_tokens and requests:
+        per_char = _counted_tokens_per_char(prepared, sent, system)
+        if per_char is not None:
+            method = f"countTokens on {min(SAMPLE_SIZE, requests)} sampled requests"
+    input_tokens = math.ceil(chars * per_char) if per_char is not None \
+        else math.ceil(chars / CHARS_PER_TOKEN)
+    if output_tokens is None:
+        config = a["generation_config"] or {}
+        output_tokens = int(config.get("max_output_tokens", config.get(
+            "maxOutputTokens", DEFAULT_OUTPUT_TOKENS)))
+    output_total = output_tokens * requests
+    table = {**PRICES, **(prices or {})}
+    name = prepared.family.resource.rsplit("/", 1)[-1]
+    price = table.get(name)
+    cost = None
+    if price is not None:
+        cost = (input_tokens * price[0] + output_total * price[1]) / 1e6 * BATCH_DISCOUNT
+    source = "prices given" if prices and name in prices else f"list prices of {PRICES_DATE}"
+    return Estimate(name, len(prepared.df), requests, input_tokens, output_total, cost,
+                    method, f"{source}, batch discount {BATCH_DISCOUNT:.0%}")
+
+
+def guard(found: Estimate, max_cost: float | None, max_rows: int | None) -> None:
+    """Refuse a run over ``max_cost`` (USD) or ``max_rows`` (requests to send), before
+    anything is uploaded; in an interactive session, ask first."""
+    over = []
+    if max_rows is not None and found.requests > max_rows:
+        over.append(f"{found.requests:,} requests is over max_rows={max_rows:,}")
+    if max_cost is not None:
+        if found.cost is None:
+            over.append(f"no price is known for {found.model}, so max_cost={max_cost} cannot "
+                        "be checked (pass prices={...})")
+        elif found.cost > max_cost:
+            over.append(f"the estimated ${found.cost:,.2f} is over max_cost={max_cost}")
+    if not over:
+        return
+    message = f"{'; '.join(over)}. Estimate: {found}."
+    if _interactive():
+        answer = input(f"{message}\nSubmit anyway? [y/N] ")
+        if answer.strip().lower() in ("y", "yes"):
+            return
+        raise InputError("Not submitted: " + message)
+    raise InputError(f"Not submitted: {message} Raise the limit (or pass None) to run it.")
+
+
+def _interactive() -> bool:
+    """A person can answer: a terminal on stdin, or a Jupyter kernel."""
+    if "ipykernel" in sys.modules:
+        return True
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _counted_tokens_per_char(prepared: Prepared, sent, system: str) -> float | None:
+    """Tokens per character of a sample of requests, by the countTokens API; None when the
+    model is not a publisher model or the API does not answer."""
+    resource = prepared.family.resource
+    if prepared.family.name != "gemini" or not resource.startswith("publishers/"):
+        return None
+    picks = np.unique(np.linspace(0, len(sent) - 1, min(SAMPLE_SIZE, len(sent))).astype(int))
+    texts = sent.take(picks).to_pylist()
+    try:
+        tokens = _count_tokens(prepared, f"{prepared.settings.parent}/{resource}", texts,
+                               system)
+    except Exception as err:  # noqa: BLE001  any failure means: estimate without the API
+        log.info("countTokens did not answer (%s); estimating from characters", err)
+        return None
+    chars = sum(len(t) + len(system) for t in texts)
+    return tokens / chars if chars else None
+
+
+def _count_tokens(prepared: Prepared, endpoint: str, texts: list[str], system: str) -> int:
+    from google.api_core.client_options import ClientOptions
+    from google.cloud.aiplatform_v1 import LlmUtilityServiceClient
+
+    from .jobs import credentials_for
+
+    settings = prepared.settings
+    client = LlmUtilityServiceClient(
+        transport=settings.transport,
+        credentials=credentials_for(settings, prepared.arguments["credentials"]),
+        client_options=ClientOptions(api_endpoint=settings.api_endpoint))
+    total = 0
+    for text in texts:
+        request = {"endpoint": endpoint, "model": endpoint,
+                   "contents": [{"role": "user", "parts": [{"text": text}]}]}
+        if system:
+            request["system_instruction"] = {"parts": [{"text": system}]}
+        total += client.count_tokens(request=request, timeout=20).total_tokens
+    return total
