@@ -107,12 +107,17 @@ def resolve(
     if not staging:
         raise InputError("No staging location: pass staging='gs://my-bucket/prefix' (or "
                          "'bq://my-project.my_dataset') or set PDBATCH_STAGING.")
-    endpoint = (api_endpoint or os.environ.get("GOOGLE_VERTEX_BASE_URL")
-                or default_endpoint(location))
-    if not _ENDPOINT.match(endpoint):
-        raise InputError(f"api_endpoint={endpoint!r} must be a host[:port], optionally with "
-                         "http:// or https://.")
     if transport not in TRANSPORTS:
         raise InputError(f"transport={transport!r}: choose one of {TRANSPORTS}.")
-    return Settings(project, location, staging_location(staging), endpoint.rstrip("/"),
+    return Settings(project, location, staging_location(staging), endpoint(api_endpoint, location),
                     transport, staging_location(output, "output") if output else "")
+
+
+def endpoint(api_endpoint: str | None, location: str) -> str:
+    """The checked Vertex AI endpoint: the argument, else ``GOOGLE_VERTEX_BASE_URL``, else the
+    location's host."""
+    found = api_endpoint or os.environ.get("GOOGLE_VERTEX_BASE_URL") or default_endpoint(location)
+    if not _ENDPOINT.match(found):
+        raise InputError(f"api_endpoint={found!r} must be a host[:port], optionally with "
+                         "http:// or https://.")
+    return found.rstrip("/")

@@ -56,7 +56,7 @@ class Estimate:
     prices: str  # where the prices came from
 
     def __str__(self) -> str:
-        cost = f"${self.cost:,.2f}" if self.cost is not None else "unknown (no price)"
+        cost = _usd(self.cost) if self.cost is not None else "unknown (no price)"
         return (f"{self.model}: {self.rows:,} rows, {self.requests:,} requests, "
                 f"~{self.input_tokens:,} input and ~{self.output_tokens:,} output tokens, "
                 f"estimated batch cost {cost} ({self.method}; {self.prices})")
@@ -106,7 +106,7 @@ def guard(found: Estimate, max_cost: float | None, max_rows: int | None) -> None
             over.append(f"no price is known for {found.model}, so max_cost={max_cost} cannot "
                         "be checked (pass prices={...})")
         elif found.cost > max_cost:
-            over.append(f"the estimated ${found.cost:,.2f} is over max_cost={max_cost}")
+            over.append(f"the estimated {_usd(found.cost)} is over max_cost={max_cost}")
     if not over:
         return
     message = f"{'; '.join(over)}. Estimate: {found}."
@@ -118,9 +118,15 @@ def guard(found: Estimate, max_cost: float | None, max_rows: int | None) -> None
     raise InputError(f"Not submitted: {message} Raise the limit (or pass None) to run it.")
 
 
+def _usd(amount: float) -> str:
+    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
+
+
 def _interactive() -> bool:
-    """A person can answer: a terminal on stdin, or a Jupyter kernel."""
-    if "ipykernel" in sys.modules:
+    """A person can answer: a terminal on stdin, or a Jupyter kernel we run in."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if getattr(shell, "kernel", None) is not None:
         return True
     return sys.stdin is not None and sys.stdin.isatty()
 

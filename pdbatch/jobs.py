@@ -38,6 +38,7 @@ class JobInfo:
     successful: int
     failed: int
     labels: Mapping[str, str] = field(default_factory=dict)
+    input_uri: str = ""  # the first input file, or the input table
 
     @property
     def done(self) -> bool:
@@ -146,6 +147,8 @@ class JobClient:
             successful=stats.successful_count,
             failed=stats.failed_count,
             labels=dict(job.labels),
+            input_uri=(list(job.input_config.gcs_source.uris) or [""])[0]
+            or job.input_config.bigquery_source.input_uri,
         )
 
     def cancel(self, name: str) -> None:

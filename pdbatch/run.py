@@ -249,18 +249,22 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
            location: str | None = None, api_endpoint: str | None = None,
            transport: str = "rest", credentials=None) -> BatchRun:
     """The ``BatchRun`` of an earlier ``submit`` or ``batch_predict``, from its run id
-    (``run.id``, ``out.attrs["pdbatch_run"]``) or one of its jobs' resource names, and the
-    staging location it was made in (default ``PDBATCH_STAGING``). ``result(df)`` then needs
-    the frame it was made from."""
+    (``run.id``, ``out.attrs["pdbatch_run"]``) and the staging location it was made in
+    (default ``PDBATCH_STAGING``), or from one of its jobs' resource names (the staging
+    location is then read from the job). ``result(df)`` then needs the frame it was made
+    from."""
     if isinstance(run, str) and run.startswith("projects/"):
         match = re.match(r"^projects/([^/]+)/locations/([^/]+)/batchPredictionJobs/\d+$", run)
         if not match:
             raise InputError(f"{run!r} is not a batch prediction job name such as "
                              "'projects/P/locations/L/batchPredictionJobs/123'.")
-        settings = config.resolve(match[1], match[2], staging, api_endpoint, transport)
-        run_id = JobClient(settings, credentials).get(run).labels.get("pdbatch-run", "")
+        settings = config.Settings(match[1], match[2], "", config.endpoint(
+            api_endpoint, match[2]), transport)
+        job = JobClient(settings, credentials).get(run)
+        run_id = job.labels.get("pdbatch-run", "")
         if not runstore.RUN_ID.match(run_id):
             raise InputError(f"{run} was not made by pdbatch (it has no pdbatch-run label).")
+        staging = staging or _staging_of(job.input_uri, run_id)
     elif isinstance(run, str) and runstore.RUN_ID.match(run):
         run_id = run
     else:
@@ -297,6 +301,17 @@ def _arguments(df: pd.DataFrame, options: dict) -> dict:
     return {k: v for k, v in bound.arguments.items() if k != "df"}
 
 
+def _staging_of(input_uri: str, run_id: str) -> str | None:
+    """The staging location of a job's input: ``gs://.../<run>/input-N.jsonl`` or
+    ``bq://project.dataset.pdbatch_<run>_input_N``."""
+    folder = f"/{run_id}/"
+    if input_uri.startswith("gs://") and folder in input_uri:
+        return input_uri[:input_uri.index(folder)]
+    if input_uri.startswith("bq://"):
+        return input_uri.rsplit(".", 1)[0]
+    return None
+
+
 def _environment_staging() -> str:
     import os
 
@@ -326,10 +341,11 @@ def _start(prepared: Prepared) -> BatchRun:
         if manifest is not None:
             log.info("re-attaching to %s, made by the same call (force=True starts afresh)",
                      run_id)
-    if manifest is None:
+    resumed = manifest is not None
+    if not resumed:
         if a["max_cost"] is not None or a["max_rows"] is not None:
             costs.guard(costs.estimate(prepared, count_tokens=a["max_cost"] is not None),
-                            a["max_cost"], a["max_rows"])
+                        a["max_cost"], a["max_rows"])
         run_id = new_run_id()
         manifest = {
             "run": run_id, "fingerprint": prepared.fingerprint, "pass": prepared.tag,
@@ -349,14 +365,14 @@ def _start(prepared: Prepared) -> BatchRun:
         store.link(prepared.fingerprint, run_id)
     run = BatchRun(manifest, settings, a["credentials"], prepared, _follow_up)
     if not manifest["submitted"]:
-        _submit_jobs(run, prepared, store)
+        _submit_jobs(run, prepared, store, resumed)
     return run
 
 
-def _submit_jobs(run: BatchRun, prepared: Prepared, store) -> None:
+def _submit_jobs(run: BatchRun, prepared: Prepared, store, resumed: bool) -> None:
     """Stage and create the run's jobs that do not exist yet, recording each in the manifest
-    as soon as it exists (a job created by an attempt that died before recording it is found
-    by its display name)."""
+    as soon as it exists (when ``resumed``, a job created by an earlier attempt that died
+    before recording it is found by its display name)."""
     manifest, a = run.manifest, prepared.arguments
     client = run.client()
     inputs = run._location(prepared, run.settings.staging)
@@ -372,7 +388,7 @@ def _submit_jobs(run: BatchRun, prepared: Prepared, store) -> None:
             prepared.carried_values(), plan_, prepared.row_config)):
         if number >= known:
             display = f"pdbatch-{run.id}-{number:05d}"
-            name = client.find(display, run.id) or client.submit(
+            name = (resumed and client.find(display, run.id)) or client.submit(
                 display, prepared.family.resource, inputs.stage(number, requests),
                 outputs.destination(number), manifest["labels"])
             manifest["jobs"].append({"number": number, "name": name, "first": first,

@@ -318,6 +318,7 @@ def test_a_run_survives_api_errors_and_creates_each_job_once(stack, staging, gap
 
     # A create that happened although its answer was lost is found, not made again.
     stack.service.api_faults.inject(429, 1, lost=True)
-    lost = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+    lost = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                   force=True)
     assert (lost["status"] == "").all()
     assert len(_run_jobs(gapic, parent, lost.attrs["pdbatch_run"])) == 1

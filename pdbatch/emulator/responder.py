@@ -79,6 +79,14 @@ def _instance(schema: dict, root: dict, echo: str, number: int) -> Any:
             "null": None}.get(kind, echo)
 
 
+def count_tokens(request: dict) -> dict:
+    """A ``countTokens`` answer: the words of the contents and the system instruction."""
+    system = request.get("systemInstruction") or request.get("system_instruction")
+    texts = [t for c in request.get("contents") or [] for t in _texts(c)] + _texts(system)
+    return {"totalTokens": sum(map(_count_tokens, texts)),
+            "totalBillableCharacters": sum(len(t.replace(" ", "")) for t in texts)}
+
+
 def deterministic_response(request: dict) -> dict:
     """A GenerateContentResponse (REST camelCase) answering ``request``."""
     echo = echo_text(request)

@@ -123,10 +123,12 @@ def answer_rows(
     total: int,
     stop: Callable[[], bool],
     union: dict | None = None,
+    progress: Callable[[Outcome], None] | None = None,
 ) -> Outcome:
     """Answer every input line into ``sink`` (``GcsSink`` or ``bigquery.TableSink``); with
     ``union`` (from ``check_input``), the echoed requests get its missing keys as nulls.
 
+    ``progress(outcome)`` is told the counts so far after every window or incremental file.
     Stops early when ``stop()`` turns true (checked every window or incremental file) or, with
     the ``fail-partway`` fault, half way: the sink then keeps what was answered
     (``sink.stopped``) instead of writing the whole output (``sink.finished``).
@@ -147,6 +149,8 @@ def answer_rows(
                 _shuffle(rng, window)
                 spool.writelines(window)
                 window = []
+                if progress:
+                    progress(outcome)
                 if halted or stop():
                     sink.stopped(spool)
                     return outcome

@@ -1,4 +1,5 @@
-"""The emulator's HTTP front: the REST routes of ``batchPredictionJobs`` under /v1 and /v1beta1."""
+"""The emulator's HTTP front: the REST routes of ``batchPredictionJobs`` under /v1 and /v1beta1,
+and ``countTokens`` of publisher models (the words of the request's text)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from .faults import FaultError
+from .responder import count_tokens
 from .service import JOB_STATES, BatchService, ServiceError
 
 #: Admin route: ``POST {"code": 429, "count": 3}`` makes the next 3 API calls answer 429;
@@ -19,6 +21,9 @@ _ROUTE = re.compile(
     r"^/(?:v1|v1beta1)/(?P<parent>projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+))"
     r"/batchPredictionJobs(?:/(?P<id>\d+))?(?P<cancel>:cancel)?$"
 )
+_COUNT_TOKENS = re.compile(
+    r"^/(?:v1|v1beta1)/projects/[^/]+/locations/[^/]+/publishers/[^/]+/models/[^/:]+"
+    r":countTokens$")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -72,6 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
         """``(HTTP status, body, enums as numbers)`` for one API call."""
         match = _ROUTE.match(url.path)
         try:
+            if method == "POST" and _COUNT_TOKENS.match(url.path):
+                return 200, count_tokens(self._body()), False
             if not match:
                 raise ServiceError(404, "NOT_FOUND", f"The URL {url.path} was not found.")
             parent, job_id, cancel = match["parent"], match["id"], match["cancel"]

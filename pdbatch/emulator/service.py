@@ -105,8 +105,9 @@ class BatchService:
     ``state_dir`` the jobs are kept in that folder too: a new service on the same folder serves
     them again and resumes the unfinished ones from the start.
     ``fault_labels`` switches faults on for every job, as if each carried those ``emulator-*``
-    labels (a job's own labels win); ``api_faults.inject(429, 3)`` makes the next 3 API calls
-    fail.
+    labels (a job's own labels win), or with ``fault_jobs=N`` for the next N jobs created only
+    (a job that fails once, then its retry succeeds); ``api_faults.inject(429, 3)`` makes the
+    next 3 API calls fail.
     """
 
     timing: Timing = field(default_factory=Timing)
@@ -117,6 +118,8 @@ class BatchService:
     bigquery_endpoint: str | None = None  # default: BIGQUERY_EMULATOR_HOST
     null_injection: bool = True  # echo requests with their siblings' keys as nulls (§3.3)
     fault_labels: dict[str, str] = field(default_factory=dict)  # server-wide emulator-* labels
+    fault_jobs: int | None = None  # how many of the next jobs get fault_labels; None: all
+    _faulted: set[str] = field(default_factory=set)  # jobs that took fault_labels
     api_faults: ApiFaults = field(default_factory=ApiFaults)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: threading.Event = field(default_factory=threading.Event)
@@ -145,6 +148,9 @@ class BatchService:
             updateTime=rfc3339(now),
         )
         with self._lock:
+            if self.fault_jobs:
+                self.fault_jobs -= 1
+                self._faulted.add(job["name"])
             self._store.save(job)
         threading.Thread(target=self._run, args=(job["name"],), daemon=True).start()
         return copy.deepcopy(job)
@@ -220,9 +226,11 @@ class BatchService:
         job["error"] = {"code": 1, "message": "CANCELED"}
         self._set_state(job, "JOB_STATE_CANCELLED")
 
-    def _faults(self, labels: dict | None) -> JobFaults:
-        """The job's faults: its own ``emulator-*`` labels over the server-wide ones."""
-        return JobFaults.from_labels({**self.fault_labels, **(labels or {})})
+    def _faults(self, labels: dict | None, name: str = "") -> JobFaults:
+        """The job's faults: its own ``emulator-*`` labels over the server-wide ones (when they
+        apply to it)."""
+        server = self.fault_labels if self.fault_jobs is None or name in self._faulted else {}
+        return JobFaults.from_labels({**server, **(labels or {})})
 
     def _validated(self, body: dict) -> dict:
         def bad(message: str) -> ServiceError:
@@ -285,7 +293,7 @@ class BatchService:
     def _execute(self, name: str) -> None:
         with self._lock:
             job = copy.deepcopy(self._jobs[name])
-        faults = self._faults(job.get("labels"))
+        faults = self._faults(job.get("labels"), name)
         family = family_of(job["model"])
         if faults.queue_seconds and job["state"] == "JOB_STATE_PENDING":
             if not self._advance(name, 0, "JOB_STATE_QUEUED"):
@@ -318,7 +326,8 @@ class BatchService:
         outcome = runner.answer_rows(lines, sink, family, self.responder or family.respond,
                                      faults, name, total,
                                      stop=lambda: self._cancelling(name),
-                                     union=union if self.null_injection else None)
+                                     union=union if self.null_injection else None,
+                                     progress=lambda done: self._progress(name, done, faults))
         if outcome.finished:
             self._closed.wait(self.timing.running)
         results = self._results(sink.info(), outcome, faults)
@@ -378,16 +387,26 @@ class BatchService:
                         f"job's region {_location(job)} (multi-regions such as US or EU are not "
                         "allowed).")
 
+    def _progress(self, name: str, outcome: runner.Outcome, faults: JobFaults) -> None:
+        """A running job's ``completionStats`` so far."""
+        with self._lock:
+            job = self._jobs.get(name)
+            if job is not None and job["state"] == "JOB_STATE_RUNNING":
+                job.update(self._stats(outcome, faults))
+
     @staticmethod
-    def _results(info: dict, outcome: runner.Outcome, faults: JobFaults) -> dict:
-        """``outputInfo`` and ``completionStats`` (int64 as strings, zeros omitted)."""
+    def _stats(outcome: runner.Outcome, faults: JobFaults) -> dict:
+        """``completionStats`` (int64 as strings, zeros omitted), unless faults leave it out."""
+        if faults.stats == "empty":
+            return {}
         counts = {"successfulCount": outcome.succeeded, "failedCount": outcome.failed,
                   "incompleteCount": outcome.total - outcome.succeeded - outcome.failed}
-        stats = {k: str(v) for k, v in counts.items() if v and faults.stats != "zero"}
-        fields: dict = {"outputInfo": info}
-        if faults.stats != "empty":
-            fields["completionStats"] = stats
-        return fields
+        return {"completionStats": {k: str(v) for k, v in counts.items()
+                                    if v and faults.stats != "zero"}}
+
+    def _results(self, info: dict, outcome: runner.Outcome, faults: JobFaults) -> dict:
+        """``outputInfo`` and ``completionStats``."""
+        return {"outputInfo": info, **self._stats(outcome, faults)}
 
     def _finish(self, name: str, state: str | None = None, **fields) -> None:
         """End a job: SUCCEEDED, or FAILED when ``error`` is given, or ``state``; a job being
