@@ -252,3 +252,15 @@ def test_progress_counts_come_from_completion_stats_or_from_states():
         "running", 15, 1, False)
     no_stats = summarise([_info("JOB_STATE_SUCCEEDED"), _info("JOB_STATE_FAILED")], [10, 20])
     assert (no_stats.state, no_stats.done, no_stats.succeeded) == ("failed", 30, False)
+
+
+def test_a_submitted_run_can_time_out_waiting_and_be_cancelled(staging):
+    run = FRAME.gemini.submit(prompt_col="prompt", staging=staging, progress=False,
+                              labels={"emulator-queue-ms": "5000"})
+    with pytest.raises(TimeoutError, match="1 of 1 jobs still running"):
+        run.wait(timeout=0.5)
+    run.cancel()
+    assert run.wait().state == "cancelled"
+    with pytest.raises(pdbatch.JobError, match="JOB_STATE_CANCELLED") as err:
+        run.result()
+    assert err.value.result["status"].str.startswith("missing: ").all()
