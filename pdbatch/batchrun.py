@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import config, engine, structured
 from .errors import InputError, JobError
@@ -149,31 +151,19 @@ class BatchRun:
         Raises JobError (with ``.result``: the answers that were written) when a job ended
         without results and the run's options do not ask its rows again."""
         prepared = self._prepared_for(df)
-        a = prepared.arguments
         status = self.wait() if self.jobs else summarise([], [])
         inputs = self._location(prepared, self.settings.staging)
         outputs = (inputs if self.settings.output_location == self.settings.staging
                    else self._location(prepared, self.settings.output_location))
-        results = prepared.results()
-        sent = prepared.sent_rows
         con = engine.connect()
-        for job, info in zip(self.manifest["jobs"], status.jobs, strict=True):
-            why = "" if info.succeeded else _ended(info)
-            results.add_job(info.name, sent[job["first"]:job["first"] + job["count"]],
-                            outputs.collect(con, job["number"], info.output_dir,
-                                            a["include_response"]), why)
-        out = results.join(prepared.df, a["result_prefix"])
-        out.attrs["pdbatch_run"] = self.id  # read_results(run=...) reads these answers again
-        if prepared.schema:
-            structured.add_columns(out, prepared.schema, a["result_prefix"], a["expand"], con)
-        ended = [info for info in status.jobs if not info.succeeded]
-        if ended:
-            retryable = _RETRYABLE | ({"JOB_STATE_EXPIRED"} if a["retry_expired"] else set())
-            if not a["max_retries"] or any(info.state not in retryable for info in ended):
-                raise JobError(_ended_message(ended, status.jobs, inputs, outputs), out)
-            log.warning("%d of %d jobs of %s ended without results; asking their unanswered "
-                        "rows again", len(ended), len(status.jobs), self.id)
-        elif self.jobs and not a["keep_staging"]:
+        sent = prepared.sent_rows
+        answers = [(info, sent[job["first"]:job["first"] + job["count"]],
+                    outputs.collect(con, job["number"], info.output_dir,
+                                    prepared.arguments["include_response"]))
+                   for job, info in zip(self.manifest["jobs"], status.jobs, strict=True)]
+        out = joined(prepared, answers, self.id, con, f"Inputs are in {inputs}; any partial "
+                     f"outputs in {outputs}.")
+        if status.succeeded and self.jobs and not prepared.arguments["keep_staging"]:
             inputs.clean_up()
             if outputs is not inputs:
                 outputs.clean_up()  # uploaded files, when they went to the output location
@@ -240,6 +230,31 @@ class BatchRun:
                 f"<table><tr><th>job</th><th>state</th></tr>{rows}</table></div>")
 
 
+def joined(prepared: Prepared, answers: list[tuple[JobInfo, np.ndarray, pa.Table]],
+           run_id: str, con, where: str) -> pd.DataFrame:
+    """The prepared frame with the result columns from each job's parsed ``answers`` (its
+    info, the positions of its rows and its output lines, in row order). Raises JobError
+    (with ``.result``) when a job ended without results and the call's options do not ask
+    its rows again."""
+    a = prepared.arguments
+    results = prepared.results()
+    for info, positions, parsed in answers:
+        results.add_job(info.name, positions, parsed, "" if info.succeeded else _ended(info))
+    out = results.join(prepared.df, a["result_prefix"])
+    out.attrs["pdbatch_run"] = run_id  # read_results(run=...) reads these answers again
+    if prepared.schema:
+        structured.add_columns(out, prepared.schema, a["result_prefix"], a["expand"], con)
+    infos = [info for info, _, _ in answers]
+    ended = [info for info in infos if not info.succeeded]
+    if ended:
+        retryable = _RETRYABLE | ({"JOB_STATE_EXPIRED"} if a["retry_expired"] else set())
+        if not a["max_retries"] or any(info.state not in retryable for info in ended):
+            raise JobError(_ended_message(ended, infos, where), out)
+        log.warning("%d of %d jobs of %s ended without results; asking their unanswered rows "
+                    "again", len(ended), len(infos), run_id)
+    return out
+
+
 def _state_word(info: JobInfo) -> str:
     return info.state.removeprefix("JOB_STATE_").lower()
 
@@ -256,13 +271,13 @@ def _ended(info: JobInfo) -> str:
     return f"job {info.name} ended {info.state}{error} before answering this row"
 
 
-def _ended_message(ended, infos, inputs, outputs) -> str:
+def _ended_message(ended, infos, where: str) -> str:
     lines = [f"{len(ended)} of {len(infos)} batch job(s) ended without results:"]
     for info in ended:
         error = f": {info.error_message} (code {info.error_code})" if info.error_message else ""
         lines.append(f"  {info.name} {info.state}{error}")
-    lines.append(f"Inputs are in {inputs}; any partial outputs in {outputs}. The answers that "
-                 "were written are in this error's .result; max_retries=N asks the other rows "
-                 "again (EXPIRED jobs: with retry_expired=True).")
+    lines.append(f"{where} The answers that were written are in this error's .result; "
+                 "max_retries=N asks the other rows again (EXPIRED jobs: with "
+                 "retry_expired=True).")
     return "\n".join(lines)
 

@@ -161,10 +161,12 @@ class JobClient:
         names: list[str],
         on_poll: Callable[[list[JobInfo]], None] | None = None,
         timeout: float | None = None,
+        running_at_most: int | None = None,
     ) -> list[JobInfo]:
         """Poll jobs with exponential backoff (0.25 s growing to 30 s) until every one is
-        terminal; ``on_poll`` sees each round's infos. TimeoutError after ``timeout`` seconds
-        (the jobs keep running)."""
+        terminal (or, with ``running_at_most``, until no more than that many are not);
+        ``on_poll`` sees each round's infos. TimeoutError after ``timeout`` seconds (the jobs
+        keep running)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = _FIRST_POLL
         infos: dict[str, JobInfo] = {}
@@ -178,7 +180,7 @@ class JobClient:
             ordered = [infos[name] for name in names]
             if on_poll:
                 on_poll(ordered)
-            if all(info.done for info in ordered):
+            if sum(not info.done for info in ordered) <= (running_at_most or 0):
                 return ordered
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise TimeoutError(f"{sum(not i.done for i in ordered)} of {len(names)} jobs "

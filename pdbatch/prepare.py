@@ -88,6 +88,9 @@ def prepare(df: pd.DataFrame, arguments: dict, tag: str = "") -> Prepared:
     limit = a["max_requests_per_job"]
     if not (isinstance(limit, int) and 0 < limit <= MAX_REQUESTS_PER_JOB):
         raise InputError(f"max_requests_per_job must be between 1 and {MAX_REQUESTS_PER_JOB}.")
+    cap = a["max_concurrent_jobs"]
+    if cap is not None and not (isinstance(cap, int) and cap > 0):
+        raise InputError("max_concurrent_jobs must be None or a whole number of at least 1.")
     settings = config.resolve(a["project"], a["location"], a["staging"], a["api_endpoint"],
                               a["transport"], a["output"])
     check_labels(a["labels"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
@@ -59,11 +60,11 @@ def plan(sizes: np.ndarray, rows: np.ndarray, max_requests: int, max_bytes: int
 
 def job_inputs(texts: pa.ChunkedArray, send: np.ndarray, frame: Frame, max_requests: int,
                carried: pa.Table | None = None, file_plan: multimodal.FilePlan | None = None,
-               row_config: pa.ChunkedArray | None = None
+               row_config: pa.ChunkedArray | None = None, key_offset: int = 0
                ) -> Iterator[tuple[np.ndarray, pa.ChunkedArray]]:
     """Each job's row positions and request lines for the rows ``send`` marks (with the
     ``carried`` columns, the file parts and the ``row_config`` items of those rows), built one
-    job at a time.
+    job at a time. A line's row key is its position plus ``key_offset``.
 
     Jobs are planned from a lower bound of each line's size (a line over the limit is refused
     before the first job is built); a job whose escaped lines turn out larger than the byte
@@ -87,7 +88,7 @@ def job_inputs(texts: pa.ChunkedArray, send: np.ndarray, frame: Frame, max_reque
     for shard in shards:
         positions = sent[shard]
         requests = lines.request_lines(
-            con, sending[shard], positions, frame,
+            con, sending[shard], positions + key_offset, frame,
             carried.take(pa.array(positions)) if carried is not None else None,
             parts[shard] if parts is not None else None,
             config[shard] if config is not None else None)
@@ -143,6 +144,7 @@ def batch_predict(
     max_rows: int | None = None,
     retry_expired: bool = False,
     cancel_on_interrupt: bool = False,
+    max_concurrent_jobs: int | None = None,
 ) -> pd.DataFrame:
     """Answer every row of ``df`` with a Vertex AI batch prediction job; return the frame
     with result columns added.
@@ -206,6 +208,10 @@ def batch_predict(
             (default: a JobError).
         cancel_on_interrupt: on Ctrl-C or a notebook interrupt while waiting, cancel the jobs
             (default: leave them running and log how to re-attach).
+        max_concurrent_jobs: create a job only while fewer than this many of the run's jobs
+            are unfinished (default: all at once, within the project's quota).
+
+    A Dask DataFrame gets a lazy Dask DataFrame back (see docs/dask.md).
 
     Returns:
         A copy of ``df`` with the same index and order plus the columns ``text``,
@@ -219,6 +225,10 @@ def batch_predict(
             its ``.result`` holds the answers written before.
     """
     arguments = {k: v for k, v in locals().items() if k != "df"}
+    if hasattr(df, "__dask_graph__") and hasattr(df, "_meta"):  # a Dask DataFrame: lazy
+        from . import dask as on_dask
+
+        return on_dask.batch_predict(df, **arguments)
     return _start(prepare(df, arguments)).result()
 
 
@@ -274,6 +284,9 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
     manifest = runstore.open_store(where, _bigquery_client(where, credentials)).load(run_id)
     if manifest is None:
         raise InputError(f"No run {run_id} in {where}: pass staging= where it was made.")
+    if manifest.get("dask"):
+        raise InputError(f"{run_id} is a Dask run: compute the same batch_predict call again "
+                         "to pick it up (its jobs are not created twice).")
     settings = config.resolve(project or manifest["project"], location or manifest["location"],
                               where, api_endpoint, transport, manifest["output"])
     return BatchRun(manifest, settings, credentials, follow_up=_follow_up)
@@ -313,8 +326,6 @@ def _staging_of(input_uri: str, run_id: str) -> str | None:
 
 
 def _environment_staging() -> str:
-    import os
-
     staging = os.environ.get("PDBATCH_STAGING")
     if not staging:
         raise InputError("Pass staging= (the run's staging location) or set PDBATCH_STAGING.")
@@ -387,6 +398,8 @@ def _submit_jobs(run: BatchRun, prepared: Prepared, store, resumed: bool) -> Non
             prepared.texts, prepared.send, prepared.family.frame, a["max_requests_per_job"],
             prepared.carried_values(), plan_, prepared.row_config)):
         if number >= known:
+            if a["max_concurrent_jobs"]:
+                client.wait(run.jobs, running_at_most=a["max_concurrent_jobs"] - 1)
             display = f"pdbatch-{run.id}-{number:05d}"
             name = (resumed and client.find(display, run.id)) or client.submit(
                 display, prepared.family.resource, inputs.stage(number, requests),

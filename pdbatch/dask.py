@@ -1,0 +1,236 @@
+"""Dask frames: partitions -> shards -> jobs -> partitions, without the frame on the client.
+
+``batch_predict(ddf, ...)`` builds a lazy graph:
+
+1. one **stage** task per partition checks and renders its rows and writes them as shards
+   (JSONL files within the per-job limits) to ``<staging>/<run>/shards/``; a line's row key is
+   ``partition << 32 | row``. It returns only the shards' sizes and the partition's fingerprint.
+2. one **run** task plans jobs from those sizes alone (whole shards, within the request and
+   byte limits per job), records the run's manifest, creates the jobs (at most
+   ``max_concurrent_jobs`` unfinished at a time) and waits. The same call computed again finds
+   the run by fingerprint and only waits for (or reads) its jobs.
+3. one **join** task per partition computes the partition again (from its source, after the
+   run: no partition is held in memory while the jobs run), reads the outputs of the jobs
+   that hold its shards, keeps the lines whose key belongs to it, and joins them onto its
+   rows as the pandas path does (follow-up passes such as ``max_retries`` included, as pandas
+   runs of that partition's rows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+
+from . import engine, run, runstore
+from .batchrun import joined
+from .errors import InputError, JobError
+from .jobs import JobClient
+from .locations import GcsLocation
+from .prepare import prepare
+from .staging import gcs
+
+log = logging.getLogger(__name__)
+
+_ROW_BITS = 32  # a row key is partition << 32 | row within the partition
+
+
+def batch_predict(ddf, **options):
+    """``batch_predict`` over a Dask DataFrame: a lazy Dask DataFrame with the same
+    partitions and divisions and the same result columns (computing it runs the jobs)."""
+    import dask
+    import dask.dataframe as dd
+    from dask.optimization import cull
+
+    meta = ddf._meta
+    arguments = run._arguments(meta, options)
+    _check(arguments)
+    empty = prepare(meta, arguments)  # the arguments' checks, before any task runs
+    out_meta = joined(empty, [], "", engine.connect(), "")
+    if arguments["max_retries"]:
+        out_meta[arguments["result_prefix"] + "attempts"] = pd.array([], dtype="Int64")
+    run_id = run.new_run_id()
+    parts = ddf.to_delayed()
+    graph = dict(parts[0].__dask_graph__()) if parts else {}
+    staged = [dask.delayed(_stage, pure=False)(part, number, run_id, arguments)
+              for number, part in enumerate(parts)]
+    jobs = dask.delayed(_run_jobs, pure=False)(staged, run_id, arguments)
+    joins = [dask.delayed(_join, pure=False)(Recipe(cull(graph, [part.key])[0], part.key),
+                                             number, jobs, arguments)
+             for number, part in enumerate(parts)]
+    return dd.from_delayed(joins, meta=out_meta, divisions=ddf.divisions, verify_meta=False)
+
+
+class Recipe:
+    """How to compute one partition again: its own part of the frame's graph, opaque to Dask,
+    so that the join task reads its partition anew (from the source, after the jobs) rather
+    than the partition being kept in memory from the stage task while the jobs run."""
+
+    def __init__(self, graph: dict, key):
+        self.graph, self.key = graph, key
+
+    def compute(self) -> pd.DataFrame:
+        from dask.local import get_sync
+
+        return get_sync(self.graph, self.key)
+
+
+def _check(arguments: dict) -> None:
+    for name in ("staging", "output"):
+        where = arguments[name]
+        if where is not None and str(where).startswith("bq://"):
+            raise InputError(f"{name}={where!r}: Dask runs stage on Cloud Storage in this "
+                             "version; pass a gs:// location.")
+    if arguments["files"]:
+        raise InputError("files= is not supported for Dask frames in this version.")
+    if arguments["max_cost"] is not None or arguments["max_rows"] is not None:
+        raise InputError("max_cost and max_rows need the whole frame's estimate; for a Dask "
+                         "frame, estimate a sample with df.gemini.estimate first.")
+
+
+def _stage(part: pd.DataFrame, number: int, run_id: str, arguments: dict) -> dict:
+    """Render one partition and write its shards; returns their sizes and the fingerprint."""
+    prepared = prepare(part, arguments)
+    fs = gcs.filesystem()
+    folder = f"{prepared.settings.staging}/{run_id}/shards"
+    shards, first = [], 0
+    for index, (positions, requests) in enumerate(run.job_inputs(
+            prepared.texts, prepared.send, prepared.family.frame,
+            arguments["max_requests_per_job"], prepared.carried_values(),
+            row_config=prepared.row_config, key_offset=number << _ROW_BITS)):
+        uri = f"{folder}/part-{number:05d}-{index:04d}.jsonl"
+        gcs.write_jsonl(fs, uri, requests, metadata={"pdbatch-run": run_id})
+        shards.append({"uri": uri, "partition": number, "first": first,
+                       "count": len(positions),
+                       "bytes": int(pc.sum(pc.binary_length(requests)).as_py())})
+        first += len(positions)
+    return {"partition": number, "rows": len(part), "fingerprint": prepared.fingerprint,
+            "shards": shards}
+
+
+def pack(shards: list[dict], max_requests: int, max_bytes: int) -> list[list[int]]:
+    """Consecutive shards grouped into jobs of at most ``max_requests`` requests and
+    ``max_bytes`` bytes (each shard is within both already)."""
+    jobs: list[list[int]] = []
+    requests = size = 0
+    for index, shard in enumerate(shards):
+        if not jobs or requests + shard["count"] > max_requests \
+                or size + shard["bytes"] > max_bytes:
+            jobs.append([])
+            requests = size = 0
+        jobs[-1].append(index)
+        requests += shard["count"]
+        size += shard["bytes"]
+    return jobs
+
+
+def _run_jobs(staged: list[dict], run_id: str, arguments: dict) -> dict:
+    """Plan, record and create the jobs of the whole frame (or find the run this call already
+    made), then wait for them; returns the manifest with each job's final state."""
+    from .config import resolve
+
+    a = arguments
+    settings = resolve(a["project"], a["location"], a["staging"], a["api_endpoint"],
+                       a["transport"], a["output"])
+    fingerprint = hashlib.blake2b(json.dumps([s["fingerprint"] for s in staged]).encode(),
+                                  digest_size=16).hexdigest()
+    store = runstore.open_store(settings.staging)
+    fs = gcs.filesystem()
+    found = None if a["force"] else store.find(fingerprint)
+    manifest = store.load(found) if found else None
+    if manifest is not None:
+        log.info("re-attaching to %s, made by the same call (force=True starts afresh)", found)
+        fs.rm(f"{settings.staging}/{run_id}/shards", recursive=True)  # this attempt's copies
+    else:
+        shards = [shard for part in staged for shard in part["shards"]]
+        manifest = {
+            "run": run_id, "fingerprint": fingerprint, "pass": "", "dask": True,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": "", "project": settings.project, "location": settings.location,
+            "staging": settings.staging, "output": settings.output,
+            "rows": sum(part["rows"] for part in staged),
+            "requests": sum(shard["count"] for shard in shards),
+            "labels": run._labels(a["labels"], run_id, fingerprint),
+            "options": {k: v for k, v in a.items() if k != "credentials"},
+            "shards": shards, "jobs": [], "submitted": False,
+        }
+        manifest["options"] = json.loads(json.dumps(manifest["options"], default=str))
+        store.save(manifest)
+        store.link(fingerprint, run_id)
+    client = JobClient(settings, a["credentials"])
+    if not manifest["submitted"]:
+        _create(client, manifest, store, settings, a)
+    infos = client.wait([job["name"] for job in manifest["jobs"]])
+    for job, info in zip(manifest["jobs"], infos, strict=True):
+        job["info"] = info
+    if all(info.succeeded for info in infos) and not a["keep_staging"]:
+        shards = fs.glob(f"{settings.staging}/{manifest['run']}/shards/*.jsonl")
+        if shards:
+            fs.rm(shards)
+    return manifest
+
+
+def _create(client: JobClient, manifest: dict, store, settings, a: dict) -> None:
+    from .formats import resolve as resolve_family
+
+    resource = resolve_family(a["model"]).resource
+    manifest["model"] = resource.rsplit("/", 1)[-1]
+    shards = manifest["shards"]
+    planned = pack(shards, a["max_requests_per_job"], run.MAX_BYTES_PER_FILE)
+    folder = f"{settings.output_location}/{manifest['run']}"
+    for number, members in enumerate(planned):
+        if number < len(manifest["jobs"]):
+            continue
+        if a["max_concurrent_jobs"]:
+            client.wait([job["name"] for job in manifest["jobs"]],
+                        running_at_most=a["max_concurrent_jobs"] - 1)
+        display = f"pdbatch-{manifest['run']}-{number:05d}"
+        name = client.find(display, manifest["run"]) or client.submit(
+            display, resource,
+            {"instances_format": "jsonl",
+             "gcs_source": {"uris": [shards[i]["uri"] for i in members]}},
+            {"predictions_format": "jsonl",
+             "gcs_destination": {"output_uri_prefix": f"{folder}/output-{number:05d}"}},
+            manifest["labels"])
+        manifest["jobs"].append({"number": number, "name": name, "shards": members})
+        store.save(manifest)
+    manifest["submitted"] = True
+    store.save(manifest)
+
+
+def _join(recipe: Recipe, number: int, manifest: dict, arguments: dict) -> pd.DataFrame:
+    """One partition's rows with the result columns, from the jobs that hold its shards."""
+    prepared = prepare(recipe.compute(), arguments)
+    family = prepared.family
+    outputs = GcsLocation(prepared.settings.output_location, manifest["run"], family.parser)
+    sent = prepared.sent_rows
+    con = engine.connect()
+    answers = []
+    for job in manifest["jobs"]:
+        mine = [manifest["shards"][i] for i in job["shards"]
+                if manifest["shards"][i]["partition"] == number]
+        if not mine:
+            continue
+        info = job["info"]
+        lines = outputs.collect(con, job["number"], info.output_dir,
+                                arguments["include_response"])
+        keys = lines.column("key")
+        ours = pc.equal(pc.shift_right(keys, _ROW_BITS), number)
+        lines = lines.filter(pc.fill_null(ours, False))
+        lines = lines.set_column(lines.schema.get_field_index("key"), "key",
+                                 pc.bit_wise_and(lines.column("key"), (1 << _ROW_BITS) - 1))
+        positions = np.concatenate([sent[s["first"]:s["first"] + s["count"]] for s in mine])
+        answers.append((info, positions, lines))
+    try:
+        out = joined(prepared, answers, manifest["run"], con,
+                     f"Shards and outputs are in {outputs}.")
+    except JobError as err:
+        raise JobError(f"partition {number}: {err}", err.result) from None
+    run._follow_up(prepared, out)
+    return out
+

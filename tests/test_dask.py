@@ -1,0 +1,96 @@
+"""Dask frames: partitions -> shards -> jobs -> partitions, with the threaded scheduler and a
+distributed LocalCluster."""
+
+from __future__ import annotations
+
+import dask
+import dask.dataframe as dd
+import pandas as pd
+import pytest
+
+import pdbatch
+
+SIZES = [0, 37, 1, 80, 0, 52, 30]  # uneven partitions, two of them empty
+
+
+def _frame(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"prompt": [f"question {i}" for i in range(n)],
+                         "n": range(n)}, index=pd.RangeIndex(1000, 1000 + n, name="id"))
+
+
+def _uneven() -> tuple[pd.DataFrame, dd.DataFrame]:
+    df = _frame(sum(SIZES))
+    bounds = [sum(SIZES[:i]) for i in range(len(SIZES) + 1)]
+    pieces = [dask.delayed(df.iloc[a:b].copy)()
+              for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return df, dd.from_delayed(pieces, meta=df.iloc[:0])
+
+
+def _check(out: pd.DataFrame, df: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(out[df.columns], df)
+    assert (out["status"] == "").all()
+    assert out["text"].tolist() == [f"echo: {p}" for p in df["prompt"]]
+
+
+def test_uneven_and_empty_partitions_span_several_jobs_on_threads(staging, uploaded):
+    df, ddf = _uneven()
+    lazy = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging,
+                                    max_requests_per_job=40)
+    assert uploaded() == [] and len(pdbatch.runs(staging)) == 0  # building calls no model
+    assert lazy.npartitions == len(SIZES)
+    out = lazy.compute(scheduler="threads")
+    _check(out, df)
+    assert out.dtypes.equals(lazy._meta.dtypes)
+
+    [run] = pdbatch.runs(staging).to_dict("records")
+    # Shards of at most 40 requests (37 | 1 | 40 40 | 40 12 | 30), packed whole into jobs of
+    # at most 40: [37, 1] [40] [40] [40] [12] [30]; the first job holds two partitions.
+    assert run["rows"] == sum(SIZES) and run["jobs"] == 6
+    assert out.groupby("job", sort=False).size().tolist() == [38, 40, 40, 40, 12, 30]
+    assert not [p for p in uploaded() if "/shards/" in p]  # shards removed after success
+
+    again = lazy.compute(scheduler="threads")  # the same call: re-attached, not paid twice
+    pd.testing.assert_frame_equal(again, out)
+    assert len(pdbatch.runs(staging)) == 1
+    with pytest.raises(pdbatch.InputError, match="is a Dask run"):
+        pdbatch.attach(run["run"], staging=staging)
+
+
+def test_a_frame_of_empty_partitions_makes_no_job(staging):
+    empty = dd.from_pandas(_frame(0), npartitions=1)
+    out = empty.gemini.batch_predict(prompt_col="prompt", staging=staging).compute(
+        scheduler="threads")
+    assert len(out) == 0 and {"text", "status", "job"} <= set(out.columns)
+    assert pdbatch.runs(staging)["jobs"].tolist() == [0]
+
+
+def test_known_divisions_are_kept_and_partitions_are_computed_after_the_jobs(staging):
+    df = _frame(120)
+    ddf = dd.from_pandas(df, npartitions=4)
+    lazy = pdbatch.batch_predict(ddf, prompt_col="prompt", staging=staging, result_prefix="llm_",
+                                 max_requests_per_job=50, max_concurrent_jobs=1)
+    assert lazy.divisions == ddf.divisions
+    out = lazy.compute(scheduler="threads")
+    pd.testing.assert_frame_equal(out[df.columns], ddf.compute())  # Dask's own string dtype
+    assert out["llm_text"].tolist() == [f"echo: {p}" for p in df["prompt"]]
+
+
+def test_bad_arguments_are_refused_when_the_graph_is_built(staging, uploaded):
+    _, ddf = _uneven()
+    with pytest.raises(pdbatch.InputError, match="not columns of the frame"):
+        ddf.gemini.batch_predict(prompt_col="missing", staging=staging)
+    with pytest.raises(pdbatch.InputError, match="Cloud Storage"):
+        ddf.gemini.batch_predict(prompt_col="prompt", staging="bq://my-project.data")
+    assert uploaded() == []
+
+
+def test_a_local_cluster_runs_the_same_graph(staging):
+    from distributed import Client, LocalCluster
+
+    df, ddf = _uneven()
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None, processes=True) as cluster, Client(cluster):
+        out = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging,
+                                       max_requests_per_job=64).compute()
+    _check(out, df)
+    assert out["job"].nunique() == 5  # shards 37 | 1 | 64 16 | 52 | 30 in jobs of <= 64
