@@ -58,6 +58,7 @@ def register_dask() -> None:
             self._obj = dask_obj
 
         batch_predict = _forwarding(on_dask.batch_predict, signature_of=run.batch_predict)
+        submit = _forwarding(on_dask.submit, signature_of=run.batch_predict)
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):

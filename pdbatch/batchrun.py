@@ -70,9 +70,11 @@ class BatchRun:
 
     def __init__(self, manifest: dict, settings: config.Settings, credentials=None,
                  prepared: Prepared | None = None,
-                 follow_up: Callable[[Prepared, pd.DataFrame], None] | None = None):
+                 follow_up: Callable[[Prepared, pd.DataFrame], None] | None = None,
+                 frame=None):
         self.manifest, self.settings, self._credentials = manifest, settings, credentials
         self._prepared, self._follow_up = prepared, follow_up
+        self._frame = frame  # the Dask frame of a Dask run
         self._client: JobClient | None = None
         self._last: RunStatus | None = None
 
@@ -149,7 +151,18 @@ class BatchRun:
         ``pdbatch.attach`` needs ``df``: the frame it was made from (checked by fingerprint).
 
         Raises JobError (with ``.result``: the answers that were written) when a job ended
-        without results and the run's options do not ask its rows again."""
+        without results and the run's options do not ask its rows again.
+
+        A Dask run returns the lazy frame of ``batch_predict`` (its jobs are waited for when
+        it is computed); attached by id, it needs ``df``: the Dask frame it was made from."""
+        if self.manifest.get("dask"):
+            from . import dask as on_dask
+
+            frame = df if df is not None else self._frame
+            if frame is None:
+                raise InputError(f"{self.id} was attached by id: pass the Dask frame it was "
+                                 "made from, run.result(ddf).")
+            return on_dask.result_frame(frame, self.manifest, self._credentials)
         prepared = self._prepared_for(df)
         status = self.wait() if self.jobs else summarise([], [])
         inputs = self._location(prepared, self.settings.staging)

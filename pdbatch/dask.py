@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from . import engine, run, runstore
-from .batchrun import joined
+from .batchrun import BatchRun, joined
 from .errors import InputError, JobError
 from .jobs import JobClient
 from .locations import GcsLocation
@@ -44,26 +44,72 @@ def batch_predict(ddf, **options):
     """``batch_predict`` over a Dask DataFrame: a lazy Dask DataFrame with the same
     partitions and divisions and the same result columns (computing it runs the jobs)."""
     import dask
-    import dask.dataframe as dd
-    from dask.optimization import cull
 
+    arguments, meta = _checked(ddf, options)
+    run_id = run.new_run_id()
+    submitted = dask.delayed(_submit_run, pure=False)(_staged(ddf, run_id, arguments), run_id,
+                                                      arguments)
+    return _joined_frame(ddf, submitted, arguments, meta)
+
+
+def submit(ddf, **options) -> BatchRun:
+    """Stage the frame's partitions and create the jobs now (on the Dask workers); returns a
+    ``BatchRun`` whose ``result()`` is the lazy frame of ``batch_predict``."""
+    import dask
+
+    arguments, _ = _checked(ddf, options)
+    run_id = run.new_run_id()
+    submitted = dask.delayed(_submit_run, pure=False)(_staged(ddf, run_id, arguments), run_id,
+                                                      arguments)
+    (manifest,) = dask.compute(submitted)
+    return BatchRun(manifest, _settings(arguments), arguments["credentials"], frame=ddf)
+
+
+def result_frame(ddf, manifest: dict, credentials=None):
+    """The lazy result of a submitted Dask run, for the frame it was made from (each
+    partition is checked against the run's manifest when it is joined)."""
+    if ddf.npartitions != len(manifest["partitions"]):
+        raise InputError(f"{manifest['run']} was made from a frame of "
+                         f"{len(manifest['partitions'])} partitions; this one has "
+                         f"{ddf.npartitions}. Pass the frame it was made from.")
+    arguments, meta = _checked(ddf, {**manifest["options"], "credentials": credentials})
+    return _joined_frame(ddf, manifest, arguments, meta)
+
+
+def _checked(ddf, options: dict) -> tuple[dict, pd.DataFrame]:
+    """The call's arguments, checked against the frame's meta before any task runs, and the
+    result's meta."""
     meta = ddf._meta
     arguments = run._arguments(meta, options)
     _check(arguments)
-    empty = prepare(meta, arguments)  # the arguments' checks, before any task runs
+    empty = prepare(meta, arguments)
     out_meta = joined(empty, [], "", engine.connect(), "")
     if arguments["max_retries"]:
         out_meta[arguments["result_prefix"] + "attempts"] = pd.array([], dtype="Int64")
-    run_id = run.new_run_id()
+    return arguments, out_meta
+
+
+def _staged(ddf, run_id: str, arguments: dict) -> list:
+    import dask
+
+    return [dask.delayed(_stage, pure=False)(part, number, run_id, arguments)
+            for number, part in enumerate(ddf.to_delayed())]
+
+
+def _joined_frame(ddf, manifest, arguments: dict, meta: pd.DataFrame):
+    """One join task per partition, after the run's jobs have ended (``manifest``: the
+    submitted run, or a task giving it)."""
+    import dask
+    import dask.dataframe as dd
+    from dask.optimization import cull
+
     parts = ddf.to_delayed()
     graph = dict(parts[0].__dask_graph__()) if parts else {}
-    staged = [dask.delayed(_stage, pure=False)(part, number, run_id, arguments)
-              for number, part in enumerate(parts)]
-    jobs = dask.delayed(_run_jobs, pure=False)(staged, run_id, arguments)
+    ended = dask.delayed(_wait_run, pure=False)(manifest, arguments)
     joins = [dask.delayed(_join, pure=False)(Recipe(cull(graph, [part.key])[0], part.key),
-                                             number, jobs, arguments)
+                                             number, ended, arguments)
              for number, part in enumerate(parts)]
-    return dd.from_delayed(joins, meta=out_meta, divisions=ddf.divisions, verify_meta=False)
+    return dd.from_delayed(joins, meta=meta, divisions=ddf.divisions, verify_meta=False)
 
 
 class Recipe:
@@ -129,23 +175,27 @@ def pack(shards: list[dict], max_requests: int, max_bytes: int) -> list[list[int
     return jobs
 
 
-def _run_jobs(staged: list[dict], run_id: str, arguments: dict) -> dict:
-    """Plan, record and create the jobs of the whole frame (or find the run this call already
-    made), then wait for them; returns the manifest with each job's final state."""
+def _settings(a: dict):
     from .config import resolve
 
-    a = arguments
-    settings = resolve(a["project"], a["location"], a["staging"], a["api_endpoint"],
-                       a["transport"], a["output"])
-    fingerprint = hashlib.blake2b(json.dumps([s["fingerprint"] for s in staged]).encode(),
-                                  digest_size=16).hexdigest()
+    return resolve(a["project"], a["location"], a["staging"], a["api_endpoint"],
+                   a["transport"], a["output"])
+
+
+def _submit_run(staged: list[dict], run_id: str, arguments: dict) -> dict:
+    """Plan, record and create the jobs of the whole frame, or find the run this call already
+    made (and create what it did not get to); returns its manifest."""
+    a, settings = arguments, _settings(arguments)
+    partitions = [s["fingerprint"] for s in staged]
+    fingerprint = hashlib.blake2b(json.dumps(partitions).encode(), digest_size=16).hexdigest()
     store = runstore.open_store(settings.staging)
-    fs = gcs.filesystem()
     found = None if a["force"] else store.find(fingerprint)
     manifest = store.load(found) if found else None
     if manifest is not None:
         log.info("re-attaching to %s, made by the same call (force=True starts afresh)", found)
-        fs.rm(f"{settings.staging}/{run_id}/shards", recursive=True)  # this attempt's copies
+        copies = gcs.filesystem().glob(f"{settings.staging}/{run_id}/shards/*.jsonl")
+        if copies:  # this attempt's shards: the run's own are already staged
+            gcs.filesystem().rm(copies)
     else:
         shards = [shard for part in staged for shard in part["shards"]]
         manifest = {
@@ -156,26 +206,36 @@ def _run_jobs(staged: list[dict], run_id: str, arguments: dict) -> dict:
             "rows": sum(part["rows"] for part in staged),
             "requests": sum(shard["count"] for shard in shards),
             "labels": run._labels(a["labels"], run_id, fingerprint),
-            "options": {k: v for k, v in a.items() if k != "credentials"},
-            "shards": shards, "jobs": [], "submitted": False,
+            "options": json.loads(json.dumps(
+                {k: v for k, v in a.items() if k != "credentials"}, default=str)),
+            "partitions": partitions, "shards": shards, "jobs": [], "submitted": False,
         }
-        manifest["options"] = json.loads(json.dumps(manifest["options"], default=str))
         store.save(manifest)
         store.link(fingerprint, run_id)
-    client = JobClient(settings, a["credentials"])
     if not manifest["submitted"]:
-        _create(client, manifest, store, settings, a)
+        _create(JobClient(settings, a["credentials"]), manifest, store, settings, a,
+                resumed=found is not None)
+    return manifest
+
+
+def _wait_run(manifest: dict, arguments: dict) -> dict:
+    """Wait for the run's jobs; the manifest with each job's final ``info``. The shards are
+    removed once every job succeeded (unless ``keep_staging``)."""
+    settings = _settings(arguments)
+    client = JobClient(settings, arguments["credentials"])
     infos = client.wait([job["name"] for job in manifest["jobs"]])
-    for job, info in zip(manifest["jobs"], infos, strict=True):
-        job["info"] = info
-    if all(info.succeeded for info in infos) and not a["keep_staging"]:
+    manifest = {**manifest, "jobs": [{**job, "info": info}
+                                     for job, info in zip(manifest["jobs"], infos, strict=True)]}
+    if all(info.succeeded for info in infos) and not arguments["keep_staging"]:
+        fs = gcs.filesystem()
         shards = fs.glob(f"{settings.staging}/{manifest['run']}/shards/*.jsonl")
         if shards:
             fs.rm(shards)
     return manifest
 
 
-def _create(client: JobClient, manifest: dict, store, settings, a: dict) -> None:
+def _create(client: JobClient, manifest: dict, store, settings, a: dict,
+            resumed: bool) -> None:
     from .formats import resolve as resolve_family
 
     resource = resolve_family(a["model"]).resource
@@ -190,14 +250,15 @@ def _create(client: JobClient, manifest: dict, store, settings, a: dict) -> None
             client.wait([job["name"] for job in manifest["jobs"]],
                         running_at_most=a["max_concurrent_jobs"] - 1)
         display = f"pdbatch-{manifest['run']}-{number:05d}"
-        name = client.find(display, manifest["run"]) or client.submit(
+        name = (resumed and client.find(display, manifest["run"])) or client.submit(
             display, resource,
             {"instances_format": "jsonl",
              "gcs_source": {"uris": [shards[i]["uri"] for i in members]}},
             {"predictions_format": "jsonl",
              "gcs_destination": {"output_uri_prefix": f"{folder}/output-{number:05d}"}},
             manifest["labels"])
-        manifest["jobs"].append({"number": number, "name": name, "shards": members})
+        manifest["jobs"].append({"number": number, "name": name, "shards": members,
+                                 "count": sum(shards[i]["count"] for i in members)})
         store.save(manifest)
     manifest["submitted"] = True
     store.save(manifest)
@@ -206,6 +267,9 @@ def _create(client: JobClient, manifest: dict, store, settings, a: dict) -> None
 def _join(recipe: Recipe, number: int, manifest: dict, arguments: dict) -> pd.DataFrame:
     """One partition's rows with the result columns, from the jobs that hold its shards."""
     prepared = prepare(recipe.compute(), arguments)
+    if prepared.fingerprint != manifest["partitions"][number]:
+        raise InputError(f"partition {number} is not the one {manifest['run']} was made from; "
+                         "pass the frame it was made from.")
     family = prepared.family
     outputs = GcsLocation(prepared.settings.output_location, manifest["run"], family.parser)
     sent = prepared.sent_rows

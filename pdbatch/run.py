@@ -225,7 +225,7 @@ def batch_predict(
             its ``.result`` holds the answers written before.
     """
     arguments = {k: v for k, v in locals().items() if k != "df"}
-    if hasattr(df, "__dask_graph__") and hasattr(df, "_meta"):  # a Dask DataFrame: lazy
+    if _is_dask(df):  # a lazy result
         from . import dask as on_dask
 
         return on_dask.batch_predict(df, **arguments)
@@ -238,7 +238,12 @@ def submit(df: pd.DataFrame, **options) -> BatchRun:
 
     The run is recorded in its staging location: ``pdbatch.attach(run.id, staging=...)`` picks
     it up in another process, and the same ``submit`` or ``batch_predict`` call made again
-    re-attaches to it."""
+    re-attaches to it. A Dask DataFrame is staged and its jobs created now (on the workers);
+    ``result()`` is then the lazy frame."""
+    if _is_dask(df):
+        from . import dask as on_dask
+
+        return on_dask.submit(df, **options)
     return _start(prepare(df, _arguments(df, options)))
 
 
@@ -284,9 +289,6 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
     manifest = runstore.open_store(where, _bigquery_client(where, credentials)).load(run_id)
     if manifest is None:
         raise InputError(f"No run {run_id} in {where}: pass staging= where it was made.")
-    if manifest.get("dask"):
-        raise InputError(f"{run_id} is a Dask run: compute the same batch_predict call again "
-                         "to pick it up (its jobs are not created twice).")
     settings = config.resolve(project or manifest["project"], location or manifest["location"],
                               where, api_endpoint, transport, manifest["output"])
     return BatchRun(manifest, settings, credentials, follow_up=_follow_up)
@@ -304,6 +306,11 @@ def runs(staging: str | None = None, credentials=None) -> pd.DataFrame:
     table = pd.DataFrame([{**m, "jobs": len(m["jobs"])} for m in found],
                          columns=columns)
     return table.sort_values("created", ascending=False, ignore_index=True)
+
+
+def _is_dask(df) -> bool:
+    """A Dask DataFrame (told apart without importing Dask)."""
+    return hasattr(df, "__dask_graph__") and hasattr(df, "_meta")
 
 
 def _arguments(df: pd.DataFrame, options: dict) -> dict:

@@ -52,8 +52,26 @@ def test_uneven_and_empty_partitions_span_several_jobs_on_threads(staging, uploa
     again = lazy.compute(scheduler="threads")  # the same call: re-attached, not paid twice
     pd.testing.assert_frame_equal(again, out)
     assert len(pdbatch.runs(staging)) == 1
-    with pytest.raises(pdbatch.InputError, match="is a Dask run"):
-        pdbatch.attach(run["run"], staging=staging)
+
+
+def test_submit_and_attach_give_the_lazy_result_of_a_submitted_dask_run(staging):
+    df, ddf = _uneven()
+    run = ddf.gemini.submit(prompt_col="prompt", staging=staging, max_requests_per_job=64,
+                            progress=False)
+    assert len(run.jobs) == 5 and run.wait().state == "succeeded"
+    assert run.status().done == sum(SIZES)
+    _check(run.result().compute(scheduler="threads"), df)
+
+    attached = pdbatch.attach(run.id, staging=staging)
+    with pytest.raises(pdbatch.InputError, match="pass the Dask frame"):
+        attached.result()
+    _check(attached.result(ddf).compute(scheduler="threads"), df)
+    with pytest.raises(pdbatch.InputError, match="7 partitions; this one has 2"):
+        attached.result(dd.from_pandas(df, npartitions=2))
+    changed = ddf.assign(prompt=ddf["prompt"] + "?")
+    with pytest.raises(pdbatch.InputError, match="is not the one"):
+        attached.result(changed).compute(scheduler="threads")
+    assert len(pdbatch.runs(staging)) == 1
 
 
 def test_a_frame_of_empty_partitions_makes_no_job(staging):
