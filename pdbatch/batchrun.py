@@ -165,9 +165,7 @@ class BatchRun:
             return on_dask.result_frame(frame, self.manifest, self._credentials)
         prepared = self._prepared_for(df)
         status = self.wait() if self.jobs else summarise([], [])
-        inputs = self._location(prepared, self.settings.staging)
-        outputs = (inputs if self.settings.output_location == self.settings.staging
-                   else self._location(prepared, self.settings.output_location))
+        inputs, outputs = self.locations(prepared)
         con = engine.connect()
         sent = prepared.sent_rows
         answers = [(info, sent[job["first"]:job["first"] + job["count"]],
@@ -200,12 +198,21 @@ class BatchRun:
         self._prepared = prepared
         return prepared
 
-    def _location(self, prepared: Prepared, uri: str):
-        parser = prepared.family.parser
-        if uri.startswith("bq://"):
-            return BigQueryLocation(uri, self.id, parser, prepared.bq, self.manifest["labels"],
-                                    prepared.carried)
-        return GcsLocation(uri, self.id, parser)
+    def locations(self, prepared: Prepared) -> tuple:
+        """Where the run's inputs are staged and where its jobs write (the same object when
+        they are the same place)."""
+
+        def location(uri: str):
+            parser = prepared.family.parser
+            if uri.startswith("bq://"):
+                return BigQueryLocation(uri, self.id, parser, prepared.bq,
+                                        self.manifest["labels"], prepared.carried)
+            return GcsLocation(uri, self.id, parser)
+
+        inputs = location(self.settings.staging)
+        if self.settings.output_location == self.settings.staging:
+            return inputs, inputs
+        return inputs, location(self.settings.output_location)
 
     def _counts(self) -> list[int]:
         return [job["count"] for job in self.manifest["jobs"]]

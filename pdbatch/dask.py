@@ -21,18 +21,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime, timezone
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from . import engine, run, runstore
+from . import engine, formats, run, runstore
 from .batchrun import BatchRun, joined
 from .errors import InputError, JobError
 from .jobs import JobClient
 from .locations import GcsLocation
-from .prepare import prepare
+from .prepare import prepare, settings_of
 from .staging import gcs
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,8 @@ _ROW_BITS = 32  # a row key is partition << 32 | row within the partition
 def batch_predict(ddf, **options):
     """``batch_predict`` over a Dask DataFrame: a lazy Dask DataFrame with the same
     partitions and divisions and the same result columns (computing it runs the jobs)."""
-    import dask
-
     arguments, meta = _checked(ddf, options)
-    run_id = run.new_run_id()
-    submitted = dask.delayed(_submit_run, pure=False)(_staged(ddf, run_id, arguments), run_id,
-                                                      arguments)
-    return _joined_frame(ddf, submitted, arguments, meta)
+    return _joined_frame(ddf, _submission(ddf, arguments), arguments, meta)
 
 
 def submit(ddf, **options) -> BatchRun:
@@ -58,11 +53,8 @@ def submit(ddf, **options) -> BatchRun:
     import dask
 
     arguments, _ = _checked(ddf, options)
-    run_id = run.new_run_id()
-    submitted = dask.delayed(_submit_run, pure=False)(_staged(ddf, run_id, arguments), run_id,
-                                                      arguments)
-    (manifest,) = dask.compute(submitted)
-    return BatchRun(manifest, _settings(arguments), arguments["credentials"], frame=ddf)
+    (manifest,) = dask.compute(_submission(ddf, arguments))
+    return BatchRun(manifest, settings_of(arguments), arguments["credentials"], frame=ddf)
 
 
 def result_frame(ddf, manifest: dict, credentials=None):
@@ -82,6 +74,11 @@ def _checked(ddf, options: dict) -> tuple[dict, pd.DataFrame]:
     meta = ddf._meta
     arguments = run._arguments(meta, options)
     _check(arguments)
+    settings = settings_of(arguments)  # from the arguments or the environment
+    for name, where in (("staging", settings.staging), ("output", settings.output_location)):
+        if where.startswith("bq://"):
+            raise InputError(f"{name}={where!r}: Dask runs stage on Cloud Storage in this "
+                             "version; pass a gs:// location.")
     empty = prepare(meta, arguments)
     out_meta = joined(empty, [], "", engine.connect(), "")
     if arguments["max_retries"]:
@@ -89,11 +86,14 @@ def _checked(ddf, options: dict) -> tuple[dict, pd.DataFrame]:
     return arguments, out_meta
 
 
-def _staged(ddf, run_id: str, arguments: dict) -> list:
+def _submission(ddf, arguments: dict):
+    """The task that stages every partition (one task each), then submits the run."""
     import dask
 
-    return [dask.delayed(_stage, pure=False)(part, number, run_id, arguments)
-            for number, part in enumerate(ddf.to_delayed())]
+    run_id = run.new_run_id()
+    staged = [dask.delayed(_stage, pure=False)(part, number, run_id, arguments)
+              for number, part in enumerate(ddf.to_delayed())]
+    return dask.delayed(_submit_run, pure=False)(staged, run_id, arguments)
 
 
 def _joined_frame(ddf, manifest, arguments: dict, meta: pd.DataFrame):
@@ -127,11 +127,6 @@ class Recipe:
 
 
 def _check(arguments: dict) -> None:
-    for name in ("staging", "output"):
-        where = arguments[name]
-        if where is not None and str(where).startswith("bq://"):
-            raise InputError(f"{name}={where!r}: Dask runs stage on Cloud Storage in this "
-                             "version; pass a gs:// location.")
     if arguments["files"]:
         raise InputError("files= is not supported for Dask frames in this version.")
     if arguments["max_cost"] is not None or arguments["max_rows"] is not None:
@@ -175,17 +170,11 @@ def pack(shards: list[dict], max_requests: int, max_bytes: int) -> list[list[int
     return jobs
 
 
-def _settings(a: dict):
-    from .config import resolve
-
-    return resolve(a["project"], a["location"], a["staging"], a["api_endpoint"],
-                   a["transport"], a["output"])
-
-
 def _submit_run(staged: list[dict], run_id: str, arguments: dict) -> dict:
     """Plan, record and create the jobs of the whole frame, or find the run this call already
     made (and create what it did not get to); returns its manifest."""
-    a, settings = arguments, _settings(arguments)
+    a, settings = arguments, settings_of(arguments)
+    family = formats.resolve(a["model"])
     partitions = [s["fingerprint"] for s in staged]
     fingerprint = hashlib.blake2b(json.dumps(partitions).encode(), digest_size=16).hexdigest()
     store = runstore.open_store(settings.staging)
@@ -193,73 +182,51 @@ def _submit_run(staged: list[dict], run_id: str, arguments: dict) -> dict:
     manifest = store.load(found) if found else None
     if manifest is not None:
         log.info("re-attaching to %s, made by the same call (force=True starts afresh)", found)
-        copies = gcs.filesystem().glob(f"{settings.staging}/{run_id}/shards/*.jsonl")
-        if copies:  # this attempt's shards: the run's own are already staged
-            gcs.filesystem().rm(copies)
+        # this attempt's shards: the run's own are already staged
+        GcsLocation(settings.staging, run_id, family.parser).clean_up()
     else:
         shards = [shard for part in staged for shard in part["shards"]]
-        manifest = {
-            "run": run_id, "fingerprint": fingerprint, "pass": "", "dask": True,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": "", "project": settings.project, "location": settings.location,
-            "staging": settings.staging, "output": settings.output,
-            "rows": sum(part["rows"] for part in staged),
-            "requests": sum(shard["count"] for shard in shards),
-            "labels": run._labels(a["labels"], run_id, fingerprint),
-            "options": json.loads(json.dumps(
-                {k: v for k, v in a.items() if k != "credentials"}, default=str)),
-            "partitions": partitions, "shards": shards, "jobs": [], "submitted": False,
-        }
+        manifest = run.new_manifest(run_id, fingerprint, settings, a, family.resource,
+                                    sum(part["rows"] for part in staged),
+                                    sum(shard["count"] for shard in shards),
+                                    dask=True, partitions=partitions, shards=shards)
         store.save(manifest)
         store.link(fingerprint, run_id)
     if not manifest["submitted"]:
         _create(JobClient(settings, a["credentials"]), manifest, store, settings, a,
-                resumed=found is not None)
+                family.resource, resumed=found is not None)
     return manifest
 
 
 def _wait_run(manifest: dict, arguments: dict) -> dict:
     """Wait for the run's jobs; the manifest with each job's final ``info``. The shards are
     removed once every job succeeded (unless ``keep_staging``)."""
-    settings = _settings(arguments)
+    settings = settings_of(arguments)
     client = JobClient(settings, arguments["credentials"])
     infos = client.wait([job["name"] for job in manifest["jobs"]])
     manifest = {**manifest, "jobs": [{**job, "info": info}
                                      for job, info in zip(manifest["jobs"], infos, strict=True)]}
     if all(info.succeeded for info in infos) and not arguments["keep_staging"]:
-        fs = gcs.filesystem()
-        shards = fs.glob(f"{settings.staging}/{manifest['run']}/shards/*.jsonl")
-        if shards:
-            fs.rm(shards)
+        parser = formats.resolve(arguments["model"]).parser
+        GcsLocation(settings.staging, manifest["run"], parser).clean_up()
     return manifest
 
 
-def _create(client: JobClient, manifest: dict, store, settings, a: dict,
+def _create(client: JobClient, manifest: dict, store, settings, a: dict, resource: str,
             resumed: bool) -> None:
-    from .formats import resolve as resolve_family
-
-    resource = resolve_family(a["model"]).resource
-    manifest["model"] = resource.rsplit("/", 1)[-1]
+    """Create the jobs the manifest does not have yet: consecutive whole shards each."""
     shards = manifest["shards"]
-    planned = pack(shards, a["max_requests_per_job"], run.MAX_BYTES_PER_FILE)
     folder = f"{settings.output_location}/{manifest['run']}"
-    for number, members in enumerate(planned):
-        if number < len(manifest["jobs"]):
-            continue
-        if a["max_concurrent_jobs"]:
-            client.wait([job["name"] for job in manifest["jobs"]],
-                        running_at_most=a["max_concurrent_jobs"] - 1)
-        display = f"pdbatch-{manifest['run']}-{number:05d}"
-        name = (resumed and client.find(display, manifest["run"])) or client.submit(
-            display, resource,
-            {"instances_format": "jsonl",
-             "gcs_source": {"uris": [shards[i]["uri"] for i in members]}},
-            {"predictions_format": "jsonl",
-             "gcs_destination": {"output_uri_prefix": f"{folder}/output-{number:05d}"}},
-            manifest["labels"])
-        manifest["jobs"].append({"number": number, "name": name, "shards": members,
-                                 "count": sum(shards[i]["count"] for i in members)})
-        store.save(manifest)
+    planned = pack(shards, a["max_requests_per_job"], run.MAX_BYTES_PER_FILE)
+    for number, members in enumerate(planned[len(manifest["jobs"]):], len(manifest["jobs"])):
+        source = partial(dict, instances_format="jsonl",
+                         gcs_source={"uris": [shards[i]["uri"] for i in members]})
+        output = f"{folder}/output-{number:05d}"
+        run.create_job(client, store, manifest, number, resource, source,
+                       {"predictions_format": "jsonl",
+                        "gcs_destination": {"output_uri_prefix": output}},
+                       resumed, a["max_concurrent_jobs"], shards=members,
+                       count=sum(shards[i]["count"] for i in members))
     manifest["submitted"] = True
     store.save(manifest)
 

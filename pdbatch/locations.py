@@ -50,9 +50,9 @@ class GcsLocation:
             return lines.parse_output(con, self.parser, paths, response)
 
     def clean_up(self) -> None:
-        """Remove the run's staged inputs and uploaded files (outputs stay)."""
-        staged = self.fs.glob(f"{self.folder}/input-*.jsonl") + self.fs.glob(
-            f"{self.folder}/files/*")
+        """Remove the run's staged inputs, uploaded files and Dask shards (outputs stay)."""
+        staged = [path for pattern in ("input-*.jsonl", "files/*", "shards/*.jsonl")
+                  for path in self.fs.glob(f"{self.folder}/{pattern}")]
         if staged:
             self.fs.rm(staged)
 

@@ -91,8 +91,7 @@ def prepare(df: pd.DataFrame, arguments: dict, tag: str = "") -> Prepared:
     cap = a["max_concurrent_jobs"]
     if cap is not None and not (isinstance(cap, int) and cap > 0):
         raise InputError("max_concurrent_jobs must be None or a whole number of at least 1.")
-    settings = config.resolve(a["project"], a["location"], a["staging"], a["api_endpoint"],
-                              a["transport"], a["output"])
+    settings = settings_of(a)
     check_labels(a["labels"])
     schema = (structured.schema_of(a["response_schema"])
               if a["response_schema"] is not None else None)
@@ -125,6 +124,13 @@ def prepare(df: pd.DataFrame, arguments: dict, tag: str = "") -> Prepared:
                         file_plan, row_config, send, copies, originals, tag)
     prepared.fingerprint = fingerprint(prepared)
     return prepared
+
+
+def settings_of(arguments: dict) -> config.Settings:
+    """The checked settings of a call's arguments (then the environment)."""
+    a = arguments
+    return config.resolve(a["project"], a["location"], a["staging"], a["api_endpoint"],
+                          a["transport"], a["output"])
 
 
 def check_labels(labels) -> None:

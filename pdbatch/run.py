@@ -16,15 +16,16 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import config, costs, engine, multimodal, runstore
+from . import config, costs, engine, multimodal, runstore, structured
 from .batchrun import BatchRun
 from .errors import InputError, JobError
 from .formats import lines
@@ -102,10 +103,36 @@ def new_run_id() -> str:
     return f"run-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-def _labels(user_labels: Mapping[str, str] | None, run_id: str, fingerprint: str
-            ) -> dict[str, str]:
-    """The jobs' labels: the user's, the run id and the fingerprint."""
-    return {**(user_labels or {}), "pdbatch-run": run_id, "pdbatch-fingerprint": fingerprint}
+def new_manifest(run_id: str, fingerprint: str, settings: config.Settings, arguments: dict,
+                 resource: str, rows: int, requests: int, tag: str = "", **extra) -> dict:
+    """A new run's manifest (see ``runstore``), with no job yet."""
+    labels = {**(arguments["labels"] or {}), "pdbatch-run": run_id,
+              "pdbatch-fingerprint": fingerprint}
+    return {
+        "run": run_id, "fingerprint": fingerprint, "pass": tag,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": resource.rsplit("/", 1)[-1],
+        "project": settings.project, "location": settings.location,
+        "staging": settings.staging, "output": settings.output,
+        "rows": rows, "requests": requests, "labels": labels,
+        "options": _options(arguments), **extra, "jobs": [], "submitted": False,
+    }
+
+
+def create_job(client: JobClient, store, manifest: dict, number: int, resource: str,
+               stage: Callable[[], dict], output_config: dict, resumed: bool,
+               cap: int | None, **entry) -> None:
+    """Create job ``number`` of a run and record it in the manifest at once. ``stage()`` stages
+    its input and gives the input config; it is not called when ``resumed`` and an earlier
+    attempt created the job (found by display name). With ``cap``, first wait until fewer
+    than that many of the run's jobs are unfinished."""
+    if cap:
+        client.wait([job["name"] for job in manifest["jobs"]], running_at_most=cap - 1)
+    display = f"pdbatch-{manifest['run']}-{number:05d}"
+    name = (resumed and client.find(display, manifest["run"])) or client.submit(
+        display, resource, stage(), output_config, manifest["labels"])
+    manifest["jobs"].append({"number": number, "name": name, **entry})
+    store.save(manifest)
 
 
 def batch_predict(
@@ -365,16 +392,9 @@ def _start(prepared: Prepared) -> BatchRun:
             costs.guard(costs.estimate(prepared, count_tokens=a["max_cost"] is not None),
                         a["max_cost"], a["max_rows"])
         run_id = new_run_id()
-        manifest = {
-            "run": run_id, "fingerprint": prepared.fingerprint, "pass": prepared.tag,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": prepared.family.resource.rsplit("/", 1)[-1],
-            "project": settings.project, "location": settings.location,
-            "staging": settings.staging, "output": settings.output,
-            "rows": len(prepared.df), "requests": int(prepared.send.sum()),
-            "labels": _labels(a["labels"], run_id, prepared.fingerprint),
-            "options": _options(prepared), "jobs": [], "submitted": False,
-        }
+        manifest = new_manifest(run_id, prepared.fingerprint, settings, a,
+                                prepared.family.resource, len(prepared.df),
+                                int(prepared.send.sum()), prepared.tag)
         if not prepared.send.any():
             log.warning("no row has a prompt to send; no job was created")
             manifest["submitted"] = True
@@ -392,10 +412,7 @@ def _submit_jobs(run: BatchRun, prepared: Prepared, store, resumed: bool) -> Non
     as soon as it exists (when ``resumed``, a job created by an earlier attempt that died
     before recording it is found by its display name)."""
     manifest, a = run.manifest, prepared.arguments
-    client = run.client()
-    inputs = run._location(prepared, run.settings.staging)
-    outputs = (inputs if run.settings.output_location == run.settings.staging
-               else run._location(prepared, run.settings.output_location))
+    inputs, outputs = run.locations(prepared)
     plan_ = prepared.file_plan
     if plan_ and plan_.local:
         uploads = inputs if isinstance(inputs, GcsLocation) else outputs
@@ -405,15 +422,9 @@ def _submit_jobs(run: BatchRun, prepared: Prepared, store, resumed: bool) -> Non
             prepared.texts, prepared.send, prepared.family.frame, a["max_requests_per_job"],
             prepared.carried_values(), plan_, prepared.row_config)):
         if number >= known:
-            if a["max_concurrent_jobs"]:
-                client.wait(run.jobs, running_at_most=a["max_concurrent_jobs"] - 1)
-            display = f"pdbatch-{run.id}-{number:05d}"
-            name = (resumed and client.find(display, run.id)) or client.submit(
-                display, prepared.family.resource, inputs.stage(number, requests),
-                outputs.destination(number), manifest["labels"])
-            manifest["jobs"].append({"number": number, "name": name, "first": first,
-                                     "count": len(positions)})
-            store.save(manifest)
+            create_job(run.client(), store, manifest, number, prepared.family.resource,
+                       partial(inputs.stage, number, requests), outputs.destination(number),
+                       resumed, a["max_concurrent_jobs"], first=first, count=len(positions))
         first += len(positions)
         del requests
     manifest["submitted"] = True
@@ -422,12 +433,12 @@ def _submit_jobs(run: BatchRun, prepared: Prepared, store, resumed: bool) -> Non
              manifest["requests"], len(prepared.df), len(manifest["jobs"]), inputs)
 
 
-def _options(prepared: Prepared) -> dict:
+def _options(arguments: dict) -> dict:
     """The call's arguments as JSON, for ``attach``: without credentials, and with a response
     schema as its JSON Schema."""
-    options = {k: v for k, v in prepared.arguments.items() if k != "credentials"}
-    if prepared.schema is not None:
-        options["response_schema"] = prepared.schema.json_schema
+    options = {k: v for k, v in arguments.items() if k != "credentials"}
+    if arguments["response_schema"] is not None:
+        options["response_schema"] = structured.schema_of(arguments["response_schema"]).json_schema
     return json.loads(json.dumps(options, default=str))
 
 

@@ -93,12 +93,15 @@ def test_known_divisions_are_kept_and_partitions_are_computed_after_the_jobs(sta
     assert out["llm_text"].tolist() == [f"echo: {p}" for p in df["prompt"]]
 
 
-def test_bad_arguments_are_refused_when_the_graph_is_built(staging, uploaded):
+def test_bad_arguments_are_refused_when_the_graph_is_built(staging, uploaded, monkeypatch):
     _, ddf = _uneven()
     with pytest.raises(pdbatch.InputError, match="not columns of the frame"):
         ddf.gemini.batch_predict(prompt_col="missing", staging=staging)
     with pytest.raises(pdbatch.InputError, match="Cloud Storage"):
         ddf.gemini.batch_predict(prompt_col="prompt", staging="bq://my-project.data")
+    monkeypatch.setenv("PDBATCH_STAGING", "bq://my-project.data")  # from the environment too
+    with pytest.raises(pdbatch.InputError, match="staging='bq://my-project.data'"):
+        ddf.gemini.batch_predict(prompt_col="prompt")
     assert uploaded() == []
 
 
