@@ -93,7 +93,6 @@ def resolve(
     """Settings from arguments, then environment; raises InputError naming the fix."""
     project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
     location = location or os.environ.get("GOOGLE_CLOUD_LOCATION")
-    staging = staging or os.environ.get("PDBATCH_STAGING")
     if not project:
         raise InputError("No Google Cloud project: pass project='my-project' or set "
                          "GOOGLE_CLOUD_PROJECT.")
@@ -104,13 +103,22 @@ def resolve(
                          "'global') or set GOOGLE_CLOUD_LOCATION.")
     if not _LOCATION.match(location):
         raise InputError(f"location={location!r} is not a valid location such as 'us-central1'.")
-    if not staging:
-        raise InputError("No staging location: pass staging='gs://my-bucket/prefix' (or "
-                         "'bq://my-project.my_dataset') or set PDBATCH_STAGING.")
+    staging = given_or_environment(
+        staging, "staging", "No staging location: pass staging='gs://my-bucket/prefix' (or "
+        "'bq://my-project.my_dataset') or set PDBATCH_STAGING.")
     if transport not in TRANSPORTS:
         raise InputError(f"transport={transport!r}: choose one of {TRANSPORTS}.")
-    return Settings(project, location, staging_location(staging), endpoint(api_endpoint, location),
+    return Settings(project, location, staging, endpoint(api_endpoint, location),
                     transport, staging_location(output, "output") if output else "")
+
+
+def given_or_environment(where: str | None, name: str, missing: str) -> str:
+    """``where``, else ``PDBATCH_STAGING``, checked by ``staging_location``; InputError
+    ``missing`` when there is neither."""
+    where = where or os.environ.get("PDBATCH_STAGING")
+    if not where:
+        raise InputError(missing)
+    return staging_location(where, name)
 
 
 def endpoint(api_endpoint: str | None, location: str) -> str:

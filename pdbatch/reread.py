@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -35,16 +33,13 @@ def read_results(
     if not isinstance(run, str) or not RUN_ID.match(run):
         raise InputError(f"run={run!r} is not a pdbatch run id such as "
                          "'run-20261121-183000-a1b2c3' (see out.attrs['pdbatch_run']).")
-    where = output or os.environ.get("PDBATCH_STAGING")
-    if not where:
-        raise InputError("Pass output= where the run wrote (its staging location, or its "
-                         "output= location), or set PDBATCH_STAGING.")
-    where = config.staging_location(where, "output")
+    where = config.given_or_environment(
+        output, "output", "Pass output= where the run wrote (its staging location, or its "
+        "output= location), or set PDBATCH_STAGING.")
     check_no_clash(df, result_prefix, include_response)
     parser = formats.resolve(model).parser
     if where.startswith("bq://"):
-        project, _ = bigquery.dataset_of(where)
-        location = BigQueryLocation(where, run, parser, bigquery.client(project, credentials),
+        location = BigQueryLocation(where, run, parser, bigquery.client_for(where, credentials),
                                     {}, [])
     else:
         location = GcsLocation(where, run, parser)

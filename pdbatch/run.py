@@ -13,7 +13,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,6 +37,7 @@ log = logging.getLogger(__name__)
 
 #: Service limit of bytes per input file (spec §4); requests per job: MAX_REQUESTS_PER_JOB.
 MAX_BYTES_PER_FILE = 1_000_000_000
+_NO_STAGING = "Pass staging= (the run's staging location) or set PDBATCH_STAGING."
 
 
 def plan(sizes: np.ndarray, rows: np.ndarray, max_requests: int, max_bytes: int
@@ -312,8 +312,8 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
     else:
         raise InputError(f"run={run!r} is neither a pdbatch run id such as "
                          "'run-20261121-183000-a1b2c3' nor a batch prediction job name.")
-    where = config.staging_location(staging or _environment_staging())
-    manifest = runstore.open_store(where, _bigquery_client(where, credentials)).load(run_id)
+    where = config.given_or_environment(staging, "staging", _NO_STAGING)
+    manifest = runstore.open_store(where, credentials=credentials).load(run_id)
     if manifest is None:
         raise InputError(f"No run {run_id} in {where}: pass staging= where it was made.")
     settings = config.resolve(project or manifest["project"], location or manifest["location"],
@@ -325,8 +325,8 @@ def runs(staging: str | None = None, credentials=None) -> pd.DataFrame:
     """The runs recorded in a staging location (default ``PDBATCH_STAGING``), newest first:
     run id, creation time, model, rows, requests, jobs, whether every job was submitted, and
     the fingerprint. ``pdbatch.attach(run_id, staging=...)`` gives a run's handle."""
-    where = config.staging_location(staging or _environment_staging())
-    store = runstore.open_store(where, _bigquery_client(where, credentials))
+    where = config.given_or_environment(staging, "staging", _NO_STAGING)
+    store = runstore.open_store(where, credentials=credentials)
     found = [m for m in map(store.load, store.run_ids()) if m is not None]
     columns = ["run", "created", "model", "rows", "requests", "jobs", "submitted",
                "fingerprint"]
@@ -357,21 +357,6 @@ def _staging_of(input_uri: str, run_id: str) -> str | None:
     if input_uri.startswith("bq://"):
         return input_uri.rsplit(".", 1)[0]
     return None
-
-
-def _environment_staging() -> str:
-    staging = os.environ.get("PDBATCH_STAGING")
-    if not staging:
-        raise InputError("Pass staging= (the run's staging location) or set PDBATCH_STAGING.")
-    return staging
-
-
-def _bigquery_client(where: str, credentials):
-    if not where.startswith("bq://"):
-        return None
-    from .staging import bigquery
-
-    return bigquery.client(bigquery.dataset_of(where)[0], credentials)
 
 
 def _start(prepared: Prepared) -> BatchRun:

@@ -19,10 +19,11 @@ RUN_ID = re.compile(r"^run-\d{8}-\d{6}-[0-9a-f]{6}$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{32}$")
 
 
-def open_store(staging: str, bq=None):
-    """The store of a checked staging location (``gs://...`` or ``bq://project.dataset``)."""
+def open_store(staging: str, bq=None, credentials=None):
+    """The store of a checked staging location (``gs://...`` or ``bq://project.dataset``;
+    ``bq``: a BigQuery client to use, else one is made with ``credentials``)."""
     if staging.startswith("bq://"):
-        return BigQueryStore(staging, bq or bigquery.client(bigquery.dataset_of(staging)[0]))
+        return BigQueryStore(staging, bq or bigquery.client_for(staging, credentials))
     return GcsStore(staging)
 
 

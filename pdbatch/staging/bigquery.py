@@ -51,6 +51,11 @@ def client(project: str, credentials=None):
                            client_options=ClientOptions(api_endpoint=endpoint))
 
 
+def client_for(uri: str, credentials=None):
+    """A BigQuery client in the project of dataset ``uri`` (``bq://project.dataset``)."""
+    return client(dataset_of(uri)[0], credentials)
+
+
 def check_dataset(bq, uri: str, location: str, name: str) -> None:
     """The dataset exists and is in the job's region (the service refuses other regions and
     multi-regions such as US or EU)."""
