@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from .errors import InputError
-from .prepare import Prepared
+from .prepare import Prepared, of_rows
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,8 @@ def estimate(prepared: Prepared, output_tokens: int | None = None,
              count_tokens: bool = True) -> Estimate:
     """The estimate of a prepared call (see the module's docstring for the method)."""
     a = prepared.arguments
-    keep = prepared.send
-    sent = prepared.texts.filter(keep) if not keep.all() else prepared.texts
-    requests = int(keep.sum())
+    sent = of_rows(prepared.texts, prepared.send)
+    requests = len(sent)
     system = a["system_instruction"] or ""
     chars = int(pc.sum(pc.utf8_length(sent)).as_py() or 0) + requests * len(system)
     per_char, method = None, f"about {CHARS_PER_TOKEN} characters per token"

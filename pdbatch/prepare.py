@@ -163,17 +163,21 @@ def fingerprint(p: Prepared) -> str:
               "carry": [f.name for f in p.carried]}
     add(json.dumps(header, sort_keys=True).encode())
     add(np.packbits(p.send).tobytes())
-    keep = pa.array(p.send)
     add_strings = _strings_adder(add)
-    add_strings(p.texts.filter(keep))
+    add_strings(of_rows(p.texts, p.send))
     if p.file_plan is not None:
         add_strings(p.file_plan.json_parts(p.sent_rows))
     if p.row_config is not None:
-        add_strings(p.row_config.filter(keep))
+        add_strings(of_rows(p.row_config, p.send))
     if p.carried:
         values = p.df[[f.name for f in p.carried]].iloc[p.sent_rows]
         add(pd.util.hash_pandas_object(values, index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def of_rows(values: pa.ChunkedArray, mask: np.ndarray) -> pa.ChunkedArray:
+    """The values of the rows ``mask`` marks: ``values`` itself (no copy) when it marks all."""
+    return values if mask.all() else values.filter(pa.array(mask))
 
 
 def _strings_adder(add):
@@ -193,12 +197,11 @@ def _duplicates(texts: pa.ChunkedArray, send: np.ndarray, file_plan, row_config
     earlier rows they repeat. Found by a DuckDB hash of each request, then confirmed value by
     value (only rows whose hashes meet are compared)."""
     rows = np.flatnonzero(send)
-    keep = None if len(rows) == len(send) else pa.array(send)
-    key = {"prompt": texts if keep is None else texts.filter(keep)}
+    key = {"prompt": of_rows(texts, send)}
     if file_plan is not None:
         key["parts"] = file_plan.json_parts(rows)
     if row_config is not None:
-        key["config"] = row_config if keep is None else row_config.filter(keep)
+        key["config"] = of_rows(row_config, send)
     con = engine.connect()
     con.register("pdbatch_keys", pa.table(key))
     names = ", ".join(key)  # our own column names: prompt, parts, config

@@ -31,7 +31,7 @@ from .formats import lines
 from .formats.lines import Frame
 from .jobs import JobClient
 from .locations import GcsLocation
-from .prepare import MAX_REQUESTS_PER_JOB, Prepared, prepare
+from .prepare import MAX_REQUESTS_PER_JOB, Prepared, of_rows, prepare
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,9 @@ def job_inputs(texts: pa.ChunkedArray, send: np.ndarray, frame: Frame, max_reque
     limit is split again.
     """
     sent = np.flatnonzero(send)
-    everything = len(sent) == len(send)
-
-    def of_sent(values: pa.ChunkedArray) -> pa.ChunkedArray:
-        return values if everything else values.filter(pa.array(send))
-
-    sending = of_sent(texts)
+    sending = of_rows(texts, send)
     parts = file_plan.json_parts(sent) if file_plan else None
-    config = of_sent(row_config) if row_config is not None else None
+    config = of_rows(row_config, send) if row_config is not None else None
     floor = lines.min_line_sizes(pc.binary_length(sending).to_numpy(), frame)
     for extra in (parts, config):
         if extra is not None:
