@@ -122,9 +122,9 @@ def make_output(requests: list[bytes], seed: int = 43) -> bytes:
 def bench_serialise(results, df: pd.DataFrame, folder: Path):
     """pdbatch renders and serialises shard by shard, as batch_predict does."""
     from pdbatch import prompts
-    from pdbatch.formats import gemini
-    from pdbatch.run import MAX_REQUESTS_PER_JOB, job_inputs
-    from pdbatch.staging.gcs import string_bytes
+    from pdbatch.families import gemini
+    from pdbatch.plan import MAX_REQUESTS_PER_JOB, job_inputs
+    from pdbatch.storage.gcs import string_bytes
 
     system, config = "You are terse.", {"temperature": 0.2, "max_output_tokens": 256}
     shared = {"systemInstruction": {"parts": [{"text": system}]},
@@ -169,7 +169,7 @@ def bench_serialise(results, df: pd.DataFrame, folder: Path):
 
 def bench_storage(results, lines: pa.ChunkedArray, data: bytes, output: bytes, bucket: str,
                   folder: Path) -> None:
-    from pdbatch.staging import gcs
+    from pdbatch.storage import gcs
 
     fs = gcs.filesystem()
     with measured(results, "stage", "pdbatch gcs.write_jsonl", len(data)):
@@ -197,8 +197,8 @@ def _extract(line: dict) -> tuple:
 
 def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
     from pdbatch import engine
-    from pdbatch.formats import gemini, lines
-    from pdbatch.results import ResultBuilder
+    from pdbatch.families import gemini, lines
+    from pdbatch.join import ResultBuilder
 
     size = output_path.stat().st_size
     with measured(results, "parse+join", "pdbatch (parse_output + join)", size):

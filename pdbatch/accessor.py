@@ -1,4 +1,4 @@
-"""The ``df.gemini`` accessor: holds the frame and forwards to plain functions."""
+"""The ``df.gemini`` accessors (pandas and Dask): hold the frame and forward to ``api``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pandas as pd
 
-from . import reread, run
+from . import api
 
 
 def _forwarding(function, signature_of=None):
@@ -37,17 +37,15 @@ class GeminiAccessor:
     def __init__(self, pandas_obj: pd.DataFrame):
         self._obj = pandas_obj
 
-    batch_predict = _forwarding(run.batch_predict)
-    submit = _forwarding(run.submit, signature_of=run.batch_predict)
-    estimate = _forwarding(run.estimate, signature_of=run.batch_predict)
-    read_results = _forwarding(reread.read_results)
+    batch_predict = _forwarding(api.batch_predict)
+    submit = _forwarding(api.submit, signature_of=api.batch_predict)
+    estimate = _forwarding(api.estimate, signature_of=api.batch_predict)
+    read_results = _forwarding(api.read_results)
 
 
 def register_dask() -> None:
     """Register ``ddf.gemini`` on Dask DataFrames."""
     from dask.dataframe.extensions import register_dataframe_accessor
-
-    from . import dask as on_dask
 
     @register_dataframe_accessor("gemini")
     class DaskGeminiAccessor:
@@ -57,8 +55,9 @@ def register_dask() -> None:
         def __init__(self, dask_obj):
             self._obj = dask_obj
 
-        batch_predict = _forwarding(on_dask.batch_predict, signature_of=run.batch_predict)
-        submit = _forwarding(on_dask.submit, signature_of=run.batch_predict)
+        batch_predict = _forwarding(api.batch_predict)
+        submit = _forwarding(api.submit, signature_of=api.batch_predict)
+        read_results = _forwarding(api.read_results)
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):

@@ -12,14 +12,11 @@ import os
 import re
 from dataclasses import dataclass
 
+from . import storage
 from .errors import InputError
 
 _PROJECT = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _LOCATION = re.compile(r"^[a-z][a-z0-9-]{0,62}[a-z0-9]$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
-_PREFIX = re.compile(r"^[A-Za-z0-9._=/-]+$")
-_BQ_DATASET = re.compile(r"^bq://(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])\.(?P<dataset>[A-Za-z_]"
-                         r"[A-Za-z0-9_]{0,1023})$")
 _ENDPOINT = re.compile(r"^(?:https?://)?[A-Za-z0-9.-]+(?::\d{1,5})?/?$")
 TRANSPORTS = ("rest", "grpc")
 
@@ -49,39 +46,6 @@ def default_endpoint(location: str) -> str:
     return f"https://{location}-aiplatform.googleapis.com"
 
 
-def staging_location(staging: str, name: str = "staging") -> str:
-    """``staging`` checked to be ``gs://bucket[/prefix]`` (returned without a trailing slash)
-    or ``bq://project.dataset``."""
-    if isinstance(staging, str) and staging.startswith("bq://"):
-        if not _BQ_DATASET.match(staging):
-            raise InputError(
-                f"{name}={staging!r} is not a BigQuery dataset. Pass {name}='bq://my-project."
-                "my_dataset' (project id: 6-30 lowercase letters, digits and '-'; dataset: "
-                "letters, digits and '_')."
-            )
-        return staging
-    if not isinstance(staging, str) or not staging.startswith("gs://"):
-        raise InputError(
-            f"{name}={staging!r} is neither a Cloud Storage nor a BigQuery location. Pass "
-            f"{name}='gs://my-bucket/some/prefix' or {name}='bq://my-project.my_dataset'"
-            + (" (or set PDBATCH_STAGING)." if name == "staging" else ".")
-        )
-    bucket, _, prefix = staging[len("gs://"):].partition("/")
-    if not _BUCKET.match(bucket) or ".." in bucket:
-        raise InputError(
-            f"{name}={staging!r}: {bucket!r} is not a valid bucket name (3-222 characters: "
-            f"lowercase letters, digits, '-', '_', '.'). Pass {name}='gs://my-bucket/prefix'."
-        )
-    prefix = prefix.strip("/")
-    if prefix and (not _PREFIX.match(prefix)
-                   or any(part in ("", ".", "..") for part in prefix.split("/"))):
-        raise InputError(
-            f"{name}={staging!r}: use a prefix of letters, digits and '-_.=/' without empty, "
-            "'.' or '..' segments, e.g. 'gs://my-bucket/pdbatch'."
-        )
-    return f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
-
-
 def resolve(
     project: str | None,
     location: str | None,
@@ -109,16 +73,16 @@ def resolve(
     if transport not in TRANSPORTS:
         raise InputError(f"transport={transport!r}: choose one of {TRANSPORTS}.")
     return Settings(project, location, staging, endpoint(api_endpoint, location),
-                    transport, staging_location(output, "output") if output else "")
+                    transport, storage.checked(output, "output") if output else "")
 
 
 def given_or_environment(where: str | None, name: str, missing: str) -> str:
-    """``where``, else ``PDBATCH_STAGING``, checked by ``staging_location``; InputError
+    """``where``, else ``PDBATCH_STAGING``, checked by ``storage.checked``; InputError
     ``missing`` when there is neither."""
     where = where or os.environ.get("PDBATCH_STAGING")
     if not where:
         raise InputError(missing)
-    return staging_location(where, name)
+    return storage.checked(where, name)
 
 
 def endpoint(api_endpoint: str | None, location: str) -> str:
@@ -129,3 +93,9 @@ def endpoint(api_endpoint: str | None, location: str) -> str:
         raise InputError(f"api_endpoint={found!r} must be a host[:port], optionally with "
                          "http:// or https://.")
     return found.rstrip("/")
+
+
+def settings_of(run) -> Settings:
+    """The checked settings of a call's ``RunOptions`` (then the environment)."""
+    return resolve(run.project, run.location, run.staging, run.api_endpoint, run.transport,
+                   run.output)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow.compute as pc
 
+from . import service
 from .errors import InputError
 from .prepare import Prepared, of_rows
 
@@ -66,10 +67,10 @@ def estimate(prepared: Prepared, output_tokens: int | None = None,
              prices: dict[str, tuple[float, float]] | None = None,
              count_tokens: bool = True) -> Estimate:
     """The estimate of a prepared call (see the module's docstring for the method)."""
-    a = prepared.arguments
-    sent = of_rows(prepared.texts, prepared.send)
+    request = prepared.options.request
+    sent = of_rows(prepared.rows.texts, prepared.sending.send)
     requests = len(sent)
-    system = a["system_instruction"] or ""
+    system = request.system_instruction or ""
     chars = int(pc.sum(pc.utf8_length(sent)).as_py() or 0) + requests * len(system)
     per_char, method = None, f"about {CHARS_PER_TOKEN} characters per token"
     if count_tokens and requests:
@@ -79,7 +80,7 @@ def estimate(prepared: Prepared, output_tokens: int | None = None,
     input_tokens = math.ceil(chars * per_char) if per_char is not None \
         else math.ceil(chars / CHARS_PER_TOKEN)
     if output_tokens is None:
-        config = a["generation_config"] or {}
+        config = request.generation_config or {}
         output_tokens = int(config.get("max_output_tokens", config.get(
             "maxOutputTokens", DEFAULT_OUTPUT_TOKENS)))
     output_total = output_tokens * requests
@@ -132,38 +133,16 @@ def _interactive() -> bool:
 
 def _counted_tokens_per_char(prepared: Prepared, sent, system: str) -> float | None:
     """Tokens per character of a sample of requests, by the countTokens API; None when the
-    model is not a publisher model or the API does not answer."""
-    resource = prepared.family.resource
-    if prepared.family.name != "gemini" or not resource.startswith("publishers/"):
+    family cannot count them or the API does not answer."""
+    if not prepared.family.count_tokens:
         return None
     picks = np.unique(np.linspace(0, len(sent) - 1, min(SAMPLE_SIZE, len(sent))).astype(int))
     texts = sent.take(picks).to_pylist()
     try:
-        tokens = _count_tokens(prepared, f"{prepared.settings.parent}/{resource}", texts,
-                               system)
+        batch = service.open_service(prepared.settings, prepared.options.credentials)
+        tokens = batch.count_tokens(prepared.family.resource, texts, system)
     except Exception as err:  # noqa: BLE001  any failure means: estimate without the API
         log.info("countTokens did not answer (%s); estimating from characters", err)
         return None
     chars = sum(len(t) + len(system) for t in texts)
     return tokens / chars if chars else None
-
-
-def _count_tokens(prepared: Prepared, endpoint: str, texts: list[str], system: str) -> int:
-    from google.api_core.client_options import ClientOptions
-    from google.cloud.aiplatform_v1 import LlmUtilityServiceClient
-
-    from .jobs import credentials_for
-
-    settings = prepared.settings
-    client = LlmUtilityServiceClient(
-        transport=settings.transport,
-        credentials=credentials_for(settings, prepared.arguments["credentials"]),
-        client_options=ClientOptions(api_endpoint=settings.api_endpoint))
-    total = 0
-    for text in texts:
-        request = {"endpoint": endpoint, "model": endpoint,
-                   "contents": [{"role": "user", "parts": [{"text": text}]}]}
-        if system:
-            request["system_instruction"] = {"parts": [{"text": system}]}
-        total += client.count_tokens(request=request, timeout=20).total_tokens
-    return total

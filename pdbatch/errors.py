@@ -13,8 +13,9 @@ class JobError(PdbatchError):
     """A batch prediction job ended without results (FAILED, CANCELLED, EXPIRED or PAUSED).
 
     ``result`` holds the frame with every answer the run's jobs wrote before they ended (rows
-    without one have a ``missing: ...`` status), when they could be read."""
+    without one have a ``missing: ...`` status), when they could be read; ``kinds`` each of its
+    rows' status kind (``pdbatch.join.Kind``)."""
 
-    def __init__(self, message: str, result=None):
+    def __init__(self, message: str, result=None, kinds=None):
         super().__init__(message)
-        self.result = result
+        self.result, self.kinds = result, kinds

@@ -1,8 +1,9 @@
 """Multimodal rows: file columns become ``fileData`` parts after each row's text.
 
 A cell may hold a ``gs://`` URI (sent as it is), a local file path, or bytes. Local paths and
-bytes are uploaded once to the run's folder (``<staging>/<run>/files/<sha256>``) and sent
-as that URI. Every cell is checked before anything is uploaded: URIs are well formed, paths
+bytes are uploaded once to the location's files folder (``<staging>/files/<sha256><ext>``,
+named by content, so the URI is known before the run and shared by runs sending the same file)
+and sent as that URI. Every cell is checked before anything is uploaded: URIs are well formed, paths
 exist, and each part has a MIME type (given per column, or told by the file's extension).
 """
 
@@ -34,29 +35,18 @@ _GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\n\r]+$")
 _MIME = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
 
 
-@dataclass
+@dataclass(frozen=True)
 class FilePlan:
     """The checked file cells of a frame: per row, ``(gs:// URI or uploaded object name,
     mime type)`` of each part."""
 
     parts: list[list[tuple[str, str]]]
+    folder: str  # where local files are uploaded (``storage.files_folder``)
     uploads: dict[str, object] = field(default_factory=dict)  # object name -> path or bytes
-    folder: str = ""  # where uploads went
 
     @property
     def local(self) -> bool:
         return bool(self.uploads)
-
-    def upload(self, fs, folder: str) -> list[str]:
-        """Put the local files and bytes into ``<folder>/files/`` (each once); returns their
-        URIs."""
-        self.folder = folder
-        uris = []
-        for name, source in self.uploads.items():
-            data = Path(source).read_bytes() if isinstance(source, str) else bytes(source)
-            uris.append(f"{folder}/files/{name}")
-            fs.pipe(uris[-1], data)
-        return uris
 
     def json_parts(self, positions: np.ndarray) -> pa.ChunkedArray:
         """Per row, its ``,{"fileData": ...}`` parts as JSON text (empty for none)."""
@@ -64,14 +54,16 @@ class FilePlan:
         for row in positions.tolist():
             pieces = []
             for source, mime in self.parts[row]:
-                uri = source if source.startswith("gs://") else f"{self.folder}/files/{source}"
+                uri = source if source.startswith("gs://") else f"{self.folder}/{source}"
                 pieces.append(orjson.dumps({"fileData": {"fileUri": uri, "mimeType": mime}}))
             texts.append("".join("," + p.decode() for p in pieces))
         return pa.chunked_array([pa.array(texts, pa.large_string())])
 
 
-def plan(df: pd.DataFrame, files: Mapping[str, str | None], reasons: np.ndarray) -> FilePlan:
-    """Check every file cell; a bad cell gives its row a reason (like an invalid prompt)."""
+def plan(df: pd.DataFrame, files: Mapping[str, str | None], reasons: np.ndarray,
+         folder: str) -> FilePlan:
+    """Check every file cell; a bad cell gives its row a reason (like an invalid prompt).
+    Local files and bytes will be uploaded to ``folder`` (``<folder>/<sha256><ext>``)."""
     if not isinstance(files, Mapping):
         raise InputError("files must be a dict of column -> MIME type (or None to tell it from "
                          "the extension), e.g. files={'image_uri': 'image/jpeg'}.")
@@ -82,7 +74,7 @@ def plan(df: pd.DataFrame, files: Mapping[str, str | None], reasons: np.ndarray)
         if mime is not None and not (isinstance(mime, str) and _MIME.match(mime)):
             raise InputError(f"files[{column!r}] = {mime!r} is not a MIME type such as "
                              "'image/jpeg'.")
-    result = FilePlan([[] for _ in range(len(df))])
+    result = FilePlan([[] for _ in range(len(df))], folder)
     for column, mime in files.items():
         for row, value in enumerate(df[column].to_numpy(dtype=object, na_value=None)):
             if value is None or (isinstance(value, float) and np.isnan(value)):

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .errors import InputError
-from .formats.lines import camel_key, snake_key
+from .families.lines import camel_key, snake_key
 
 #: Settings a column may give per row, and whether they are whole numbers.
 SETTINGS = {"temperature": False, "top_p": False, "top_k": True, "max_output_tokens": True,

@@ -17,8 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .columns import SCHEMA_TYPES, pandas_array
 from .errors import InputError
-from .results import pandas_array
 
 #: JSON Schema types of top-level fields and the DuckDB types they are read as.
 _TYPES = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
@@ -105,6 +105,8 @@ def parse(con, texts: pa.ChunkedArray, schema: Schema) -> tuple[dict, np.ndarray
     columns = {}
     for index, (name, kind_of) in enumerate(schema.fields):
         column = values.field(name) if len(values) else pa.nulls(n)
+        if kind_of:  # the declared type, also when no row has a value (a Dask meta)
+            column = column.cast(SCHEMA_TYPES[kind_of])
         found = pc.list_element(raw, index) if len(raw) else pa.nulls(n, pa.string())
         present = pc.fill_null(pc.is_valid(found), False).to_numpy(zero_copy_only=False)
         is_null = pc.fill_null(pc.equal(found, "null"), False).to_numpy(zero_copy_only=False)
@@ -118,9 +120,11 @@ def parse(con, texts: pa.ChunkedArray, schema: Schema) -> tuple[dict, np.ndarray
     return columns, reasons
 
 
-def add_columns(out: pd.DataFrame, schema: Schema, prefix: str, expand: bool, con) -> None:
+def add_columns(out: pd.DataFrame, schema: Schema, prefix: str, expand: bool, con
+                ) -> np.ndarray:
     """Parse ``out``'s text column in place: typed columns (or one ``parsed`` column of
-    dicts), and an ``invalid: ...`` status for answered rows whose text does not fit."""
+    dicts), and an ``invalid: ...`` status for answered rows whose text does not fit; returns
+    the mask of those rows."""
     texts = pa.chunked_array([pa.array(out[prefix + "text"], pa.large_string())])
     columns, reasons = parse(con, texts, schema)
     status = out[prefix + "status"].to_numpy(dtype=object, na_value=None)
@@ -141,6 +145,7 @@ def add_columns(out: pd.DataFrame, schema: Schema, prefix: str, expand: bool, co
         out[prefix + "parsed"] = pd.Series(records, index=out.index, dtype=object)
     if bad.any():
         out.loc[bad, prefix + "status"] = [f"invalid: {r} (response_schema)" for r in reasons[bad]]
+    return bad
 
 
 def column_names(schema: Schema, expand: bool) -> list[str]:

@@ -61,10 +61,9 @@ def test_10k_rows_round_trip_through_tables_with_carried_columns(bq, stack, data
         "WHERE pdbatch_row = 17").result()))
     assert (row["item_id"], row["sku"], row["in_stock"]) == (51, "s-17", False)
 
-    # The answers can be read again from the output table alone: no second job.
+    # The answers can be read again from the output tables: no second job, the same result.
     again = df.gemini.read_results(run=run, output=staging)
-    pd.testing.assert_frame_equal(again.drop(columns="job"), out.drop(columns="job"))
-    assert again["job"].str.startswith(run).all()
+    pd.testing.assert_frame_equal(again, out)
 
 
 def test_keep_staging_keeps_the_labelled_input_tables(bq, stack, dataset):
@@ -93,8 +92,10 @@ def test_mixed_routes(bq, stack, dataset, staging, fs):
     run = files_out.attrs["pdbatch_run"]
     [predictions] = [f for f in fs.find(f"{staging}/{run}") if f.endswith("predictions.jsonl")]
     assert b'"sku":"s-3"' in fs.cat(predictions)
-    again = df.gemini.read_results(run=run, output=staging)
-    assert again["text"].tolist() == files_out["text"].tolist()
+    again = df.gemini.read_results(run=run, staging=f"bq://{stack.project}.{dataset}")
+    pd.testing.assert_frame_equal(again, files_out)
+    with pytest.raises(pdbatch.InputError, match="pass staging= where it was made"):
+        df.gemini.read_results(run=run, output=staging)  # the manifest is in the staging
 
 
 @pytest.fixture

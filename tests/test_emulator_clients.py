@@ -9,8 +9,8 @@ import pytest
 from google.api_core import exceptions
 from helpers import MODEL, finished, jsonl_job
 
+from pdbatch import service
 from pdbatch.config import Settings
-from pdbatch.jobs import JobClient
 
 LINES = [{"id": i, "request": {"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}]}}
          for i in range(5)]
@@ -102,7 +102,8 @@ def test_unreadable_input_fails_the_job_with_code_3(gapic, parent, fs, staging, 
     assert job.state.name == "JOB_STATE_PENDING"  # accepted at create, as the service does
 
     settings = Settings(stack.project, stack.location, staging, stack.vertex.url, "rest")
-    [info] = JobClient(settings).wait([job.name])  # pdbatch's own poller sees the terminal state
+    # pdbatch's own poller sees the terminal state
+    [info] = service.wait(service.open_service(settings), [job.name])
     assert info.state == "JOB_STATE_FAILED" and not info.succeeded
     assert info.error_code == 3
     assert info.error_message.startswith("Failed to import data. Line 2 of")

@@ -13,9 +13,9 @@ from google.api_core import exceptions
 from helpers import finished, jsonl_job
 
 import pdbatch
+from pdbatch import service
 from pdbatch.config import Settings
 from pdbatch.emulator import BatchService, Timing, VertexEmulator
-from pdbatch.jobs import JobClient
 
 
 def _input(fs, staging: str, rows: int) -> str:
@@ -151,7 +151,7 @@ def test_api_errors_for_the_next_calls(stack, gapic, parent, fs, staging):
     # pdbatch's GETs retry through google-api-core: the second 503, then an answer.
     stack.service.api_faults.inject(429, 1)
     settings = Settings(stack.project, stack.location, staging, stack.vertex.url, "rest")
-    assert JobClient(settings).get(name).name == name
+    assert service.open_service(settings).get(name).name == name
     assert gapic.get_batch_prediction_job(name=name).name == name
 
 

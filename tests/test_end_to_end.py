@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import pdbatch
+from pdbatch.columns import RESULT_COLUMNS
 from pdbatch.emulator.responder import echo_text
-from pdbatch.results import RESULT_COLUMNS
 
 
 def _frame(n: int, seed: int = 7) -> pd.DataFrame:
@@ -96,7 +96,7 @@ def test_a_frame_larger_than_the_job_limit_is_split_into_several_jobs(fs, stagin
 def test_a_shard_whose_escaped_lines_outgrow_the_byte_limit_is_split(fs, staging, monkeypatch):
     # Planned from each prompt's size, these 8 rows fit one 2,000-byte file; with every quote
     # escaped they do not, so the staged shard is split again before upload.
-    monkeypatch.setattr(pdbatch.run, "MAX_BYTES_PER_FILE", 2_000)
+    monkeypatch.setattr(pdbatch.plan, "MAX_BYTES_PER_FILE", 2_000)
     df = pd.DataFrame({"prompt": [f'{i} ' + '"' * 100 for i in range(8)]})
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                   keep_staging=True)

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from pdbatch import formats
+from pdbatch import families
 
 FRAME = pd.DataFrame({"prompt": ["q0", "hello there", "q2"]}, index=["a", "b", "a"])
 
@@ -83,5 +83,5 @@ def test_failed_rows_of_other_families_map_to_codes(staging):
      "projects/p/locations/us-east5/publishers/anthropic/models/claude-opus-4-1"),
 ])
 def test_model_names_resolve_to_their_family(model, family, resource):
-    resolved = formats.resolve(model)
+    resolved = families.resolve(model)
     assert (resolved.name, resolved.resource) == (family, resource)

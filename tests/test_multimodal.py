@@ -1,5 +1,6 @@
 """Multimodal rows: file columns become fileData parts; local files and bytes are uploaded to
-the run's folder first; bad cells are refused before anything is uploaded."""
+the staging location's files folder first (named by content); bad cells are refused before
+anything is uploaded."""
 
 from __future__ import annotations
 
@@ -31,8 +32,7 @@ def test_gs_uris_local_files_and_bytes_round_trip(fs, staging, tmp_path):
     assert (out["status"] == "").all()
     assert out["text"].tolist() == [f"echo: {p}" for p in df["prompt"]]
 
-    run = out.attrs["pdbatch_run"]
-    uploaded = sorted(p for p in fs.find(f"{staging}/{run}/files"))
+    uploaded = sorted(p for p in fs.find(f"{staging}/files"))
     assert len(uploaded) == 2 and uploaded[0].endswith(".png") != uploaded[1].endswith(".png")
     parts = [line["request"]["contents"][0]["parts"] for line in _lines(fs, staging)]
     assert parts[0][0] == {"text": "What is in this image?"}
@@ -41,18 +41,28 @@ def test_gs_uris_local_files_and_bytes_round_trip(fs, staging, tmp_path):
         "mimeType": "image/jpeg"}}
     assert parts[0][2]["fileData"]["mimeType"] == "audio/wav"
     assert parts[1][1]["fileData"]["mimeType"] == "image/png"
-    assert parts[1][1]["fileData"]["fileUri"].startswith(f"{staging}/{run}/files/")
+    assert parts[1][1]["fileData"]["fileUri"].startswith(f"{staging}/files/")
     assert fs.cat(parts[1][1]["fileData"]["fileUri"]) == picture.read_bytes()
     assert parts[2] == [{"text": "Only text."}]
 
 
-def test_uploaded_files_are_removed_with_the_staged_inputs(fs, staging, tmp_path):
+def test_uploaded_files_are_named_by_content_and_uploaded_once(fs, staging, tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"jpeg")
-    df = pd.DataFrame({"prompt": ["describe"], "image": [str(tmp_path / "a.jpg")]})
+    (tmp_path / "b.jpg").write_bytes(b"jpeg")  # the same content under another name
+    df = pd.DataFrame({"prompt": ["describe", "again"],
+                       "image": [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]})
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                   files={"image": None})
     assert (out["status"] == "").all()
-    assert not [p for p in fs.find(staging) if "/files/" in p or "/input-" in p]
+    [uploaded] = fs.find(f"{staging}/files")
+    assert not [p for p in fs.find(staging) if "/input-" in p]  # staged inputs removed
+    generation = fs.info(uploaded)["generation"]
+
+    other = df.assign(prompt=["another", "question"])  # a new run sending the same file
+    assert (other.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                       files={"image": None})["status"] == "").all()
+    assert fs.find(f"{staging}/files") == [uploaded]
+    assert fs.info(uploaded)["generation"] == generation  # not uploaded again
 
 
 def test_bad_file_cells_are_refused_before_anything_is_uploaded(staging, uploaded, tmp_path):

@@ -12,9 +12,9 @@ import pytest
 
 from pdbatch import engine, prompts
 from pdbatch.errors import InputError
-from pdbatch.formats import gemini
-from pdbatch.formats.lines import min_line_sizes, request_lines
-from pdbatch.run import plan
+from pdbatch.families import gemini
+from pdbatch.families.lines import min_line_sizes, request_lines
+from pdbatch.plan import plan
 
 TRICKY = [
     "".join(chr(i) for i in range(0x20)) + "\x7f\x9f",  # every control character

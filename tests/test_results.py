@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 
 from pdbatch import engine
-from pdbatch.formats import gemini
-from pdbatch.formats.gemini import model_resource
-from pdbatch.formats.lines import parse_output
-from pdbatch.results import ResultBuilder, parse_status
+from pdbatch.families import gemini
+from pdbatch.families.gemini import model_resource
+from pdbatch.families.lines import parse_output
+from pdbatch.join import ResultBuilder, parse_status
 
 _files = itertools.count()
 

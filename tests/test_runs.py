@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch.batchrun import summarise
 from pdbatch.costs import PRICES
-from pdbatch.jobs import JobInfo
+from pdbatch.runs.handle import summarise
+from pdbatch.service import JobInfo
 
 FRAME = pd.DataFrame({"prompt": [f"question number {i}" for i in range(40)]})
 

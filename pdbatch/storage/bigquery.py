@@ -1,4 +1,5 @@
-"""BigQuery staging: request tables in, answer tables out (spec §2.4, §3.2).
+"""BigQuery: request tables in, answer tables out (spec §2.4, §3.2), and one-row tables for
+manifests and the fingerprint index (``bq://project.dataset``).
 
 A job reads ``<dataset>.pdbatch_<run>_input_NNNNN`` (the row key, the request as JSON and any
 carried columns) and writes ``<dataset>.pdbatch_<run>_output_NNNNN``: naming the output table
@@ -17,6 +18,17 @@ import pandas as pd
 import pyarrow as pa
 
 from ..errors import InputError
+from ..families import lines
+from ..families.lines import Parser
+from .runids import checked_fingerprint, checked_run_id, is_run_id
+
+SCHEME = "bq://"
+#: Uploaded files need Cloud Storage: a table holds no file a job could read.
+HOSTS_FILES = False
+#: Inputs are table rows with a ``request`` column (Gemini's form of input table).
+TABULAR = True
+_DATASET = re.compile(r"^bq://(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])\.(?P<dataset>[A-Za-z_]"
+                      r"[A-Za-z0-9_]{0,1023})$")
 
 #: Columns the service keeps for its output (spec §2.4, §3.2), plus pdbatch's own.
 RESERVED = ("response", "status", "processed_time", "id", "_vertex_row_id", "request",
@@ -26,6 +38,27 @@ _MULTI_REGIONS = {"us", "eu"}
 #: pandas dtype kinds that can be carried, and their BigQuery types.
 _TYPES = {"i": "INTEGER", "u": "INTEGER", "f": "FLOAT", "b": "BOOLEAN", "O": "STRING",
           "U": "STRING"}
+
+
+def checked(uri: str, name: str) -> str:
+    """``uri`` checked to be ``bq://project.dataset``."""
+    if not _DATASET.match(uri):
+        raise InputError(
+            f"{name}={uri!r} is not a BigQuery dataset. Pass {name}='bq://my-project."
+            "my_dataset' (project id: 6-30 lowercase letters, digits and '-'; dataset: "
+            "letters, digits and '_')."
+        )
+    return uri
+
+
+def staging_of(input_uri: str, run_id: str) -> str | None:
+    """The dataset of a job's input table ``bq://project.dataset.pdbatch_<run>_input_N``."""
+    dataset, _, table = input_uri.rpartition(".")
+    return dataset if table.startswith(_table_prefix(run_id)) else None
+
+
+def _table_prefix(run_id: str) -> str:
+    return f"pdbatch_{checked_run_id(run_id).replace('-', '_')}"
 
 
 def dataset_of(uri: str) -> tuple[str, str]:
@@ -51,9 +84,10 @@ def client(project: str, credentials=None):
                            client_options=ClientOptions(api_endpoint=endpoint))
 
 
-def client_for(uri: str, credentials=None):
-    """A BigQuery client in the project of dataset ``uri`` (``bq://project.dataset``)."""
-    return client(dataset_of(uri)[0], credentials)
+def check(uri: str, name: str, region: str, project: str | None = None,
+          credentials=None) -> None:
+    """The dataset exists and is in the job's region."""
+    check_dataset(client(project or dataset_of(uri)[0], credentials), uri, region, name)
 
 
 def check_dataset(bq, uri: str, location: str, name: str) -> None:
@@ -184,3 +218,96 @@ def read_text(bq, table: str) -> str | None:
     except NotFound:
         return None
     return rows[0]["text"] if rows else None
+
+
+class BigQueryLocation:
+    """``<dataset>.pdbatch_<run id>_input_NNNNN`` in, ``..._output_NNNNN`` out, labelled with
+    the run (``labels``; none when only reading)."""
+
+    hosts_files, tabular = HOSTS_FILES, TABULAR
+
+    def __init__(self, uri: str, run_id: str, parser: Parser, *, project: str | None = None,
+                 credentials=None, labels: dict[str, str] | None = None, carried=()):
+        project_of, dataset = dataset_of(uri)
+        self.prefix = f"{project_of}.{dataset}.{_table_prefix(run_id)}"
+        self.uri, self.labels, self.carried = uri, dict(labels or {}), list(carried)
+        self.parser = parser
+        self.bq = client(project or project_of, credentials)
+
+    def __str__(self) -> str:
+        return f"{self.uri} (tables {self.prefix.rsplit('.', 1)[1]}_*)"
+
+    def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
+        table = f"{self.prefix}_input_{number:05d}"
+        load_requests(self.bq, table, requests, self.carried, self.labels)
+        return {"instances_format": "bigquery", "bigquery_source": {"input_uri": f"bq://{table}"}}
+
+    def destination(self, number: int) -> dict:
+        return {"predictions_format": "bigquery",
+                "bigquery_destination": {"output_uri": f"bq://{self.output_table(number)}"}}
+
+    def output_table(self, number: int) -> str:
+        return f"{self.prefix}_output_{number:05d}"
+
+    def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
+        """The job's output table, parsed (none when the job ended before writing it)."""
+        from google.api_core.exceptions import NotFound
+
+        table = self.output_table(number)
+        try:
+            if self.labels:  # a re-read labels nothing, so writes nothing
+                label(self.bq, table, self.labels)
+            answers = read_answers(self.bq, table)
+        except NotFound:
+            return lines.empty_output(response)
+        return lines.parse_rows(con, self.parser, answers, response)
+
+    def clean_up(self) -> None:
+        """Remove the run's input tables (output tables stay)."""
+        for table in tables(self.bq, self.uri, f"{self.prefix}_input_"):
+            delete(self.bq, table)
+
+    def written(self) -> list[tuple[int, str]]:
+        """``(job number, "")`` for each output table of the run."""
+        prefix = self.output_table(0)[:-len("00000")]
+        return [(int(table[len(prefix):]), "")
+                for table in tables(self.bq, self.uri, prefix)]
+
+
+class BigQueryStore:
+    """Manifests and the fingerprint index as one-row tables ``pdbatch_<run>_manifest`` and
+    ``pdbatch_fingerprint_<fp>``."""
+
+    def __init__(self, uri: str, credentials=None):
+        project, dataset = dataset_of(uri)
+        self.uri, self.dataset = uri, f"{project}.{dataset}"
+        self.bq = client(project, credentials)
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def save(self, manifest: dict) -> None:
+        write_text(self.bq, self._manifest_table(manifest["run"]), json.dumps(manifest))
+
+    def load(self, run_id: str) -> dict | None:
+        text = read_text(self.bq, self._manifest_table(run_id))
+        return json.loads(text) if text is not None else None
+
+    def link(self, fingerprint: str, run_id: str) -> None:
+        write_text(self.bq, self._fingerprint_table(fingerprint), run_id)
+
+    def find(self, fingerprint: str) -> str | None:
+        return read_text(self.bq, self._fingerprint_table(fingerprint))
+
+    def run_ids(self) -> list[str]:
+        prefix = f"{self.dataset}.pdbatch_run_"
+        names = ("run-" + table[len(prefix):-len("_manifest")].replace("_", "-")
+                 for table in tables(self.bq, self.uri, prefix)
+                 if table.endswith("_manifest"))
+        return sorted(name for name in names if is_run_id(name))
+
+    def _manifest_table(self, run_id: str) -> str:
+        return f"{self.dataset}.{_table_prefix(run_id)}_manifest"
+
+    def _fingerprint_table(self, fingerprint: str) -> str:
+        return f"{self.dataset}.pdbatch_fingerprint_{checked_fingerprint(fingerprint)}"

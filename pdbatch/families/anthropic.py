@@ -28,10 +28,11 @@ def model_resource(model: str) -> str | None:
         f"publishers/anthropic/models/{match['name']}"
 
 
-def frame(resource: str, system_instruction: str | None,
-          generation_config: Mapping | None) -> Frame:
+def frame(system_instruction: str | None, generation_config: Mapping | None,
+          safety_settings: None = None, row_config: bool = False, *, resource: str) -> Frame:
     """``{"custom_id": "n", "request": {"anthropic_version", "max_tokens", "system",
-    "messages"}}``."""
+    "messages"}}`` (``safety_settings`` and ``row_config`` are refused before, by the
+    family's flags)."""
     request = {"anthropic_version": ANTHROPIC_VERSION, "max_tokens": DEFAULT_MAX_TOKENS,
                **translated_config(generation_config, _CONFIG, "Claude")}
     if system_instruction:

@@ -1,8 +1,9 @@
-"""The Vertex AI job client: submit, poll with backoff, report terminal states.
+"""Vertex AI batch prediction behind the ``BatchService`` seam.
 
-Built on google-cloud-aiplatform's ``JobServiceClient`` (imported lazily: it takes about a
-second). The endpoint and transport come from :class:`pdbatch.config.Settings`, so the same code
-talks to Vertex AI or to ``pdbatch.emulator``.
+Built on google-cloud-aiplatform's ``JobServiceClient`` and ``LlmUtilityServiceClient``
+(imported lazily: they take about a second). The endpoint and transport come from
+:class:`pdbatch.config.Settings`, so the same code talks to Vertex AI or to
+``pdbatch.emulator``.
 """
 
 from __future__ import annotations
@@ -10,43 +11,31 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 
-from .config import Settings
+from ..config import Settings
+from .base import JobInfo
 
 log = logging.getLogger(__name__)
 
-SUCCESS_STATES = {"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
-#: Terminal states. PAUSED is listed because a paused job does nothing until someone resumes it.
-TERMINAL_STATES = SUCCESS_STATES | {
-    "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED", "JOB_STATE_PAUSED",
-}
-_FIRST_POLL, _MAX_POLL, _GROWTH = 0.25, 30.0, 1.5
 _CREATE_ATTEMPTS = 5
+_JOB_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/batchPredictionJobs/(\d+)$")
 
 
-@dataclass(frozen=True)
-class JobInfo:
-    """What pdbatch needs to know of a job after a GET."""
+def job_place(name: str) -> tuple[str, str] | None:
+    """``(project, location)`` of a job name ``projects/P/locations/L/batchPredictionJobs/N``,
+    None when it is not one."""
+    match = _JOB_NAME.match(name) if isinstance(name, str) else None
+    return (match[1], match[2]) if match else None
 
-    name: str
-    state: str
-    output_dir: str
-    error_code: int
-    error_message: str
-    successful: int
-    failed: int
-    labels: Mapping[str, str] = field(default_factory=dict)
-    input_uri: str = ""  # the first input file, or the input table
 
-    @property
-    def done(self) -> bool:
-        return self.state in TERMINAL_STATES
-
-    @property
-    def succeeded(self) -> bool:
-        return self.state in SUCCESS_STATES
+def console_link(name: str) -> str:
+    """The Cloud console page of a job."""
+    match = _JOB_NAME.match(name)
+    if not match:
+        return ""
+    return (f"https://console.cloud.google.com/vertex-ai/locations/{match[2]}/"
+            f"batch-predictions/{match[3]}?project={match[1]}")
 
 
 def credentials_for(settings: Settings, credentials):
@@ -66,7 +55,7 @@ def credentials_for(settings: Settings, credentials):
     return creds
 
 
-class JobClient:
+class VertexService:
     """Vertex AI ``batchPredictionJobs`` for one project and location."""
 
     def __init__(self, settings: Settings, credentials=None):
@@ -76,9 +65,9 @@ class JobClient:
         from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
         self.settings = settings
+        self._credentials = credentials_for(settings, credentials)
         self._client = JobServiceClient(
-            transport=settings.transport,
-            credentials=credentials_for(settings, credentials),
+            transport=settings.transport, credentials=self._credentials,
             client_options=ClientOptions(api_endpoint=settings.api_endpoint),
         )
         # GETs and lists are idempotent: retry transient failures. A create is retried only
@@ -90,7 +79,7 @@ class JobClient:
             initial=1.0, maximum=30.0, timeout=300.0,
         )
 
-    def submit(
+    def create(
         self,
         display_name: str,
         model: str,
@@ -99,7 +88,7 @@ class JobClient:
         labels: Mapping[str, str],
     ) -> str:
         """Create a batch prediction job; returns its resource name. The configs come from
-        ``pdbatch.locations`` (JSONL on Cloud Storage or a BigQuery table)."""
+        a ``storage.Location`` (JSONL on Cloud Storage or a BigQuery table)."""
         body = {"display_name": display_name, "model": model,
                 "input_config": dict(input_config), "output_config": dict(output_config),
                 "labels": dict(labels)}
@@ -156,34 +145,21 @@ class JobClient:
         self._client.cancel_batch_prediction_job(name=name, retry=self._get_retry)
         log.info("asked to cancel %s", name)
 
-    def wait(
-        self,
-        names: list[str],
-        on_poll: Callable[[list[JobInfo]], None] | None = None,
-        timeout: float | None = None,
-        running_at_most: int | None = None,
-    ) -> list[JobInfo]:
-        """Poll jobs with exponential backoff (0.25 s growing to 30 s) until every one is
-        terminal (or, with ``running_at_most``, until no more than that many are not);
-        ``on_poll`` sees each round's infos. TimeoutError after ``timeout`` seconds (the jobs
-        keep running)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = _FIRST_POLL
-        infos: dict[str, JobInfo] = {}
-        while True:
-            for name in names:
-                if name not in infos or not infos[name].done:
-                    info = self.get(name)
-                    if name not in infos or infos[name].state != info.state:
-                        log.info("%s is %s", name, info.state)
-                    infos[name] = info
-            ordered = [infos[name] for name in names]
-            if on_poll:
-                on_poll(ordered)
-            if sum(not info.done for info in ordered) <= (running_at_most or 0):
-                return ordered
-            if deadline is not None and time.monotonic() + delay > deadline:
-                raise TimeoutError(f"{sum(not i.done for i in ordered)} of {len(names)} jobs "
-                                   f"still running after {timeout} s")
-            time.sleep(delay)
-            delay = min(delay * _GROWTH, _MAX_POLL)
+    def count_tokens(self, model: str, texts: list[str], system: str) -> int:
+        """Input tokens of ``texts`` (each with the ``system`` instruction, if any) for
+        ``model`` (a publisher model resource), by the countTokens API."""
+        from google.api_core.client_options import ClientOptions
+        from google.cloud.aiplatform_v1 import LlmUtilityServiceClient
+
+        client = LlmUtilityServiceClient(
+            transport=self.settings.transport, credentials=self._credentials,
+            client_options=ClientOptions(api_endpoint=self.settings.api_endpoint))
+        endpoint = f"{self.settings.parent}/{model}"
+        total = 0
+        for text in texts:
+            request = {"endpoint": endpoint, "model": endpoint,
+                       "contents": [{"role": "user", "parts": [{"text": text}]}]}
+            if system:
+                request["system_instruction"] = {"parts": [{"text": system}]}
+            total += client.count_tokens(request=request, timeout=20).total_tokens
+        return total

@@ -1,4 +1,6 @@
-"""Result columns: resolve the output lines per row and join them back onto the frame.
+"""Joining answers onto the frame: resolve the output lines per row, give every row a status
+(a ``Kind`` carried beside the human text, so that no code parses the text back), and add the
+result columns (structured-output fields included).
 
 The join is positional: a row's key is its position in the frame, so the result keeps the
 original index (duplicates included) and order, and no row is ever dropped.
@@ -6,7 +8,9 @@ original index (duplicates included) and order, and no row is ever dropped.
 
 from __future__ import annotations
 
+import enum
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
@@ -14,47 +18,52 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import InputError
-from .formats.lines import empty_output
+from . import engine, structured
+from .columns import pandas_array, result_columns
+from .errors import JobError
+from .families.lines import empty_output
+from .prepare import Prepared
+from .service import JobInfo
 
 log = logging.getLogger(__name__)
 
-#: Result columns and their dtypes (documented in docs/usage.md, "Result columns").
-RESULT_COLUMNS: dict[str, str] = {
-    "text": "string",
-    "finish_reason": "string",
-    "status": "string",
-    "error_code": "Int64",
-    "error_message": "string",
-    "prompt_tokens": "Int64",
-    "output_tokens": "Int64",
-    "response": "string",
-    "job": "string",
-}
+#: States after which a run's rows may be asked again (with ``max_retries``); EXPIRED only
+#: with ``retry_expired=True``.
+_RETRYABLE = {"JOB_STATE_FAILED"}
+#: Row failures worth asking again: quota and server errors (a 400 would fail the same way).
+TRANSIENT_CODES = frozenset({429, 500, 502, 503, 504})
 
 
-def result_columns(response: bool = True) -> list[str]:
-    """The names of the result columns, ``response`` only when it is kept."""
-    return [c for c in RESULT_COLUMNS if response or c != "response"]
+class Kind(enum.IntEnum):
+    """What a row's status says, for code: the text is for people."""
+
+    OK = 0  # answered ("")
+    FAILED = 1  # the service failed the row (its status string)
+    MISSING = 2  # no answer line ("missing: ...")
+    SKIPPED = 3  # not sent ("skipped: ...")
+    INVALID = 4  # the answer does not fit the response schema ("invalid: ...")
 
 
-def check_no_clash(df: pd.DataFrame, prefix: str, response: bool = True,
-                   extra: list[str] = ()) -> None:
-    """Refuse, before any work, to overwrite columns the frame already has (the result
-    columns, and ``extra`` ones such as structured-output fields)."""
-    names = [*result_columns(response), *extra]
-    repeated = sorted({prefix + c for c in extra if names.count(c) > 1})
-    if repeated:
-        raise InputError(f"response_schema fields {repeated} would be named like other result "
-                         "columns; rename the fields or pass expand=False.")
-    clash = [prefix + c for c in names if prefix + c in df.columns]
-    if clash:
-        raise InputError(
-            f"The frame already has column(s) {clash}, which the results would overwrite. "
-            "Rename them, or pass result_prefix='llm_' to name the result columns llm_text, "
-            "llm_status, ..."
-        )
+@dataclass
+class Result:
+    """A frame with the result columns, and each row's status ``Kind``."""
 
+    frame: pd.DataFrame
+    kinds: np.ndarray
+    prefix: str = ""
+
+    def retryable(self) -> np.ndarray:
+        """Rows worth asking again: no answer, or a transient failure (429, 5xx)."""
+        codes = self.frame[self.prefix + "error_code"].to_numpy(dtype=object, na_value=None)
+        transient = np.array([c in TRANSIENT_CODES for c in codes], dtype=bool)
+        return (self.kinds == Kind.MISSING) | ((self.kinds == Kind.FAILED) & transient)
+
+    def update(self, rows: np.ndarray, other: Result, columns) -> None:
+        """Take ``other``'s answers (a run of ``rows`` only) for those rows."""
+        for column in columns:
+            self.frame.iloc[rows, self.frame.columns.get_loc(column)] = \
+                other.frame[column].to_numpy()
+        self.kinds[rows] = other.kinds
 
 def parse_status(status: str) -> tuple[int | None, str | None]:
     """``(code, message)`` from a row status such as ``Bad Request: {"error": {...}}``."""
@@ -89,11 +98,6 @@ def _winners(keys: np.ndarray, status: pa.ChunkedArray, processed_time: pa.Chunk
     return np.sort(np.array(kept, dtype=np.int64))
 
 
-_PANDAS_TYPES = {pa.string(): pd.StringDtype("pyarrow"),
-                 pa.large_string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dtype(),
-                 pa.float64(): pd.Float64Dtype(), pa.bool_(): pd.BooleanDtype()}
-
-
 class ResultBuilder:
     """Per-row results for a frame of ``n`` rows, filled job by job, joined by position."""
 
@@ -104,12 +108,14 @@ class ResultBuilder:
         self.lines = 0
         self.last_row = -1
         self.status = np.full(n, None, dtype=object)  # for rows without an output line
+        self.kinds = np.full(n, Kind.OK, dtype=np.int8)
         self.job = np.full(n, None, dtype=object)
         self.copies = self.originals = np.array([], dtype=np.int64)
 
     def skip(self, positions: np.ndarray, reasons: np.ndarray) -> None:
         """Rows that were not sent: status ``skipped: <reason>``."""
         self.status[positions] = ["skipped: " + r for r in reasons]
+        self.kinds[positions] = Kind.SKIPPED
 
     def copy_rows(self, copies: np.ndarray, originals: np.ndarray) -> None:
         """Rows not sent because they repeat another row's request get that row's results."""
@@ -118,7 +124,7 @@ class ResultBuilder:
     def add_job(self, job: str, positions: np.ndarray, parsed: pa.Table,
                 why_missing: str = "") -> None:
         """Rows sent in ``job`` (``positions``) get their output line from ``parsed`` (the
-        table of ``formats.lines.parse_output``, sorted by key), or a ``missing`` status
+        table of ``families.lines.parse_output``, sorted by key), or a ``missing`` status
         (saying ``why_missing``, when the job ended early).
         Jobs are added in row order: each job's rows come after the previous job's."""
         if len(positions) and positions.min() <= self.last_row:
@@ -146,6 +152,7 @@ class ResultBuilder:
             log.warning("%d rows of %s have no output line", len(missing), job)
             self.status[missing] = (f"missing: {why_missing}" if why_missing else
                                     f"missing: job {job} wrote no output line for this row")
+            self.kinds[missing] = Kind.MISSING
 
     def join(self, df: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
         """``df`` (same index and order, not copied) with the result columns added."""
@@ -154,6 +161,9 @@ class ResultBuilder:
         status = pc.coalesce(_spread(table.column("status"), self.line),
                              pa.array(self.status, pa.large_string()))
         failed = np.flatnonzero(np.asarray(pc.fill_null(pc.not_equal(status, ""), False)))
+        answered = self.line >= 0
+        self.kinds[answered] = Kind.OK
+        self.kinds[np.intersect1d(failed, np.flatnonzero(answered))] = Kind.FAILED
         codes = np.full(self.n, None, dtype=object)
         messages = np.full(self.n, None, dtype=object)
         for row, text in zip(failed.tolist(), status.take(failed).to_pylist(), strict=True):
@@ -166,6 +176,7 @@ class ResultBuilder:
         if len(self.copies):  # repeated requests: each copy takes its original's values
             source = np.arange(self.n)
             source[self.copies] = self.originals
+            self.kinds[self.copies] = self.kinds[self.originals]
         for name in result_columns(self.response):
             values = columns[name] if name in columns else _spread(table.column(name), self.line)
             if source is not None:
@@ -202,12 +213,54 @@ def _mask(n: int, kept: np.ndarray) -> pa.Array:
     return pa.array(mask)
 
 
-def pandas_array(column) -> pd.api.extensions.ExtensionArray:
-    """An Arrow column as a pandas nullable array: ``string``, ``Int64``, ``Float64``,
-    ``boolean``."""
-    return pa.table({"c": column}).to_pandas(types_mapper=_PANDAS_TYPES.get)["c"].array
-
-
 def _copy_on_write() -> bool:
     """pandas 3 always copies on write; pandas 2 only when the user enabled it."""
     return int(pd.__version__.split(".")[0]) >= 3 or pd.options.mode.copy_on_write is True
+
+
+def joined(prepared: Prepared, answers: list[tuple[JobInfo, np.ndarray, pa.Table]],
+           run_id: str, where: str) -> Result:
+    """The prepared frame with the result columns from each job's parsed ``answers`` (its
+    info, the positions of its rows and its output lines, in row order). Raises JobError
+    (with ``.result``) when a job ended without results and the call's options do not ask
+    its rows again."""
+    options = prepared.options
+    prefix = options.result.result_prefix
+    results = ResultBuilder(len(prepared.df), options.result.include_response)
+    skipped = np.flatnonzero(prepared.rows.reasons != "")
+    results.skip(skipped, prepared.rows.reasons[skipped])
+    results.copy_rows(prepared.sending.copies, prepared.sending.originals)
+    for info, positions, parsed in answers:
+        results.add_job(info.name, positions, parsed, "" if info.succeeded else _ended(info))
+    out = results.join(prepared.df, prefix)
+    out.attrs["pdbatch_run"] = run_id  # read_results(run=...) reads these answers again
+    result = Result(out, results.kinds, prefix)
+    if prepared.schema:
+        invalid = structured.add_columns(out, prepared.schema, prefix, options.result.expand,
+                                         engine.connect())
+        result.kinds[invalid] = Kind.INVALID
+    infos = [info for info, _, _ in answers]
+    ended = [info for info in infos if not info.succeeded]
+    if ended:
+        retryable = _RETRYABLE | ({"JOB_STATE_EXPIRED"} if options.run.retry_expired else set())
+        if not options.run.max_retries or any(info.state not in retryable for info in ended):
+            raise JobError(_ended_message(ended, infos, where), out, result.kinds)
+        log.warning("%d of %d jobs of %s ended without results; asking their unanswered rows "
+                    "again", len(ended), len(infos), run_id)
+    return result
+
+
+def _ended(info: JobInfo) -> str:
+    error = f": {info.error_message}" if info.error_message else ""
+    return f"job {info.name} ended {info.state}{error} before answering this row"
+
+
+def _ended_message(ended, infos, where: str) -> str:
+    lines = [f"{len(ended)} of {len(infos)} batch job(s) ended without results:"]
+    for info in ended:
+        error = f": {info.error_message} (code {info.error_code})" if info.error_message else ""
+        lines.append(f"  {info.name} {info.state}{error}")
+    lines.append(f"{where} The answers that were written are in this error's .result; "
+                 "max_retries=N asks the other rows again (EXPIRED jobs: with "
+                 "retry_expired=True).")
+    return "\n".join(lines)

@@ -39,9 +39,10 @@ def model_resource(model: str) -> str | None:
     return f"publishers/{publisher}/models/{short['name']}" if publisher else None
 
 
-def frame(resource: str, system_instruction: str | None,
-          generation_config: Mapping | None) -> Frame:
-    """``{"custom_id": "n", "method": "POST", "url": "/v1/chat/completions", "body": {...}}``."""
+def frame(system_instruction: str | None, generation_config: Mapping | None,
+          safety_settings: None = None, row_config: bool = False, *, resource: str) -> Frame:
+    """``{"custom_id": "n", "method": "POST", "url": "/v1/chat/completions", "body": {...}}``
+    (``safety_settings`` and ``row_config`` are refused before, by the family's flags)."""
     match = _RESOURCE.match(resource)
     body = {"model": f"{match['publisher']}/{match['name']}",
             **translated_config(generation_config, _CONFIG, "Llama/MaaS")}

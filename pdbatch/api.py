@@ -1,0 +1,266 @@
+"""The public functions: ``batch_predict``, ``submit``, ``estimate``, ``attach``, ``runs`` and
+``read_results``. Each binds its arguments into typed ``Options`` once, then hands the call to
+the pandas driver (``runs.local``) or the Dask driver (``runs.dask``); nothing else happens
+here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from . import config, costs, service, storage
+from . import options as opts
+from .errors import InputError
+from .options import MAX_REQUESTS_PER_JOB
+from .prepare import prepare
+from .runs import dask as on_dask
+from .runs import local
+from .runs import manifest as manifests
+from .runs.handle import BatchRun
+
+_NO_STAGING = "Pass staging= (the run's staging location) or set PDBATCH_STAGING."
+
+
+def batch_predict(
+    df: pd.DataFrame,
+    *,
+    prompt_col: str | None = None,
+    prompt: str | None = None,
+    model: str = "gemini-2.5-flash",
+    staging: str | None = None,
+    project: str | None = None,
+    location: str | None = None,
+    system_instruction: str | None = None,
+    generation_config: Mapping | None = None,
+    safety_settings: Sequence[Mapping] | None = None,
+    config_cols: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    on_invalid: str = "raise",
+    result_prefix: str = "",
+    include_response: bool = True,
+    files: Mapping[str, str | None] | None = None,
+    response_schema=None,
+    expand: bool = True,
+    reask_invalid: bool = False,
+    max_retries: int = 0,
+    dedup: bool = True,
+    carry: Sequence[str] | None = None,
+    output: str | None = None,
+    keep_staging: bool = False,
+    api_endpoint: str | None = None,
+    transport: str = "rest",
+    credentials=None,
+    max_requests_per_job: int = MAX_REQUESTS_PER_JOB,
+    progress: bool = True,
+    force: bool = False,
+    max_cost: float | None = None,
+    max_rows: int | None = None,
+    retry_expired: bool = False,
+    cancel_on_interrupt: bool = False,
+    max_concurrent_jobs: int | None = None,
+) -> pd.DataFrame:
+    """Answer every row of ``df`` with a Vertex AI batch prediction job; return the frame
+    with result columns added.
+
+    Args:
+        prompt_col: column holding each row's prompt text. Or:
+        prompt: a template such as ``"Summarise {title}: {body}"`` (plain ``{column}`` fields).
+        model: a Gemini model, e.g. ``"gemini-2.5-flash"`` or a publisher/tuned resource name.
+        staging: ``gs://bucket/prefix`` under which each run gets its own folder, or
+            ``bq://project.dataset`` where each job gets an input and an output table
+            (default: ``PDBATCH_STAGING``).
+        project, location: default ``GOOGLE_CLOUD_PROJECT`` / ``GOOGLE_CLOUD_LOCATION``.
+        system_instruction: text sent as every request's ``systemInstruction``.
+        generation_config: e.g. ``{"temperature": 0.2, "max_output_tokens": 256}``; keys may be
+            snake_case or camelCase and are sent as REST camelCase.
+        files: Gemini: columns of files to send after each row's text, with their MIME type
+            (None: from the extension), e.g. ``{"image": "image/jpeg"}``; cells are ``gs://``
+            URIs, local paths or bytes (uploaded to the run's folder first).
+        response_schema: a pydantic model class or a JSON Schema dict of an object (Gemini):
+            every request asks for JSON of that shape, and each top-level field becomes a typed
+            result column (``expand=False``: one ``parsed`` column of dicts). Answers that do not
+            fit get the status ``invalid: ...``; ``reask_invalid=True`` asks those rows once
+            more.
+        config_cols: Gemini: settings taken per row from columns, e.g.
+            ``{"temperature": "temp"}`` (temperature, top_p, top_k, max_output_tokens, seed,
+            presence_penalty, frequency_penalty).
+        safety_settings: Gemini: e.g. ``[{"category": "HARM_CATEGORY_HATE_SPEECH",
+            "threshold": "BLOCK_ONLY_HIGH"}]``, sent as every request's ``safetySettings``.
+        labels: extra Vertex AI labels for the jobs (``pdbatch-run`` is always added).
+        on_invalid: ``"raise"`` (default) refuses a frame with null, empty or non-string
+            prompts; ``"skip"`` sends the other rows and returns these with status
+            ``"skipped: ..."``.
+        result_prefix: prefix for the result column names, e.g. ``"llm_"``.
+        include_response: keep each row's raw response as JSON text in ``response``; False
+            leaves that column out (often the largest: about half the result's memory).
+        max_retries: ask rows that failed with a transient error (429, 5xx) or got no answer
+            (also the unanswered rows of a job that FAILED part way) again, in up to this many
+            follow-up passes, stopping when a pass fixes none; adds an ``attempts`` column.
+        dedup: send identical requests (same prompt, files and per-row settings) once and give
+            every row that asked the same answer (not with ``carry``: then every row is sent,
+            so that the output holds each row's carried values).
+        carry: columns copied into every request line or input-table row, which the service
+            passes through to the output (integers, floats, booleans or strings).
+        output: where the jobs write, if not where they read: ``gs://bucket/prefix`` or
+            ``bq://project.dataset`` (JSONL in with a table out, or a table in with JSONL out).
+        keep_staging: keep the staged inputs of a successful run (removed by default; outputs
+            are always kept).
+        api_endpoint: Vertex AI endpoint (default ``GOOGLE_VERTEX_BASE_URL``, else the
+            regional host); ``http://`` endpoints get anonymous credentials.
+        transport: ``"rest"`` (default) or ``"grpc"``.
+        credentials: google-auth credentials (default: application default credentials).
+        max_requests_per_job: split larger frames into several jobs (service limit 200,000).
+        progress: show a progress bar while jobs run.
+        force: start a new run even if the same call (same frame and arguments) already made
+            one in this staging location; by default the call re-attaches to that run: it
+            waits for its jobs if they still run, or only reads their answers.
+        max_cost: refuse (or, in a terminal or notebook, ask before) a run whose estimated
+            batch cost in USD is higher (see ``df.gemini.estimate``).
+        max_rows: the same for a run of more requests than this.
+        retry_expired: with ``max_retries``, also ask the rows of EXPIRED jobs again
+            (default: a JobError).
+        cancel_on_interrupt: on Ctrl-C or a notebook interrupt while waiting, cancel the jobs
+            (default: leave them running and log how to re-attach).
+        max_concurrent_jobs: create a job only while fewer than this many of the run's jobs
+            are unfinished (default: all at once, within the project's quota).
+
+    A Dask DataFrame gets a lazy Dask DataFrame back (see docs/dask.md).
+
+    Returns:
+        A copy of ``df`` with the same index and order plus the columns ``text``,
+        ``finish_reason``, ``status`` ("" = ok), ``error_code``, ``error_message``,
+        ``prompt_tokens``, ``output_tokens``, ``response`` (unless left out) and ``job``.
+
+    Raises:
+        InputError: bad arguments or rows, or a run over ``max_cost``/``max_rows``, before
+            anything is uploaded.
+        JobError: a job ended FAILED, CANCELLED, EXPIRED or PAUSED (see ``max_retries``);
+            its ``.result`` holds the answers written before.
+    """
+    arguments = {k: v for k, v in locals().items() if k not in ("df", "credentials")}
+    options = opts.bind(credentials=credentials, **arguments)
+    if on_dask.is_dask(df):  # a lazy result
+        return on_dask.batch_predict(df, options)
+    return local.start(prepare(df, options)).result()
+
+
+def submit(df: pd.DataFrame, **options) -> BatchRun:
+    """Like ``batch_predict`` (same arguments), but returns as soon as the jobs exist: a
+    ``BatchRun`` with ``status()``, ``wait()``, ``result()`` and ``cancel()``.
+
+    The run is recorded in its staging location: ``pdbatch.attach(run.id, staging=...)`` picks
+    it up in another process, and the same ``submit`` or ``batch_predict`` call made again
+    re-attaches to it. A Dask DataFrame is staged and its jobs created now (on the workers);
+    ``result()`` is then the lazy frame."""
+    bound = opts.bind(**options)
+    if on_dask.is_dask(df):
+        return on_dask.submit(df, bound)
+    return local.start(prepare(df, bound))
+
+
+def estimate(df: pd.DataFrame, *, output_tokens: int | None = None,
+             prices: Mapping[str, tuple[float, float]] | None = None,
+             count_tokens: bool = True, **options) -> costs.Estimate:
+    """What ``batch_predict`` with these ``options`` would send and cost: rows, unique
+    requests, input tokens (countTokens on a sample when the API answers and
+    ``count_tokens``, else about 4 characters per token), ``output_tokens`` per request
+    (default: ``max_output_tokens``, else 256) and the batch cost in USD from a dated price
+    table (``pdbatch.costs.PRICES``; ``prices={"model": (input, output)}`` per million
+    tokens overrides it). Nothing is uploaded or submitted."""
+    prepared = prepare(df, opts.bind(**options))
+    return costs.estimate(prepared, output_tokens, dict(prices or {}), count_tokens)
+
+
+def attach(run: str, *, staging: str | None = None, project: str | None = None,
+           location: str | None = None, api_endpoint: str | None = None,
+           transport: str = "rest", credentials=None) -> BatchRun:
+    """The ``BatchRun`` of an earlier ``submit`` or ``batch_predict``, from its run id
+    (``run.id``, ``out.attrs["pdbatch_run"]``) and the staging location it was made in
+    (default ``PDBATCH_STAGING``), or from one of its jobs' resource names (the staging
+    location is then read from the job). ``result(df)`` then needs the frame it was made
+    from."""
+    run_id = run
+    if isinstance(run, str) and run.startswith("projects/"):
+        place = service.job_place(run)
+        if place is None:
+            raise InputError(f"{run!r} is not a batch prediction job name such as "
+                             "'projects/P/locations/L/batchPredictionJobs/123'.")
+        settings = config.Settings(place[0], place[1], "", config.endpoint(
+            api_endpoint, place[1]), transport)
+        job = service.open_service(settings, credentials).get(run)
+        run_id = job.labels.get("pdbatch-run", "")
+        if not storage.is_run_id(run_id):
+            raise InputError(f"{run} was not made by pdbatch (it has no pdbatch-run label).")
+        staging = staging or storage.staging_of(job.input_uri, run_id)
+    elif not storage.is_run_id(run):
+        raise InputError(f"run={run!r} is neither a pdbatch run id such as "
+                         "'run-20261121-183000-a1b2c3' nor a batch prediction job name.")
+    found, where = _stored(run_id, staging, credentials)
+    options = manifests.options_of(found, credentials)
+    settings = manifests.settings_of(found, where, project, location, api_endpoint, transport)
+    return BatchRun(found, settings, options, _driver(found))
+
+
+def runs(staging: str | None = None, credentials=None) -> pd.DataFrame:
+    """The runs recorded in a staging location (default ``PDBATCH_STAGING``), newest first:
+    run id, creation time, model, rows, requests, jobs, whether every job was submitted, and
+    the fingerprint. ``pdbatch.attach(run_id, staging=...)`` gives a run's handle."""
+    where = config.given_or_environment(staging, "staging", _NO_STAGING)
+    store = storage.open_store(where, credentials)
+    found = [manifests.read(m) for m in map(store.load, store.run_ids()) if m is not None]
+    columns = ["run", "created", "model", "rows", "requests", "jobs", "submitted",
+               "fingerprint"]
+    table = pd.DataFrame([{**m, "jobs": len(m["jobs"])} for m in found],
+                         columns=columns)
+    return table.sort_values("created", ascending=False, ignore_index=True)
+
+
+def read_results(
+    df,
+    *,
+    run: str,
+    staging: str | None = None,
+    output: str | None = None,
+    model: str | None = None,
+    credentials=None,
+    result_prefix: str | None = None,
+    include_response: bool | None = None,
+):
+    """``df`` with the result columns of run ``run`` (``out.attrs["pdbatch_run"]``), read again
+    from the run's outputs: no job is created, none is waited for, nothing is paid. The same
+    columns and values as the call that made it (its follow-up passes included), from the
+    run's manifest in ``staging`` (default: ``output``, else ``PDBATCH_STAGING``). ``df`` must
+    be the frame the run was made from (a Dask run: its Dask frame; checked by fingerprint).
+    ``model``, when given, must be the run's; ``result_prefix`` and ``include_response``
+    default to the run's own.
+    """
+    if not storage.is_run_id(run):
+        raise InputError(f"run={run!r} is not a pdbatch run id such as "
+                         "'run-20261121-183000-a1b2c3' (see out.attrs['pdbatch_run']).")
+    found, where = _stored(run, staging or output, credentials)
+    if model is not None and found["model"] != model.rsplit("/", 1)[-1]:
+        raise InputError(f"{run} was made with model {found['model']!r}, not {model!r}.")
+    shown = {name: value for name, value in (("result_prefix", result_prefix),
+                                             ("include_response", include_response))
+             if value is not None}
+    options = manifests.options_of(found, credentials, **shown)
+    settings = manifests.settings_of(found, where)
+    handle = BatchRun(found, settings, options, _driver(found, read_only=True))
+    return handle.result(df)
+
+
+def _stored(run_id: str, staging: str | None, credentials) -> tuple[dict, str]:
+    """The manifest of ``run_id`` in ``staging`` (default ``PDBATCH_STAGING``), and where."""
+    where = config.given_or_environment(staging, "staging", _NO_STAGING)
+    found = storage.open_store(where, credentials).load(run_id)
+    if found is None:
+        raise InputError(f"No run {run_id} in {where}: pass staging= where it was made.")
+    return manifests.read(found), where
+
+
+def _driver(manifest: dict, read_only: bool = False):
+    if manifest["dask"]:
+        return on_dask.DaskDriver(read_only=read_only)
+    return local.PandasDriver(read_only=read_only)
+

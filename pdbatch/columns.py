@@ -1,0 +1,63 @@
+"""The result columns: their names and dtypes, the check that they clash with no column of
+the frame, and Arrow columns as pandas nullable arrays (the one conversion every result column,
+structured-output fields included, goes through, so a lazy frame's meta and its computed
+partitions have the same dtypes)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+
+from .errors import InputError
+
+#: Result columns and their dtypes (documented in docs/usage.md, "Result columns").
+RESULT_COLUMNS: dict[str, str] = {
+    "text": "string",
+    "finish_reason": "string",
+    "status": "string",
+    "error_code": "Int64",
+    "error_message": "string",
+    "prompt_tokens": "Int64",
+    "output_tokens": "Int64",
+    "response": "string",
+    "job": "string",
+}
+
+
+def result_columns(response: bool = True) -> list[str]:
+    """The names of the result columns, ``response`` only when it is kept."""
+    return [c for c in RESULT_COLUMNS if response or c != "response"]
+
+
+def check_no_clash(df: pd.DataFrame, prefix: str, response: bool = True,
+                   extra: list[str] = ()) -> None:
+    """Refuse, before any work, to overwrite columns the frame already has (the result
+    columns, and ``extra`` ones such as structured-output fields)."""
+    names = [*result_columns(response), *extra]
+    repeated = sorted({prefix + c for c in extra if names.count(c) > 1})
+    if repeated:
+        raise InputError(f"response_schema fields {repeated} would be named like other result "
+                         "columns; rename the fields or pass expand=False.")
+    clash = [prefix + c for c in names if prefix + c in df.columns]
+    if clash:
+        raise InputError(
+            f"The frame already has column(s) {clash}, which the results would overwrite. "
+            "Rename them, or pass result_prefix='llm_' to name the result columns llm_text, "
+            "llm_status, ..."
+        )
+
+
+_PANDAS_TYPES = {pa.string(): pd.StringDtype("pyarrow"),
+                 pa.large_string(): pd.StringDtype("pyarrow"), pa.int64(): pd.Int64Dtype(),
+                 pa.float64(): pd.Float64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+#: JSON Schema types of structured-output fields, as Arrow types (so as pandas dtypes).
+SCHEMA_TYPES = {"string": pa.large_string(), "integer": pa.int64(), "number": pa.float64(),
+                "boolean": pa.bool_()}
+
+
+def pandas_array(column) -> pd.api.extensions.ExtensionArray:
+    """An Arrow column as a pandas nullable array: ``string``, ``Int64``, ``Float64``,
+    ``boolean``."""
+    return pa.table({"c": column}).to_pandas(types_mapper=_PANDAS_TYPES.get)["c"].array

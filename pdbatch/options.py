@@ -1,0 +1,166 @@
+"""A call's options, typed and frozen, in three groups, bound and checked once at the public
+boundary (``bind``):
+
+- ``RequestOptions``: what is sent (the model, prompts, settings, files, schema, dedup, how
+  requests are split into jobs); covered by the run's fingerprint;
+- ``RunOptions``: where and how the jobs run (project, location, staging, output, endpoint,
+  labels, retries, the cost guard, waiting);
+- ``ResultOptions``: how the answers are shown (column prefix, raw response, expand).
+
+A run's manifest keeps them as one flat JSON object of argument names (``to_json``; never the
+credentials), read back by ``from_json`` with today's defaults for any option an older
+manifest lacks and unknown keys ignored, so adding an option never breaks attaching older runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import InputError
+
+#: Service limit of requests per job (spec §4).
+MAX_REQUESTS_PER_JOB = 200_000
+ON_INVALID = ("raise", "skip")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """What the jobs are sent."""
+
+    prompt_col: str | None = None
+    prompt: str | None = None
+    model: str = "gemini-2.5-flash"
+    system_instruction: str | None = None
+    generation_config: Mapping | None = None
+    safety_settings: list | None = None
+    config_cols: Mapping[str, str] | None = None
+    files: Mapping[str, str | None] | None = None
+    response_schema: Any = None  # a pydantic model class or a JSON Schema dict
+    on_invalid: str = "raise"
+    dedup: bool = True
+    carry: list | None = None
+    max_requests_per_job: int = MAX_REQUESTS_PER_JOB
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how the jobs run."""
+
+    staging: str | None = None
+    output: str | None = None
+    project: str | None = None
+    location: str | None = None
+    api_endpoint: str | None = None
+    transport: str = "rest"
+    labels: Mapping[str, str] | None = None
+    keep_staging: bool = False
+    progress: bool = True
+    force: bool = False
+    max_cost: float | None = None
+    max_rows: int | None = None
+    max_retries: int = 0
+    retry_expired: bool = False
+    reask_invalid: bool = False
+    cancel_on_interrupt: bool = False
+    max_concurrent_jobs: int | None = None
+
+
+@dataclass(frozen=True)
+class ResultOptions:
+    """How the answers are shown."""
+
+    result_prefix: str = ""
+    include_response: bool = True
+    expand: bool = True
+
+
+_GROUPS = {"request": RequestOptions, "run": RunOptions, "result": ResultOptions}
+#: Every option's group, by argument name.
+GROUP_OF = {f.name: group for group, cls in _GROUPS.items() for f in fields(cls)}
+
+
+@dataclass(frozen=True)
+class Options:
+    """A call's options; ``credentials`` are held for the call only, never written."""
+
+    request: RequestOptions = field(default_factory=RequestOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+    result: ResultOptions = field(default_factory=ResultOptions)
+    credentials: Any = field(default=None, repr=False, compare=False)
+
+    def replace(self, **changes) -> Options:
+        """These options with some changed, by argument name (checked again)."""
+        return bind(**{**self.flat(), **changes}, credentials=self.credentials)
+
+    def flat(self) -> dict[str, Any]:
+        """Argument name -> value, without the credentials."""
+        return {f.name: getattr(group, f.name)
+                for group in (self.request, self.run, self.result) for f in fields(group)}
+
+    def to_json(self) -> dict:
+        """The options as JSON for a manifest: a response schema as its JSON Schema."""
+        options = self.flat()
+        if self.request.response_schema is not None:
+            from .structured import schema_of
+
+            options["response_schema"] = schema_of(self.request.response_schema).json_schema
+        return json.loads(json.dumps(options, default=str))
+
+    @classmethod
+    def from_json(cls, options: Mapping, credentials=None, **changes) -> Options:
+        """Options written by ``to_json`` (by any version: missing options take today's
+        defaults, unknown ones are ignored), with ``changes``."""
+        known = {k: v for k, v in options.items() if k in GROUP_OF}
+        return bind(**{**known, **changes}, credentials=credentials)
+
+
+def bind(credentials=None, **arguments) -> Options:
+    """Typed, checked options from ``batch_predict``'s keyword arguments; TypeError for an
+    unknown argument, InputError for a bad value (before anything is uploaded)."""
+    unknown = sorted(set(arguments) - set(GROUP_OF))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {unknown}; see "
+                        "help(pdbatch.batch_predict) for the options.")
+    groups = {name: {} for name in _GROUPS}
+    for name, value in arguments.items():
+        groups[GROUP_OF[name]][name] = value
+    request = RequestOptions(**groups["request"])
+    if request.carry is not None:
+        request = dataclasses.replace(request, carry=list(request.carry))
+    if request.safety_settings is not None and isinstance(request.safety_settings, tuple):
+        request = dataclasses.replace(request, safety_settings=list(request.safety_settings))
+    options = Options(request, RunOptions(**groups["run"]), ResultOptions(**groups["result"]),
+                      credentials)
+    _check(options)
+    return options
+
+
+def _check(options: Options) -> None:
+    request, run = options.request, options.run
+    if request.on_invalid not in ON_INVALID:
+        raise InputError(f"on_invalid={request.on_invalid!r}: choose one of {ON_INVALID}.")
+    limit = request.max_requests_per_job
+    if not (_whole(limit) and 0 < limit <= MAX_REQUESTS_PER_JOB):
+        raise InputError(f"max_requests_per_job must be between 1 and {MAX_REQUESTS_PER_JOB}.")
+    if not (_whole(run.max_retries) and 0 <= run.max_retries <= 10):
+        raise InputError("max_retries must be a whole number from 0 to 10.")
+    cap = run.max_concurrent_jobs
+    if cap is not None and not (_whole(cap) and cap > 0):
+        raise InputError("max_concurrent_jobs must be None or a whole number of at least 1.")
+    for key, value in (run.labels or {}).items():
+        if not (isinstance(key, str) and _LABEL_KEY.match(key)
+                and isinstance(value, str) and _LABEL_VALUE.match(value)):
+            raise InputError(f"label {key!r}: {value!r} is not a valid Vertex AI label: keys "
+                             "start with a lowercase letter; keys and values use lowercase "
+                             "letters, digits, '_' and '-', at most 63 characters.")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,56 @@
+"""A run's manifest: the JSON record, kept in its staging location (``storage.RunStore``),
+from which any process can pick the run up again.
+
+It holds the run id, fingerprint, follow-up ``pass`` tag, creation time, model, project,
+location, staging and output locations, row and request counts, labels, the call's options
+(``Options.to_json``) and each job created so far (number, resource name, and which slice of
+the sent rows, or which Dask shards, it answers); ``submitted`` turns true once every job
+exists. ``read`` fills in what a manifest of an older version lacks, so that every version's
+runs can be attached.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from .. import config
+from ..options import Options
+
+#: Fields a manifest may lack (written by an older version), and their values then.
+_DEFAULTS = {"pass": "", "output": "", "labels": {}, "options": {}, "jobs": [],
+             "submitted": True, "dask": False}
+
+
+def new(run_id: str, fingerprint: str, settings: config.Settings, options: Options,
+        resource: str, rows: int, requests: int, tag: str = "", **extra) -> dict:
+    """A new run's manifest, with no job yet."""
+    labels = {**(options.run.labels or {}), "pdbatch-run": run_id,
+              "pdbatch-fingerprint": fingerprint}
+    return {
+        "run": run_id, "fingerprint": fingerprint, "pass": tag,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": resource.rsplit("/", 1)[-1],
+        "project": settings.project, "location": settings.location,
+        "staging": settings.staging, "output": settings.output,
+        "rows": rows, "requests": requests, "labels": labels,
+        "options": options.to_json(), **extra, "jobs": [], "submitted": False,
+    }
+
+
+def read(manifest: dict) -> dict:
+    """A stored manifest with defaults for the fields an older version did not write."""
+    return {**_DEFAULTS, **manifest}
+
+
+def options_of(manifest: dict, credentials=None, **changes) -> Options:
+    """The options of the call that made the run (today's defaults for options it predates),
+    with ``changes``."""
+    return Options.from_json(manifest["options"], credentials, **changes)
+
+
+def settings_of(manifest: dict, staging: str, project: str | None = None,
+                location: str | None = None, api_endpoint: str | None = None,
+                transport: str = "rest") -> config.Settings:
+    """Where the run's jobs are: its own project, location and output, unless overridden."""
+    return config.resolve(project or manifest["project"], location or manifest["location"],
+                          staging, api_endpoint, transport, manifest["output"] or None)

@@ -1,0 +1,95 @@
+"""What every batch service gives: ``JobInfo``, job states, the ``BatchService`` protocol, and
+``wait``, which polls any of them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+SUCCESS_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
+#: Terminal states. PAUSED is listed because a paused job does nothing until someone resumes it.
+TERMINAL_STATES = SUCCESS_STATES | {
+    "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED", "JOB_STATE_PAUSED",
+}
+_FIRST_POLL, _MAX_POLL, _GROWTH = 0.25, 30.0, 1.5
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What pdbatch needs to know of a job after a GET."""
+
+    name: str
+    state: str
+    output_dir: str
+    error_code: int
+    error_message: str
+    successful: int
+    failed: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+    input_uri: str = ""  # the first input file, or the input table
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state in SUCCESS_STATES
+
+    @property
+    def state_word(self) -> str:
+        """``running``, ``succeeded``, ... for people."""
+        return self.state.removeprefix("JOB_STATE_").lower()
+
+
+class BatchService(Protocol):
+    """A batch prediction service for one project and location."""
+
+    def create(self, display_name: str, model: str, input_config: Mapping,
+               output_config: Mapping, labels: Mapping[str, str]) -> str:
+        """Create a job; its name. A create whose answer was lost is found (by display name
+        and run label) before it is tried again, so a job is never created twice."""
+
+    def find(self, display_name: str, run_id: str) -> str | None:
+        """The job of run ``run_id`` with this display name, if one exists."""
+
+    def get(self, name: str) -> JobInfo: ...
+
+    def cancel(self, name: str) -> None: ...
+
+    def count_tokens(self, model: str, texts: list[str], system: str) -> int:
+        """Input tokens of these prompts (with a system instruction) by the service's
+        countTokens; raises when it does not answer."""
+
+
+def wait(service: BatchService, names: list[str],
+         on_poll: Callable[[list[JobInfo]], None] | None = None,
+         timeout: float | None = None, running_at_most: int | None = None) -> list[JobInfo]:
+    """Poll jobs with exponential backoff (0.25 s growing to 30 s) until every one is
+    terminal (or, with ``running_at_most``, until no more than that many are not); ``on_poll``
+    sees each round's infos. TimeoutError after ``timeout`` seconds (the jobs keep running)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = _FIRST_POLL
+    infos: dict[str, JobInfo] = {}
+    while True:
+        for name in names:
+            if name not in infos or not infos[name].done:
+                info = service.get(name)
+                if name not in infos or infos[name].state != info.state:
+                    log.info("%s is %s", name, info.state)
+                infos[name] = info
+        ordered = [infos[name] for name in names]
+        if on_poll:
+            on_poll(ordered)
+        if sum(not info.done for info in ordered) <= (running_at_most or 0):
+            return ordered
+        if deadline is not None and time.monotonic() + delay > deadline:
+            raise TimeoutError(f"{sum(not i.done for i in ordered)} of {len(names)} jobs "
+                               f"still running after {timeout} s")
+        time.sleep(delay)
+        delay = min(delay * _GROWTH, _MAX_POLL)

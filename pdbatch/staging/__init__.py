@@ -1,1 +1,0 @@
-"""Where requests are staged and answers read back: one module per kind of location."""

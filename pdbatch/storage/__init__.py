@@ -1,0 +1,131 @@
+"""Where a run's requests are staged, its answers read back, and the run remembered: a Cloud
+Storage folder (``gs://``, ``storage.gcs``) or a BigQuery dataset (``bq://``,
+``storage.bigquery``).
+
+The scheme of a location is examined here and nowhere else (as fsspec's registry does): the
+rest of pdbatch asks a ``Location`` or ``RunStore`` what it can do. Inputs and outputs may be of
+different kinds: the service allows JSONL in with a table out, and a table in with JSONL out.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Protocol
+
+import pyarrow as pa
+
+from ..errors import InputError
+from ..families.lines import Parser
+from . import bigquery, gcs
+from .runids import is_run_id, new_run_id
+
+__all__ = ["Location", "RunStore", "check", "checked", "hosts_files", "is_run_id", "new_run_id",
+           "files_folder", "open_location", "open_store", "staging_of", "tabular"]
+
+_BACKENDS: tuple[ModuleType, ...] = (gcs, bigquery)
+
+
+class Location(Protocol):
+    """A run's place in a staging or output location."""
+
+    hosts_files: bool  # uploaded files can live here (``upload``)
+    tabular: bool  # inputs are table rows (only families with ``table_input``)
+
+    def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
+        """Stage job ``number``'s request lines; its ``input_config``."""
+
+    def stage_shard(self, partition: int, index: int, requests: pa.ChunkedArray) -> str:
+        """Stage one shard of a Dask partition; its name for ``source`` (Cloud Storage only
+        in this version: a BigQuery job reads one table)."""
+
+    def source(self, names: list[str]) -> dict:
+        """The ``input_config`` of a job reading these staged shards."""
+
+    def upload(self, files: dict[str, bytes | str]) -> None:
+        """Put files sent with ``files=`` in ``files_folder`` (where ``hosts_files``)."""
+
+    def destination(self, number: int) -> dict:
+        """Job ``number``'s ``output_config``."""
+
+    def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
+        """Job ``number``'s answers, parsed (``families.lines.PARSED_FIELDS``)."""
+
+    def clean_up(self) -> None:
+        """Remove what the run staged (outputs stay)."""
+
+    def written(self) -> list[tuple[int, str]]:
+        """``(job number, output directory or "")`` of what the run's jobs wrote."""
+
+
+class RunStore(Protocol):
+    """Manifests by run id, and an index from fingerprints to run ids."""
+
+    def save(self, manifest: dict) -> None: ...
+    def load(self, run_id: str) -> dict | None: ...
+    def link(self, fingerprint: str, run_id: str) -> None: ...
+    def find(self, fingerprint: str) -> str | None: ...
+    def run_ids(self) -> list[str]: ...
+
+
+def _backend(uri: str, name: str = "staging") -> ModuleType:
+    for backend in _BACKENDS:
+        if isinstance(uri, str) and uri.startswith(backend.SCHEME):
+            return backend
+    raise InputError(
+        f"{name}={uri!r} is neither a Cloud Storage nor a BigQuery location. Pass "
+        f"{name}='gs://my-bucket/some/prefix' or {name}='bq://my-project.my_dataset'"
+        + (" (or set PDBATCH_STAGING)." if name == "staging" else "."))
+
+
+def checked(uri: str, name: str = "staging") -> str:
+    """``uri`` checked whole: ``gs://bucket[/prefix]`` (returned without a trailing slash) or
+    ``bq://project.dataset``; InputError naming ``name`` and the fix otherwise."""
+    return _backend(uri, name).checked(uri, name)
+
+
+def hosts_files(uri: str) -> bool:
+    """Whether files sent with ``files=`` can be uploaded to this location."""
+    return _backend(uri).HOSTS_FILES
+
+
+def tabular(uri: str) -> bool:
+    """Whether the jobs' inputs or outputs there are tables."""
+    return _backend(uri).TABULAR
+
+
+def check(uri: str, name: str, region: str, project: str | None = None,
+          credentials=None) -> None:
+    """Refuse, before anything is staged, a location the jobs of ``region`` cannot use (a
+    BigQuery dataset that does not exist or is in another region)."""
+    _backend(uri, name).check(uri, name, region, project, credentials)
+
+
+def open_location(uri: str, run_id: str, parser: Parser, *, project: str | None = None,
+                  credentials=None, labels: dict[str, str] | None = None,
+                  carried=()) -> Location:
+    """Run ``run_id``'s place in the checked location ``uri`` (``labels`` and ``carried``
+    columns for what it creates; ``project`` runs its BigQuery load jobs)."""
+    if _backend(uri) is gcs:
+        return gcs.GcsLocation(uri, run_id, parser)
+    return bigquery.BigQueryLocation(uri, run_id, parser, project=project,
+                                     credentials=credentials, labels=labels, carried=carried)
+
+
+def open_store(uri: str, credentials=None) -> RunStore:
+    """The run store of the checked staging location ``uri``."""
+    if _backend(uri) is gcs:
+        return gcs.GcsStore(uri)
+    return bigquery.BigQueryStore(uri, credentials)
+
+
+def staging_of(input_uri: str, run_id: str) -> str | None:
+    """The staging location a job's input (file or table) was staged in, if it is a run's."""
+    for backend in _BACKENDS:
+        if input_uri.startswith(backend.SCHEME):
+            return backend.staging_of(input_uri, run_id)
+    return None
+
+
+def files_folder(uri: str) -> str:
+    """Where files sent with ``files=`` go under a location that ``hosts_files``."""
+    return gcs.files_folder(uri)

@@ -1,0 +1,230 @@
+"""Cloud Storage: a run's folder of request JSONL in and output folders out, its manifest and
+the fingerprint index (``gs://bucket/prefix``).
+
+``<staging>/<run id>/input-NNNNN.jsonl`` in (with ``pdbatch-run`` object metadata),
+``.../output-NNNNN/`` out, Dask shards in ``.../shards/``; uploaded files, content-addressed, in
+``<staging>/files/``; ``<staging>/<run id>/manifest.json`` and ``<staging>/fingerprints/<fp>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import InputError
+from ..families import lines
+from ..families.lines import Parser
+from .runids import checked_fingerprint, checked_run_id, is_run_id
+
+SCHEME = "gs://"
+#: Uploaded files can live here (jobs read ``fileData`` URIs from Cloud Storage).
+HOSTS_FILES = True
+#: Inputs are JSONL lines, so any model family can be staged here.
+TABULAR = False
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_PREFIX = re.compile(r"^[A-Za-z0-9._=/-]+$")
+
+#: Resumable-upload chunk: few large requests (benchmarks/RESULTS.md: 8 MiB chunks made an 830 MB
+#: upload to a local server 3.6x slower than one request; 64 MiB matches it).
+_WRITE_BLOCK = 64 * 2**20
+_READ_BLOCK = 8 * 2**20
+
+
+def filesystem():
+    """A gcsfs filesystem; honours ``STORAGE_EMULATOR_HOST`` like Google's clients do.
+
+    Against an emulator the core gcsfs class is used: the experimental HNS class would probe a
+    gRPC API that local servers lack, and wait a minute on each call.
+    """
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator:
+        from gcsfs.core import GCSFileSystem
+
+        return GCSFileSystem(endpoint_url=emulator, token="anon", skip_instance_cache=True)
+    import gcsfs
+
+    return gcsfs.GCSFileSystem()
+
+
+def write_jsonl(fs, uri: str, lines: pa.ChunkedArray, metadata: dict | None = None) -> None:
+    """Write Arrow string lines (each ending in a newline) to one object with custom
+    ``metadata``, straight from the Arrow buffers in large writes."""
+    with fs.open(uri, "wb", block_size=_WRITE_BLOCK, metadata=metadata) as f:
+        for chunk in lines.chunks:
+            body = string_bytes(chunk)
+            for start in range(0, len(body), _WRITE_BLOCK):
+                f.write(body[start:start + _WRITE_BLOCK])
+
+
+def string_bytes(chunk: pa.Array) -> memoryview:
+    """The concatenated values of an Arrow string array, without copying."""
+    if len(chunk) == 0:
+        return memoryview(b"")
+    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset:]
+    return memoryview(chunk.buffers()[2])[offsets[0]:offsets[len(chunk)]]
+
+
+def output_files(fs, output_dir: str) -> list[str]:
+    """The files holding a job's answers.
+
+    ``predictions.jsonl`` when the job wrote it; otherwise (a cancelled or expired job) every
+    ``.jsonl`` under the directory, incremental files included: duplicates are resolved by key.
+    """
+    final = f"{output_dir.rstrip('/')}/predictions.jsonl"
+    if fs.exists(final):
+        return [final]
+    return sorted("gs://" + p for p in fs.find(output_dir) if p.endswith(".jsonl"))
+
+
+def download(fs, uri: str, path: str) -> None:
+    """Copy one object to a local file, sequentially in large blocks."""
+    with fs.open(uri, "rb", cache_type="readahead", block_size=_READ_BLOCK) as src, \
+            open(path, "wb") as dst:
+        while chunk := src.read(_READ_BLOCK):
+            dst.write(chunk)
+
+
+def checked(uri: str, name: str) -> str:
+    """``uri`` checked to be ``gs://bucket[/prefix]``, without a trailing slash."""
+    bucket, _, prefix = uri[len(SCHEME):].partition("/")
+    if not _BUCKET.match(bucket) or ".." in bucket:
+        raise InputError(
+            f"{name}={uri!r}: {bucket!r} is not a valid bucket name (3-222 characters: "
+            f"lowercase letters, digits, '-', '_', '.'). Pass {name}='gs://my-bucket/prefix'."
+        )
+    prefix = prefix.strip("/")
+    if prefix and (not _PREFIX.match(prefix)
+                   or any(part in ("", ".", "..") for part in prefix.split("/"))):
+        raise InputError(
+            f"{name}={uri!r}: use a prefix of letters, digits and '-_.=/' without empty, "
+            "'.' or '..' segments, e.g. 'gs://my-bucket/pdbatch'."
+        )
+    return f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
+
+
+def check(uri: str, name: str, region: str, project: str | None = None,
+          credentials=None) -> None:
+    """Nothing to look up before a run: jobs read and write buckets of any region."""
+
+
+def staging_of(input_uri: str, run_id: str) -> str | None:
+    """The staging location of a job input ``gs://.../<run>/input-N.jsonl`` (or a shard)."""
+    folder = f"/{run_id}/"
+    return input_uri[:input_uri.index(folder)] if folder in input_uri else None
+
+
+class GcsLocation:
+    """A run's folder in a staging or output location."""
+
+    hosts_files, tabular = HOSTS_FILES, TABULAR
+
+    def __init__(self, root: str, run_id: str, parser: Parser):
+        self.root, self.folder, self.run_id, self.parser = root, f"{root}/{run_id}", run_id, \
+            parser
+        self.fs = filesystem()
+
+    def __str__(self) -> str:
+        return self.folder
+
+    def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
+        uri = f"{self.folder}/input-{number:05d}.jsonl"
+        write_jsonl(self.fs, uri, requests, metadata={"pdbatch-run": self.run_id})
+        return self.source([uri])
+
+    def stage_shard(self, partition: int, index: int, requests: pa.ChunkedArray) -> str:
+        """Write one shard of a Dask partition; returns its URI (see ``source``)."""
+        uri = f"{self.folder}/shards/part-{partition:05d}-{index:04d}.jsonl"
+        write_jsonl(self.fs, uri, requests, metadata={"pdbatch-run": self.run_id})
+        return uri
+
+    @staticmethod
+    def source(uris: list[str]) -> dict:
+        """A job's ``input_config`` reading these staged files."""
+        return {"instances_format": "jsonl", "gcs_source": {"uris": list(uris)}}
+
+    def destination(self, number: int) -> dict:
+        return {"predictions_format": "jsonl",
+                "gcs_destination": {"output_uri_prefix": f"{self.folder}/output-{number:05d}"}}
+
+    def upload(self, files: dict[str, bytes | str]) -> None:
+        """Put local files and bytes (by their object name under ``files_folder``) where jobs
+        can read them, skipping those already there (names are content hashes)."""
+        for name, source in files.items():
+            uri = f"{files_folder(self.root)}/{name}"
+            if not self.fs.exists(uri):
+                data = open(source, "rb").read() if isinstance(source, str) else bytes(source)
+                self.fs.pipe(uri, data)
+
+    def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
+        """Download the job's output files to a temporary folder and parse them (none when
+        the job ended before writing any)."""
+        with tempfile.TemporaryDirectory(prefix="pdbatch-") as tmp:
+            paths = []
+            uris = output_files(self.fs, output_dir) if output_dir else []
+            for count, uri in enumerate(uris):
+                paths.append(os.path.join(tmp, f"{count:05d}.jsonl"))
+                download(self.fs, uri, paths[-1])
+            return lines.parse_output(con, self.parser, paths, response)
+
+    def clean_up(self) -> None:
+        """Remove the run's staged inputs and Dask shards (outputs stay)."""
+        staged = [path for pattern in ("input-*.jsonl", "shards/*.jsonl")
+                  for path in self.fs.glob(f"{self.folder}/{pattern}")]
+        if staged:
+            self.fs.rm(staged)
+
+    def written(self) -> list[tuple[int, str]]:
+        """``(job number, output directory)`` of what the run's jobs wrote here."""
+        found = []
+        for folder in sorted(self.fs.glob(f"{self.folder}/output-*")):
+            final = sorted(self.fs.glob(f"{folder}/prediction-model-*/predictions.jsonl"))
+            where = final[-1].rsplit("/", 1)[0] if final else folder
+            found.append((int(folder.rsplit("-", 1)[1]), "gs://" + where))
+        return found
+
+
+def files_folder(root: str) -> str:
+    """Where local files sent with ``files=`` are uploaded, under a location's root."""
+    return f"{root}/files"
+
+
+class GcsStore:
+    """Manifests and the fingerprint index in a Cloud Storage location."""
+
+    def __init__(self, root: str):
+        self.root, self.fs = root, filesystem()
+
+    def __str__(self) -> str:
+        return self.root
+
+    def save(self, manifest: dict) -> None:
+        self.fs.pipe(f"{self.root}/{checked_run_id(manifest['run'])}/manifest.json",
+                     json.dumps(manifest, indent=1).encode())
+
+    def load(self, run_id: str) -> dict | None:
+        try:
+            return json.loads(self.fs.cat(f"{self.root}/{checked_run_id(run_id)}/manifest.json"))
+        except FileNotFoundError:
+            return None
+
+    def link(self, fingerprint: str, run_id: str) -> None:
+        self.fs.pipe(f"{self.root}/fingerprints/{checked_fingerprint(fingerprint)}",
+                     run_id.encode())
+
+    def find(self, fingerprint: str) -> str | None:
+        try:
+            run_id = self.fs.cat(f"{self.root}/fingerprints/{checked_fingerprint(fingerprint)}")
+        except FileNotFoundError:
+            return None
+        return run_id.decode()
+
+    def run_ids(self) -> list[str]:
+        found = self.fs.glob(f"{self.root}/run-*/manifest.json")
+        names = (path.rsplit("/", 2)[-2] for path in found)
+        return sorted(name for name in names if is_run_id(name))
