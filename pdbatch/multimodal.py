@@ -21,6 +21,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
+from . import storage
 from .errors import InputError
 
 #: MIME types Gemini reads, by file extension.
@@ -31,14 +32,13 @@ MIME_TYPES = {
     "aac": "audio/aac", "ogg": "audio/ogg", "m4a": "audio/mp4", "mp4": "video/mp4",
     "mov": "video/quicktime", "mpeg": "video/mpeg", "webm": "video/webm", "avi": "video/x-msvideo",
 }
-_GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\n\r]+$")
 _MIME = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
 
 
 @dataclass(frozen=True)
 class FilePlan:
-    """The checked file cells of a frame: per row, ``(gs:// URI or uploaded object name,
-    mime type)`` of each part."""
+    """The checked file cells of a frame: per row, ``(gs:// URI, mime type)`` of each part;
+    ``uploads``: the local files and bytes to upload first, by object name in ``folder``."""
 
     parts: list[list[tuple[str, str]]]
     folder: str  # where local files are uploaded (``storage.files_folder``)
@@ -53,8 +53,7 @@ class FilePlan:
         texts = []
         for row in positions.tolist():
             pieces = []
-            for source, mime in self.parts[row]:
-                uri = source if source.startswith("gs://") else f"{self.folder}/{source}"
+            for uri, mime in self.parts[row]:
                 pieces.append(orjson.dumps({"fileData": {"fileUri": uri, "mimeType": mime}}))
             texts.append("".join("," + p.decode() for p in pieces))
         return pa.chunked_array([pa.array(texts, pa.large_string())])
@@ -83,12 +82,12 @@ def plan(df: pd.DataFrame, files: Mapping[str, str | None], reasons: np.ndarray,
             if problem:
                 reasons[row] = reasons[row] or f"files column {column!r}: {problem}"
                 continue
-            if isinstance(value, str) and value.startswith("gs://"):
+            if isinstance(value, str) and storage.is_file_uri(value):
                 result.parts[row].append(part)
             else:
                 name = _object_name(value)
                 result.uploads[name] = value
-                result.parts[row].append((name, part[1]))
+                result.parts[row].append((f"{folder}/{name}", part[1]))
     return result
 
 
@@ -100,8 +99,8 @@ def _part(value, mime: str | None) -> tuple[tuple[object, str] | None, str]:
         return (bytes(value), mime), ""
     if not isinstance(value, str):
         return None, f"a {type(value).__name__} is neither a gs:// URI, a path nor bytes"
-    if value.startswith("gs://"):
-        if not _GCS_URI.match(value):
+    if storage.is_file_uri(value):
+        if not storage.valid_file_uri(value):
             return None, f"{value!r} is not a Cloud Storage object URI (gs://bucket/object)"
     elif "://" in value:
         return None, f"{value!r}: only gs:// URIs, local paths and bytes can be sent"

@@ -19,8 +19,9 @@ from ..families.lines import Parser
 from . import bigquery, gcs
 from .runids import is_run_id, new_run_id
 
-__all__ = ["Location", "RunStore", "check", "checked", "hosts_files", "is_run_id", "new_run_id",
-           "files_folder", "open_location", "open_store", "staging_of", "tabular"]
+__all__ = ["Location", "RunStore", "check", "checked", "files_folder", "hosts_files",
+           "is_file_uri", "is_run_id", "new_run_id", "open_location", "open_store", "staging_of",
+           "tabular", "valid_file_uri"]
 
 _BACKENDS: tuple[ModuleType, ...] = (gcs, bigquery)
 
@@ -124,6 +125,16 @@ def staging_of(input_uri: str, run_id: str) -> str | None:
         if input_uri.startswith(backend.SCHEME):
             return backend.staging_of(input_uri, run_id)
     return None
+
+
+def is_file_uri(text: str) -> bool:
+    """Whether a ``files=`` cell names a Cloud Storage object (``gs://...``)."""
+    return text.startswith(gcs.SCHEME)
+
+
+def valid_file_uri(text: str) -> bool:
+    """Whether a ``files=`` cell is a whole ``gs://bucket/object`` URI."""
+    return gcs.OBJECT_URI.match(text) is not None
 
 
 def files_folder(uri: str) -> str:

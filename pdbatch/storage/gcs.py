@@ -26,6 +26,7 @@ SCHEME = "gs://"
 HOSTS_FILES = True
 #: Inputs are JSONL lines, so any model family can be staged here.
 TABULAR = False
+OBJECT_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/[^\n\r]+$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._=/-]+$")
 

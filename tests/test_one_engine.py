@@ -1,0 +1,182 @@
+"""One engine behind every driver: the pandas and the Dask driver give the same frame for the
+same call, ``read_results`` gives back the frame the run returned, and a run recorded by an
+older pdbatch (a manifest without today's options) can still be attached.
+
+Acceptance tests through the public API only, against the offline stack (conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+
+import pdbatch
+
+#: A response schema with one field of each scalar JSON type; the emulator answers JSON that
+#: fits it: the echo text in strings, the echo's word count in integers (+ 0.5 in numbers),
+#: true in booleans (pdbatch/emulator/responder.py).
+SCHEMA = {
+    "type": "object",
+    "properties": {"score": {"type": "number"}, "count": {"type": "integer"},
+                   "ok": {"type": "boolean"}, "label": {"type": "string"}},
+    "required": ["score", "count", "ok", "label"],
+}
+
+
+def _frame(prompts: list, **columns) -> pd.DataFrame:
+    """A frame of ``prompts`` with a sorted, gapped, named index (so that ``dd.from_pandas``
+    keeps the row order). Text columns are ``string`` (pd.NA) because Dask turns pandas'
+    default ``str`` columns into ``string`` anyway: both drivers then see the same input."""
+    n = len(prompts)
+    return pd.DataFrame({"prompt": pd.array(prompts, dtype="string"), **columns},
+                        index=pd.Index(np.arange(n) * 3 + 100, name="id"))
+
+
+def _plain() -> pd.DataFrame:
+    return _frame([f"question number {i}" for i in range(45)])
+
+
+def _dedup_heavy() -> pd.DataFrame:
+    # 60 rows of 5 prompts, cycling: every partition of 20 rows repeats each prompt 4 times,
+    # and each prompt is repeated in every partition.
+    return _frame([f"tell me about topic {i % 5}" for i in range(60)])
+
+
+def _with_invalid() -> pd.DataFrame:
+    prompts = [None if i % 7 == 3 else "" if i % 11 == 5 else f"question {i}"
+               for i in range(45)]
+    return _frame(prompts)
+
+
+def _with_carried() -> pd.DataFrame:
+    n = 36
+    return _frame([f"question {i % 9}" for i in range(n)],  # repeats: carry sends every row
+                  n=np.arange(n, dtype=np.int64) * 7,
+                  tag=pd.array([f"t-{i}" for i in range(n)], dtype="string"))
+
+
+CASES = {
+    "plain": (_plain, {}),
+    "dedup": (_dedup_heavy, {}),
+    "skipped": (_with_invalid, {"on_invalid": "skip"}),
+    "structured": (_plain, {"response_schema": SCHEMA}),
+    "carried": (_with_carried, {"carry": ["n", "tag"]}),
+    "row-faults": (_plain, {"labels": {"emulator-row-errors": "429-20"}, "max_retries": 5}),
+}
+
+
+def _pandas_and_dask(df: pd.DataFrame, staging: str, **options):
+    """The pandas driver's result, the Dask driver's lazy frame and its computed result, each
+    run in its own staging folder."""
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  **options)
+    lazy = dd.from_pandas(df, npartitions=3).gemini.batch_predict(
+        prompt_col="prompt", staging=staging + "-dask", progress=False, **options)
+    return out, lazy, lazy.compute(scheduler="threads")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_pandas_and_dask_drivers_agree(staging, case):
+    make, options = CASES[case]
+    df = make()
+    out, lazy, dask_out = _pandas_and_dask(df, staging, **options)
+
+    assert list(dask_out.columns) == list(out.columns)
+    pd.testing.assert_series_equal(dask_out.dtypes, out.dtypes)
+    pd.testing.assert_series_equal(lazy.dtypes, dask_out.dtypes)
+    pd.testing.assert_index_equal(out.index, df.index)
+    pd.testing.assert_index_equal(dask_out.index, df.index)
+    pd.testing.assert_frame_equal(dask_out[df.columns], df)
+
+    # Job resource names necessarily differ between the two runs: only which rows have one.
+    sent = ~out["status"].str.startswith("skipped: ").fillna(False).to_numpy(dtype=bool)
+    for result in (out, dask_out):
+        assert result["job"].iloc[sent].notna().all()
+    np.testing.assert_array_equal(dask_out["job"].isna().to_numpy(),
+                                  out["job"].isna().to_numpy())
+    if case == "skipped":
+        assert 0 < (~sent).sum() < len(df)
+    if case == "dedup":  # the case does what it says: 5 requests for 60 rows
+        assert pdbatch.runs(staging)["requests"].tolist() == [5]
+
+    # ``attempts`` counts how often the random row faults hit a row: its dtype only (above).
+    compared = [c for c in out.columns if c not in ("job", "attempts")]
+    if case == "row-faults":
+        # A row may fail all 6 attempts (0.2 ** 6 each), in one driver and not the other:
+        # compare the rows both answered, and check that those are (nearly) all.
+        for result in (out, dask_out):  # the faults hit (0.8 ** 45 that they miss all)
+            assert (result["attempts"] > 1).any()
+        both = (out["status"].eq("") & dask_out["status"].eq("")).to_numpy(dtype=bool)
+        assert both.sum() >= len(df) - 2
+        for result in (out, dask_out):
+            assert (result["error_code"].iloc[~both].dropna() == 429).all()
+        pd.testing.assert_frame_equal(dask_out.loc[both, compared], out.loc[both, compared])
+    else:
+        assert (out["status"].iloc[sent] == "").all()
+        pd.testing.assert_frame_equal(dask_out[compared], out[compared])
+
+
+READ_BACK = ["pandas-gcs", "pandas-bigquery", "dask-gcs"]
+
+
+@pytest.mark.parametrize("route", READ_BACK)
+def test_read_results_gives_the_original_result(request, stack, staging, route):
+    df = _frame([f"tell me about {w}" for w in ["a", "b", "a", "c", "b"] * 8])
+    assert df["prompt"].nunique() < len(df)  # dedup-heavy: most rows repeat another's request
+    if route == "pandas-bigquery":
+        where = f"bq://{stack.project}.{request.getfixturevalue('dataset')}"
+    else:
+        where = staging
+    ddf = dd.from_pandas(df, npartitions=3)
+    if route.startswith("dask"):
+        out = ddf.gemini.batch_predict(prompt_col="prompt", staging=where,
+                                       response_schema=SCHEMA, progress=False,
+                                       ).compute(scheduler="threads")
+        [run] = pdbatch.runs(where)["run"].tolist()
+    else:
+        out = df.gemini.batch_predict(prompt_col="prompt", staging=where,
+                                      response_schema=SCHEMA, progress=False)
+        run = out.attrs["pdbatch_run"]
+    assert (out["status"] == "").all()
+    assert set(SCHEMA["properties"]) <= set(out.columns)
+
+    if route.startswith("dask"):  # a Dask run is read back for its Dask frame, lazily
+        lazy = ddf.gemini.read_results(run=run, output=where)
+        again = lazy.compute(scheduler="threads")
+        pd.testing.assert_series_equal(lazy.dtypes, again.dtypes)
+    else:
+        again = df.gemini.read_results(run=run, output=where)
+    pd.testing.assert_frame_equal(again, out)  # the same jobs' answers, job names included
+    assert len(pdbatch.runs(where)) == 1  # nothing was submitted again
+
+
+#: The options the very first manifests recorded; anything else is newer than them.
+FIRST_OPTIONS = {"prompt_col", "prompt", "model", "staging", "project", "location",
+                 "system_instruction", "generation_config", "labels", "on_invalid",
+                 "result_prefix", "include_response", "api_endpoint", "transport",
+                 "max_requests_per_job", "progress"}
+
+
+def test_a_manifest_without_todays_optional_fields_attaches(fs, staging):
+    df = _frame([f"distinct question {i}" for i in range(30)])  # no repeats: dedup is moot
+    run = df.gemini.submit(prompt_col="prompt", staging=staging, progress=False)
+    assert run.wait().state == "succeeded"
+    original = run.result()
+    assert (original["status"] == "").all()
+
+    path = f"{staging}/{run.id}/manifest.json"
+    manifest = json.loads(fs.cat(path))
+    dropped = set(manifest["options"]) - FIRST_OPTIONS
+    assert {"dedup", "carry", "response_schema", "max_retries"} <= dropped
+    manifest["options"] = {k: v for k, v in manifest["options"].items() if k in FIRST_OPTIONS}
+    manifest["options"]["some_future_option"] = 1  # written by a newer pdbatch
+    for field in ("pass", "output"):  # top-level fields older versions did not write
+        del manifest[field]
+    fs.pipe(path, json.dumps(manifest, indent=1).encode())
+
+    attached = pdbatch.attach(run.id, staging=staging)
+    pd.testing.assert_frame_equal(attached.result(df), original)
