@@ -14,7 +14,6 @@ from . import options as opts
 from .errors import InputError
 from .options import MAX_REQUESTS_PER_JOB
 from .prepare import prepare
-from .runs import dask as on_dask
 from .runs import local
 from .runs import manifest as manifests
 from .runs.handle import BatchRun
@@ -140,7 +139,9 @@ def batch_predict(
     """
     arguments = {k: v for k, v in locals().items() if k not in ("df", "credentials")}
     options = opts.bind(credentials=credentials, **arguments)
-    if on_dask.is_dask(df):  # a lazy result
+    if _is_dask(df):  # a lazy result
+        from .runs import dask as on_dask
+
         return on_dask.batch_predict(df, options)
     return local.start(prepare(df, options)).result()
 
@@ -154,7 +155,9 @@ def submit(df: pd.DataFrame, **options) -> BatchRun:
     re-attaches to it. A Dask DataFrame is staged and its jobs created now (on the workers);
     ``result()`` is then the lazy frame."""
     bound = opts.bind(**options)
-    if on_dask.is_dask(df):
+    if _is_dask(df):
+        from .runs import dask as on_dask
+
         return on_dask.submit(df, bound)
     return local.start(prepare(df, bound))
 
@@ -259,8 +262,16 @@ def _stored(run_id: str, staging: str | None, credentials) -> tuple[dict, str]:
     return manifests.read(found), where
 
 
+def _is_dask(df) -> bool:
+    """A Dask DataFrame (told apart without importing Dask)."""
+    return hasattr(df, "__dask_graph__") and hasattr(df, "_meta")
+
+
 def _driver(manifest: dict, read_only: bool = False):
+    """The driver of a recorded run (the Dask driver is imported only for Dask runs)."""
     if manifest["dask"]:
+        from .runs import dask as on_dask
+
         return on_dask.DaskDriver(read_only=read_only)
     return local.PandasDriver(read_only=read_only)
 

@@ -60,14 +60,9 @@ class DaskDriver:
         if frame is None:
             raise InputError(f"{run.id} was attached by id: pass the Dask frame it was made "
                              "from, run.result(ddf).")
-        if not is_dask(frame):
+        if not hasattr(frame, "__dask_graph__"):
             raise InputError(f"{run.id} was made from a Dask DataFrame: pass that Dask frame.")
         return result_frame(frame, run.manifest, run.options, self.read_only)
-
-
-def is_dask(df) -> bool:
-    """A Dask DataFrame (told apart without importing Dask)."""
-    return hasattr(df, "__dask_graph__") and hasattr(df, "_meta")
 
 
 def batch_predict(ddf, options: Options):
