@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from . import storage
 from .errors import InputError
+from .identifiers import whole
 
 _PROJECT = re.compile(r"^(?:[a-z0-9.-]+:)?[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _LOCATION = re.compile(r"^[a-z][a-z0-9-]{0,62}[a-z0-9]$")
@@ -60,12 +61,12 @@ def resolve(
     if not project:
         raise InputError("No Google Cloud project: pass project='my-project' or set "
                          "GOOGLE_CLOUD_PROJECT.")
-    if not _PROJECT.match(project):
+    if not whole(_PROJECT, project):
         raise InputError(f"project={project!r} is not a valid Google Cloud project id.")
     if not location:
         raise InputError("No location: pass location='us-central1' (or another region, or "
                          "'global') or set GOOGLE_CLOUD_LOCATION.")
-    if not _LOCATION.match(location):
+    if not whole(_LOCATION, location):
         raise InputError(f"location={location!r} is not a valid location such as 'us-central1'.")
     staging = given_or_environment(
         staging, "staging", "No staging location: pass staging='gs://my-bucket/prefix' (or "
@@ -89,7 +90,7 @@ def endpoint(api_endpoint: str | None, location: str) -> str:
     """The checked Vertex AI endpoint: the argument, else ``GOOGLE_VERTEX_BASE_URL``, else the
     location's host."""
     found = api_endpoint or os.environ.get("GOOGLE_VERTEX_BASE_URL") or default_endpoint(location)
-    if not _ENDPOINT.match(found):
+    if not whole(_ENDPOINT, found):
         raise InputError(f"api_endpoint={found!r} must be a host[:port], optionally with "
                          "http:// or https://.")
     return found.rstrip("/")

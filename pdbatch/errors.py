@@ -19,3 +19,8 @@ class JobError(PdbatchError):
     def __init__(self, message: str, result=None, kinds=None):
         super().__init__(message)
         self.result, self.kinds = result, kinds
+
+
+class ServiceError(PdbatchError):
+    """The batch service could not be reached, or kept failing, for longer than pdbatch
+    retries (``pdbatch.service.vertex.RETRY_DEADLINE``); the jobs may still be running."""

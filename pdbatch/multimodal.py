@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from . import storage
 from .errors import InputError
+from .identifiers import whole
 
 #: MIME types Gemini reads, by file extension.
 MIME_TYPES = {
@@ -70,7 +71,7 @@ def plan(df: pd.DataFrame, files: Mapping[str, str | None], reasons: np.ndarray,
     if missing:
         raise InputError(f"files refers to {missing}, which are not columns of the frame.")
     for column, mime in files.items():
-        if mime is not None and not (isinstance(mime, str) and _MIME.match(mime)):
+        if mime is not None and not (whole(_MIME, mime)):
             raise InputError(f"files[{column!r}] = {mime!r} is not a MIME type such as "
                              "'image/jpeg'.")
     result = FilePlan([[] for _ in range(len(df))], folder)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import InputError
+from .identifiers import whole
 
 #: Service limit of requests per job (spec §4).
 MAX_REQUESTS_PER_JOB = 200_000
@@ -155,8 +156,8 @@ def _check(options: Options) -> None:
     if cap is not None and not (_whole(cap) and cap > 0):
         raise InputError("max_concurrent_jobs must be None or a whole number of at least 1.")
     for key, value in (run.labels or {}).items():
-        if not (isinstance(key, str) and _LABEL_KEY.match(key)
-                and isinstance(value, str) and _LABEL_VALUE.match(value)):
+        if not (whole(_LABEL_KEY, key)
+                and whole(_LABEL_VALUE, value)):
             raise InputError(f"label {key!r}: {value!r} is not a valid Vertex AI label: keys "
                              "start with a lowercase letter; keys and values use lowercase "
                              "letters, digits, '_' and '-', at most 63 characters.")

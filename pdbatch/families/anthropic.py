@@ -8,20 +8,22 @@ from collections.abc import Mapping
 
 import orjson
 
+from ..identifiers import whole
 from .lines import Frame, Parser, custom_id_frame, translated_config
 
 ANTHROPIC_VERSION = "vertex-2023-10-16"
 #: Claude requires ``max_tokens``; this is used when generation_config gives none.
 DEFAULT_MAX_TOKENS = 1024
-_MODEL = re.compile(r"^(?:(?:projects/[^/]+/locations/[^/]+/)?publishers/anthropic/models/)?"
-                    r"(?P<name>claude-[\w.-]+(?:@\w+)?)$")
+_MODEL = re.compile(r"(?:(?:projects/[a-z0-9.:-]+/locations/[a-z0-9-]+/)?"
+                    r"publishers/anthropic/models/)?"
+                    r"(?P<name>claude-[A-Za-z0-9_.-]+(?:@[A-Za-z0-9_]+)?)")
 _CONFIG = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
            "max_output_tokens": "max_tokens", "stop_sequences": "stop_sequences"}
 
 
 def model_resource(model: str) -> str | None:
     """``publishers/anthropic/models/claude-...`` for a Claude model name, or None."""
-    match = _MODEL.match(model)
+    match = whole(_MODEL, model)
     if not match:
         return None
     return model if model.startswith(("projects/", "publishers/")) else \

@@ -10,15 +10,16 @@ from typing import Any
 import orjson
 
 from ..errors import InputError
+from ..identifiers import whole
 from .lines import Frame, Parser, camel_key
 
 #: The extra top-level field that carries a row's position; Vertex passes it through (spec §2.3).
 ROW_KEY = "pdbatch_row"
 
 _BARE_GEMINI = re.compile(r"^(?:models/)?(gemini-[A-Za-z0-9._-]+)$")
-_PUBLISHER = re.compile(
-    r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[\w.@-]+$")
-_TUNED = re.compile(r"^projects/[^/]+/locations/[^/]+/models/[\w-]+(?:@[\w-]+)?$")
+_PLACE = r"projects/[a-z0-9.:-]+/locations/[a-z0-9-]+/"
+_PUBLISHER = re.compile(rf"(?:{_PLACE})?publishers/google/models/gemini-[A-Za-z0-9_.@-]+")
+_TUNED = re.compile(rf"{_PLACE}models/[A-Za-z0-9_-]+(?:@[A-Za-z0-9_-]+)?")
 #: Values whose keys are user data (a JSON schema's property names), never renamed.
 _OPAQUE = {"responseSchema", "responseJsonSchema"}
 
@@ -30,10 +31,10 @@ def model_resource(model: str) -> str | None:
     ``publishers/google/models/gemini-2.5-flash``; publisher and tuned-model resource names are
     kept as given.
     """
-    bare = _BARE_GEMINI.match(model)
+    bare = whole(_BARE_GEMINI, model)
     if bare:
         return f"publishers/google/models/{bare[1]}"
-    if _PUBLISHER.match(model) or _TUNED.match(model):
+    if whole(_PUBLISHER, model) or whole(_TUNED, model):
         return model
     return None
 

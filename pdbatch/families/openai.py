@@ -8,14 +8,15 @@ from collections.abc import Mapping
 
 import orjson
 
+from ..identifiers import whole
 from .lines import Frame, Parser, custom_id_frame, translated_config
 
 #: Short-name prefixes of MaaS models and their publishers.
 _PUBLISHERS = {"llama": "meta", "qwen": "qwen", "deepseek": "deepseek-ai", "gpt-oss": "openai",
                "mistral": "mistralai", "codestral": "mistralai"}
-_SHORT = re.compile(r"^(?:(?P<publisher>[a-z0-9-]+)/)?(?P<name>[a-z0-9][\w.-]*-maas)$")
-_RESOURCE = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/(?P<publisher>[a-z0-9-]+)"
-                       r"/models/(?P<name>[\w.-]+-maas)$")
+_SHORT = re.compile(r"^(?:(?P<publisher>[a-z0-9-]+)/)?(?P<name>[a-z0-9][A-Za-z0-9_.-]*-maas)$")
+_RESOURCE = re.compile(r"(?:projects/[a-z0-9.:-]+/locations/[a-z0-9-]+/)?"
+                       r"publishers/(?P<publisher>[a-z0-9-]+)/models/(?P<name>[A-Za-z0-9_.-]+-maas)")
 #: generation_config keys (snake_case) and their chat-completion names.
 _CONFIG = {"temperature": "temperature", "top_p": "top_p", "max_output_tokens": "max_tokens",
            "stop_sequences": "stop", "seed": "seed", "presence_penalty": "presence_penalty",
@@ -28,10 +29,10 @@ def model_resource(model: str) -> str | None:
     ``llama-3.3-70b-instruct-maas`` (publisher from the name), ``meta/llama-...-maas`` and the
     resource name itself are accepted.
     """
-    full = _RESOURCE.match(model)
+    full = whole(_RESOURCE, model)
     if full:
         return model
-    short = _SHORT.match(model)
+    short = whole(_SHORT, model)
     if not short:
         return None
     publisher = short["publisher"] or next(
@@ -43,7 +44,7 @@ def frame(system_instruction: str | None, generation_config: Mapping | None,
           safety_settings: None = None, row_config: bool = False, *, resource: str) -> Frame:
     """``{"custom_id": "n", "method": "POST", "url": "/v1/chat/completions", "body": {...}}``
     (``safety_settings`` and ``row_config`` are refused before, by the family's flags)."""
-    match = _RESOURCE.match(resource)
+    match = whole(_RESOURCE, resource)
     body = {"model": f"{match['publisher']}/{match['name']}",
             **translated_config(generation_config, _CONFIG, "Llama/MaaS")}
     system = ([orjson.dumps({"role": "system", "content": system_instruction}).decode() + ","]

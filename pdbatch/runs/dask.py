@@ -40,7 +40,16 @@ from ..options import Options
 from ..prepare import prepare
 from . import manifest as manifests
 from .handle import BatchRun
-from .jobs import answers, create_job, find_run, record_run
+from .jobs import (
+    answers,
+    await_submission,
+    check_jobs,
+    create_job,
+    find_run,
+    open_locations,
+    record_run,
+    save,
+)
 from .local import follow_up
 
 log = logging.getLogger(__name__)
@@ -157,7 +166,7 @@ def _stage(part: pd.DataFrame, number: int, run_id: str, options: Options) -> di
     """Prepare one partition and write its shards; returns their sizes and the fingerprint."""
     prepared = prepare(part, options)
     location = storage.open_location(prepared.settings.staging, run_id,
-                                     prepared.family.parser)
+                                     prepared.family.parser, credentials=options.credentials)
     shards, first = [], 0
     for index, (positions, requests) in enumerate(plan.jobs_of(prepared, number << _ROW_BITS)):
         shards.append({"uri": location.stage_shard(number, index, requests),
@@ -176,21 +185,24 @@ def _submit_run(staged: list[dict], run_id: str, options: Options) -> dict:
     partitions = [s["fingerprint"] for s in staged]
     fingerprint = hashlib.blake2b(json.dumps(partitions).encode(), digest_size=16).hexdigest()
     store = storage.open_store(settings.staging, options.credentials)
-    manifest = None if options.run.force else find_run(store, fingerprint)
-    resumed = manifest is not None
-    if resumed:
-        # this attempt's shards: the run's own are already staged
-        storage.open_location(settings.staging, run_id, family.parser).clean_up()
-    else:
+    batch = service.open_service(settings, options.credentials)
+    manifest = None if options.run.force else find_run(store, fingerprint, batch)
+    if manifest is None:
         shards = [shard for part in staged for shard in part["shards"]]
-        manifest = manifests.new(run_id, fingerprint, settings, options, family.resource,
+        manifest, _ = record_run(
+            store, manifests.new(run_id, fingerprint, settings, options, family.resource,
                                  sum(part["rows"] for part in staged),
                                  sum(shard["count"] for shard in shards),
-                                 dask=True, partitions=partitions, shards=shards)
-        record_run(store, manifest)
+                                 dask=True, partitions=partitions, shards=shards),
+            force=options.run.force)
+    resumed = manifest["run"] != run_id
+    if resumed:
+        # this attempt's shards: the run's own are already staged
+        storage.open_location(settings.staging, run_id, family.parser,
+                              credentials=options.credentials).clean_up()
+        manifest = await_submission(store, manifest)
     if not manifest["submitted"]:
-        _create(service.open_service(settings, options.credentials), manifest, store, settings,
-                options, family, resumed)
+        _create(batch, manifest, store, settings, options, family, resumed)
     return manifest
 
 
@@ -198,8 +210,8 @@ def _create(batch, manifest: dict, store, settings, options: Options, family, re
             ) -> None:
     """Create the jobs the manifest does not have yet: consecutive whole shards each."""
     shards = manifest["shards"]
-    inputs = storage.open_location(settings.staging, manifest["run"], family.parser)
-    outputs = storage.open_location(settings.output_location, manifest["run"], family.parser)
+    inputs, outputs = open_locations(manifest["run"], settings, family.parser,
+                                     options.credentials)
     planned = plan.pack([(s["count"], s["bytes"]) for s in shards],
                         options.request.max_requests_per_job, plan.MAX_BYTES_PER_FILE)
     for number, members in enumerate(planned[len(manifest["jobs"]):], len(manifest["jobs"])):
@@ -208,7 +220,7 @@ def _create(batch, manifest: dict, store, settings, options: Options, family, re
                    outputs.destination(number), resumed, options.run.max_concurrent_jobs,
                    shards=members, count=sum(shards[i]["count"] for i in members))
     manifest["submitted"] = True
-    store.save(manifest)
+    save(store, manifest)
 
 
 def _wait_run(manifest: dict, options: Options, read_only: bool) -> dict:
@@ -219,6 +231,7 @@ def _wait_run(manifest: dict, options: Options, read_only: bool) -> dict:
     batch = service.open_service(settings, options.credentials)
     names = [job["name"] for job in manifest["jobs"]]
     infos = [batch.get(name) for name in names] if read_only else service.wait(batch, names)
+    check_jobs(manifest["run"], infos)
     if read_only and not all(info.done for info in infos):
         raise InputError(f"{manifest['run']} is still running: compute its result with "
                          "pdbatch.attach(...).result(ddf) to wait for it.")
@@ -226,7 +239,8 @@ def _wait_run(manifest: dict, options: Options, read_only: bool) -> dict:
                                      for job, info in zip(manifest["jobs"], infos, strict=True)]}
     if all(info.succeeded for info in infos) and not (options.run.keep_staging or read_only):
         parser = families.resolve(options.request.model).parser
-        storage.open_location(settings.staging, manifest["run"], parser).clean_up()
+        storage.open_location(settings.staging, manifest["run"], parser,
+                              credentials=options.credentials).clean_up()
     return manifest
 
 
@@ -238,7 +252,7 @@ def _join(recipe: Recipe, number: int, manifest: dict, options: Options, read_on
         raise InputError(f"partition {number} is not the one {manifest['run']} was made from; "
                          "pass the frame it was made from.")
     outputs = storage.open_location(prepared.settings.output_location, manifest["run"],
-                                    prepared.family.parser)
+                                    prepared.family.parser, credentials=options.credentials)
     sent = prepared.sent_rows
     mine = []
     for job in manifest["jobs"]:

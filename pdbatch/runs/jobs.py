@@ -1,37 +1,106 @@
-"""The stages both drivers share once a call is prepared: find the run a call already made or
-record a new one, create each job and record it at once, and read the jobs' answers."""
+"""The stages both drivers share once a call is prepared: find the run a call already made
+(rebuilding a lost manifest from the jobs' labels) or claim its fingerprint for a new one, create
+each job and record it at once, check that jobs are the run's own, and read their answers."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
 
 from .. import engine, service, storage
+from ..errors import InputError
 from ..service import BatchService, JobInfo
 from ..storage import Location, RunStore
-from .manifest import read
+from .manifest import FINGERPRINT_LABEL, RUN_LABEL, read
+
+#: Seconds after which an unfinished manifest no process has saved counts as abandoned.
+STALE_AFTER = 60.0
 
 log = logging.getLogger(__name__)
 
 
-def find_run(store: RunStore, fingerprint: str) -> dict | None:
-    """The manifest of the run this call (by its fingerprint) already made, if any."""
+def find_run(store: RunStore, fingerprint: str, batch: BatchService,
+             rebuild: Callable[[str, list[JobInfo]], dict] | None = None) -> dict | None:
+    """The manifest of the run this call (by its fingerprint) already made, if any. When the
+    index or the manifest is gone but jobs carry the fingerprint's label, the newest run's
+    manifest is rebuilt from them (``rebuild(run_id, jobs)``), saved and indexed again, so
+    that nothing is created twice; without ``rebuild`` that is an InputError."""
     run_id = store.find(fingerprint)
     manifest = store.load(run_id) if run_id else None
     if manifest is not None:
         log.info("re-attaching to %s, made by the same call (force=True starts afresh)",
                  run_id)
         return read(manifest)
-    return None
+    labelled = [job for job in batch.labelled(FINGERPRINT_LABEL, fingerprint)
+                if storage.is_run_id(job.labels.get(RUN_LABEL))]
+    if not labelled:
+        return None
+    run_id = max(job.labels[RUN_LABEL] for job in labelled)
+    jobs = [job for job in labelled if job.labels[RUN_LABEL] == run_id]
+    if rebuild is None:
+        raise InputError(f"The manifest of {run_id} is missing from {store}, but {len(jobs)} "
+                         "job(s) carry this call's fingerprint. Restore the manifest, or pass "
+                         "force=True to start a new run (paid again).")
+    manifest = rebuild(run_id, jobs)
+    save(store, manifest)
+    store.link(fingerprint, run_id)
+    log.warning("rebuilt the manifest of %s from the labels of its %d job(s)", run_id,
+                len(jobs))
+    return manifest
 
 
-def record_run(store: RunStore, manifest: dict) -> None:
-    """Save a new run's manifest and index it by its fingerprint."""
+def record_run(store: RunStore, manifest: dict, force: bool = False) -> tuple[dict, bool]:
+    """Save a new run's manifest and claim its fingerprint: ``(manifest, True)`` when this
+    run owns it now; ``(the owner's manifest, False)`` when another process made the same call
+    at the same moment and claimed it first (this run's manifest is removed again).
+    ``force``: this run takes the fingerprint whatever owned it."""
+    save(store, manifest)
+    if force:
+        store.link(manifest["fingerprint"], manifest["run"])
+        return manifest, True
+    owner = store.claim(manifest["fingerprint"], manifest["run"])
+    if owner == manifest["run"]:
+        return manifest, True
+    store.delete(manifest["run"])
+    found = store.load(owner)
+    if found is None:
+        raise InputError(f"Another process claimed this call for {owner}, whose manifest is "
+                         f"missing from {store}; try again, or pass force=True.")
+    log.info("another process made the same call at the same moment: re-attaching to %s",
+             owner)
+    return read(found), False
+
+
+def await_submission(store: RunStore, manifest: dict) -> dict:
+    """Wait while another process creates the run's jobs (its manifest is not ``submitted``
+    and was updated in the last ``STALE_AFTER`` seconds); the manifest then. A manifest left
+    unfinished longer than that was left by a process that stopped: the caller takes over."""
+    delay = 0.5
+    while not manifest["submitted"]:
+        updated = datetime.fromisoformat(manifest.get("updated") or manifest["created"])
+        if (datetime.now(timezone.utc) - updated).total_seconds() > STALE_AFTER:
+            log.info("%s was left unfinished: creating its other jobs", manifest["run"])
+            return manifest
+        time.sleep(delay)
+        delay = min(delay * 1.5, 5.0)
+        manifest = read(store.load(manifest["run"]) or manifest)
+    return manifest
+
+
+def save(store: RunStore, manifest: dict) -> None:
+    """Save the manifest, stamped with the time (``await_submission`` reads it)."""
+    manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     store.save(manifest)
-    store.link(manifest["fingerprint"], manifest["run"])
+
+
+def display_name(run_id: str, number: int) -> str:
+    """The display name of job ``number`` of a run."""
+    return f"pdbatch-{run_id}-{number:05d}"
 
 
 def create_job(batch: BatchService, store: RunStore, manifest: dict, number: int,
@@ -40,14 +109,34 @@ def create_job(batch: BatchService, store: RunStore, manifest: dict, number: int
     """Create job ``number`` of a run and record it in the manifest at once. ``stage()`` stages
     its input and gives the input config; it is not called when ``resumed`` and an earlier
     attempt created the job (found by display name). With ``cap``, first wait until fewer
-    than that many of the run's jobs are unfinished."""
+    than that many of the run's jobs are unfinished (saving the manifest now and then, so that
+    other processes see that this one is alive)."""
     if cap:
-        service.wait(batch, [job["name"] for job in manifest["jobs"]], running_at_most=cap - 1)
-    display = f"pdbatch-{manifest['run']}-{number:05d}"
+        touched = [time.monotonic()]
+
+        def alive(_) -> None:
+            if time.monotonic() - touched[0] > STALE_AFTER / 3:
+                save(store, manifest)
+                touched[0] = time.monotonic()
+
+        service.wait(batch, [job["name"] for job in manifest["jobs"]], on_poll=alive,
+                     running_at_most=cap - 1)
+    display = display_name(manifest["run"], number)
     name = (resumed and batch.find(display, manifest["run"])) or batch.create(
         display, resource, stage(), output_config, manifest["labels"])
     manifest["jobs"].append({"number": number, "name": name, **entry})
-    store.save(manifest)
+    save(store, manifest)
+
+
+def check_jobs(run_id: str, infos: list[JobInfo]) -> None:
+    """Refuse to read jobs that are not the run's own (by their run label)."""
+    for info in infos:
+        owner = info.labels.get(RUN_LABEL)
+        if owner != run_id:
+            raise InputError(f"The manifest of {run_id} names job {info.name}, which belongs to "
+                             f"{owner or 'no pdbatch run'}: its answers are not this run's. "
+                             "Remove the manifest to have the same call rebuild it from the "
+                             "jobs' labels, or pass force=True to start a new run.")
 
 
 def answers(outputs: Location, jobs: list[tuple[dict, JobInfo, np.ndarray]], response: bool

@@ -15,14 +15,25 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from .. import costs, plan, storage
+from .. import costs, plan, service, storage
 from ..errors import InputError, JobError
 from ..join import Kind, Result, joined
 from ..options import Options
 from ..prepare import Prepared, prepare
+from ..service import JobInfo
 from . import manifest as manifests
 from .handle import BatchRun, summarise
-from .jobs import answers, create_job, find_run, open_locations, record_run
+from .jobs import (
+    answers,
+    await_submission,
+    check_jobs,
+    create_job,
+    display_name,
+    find_run,
+    open_locations,
+    record_run,
+    save,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,31 +71,57 @@ def start(prepared: Prepared, read_only: bool = False) -> BatchRun | None:
     there is none)."""
     options, settings = prepared.options, prepared.settings
     store = storage.open_store(settings.staging, options.credentials)
+    driver = PandasDriver(prepared, read_only)
+    batch = service.open_service(settings, options.credentials)
     found = None
     if (read_only or not options.run.force) and prepared.sending.send.any():
-        found = find_run(store, prepared.fingerprint)
+        found = find_run(store, prepared.fingerprint, batch, partial(_rebuilt, prepared))
     if found is None and read_only:
         return None
-    driver = PandasDriver(prepared, read_only)
-    if found is not None:
-        run = BatchRun(found, settings, options, driver)
-        if not found["submitted"] and not read_only:
-            _submit_jobs(run, prepared, store, resumed=True)
-        return run
-    if options.run.max_cost is not None or options.run.max_rows is not None:
-        costs.guard(costs.estimate(prepared, count_tokens=options.run.max_cost is not None),
-                    options.run.max_cost, options.run.max_rows)
-    manifest = manifests.new(storage.new_run_id(), prepared.fingerprint, settings, options,
-                             prepared.family.resource, len(prepared.df),
-                             len(prepared.sent_rows), prepared.tag)
-    run = BatchRun(manifest, settings, options, driver)
-    if not len(prepared.sent_rows):
-        log.warning("no row has a prompt to send; no job was created")
-        manifest["submitted"] = True
-        return run
-    record_run(store, manifest)
-    _submit_jobs(run, prepared, store, resumed=False)
+    if found is None:
+        if options.run.max_cost is not None or options.run.max_rows is not None:
+            costs.guard(costs.estimate(prepared, count_tokens=options.run.max_cost is not None),
+                        options.run.max_cost, options.run.max_rows)
+        manifest = _new_manifest(prepared, storage.new_run_id())
+        if not len(prepared.sent_rows):
+            log.warning("no row has a prompt to send; no job was created")
+            manifest["submitted"] = True
+            return BatchRun(manifest, settings, options, driver)
+        manifest, won = record_run(store, manifest, force=options.run.force)
+        if won:
+            run = BatchRun(manifest, settings, options, driver)
+            _submit_jobs(run, prepared, store, resumed=False)
+            return run
+        found = manifest
+    if not read_only:
+        found = await_submission(store, found)
+    run = BatchRun(found, settings, options, driver)
+    if not found["submitted"] and not read_only:
+        _submit_jobs(run, prepared, store, resumed=True)
     return run
+
+
+def _new_manifest(prepared: Prepared, run_id: str) -> dict:
+    return manifests.new(run_id, prepared.fingerprint, prepared.settings, prepared.options,
+                         prepared.family.resource, len(prepared.df), len(prepared.sent_rows),
+                         prepared.tag)
+
+
+def _rebuilt(prepared: Prepared, run_id: str, jobs: list[JobInfo]) -> dict:
+    """The manifest of run ``run_id`` of this call, rebuilt from its ``jobs`` (found by their
+    fingerprint label): each job's slice of the sent rows is planned again."""
+    manifest = _new_manifest(prepared, run_id)
+    names = {job.display_name: job.name for job in jobs}
+    first = planned = 0
+    for number, (positions, _) in enumerate(plan.jobs_of(prepared)):
+        planned += 1
+        name = names.get(display_name(run_id, number))
+        if name is not None and len(manifest["jobs"]) == number:
+            manifest["jobs"].append({"number": number, "name": name, "first": first,
+                                     "count": len(positions)})
+        first += len(positions)
+    manifest["submitted"] = len(manifest["jobs"]) == planned
+    return manifest
 
 
 def _submit_jobs(run: BatchRun, prepared: Prepared, store, resumed: bool) -> None:
@@ -106,7 +143,7 @@ def _submit_jobs(run: BatchRun, prepared: Prepared, store, resumed: bool) -> Non
         first += len(positions)
         del requests
     manifest["submitted"] = True
-    store.save(manifest)
+    save(store, manifest)
     log.info("run %s: %d requests for %d rows in %d job(s), staged in %s", run.id,
              manifest["requests"], len(prepared.df), len(manifest["jobs"]), inputs)
 
@@ -130,6 +167,7 @@ def result_of(run: BatchRun, prepared: Prepared, read_only: bool = False) -> Res
                              f"pdbatch.attach({run.id!r}, staging=...).result(df).")
     else:
         status = run.wait()
+    check_jobs(run.id, status.jobs)
     inputs, outputs = _locations(run, prepared)
     sent = prepared.sent_rows
     jobs = [(job, info, sent[job["first"]:job["first"] + job["count"]])

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from .. import config
 from ..options import Options
 
+RUN_LABEL, FINGERPRINT_LABEL = "pdbatch-run", "pdbatch-fingerprint"
 #: Fields a manifest may lack (written by an older version), and their values then.
 _DEFAULTS = {"pass": "", "output": "", "labels": {}, "options": {}, "jobs": [],
              "submitted": True, "dask": False}
@@ -24,8 +25,7 @@ _DEFAULTS = {"pass": "", "output": "", "labels": {}, "options": {}, "jobs": [],
 def new(run_id: str, fingerprint: str, settings: config.Settings, options: Options,
         resource: str, rows: int, requests: int, tag: str = "", **extra) -> dict:
     """A new run's manifest, with no job yet."""
-    labels = {**(options.run.labels or {}), "pdbatch-run": run_id,
-              "pdbatch-fingerprint": fingerprint}
+    labels = {**(options.run.labels or {}), RUN_LABEL: run_id, FINGERPRINT_LABEL: fingerprint}
     return {
         "run": run_id, "fingerprint": fingerprint, "pass": tag,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -32,6 +32,7 @@ class JobInfo:
     failed: int
     labels: Mapping[str, str] = field(default_factory=dict)
     input_uri: str = ""  # the first input file, or the input table
+    display_name: str = ""
 
     @property
     def done(self) -> bool:
@@ -59,6 +60,9 @@ class BatchService(Protocol):
         """The job of run ``run_id`` with this display name, if one exists."""
 
     def get(self, name: str) -> JobInfo: ...
+
+    def labelled(self, key: str, value: str) -> list[JobInfo]:
+        """Every job carrying the label ``key=value``, oldest first."""
 
     def cancel(self, name: str) -> None: ...
 

@@ -14,24 +14,34 @@ import time
 from collections.abc import Mapping
 
 from ..config import Settings
+from ..errors import ServiceError
+from ..identifiers import whole
 from .base import JobInfo
 
 log = logging.getLogger(__name__)
 
 _CREATE_ATTEMPTS = 5
-_JOB_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/batchPredictionJobs/(\d+)$")
+#: Seconds a GET, list or cancel keeps retrying transient failures before the call fails.
+RETRY_DEADLINE = 300.0
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_JOB_NAME = re.compile(r"projects/([a-z0-9.:-]+)/locations/([a-z0-9-]+)/batchPredictionJobs/(\d+)")
+
+
+def _unreachable(err: Exception) -> ServiceError:
+    return ServiceError(f"Vertex AI did not answer, or kept failing, for {RETRY_DEADLINE:.0f} s "
+                        f"({getattr(err, 'cause', None) or err}).")
 
 
 def job_place(name: str) -> tuple[str, str] | None:
     """``(project, location)`` of a job name ``projects/P/locations/L/batchPredictionJobs/N``,
     None when it is not one."""
-    match = _JOB_NAME.match(name) if isinstance(name, str) else None
+    match = whole(_JOB_NAME, name)
     return (match[1], match[2]) if match else None
 
 
 def console_link(name: str) -> str:
     """The Cloud console page of a job."""
-    match = _JOB_NAME.match(name)
+    match = whole(_JOB_NAME, name)
     if not match:
         return ""
     return (f"https://console.cloud.google.com/vertex-ai/locations/{match[2]}/"
@@ -39,16 +49,20 @@ def console_link(name: str) -> str:
 
 
 def credentials_for(settings: Settings, credentials):
-    """Explicit credentials, else anonymous for a plain-HTTP (local) endpoint, else ADC.
+    """Anonymous credentials for a plain-HTTP (local) endpoint, whatever was passed; else the
+    explicit credentials; else application default credentials.
 
-    Credentials are never sent over plain HTTP: a local emulator gets anonymous ones.
+    Credentials are never sent over plain HTTP, where anyone on the way could read them.
     """
-    if credentials is not None:
-        return credentials
     if settings.api_endpoint.startswith("http://"):
         from google.auth.credentials import AnonymousCredentials
 
+        if credentials is not None:
+            log.warning("api_endpoint %s is plain HTTP: the credentials given are not sent "
+                        "there (anonymous requests instead)", settings.api_endpoint)
         return AnonymousCredentials()
+    if credentials is not None:
+        return credentials
     import google.auth
 
     creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
@@ -59,6 +73,7 @@ class VertexService:
     """Vertex AI ``batchPredictionJobs`` for one project and location."""
 
     def __init__(self, settings: Settings, credentials=None):
+        import requests
         from google.api_core import exceptions
         from google.api_core import retry as retries
         from google.api_core.client_options import ClientOptions
@@ -70,14 +85,19 @@ class VertexService:
             transport=settings.transport, credentials=self._credentials,
             client_options=ClientOptions(api_endpoint=settings.api_endpoint),
         )
-        # GETs and lists are idempotent: retry transient failures. A create is retried only
-        # after a list shows that it did not happen (``submit``).
+        # GETs and lists are idempotent: retry transient failures (429, 5xx, a refused, reset
+        # or timed-out connection: the REST transport raises requests' own exceptions) for up
+        # to RETRY_DEADLINE seconds. A create is retried only after a list shows that it did
+        # not happen (``create``).
         self._transient = (exceptions.TooManyRequests, exceptions.ServiceUnavailable,
-                           exceptions.InternalServerError, ConnectionError)
+                           exceptions.InternalServerError, exceptions.BadGateway,
+                           exceptions.GatewayTimeout, ConnectionError,
+                           requests.exceptions.ConnectionError, requests.exceptions.Timeout)
         self._get_retry = retries.Retry(
             predicate=retries.if_exception_type(*self._transient),
-            initial=1.0, maximum=30.0, timeout=300.0,
+            initial=1.0, maximum=30.0, timeout=RETRY_DEADLINE,
         )
+        self._gave_up = (exceptions.RetryError, *self._transient)
 
     def create(
         self,
@@ -116,16 +136,35 @@ class VertexService:
 
     def find(self, display_name: str, run_id: str) -> str | None:
         """The job of this run with this display name, if one exists."""
-        if not re.match(r"^[\w-]+$", display_name + run_id):
+        if not whole(_NAME, display_name + run_id):
             return None
-        jobs = self._client.list_batch_prediction_jobs(
-            request={"parent": self.settings.parent,
-                     "filter": f'display_name="{display_name}" AND labels.pdbatch-run="{run_id}"'},
-            retry=self._get_retry)
+        jobs = self._list(f'display_name="{display_name}" AND labels.pdbatch-run="{run_id}"')
         return next((job.name for job in jobs), None)
 
+    def labelled(self, key: str, value: str) -> list[JobInfo]:
+        """Every job carrying the label ``key=value``, oldest first."""
+        if not (whole(_NAME, key) and whole(_NAME, value)):
+            return []
+        jobs = sorted(self._list(f'labels.{key}="{value}"'), key=lambda job: job.create_time)
+        return [self._info(job) for job in jobs]
+
+    def _list(self, filter_: str) -> list:
+        try:
+            return list(self._client.list_batch_prediction_jobs(
+                request={"parent": self.settings.parent, "filter": filter_},
+                retry=self._get_retry))
+        except self._gave_up as err:
+            raise _unreachable(err) from err
+
     def get(self, name: str) -> JobInfo:
-        job = self._client.get_batch_prediction_job(name=name, retry=self._get_retry)
+        try:
+            job = self._client.get_batch_prediction_job(name=name, retry=self._get_retry)
+        except self._gave_up as err:
+            raise _unreachable(err) from err
+        return self._info(job)
+
+    @staticmethod
+    def _info(job) -> JobInfo:
         stats = job.completion_stats
         return JobInfo(
             name=job.name,
@@ -138,11 +177,15 @@ class VertexService:
             labels=dict(job.labels),
             input_uri=(list(job.input_config.gcs_source.uris) or [""])[0]
             or job.input_config.bigquery_source.input_uri,
+            display_name=job.display_name,
         )
 
     def cancel(self, name: str) -> None:
         """Ask the service to cancel a job (it ends CANCELLED, keeping what it wrote)."""
-        self._client.cancel_batch_prediction_job(name=name, retry=self._get_retry)
+        try:
+            self._client.cancel_batch_prediction_job(name=name, retry=self._get_retry)
+        except self._gave_up as err:
+            raise _unreachable(err) from err
         log.info("asked to cancel %s", name)
 
     def count_tokens(self, model: str, texts: list[str], system: str) -> int:

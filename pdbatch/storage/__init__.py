@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..families.lines import Parser
+from ..identifiers import whole
 from . import bigquery, gcs
 from .runids import is_run_id, new_run_id
 
@@ -62,9 +63,21 @@ class RunStore(Protocol):
     """Manifests by run id, and an index from fingerprints to run ids."""
 
     def save(self, manifest: dict) -> None: ...
-    def load(self, run_id: str) -> dict | None: ...
-    def link(self, fingerprint: str, run_id: str) -> None: ...
+
+    def load(self, run_id: str) -> dict | None:
+        """The run's manifest; None when there is none; InputError when it is damaged."""
+
+    def delete(self, run_id: str) -> None: ...
+
+    def link(self, fingerprint: str, run_id: str) -> None:
+        """Point the fingerprint at the run, whatever it pointed at."""
+
+    def claim(self, fingerprint: str, run_id: str) -> str:
+        """Point the fingerprint at the run unless it points at one already, atomically;
+        the run it points at now (``run_id`` when this claim won)."""
+
     def find(self, fingerprint: str) -> str | None: ...
+
     def run_ids(self) -> list[str]: ...
 
 
@@ -107,7 +120,7 @@ def open_location(uri: str, run_id: str, parser: Parser, *, project: str | None 
     """Run ``run_id``'s place in the checked location ``uri`` (``labels`` and ``carried``
     columns for what it creates; ``project`` runs its BigQuery load jobs)."""
     if _backend(uri) is gcs:
-        return gcs.GcsLocation(uri, run_id, parser)
+        return gcs.GcsLocation(uri, run_id, parser, credentials)
     return bigquery.BigQueryLocation(uri, run_id, parser, project=project,
                                      credentials=credentials, labels=labels, carried=carried)
 
@@ -115,7 +128,7 @@ def open_location(uri: str, run_id: str, parser: Parser, *, project: str | None 
 def open_store(uri: str, credentials=None) -> RunStore:
     """The run store of the checked staging location ``uri``."""
     if _backend(uri) is gcs:
-        return gcs.GcsStore(uri)
+        return gcs.GcsStore(uri, credentials)
     return bigquery.BigQueryStore(uri, credentials)
 
 
@@ -134,7 +147,7 @@ def is_file_uri(text: str) -> bool:
 
 def valid_file_uri(text: str) -> bool:
     """Whether a ``files=`` cell is a whole ``gs://bucket/object`` URI."""
-    return gcs.OBJECT_URI.match(text) is not None
+    return whole(gcs.OBJECT_URI, text) is not None
 
 
 def files_folder(uri: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 import pandas as pd
 import pyarrow as pa
@@ -20,7 +21,8 @@ import pyarrow as pa
 from ..errors import InputError
 from ..families import lines
 from ..families.lines import Parser
-from .runids import checked_fingerprint, checked_run_id, is_run_id
+from ..identifiers import whole
+from .runids import checked_fingerprint, checked_run_id, is_run_id, manifest_of
 
 SCHEME = "bq://"
 #: Uploaded files need Cloud Storage: a table holds no file a job could read.
@@ -33,6 +35,7 @@ _DATASET = re.compile(r"^bq://(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])\.(?P<dat
 #: Columns the service keeps for its output (spec §2.4, §3.2), plus pdbatch's own.
 RESERVED = ("response", "status", "processed_time", "id", "_vertex_row_id", "request",
             "pdbatch_row")
+_CLAIM_POLLS = 60  # half-seconds a losing claim waits for the winner's run id
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 _MULTI_REGIONS = {"us", "eu"}
 #: pandas dtype kinds that can be carried, and their BigQuery types.
@@ -42,7 +45,7 @@ _TYPES = {"i": "INTEGER", "u": "INTEGER", "f": "FLOAT", "b": "BOOLEAN", "O": "ST
 
 def checked(uri: str, name: str) -> str:
     """``uri`` checked to be ``bq://project.dataset``."""
-    if not _DATASET.match(uri):
+    if not whole(_DATASET, uri):
         raise InputError(
             f"{name}={uri!r} is not a BigQuery dataset. Pass {name}='bq://my-project."
             "my_dataset' (project id: 6-30 lowercase letters, digits and '-'; dataset: "
@@ -78,7 +81,7 @@ def client(project: str, credentials=None):
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
 
-    plain = endpoint.startswith("http://")
+    plain = not endpoint.startswith("https://")
     return bigquery.Client(project=project,
                            credentials=AnonymousCredentials() if plain else credentials,
                            client_options=ClientOptions(api_endpoint=endpoint))
@@ -121,7 +124,7 @@ def carried_columns(df: pd.DataFrame, carry) -> list:
         raise InputError(f"carry={missing} names no column of the frame.")
     fields = []
     for name in carry:
-        if not isinstance(name, str) or not _COLUMN.match(name) or name.lower() in RESERVED:
+        if not whole(_COLUMN, name) or name.lower() in RESERVED:
             raise InputError(
                 f"carry: column {name!r} cannot be carried: names are letters, digits and '_' "
                 f"(not starting with a digit), and {list(RESERVED)} are reserved. Rename it "
@@ -196,14 +199,26 @@ def delete(bq, table: str) -> None:
     bq.delete_table(table, not_found_ok=True)
 
 
+def create_text_table(bq, table: str) -> None:
+    """Create an empty ``write_text`` table; google.api_core's Conflict when it exists."""
+    from google.cloud import bigquery
+
+    bq.create_table(bigquery.Table(table, schema=_text_schema()))
+
+
+def _text_schema() -> list:
+    from google.cloud import bigquery
+
+    return [bigquery.SchemaField("text", "STRING", mode="REQUIRED")]
+
+
 def write_text(bq, table: str, text: str) -> None:
     """Make ``table`` a one-row table holding ``text`` (replacing what it held)."""
     import io
 
     from google.cloud import bigquery
 
-    schema = [bigquery.SchemaField("text", "STRING", mode="REQUIRED")]
-    config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
+    config = bigquery.LoadJobConfig(schema=_text_schema(), source_format="NEWLINE_DELIMITED_JSON",
                                     write_disposition="WRITE_TRUNCATE")
     data = io.BytesIO(json.dumps({"text": text}).encode() + b"\n")
     bq.load_table_from_file(data, table, job_config=config).result()
@@ -290,14 +305,39 @@ class BigQueryStore:
         write_text(self.bq, self._manifest_table(manifest["run"]), json.dumps(manifest))
 
     def load(self, run_id: str) -> dict | None:
-        text = read_text(self.bq, self._manifest_table(run_id))
-        return json.loads(text) if text is not None else None
+        table = self._manifest_table(run_id)
+        text = read_text(self.bq, table)
+        return manifest_of(text, f"table {table}") if text is not None else None
+
+    def delete(self, run_id: str) -> None:
+        delete(self.bq, self._manifest_table(run_id))
 
     def link(self, fingerprint: str, run_id: str) -> None:
         write_text(self.bq, self._fingerprint_table(fingerprint), run_id)
 
+    def claim(self, fingerprint: str, run_id: str) -> str:
+        """Creating the index table is the claim (a second create is refused); the winner
+        then writes its run id, which the others wait for."""
+        from google.api_core.exceptions import Conflict
+
+        table = self._fingerprint_table(fingerprint)
+        try:
+            create_text_table(self.bq, table)
+        except Conflict:
+            for _ in range(_CLAIM_POLLS):
+                owner = self.find(fingerprint)
+                if owner:
+                    return owner
+                time.sleep(0.5)
+            raise InputError(f"The run index {table} exists but names no run: another process "
+                             "claimed this call and stopped. Remove the table, or pass "
+                             "force=True.") from None
+        write_text(self.bq, table, run_id)
+        return run_id
+
     def find(self, fingerprint: str) -> str | None:
-        return read_text(self.bq, self._fingerprint_table(fingerprint))
+        run_id = read_text(self.bq, self._fingerprint_table(fingerprint))
+        return run_id if is_run_id(run_id) else None
 
     def run_ids(self) -> list[str]:
         prefix = f"{self.dataset}.pdbatch_run_"

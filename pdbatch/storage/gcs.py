@@ -19,7 +19,8 @@ import pyarrow as pa
 from ..errors import InputError
 from ..families import lines
 from ..families.lines import Parser
-from .runids import checked_fingerprint, checked_run_id, is_run_id
+from ..identifiers import whole
+from .runids import checked_fingerprint, checked_run_id, is_run_id, manifest_of
 
 SCHEME = "gs://"
 #: Uploaded files can live here (jobs read ``fileData`` URIs from Cloud Storage).
@@ -36,8 +37,10 @@ _WRITE_BLOCK = 64 * 2**20
 _READ_BLOCK = 8 * 2**20
 
 
-def filesystem():
-    """A gcsfs filesystem; honours ``STORAGE_EMULATOR_HOST`` like Google's clients do.
+def filesystem(credentials=None):
+    """A gcsfs filesystem with ``credentials`` (default: application default credentials);
+    honours ``STORAGE_EMULATOR_HOST`` like Google's clients do. A plain-HTTP endpoint gets
+    anonymous requests, whatever credentials were given: they are never sent in clear.
 
     Against an emulator the core gcsfs class is used: the experimental HNS class would probe a
     gRPC API that local servers lack, and wait a minute on each call.
@@ -46,10 +49,13 @@ def filesystem():
     if emulator:
         from gcsfs.core import GCSFileSystem
 
-        return GCSFileSystem(endpoint_url=emulator, token="anon", skip_instance_cache=True)
+        plain = not emulator.startswith("https://")
+        return GCSFileSystem(endpoint_url=emulator, skip_instance_cache=True,
+                             token="anon" if plain or credentials is None else credentials)
     import gcsfs
 
-    return gcsfs.GCSFileSystem()
+    return gcsfs.GCSFileSystem(token=credentials) if credentials is not None \
+        else gcsfs.GCSFileSystem()
 
 
 def write_jsonl(fs, uri: str, lines: pa.ChunkedArray, metadata: dict | None = None) -> None:
@@ -94,13 +100,13 @@ def download(fs, uri: str, path: str) -> None:
 def checked(uri: str, name: str) -> str:
     """``uri`` checked to be ``gs://bucket[/prefix]``, without a trailing slash."""
     bucket, _, prefix = uri[len(SCHEME):].partition("/")
-    if not _BUCKET.match(bucket) or ".." in bucket:
+    if not whole(_BUCKET, bucket) or ".." in bucket:
         raise InputError(
             f"{name}={uri!r}: {bucket!r} is not a valid bucket name (3-222 characters: "
             f"lowercase letters, digits, '-', '_', '.'). Pass {name}='gs://my-bucket/prefix'."
         )
     prefix = prefix.strip("/")
-    if prefix and (not _PREFIX.match(prefix)
+    if prefix and (not whole(_PREFIX, prefix)
                    or any(part in ("", ".", "..") for part in prefix.split("/"))):
         raise InputError(
             f"{name}={uri!r}: use a prefix of letters, digits and '-_.=/' without empty, "
@@ -125,10 +131,10 @@ class GcsLocation:
 
     hosts_files, tabular = HOSTS_FILES, TABULAR
 
-    def __init__(self, root: str, run_id: str, parser: Parser):
+    def __init__(self, root: str, run_id: str, parser: Parser, credentials=None):
         self.root, self.folder, self.run_id, self.parser = root, f"{root}/{run_id}", run_id, \
             parser
-        self.fs = filesystem()
+        self.fs = filesystem(credentials)
 
     def __str__(self) -> str:
         return self.folder
@@ -198,32 +204,47 @@ def files_folder(root: str) -> str:
 class GcsStore:
     """Manifests and the fingerprint index in a Cloud Storage location."""
 
-    def __init__(self, root: str):
-        self.root, self.fs = root, filesystem()
+    def __init__(self, root: str, credentials=None):
+        self.root, self.fs = root, filesystem(credentials)
 
     def __str__(self) -> str:
         return self.root
 
     def save(self, manifest: dict) -> None:
-        self.fs.pipe(f"{self.root}/{checked_run_id(manifest['run'])}/manifest.json",
-                     json.dumps(manifest, indent=1).encode())
+        self.fs.pipe(self._manifest(manifest["run"]), json.dumps(manifest, indent=1).encode())
 
     def load(self, run_id: str) -> dict | None:
+        path = self._manifest(run_id)
         try:
-            return json.loads(self.fs.cat(f"{self.root}/{checked_run_id(run_id)}/manifest.json"))
+            return manifest_of(self.fs.cat(path), path)
         except FileNotFoundError:
             return None
 
+    def delete(self, run_id: str) -> None:
+        self.fs.rm(self._manifest(run_id))
+
     def link(self, fingerprint: str, run_id: str) -> None:
-        self.fs.pipe(f"{self.root}/fingerprints/{checked_fingerprint(fingerprint)}",
-                     run_id.encode())
+        self.fs.pipe(self._index(fingerprint), run_id.encode())
+
+    def claim(self, fingerprint: str, run_id: str) -> str:
+        try:  # a conditional create (ifGenerationMatch=0): one claim wins
+            self.fs.pipe(self._index(fingerprint), run_id.encode(), mode="create")
+            return run_id
+        except FileExistsError:
+            return self.find(fingerprint) or run_id
 
     def find(self, fingerprint: str) -> str | None:
         try:
-            run_id = self.fs.cat(f"{self.root}/fingerprints/{checked_fingerprint(fingerprint)}")
+            run_id = self.fs.cat(self._index(fingerprint)).decode()
         except FileNotFoundError:
             return None
-        return run_id.decode()
+        return run_id if is_run_id(run_id) else None
+
+    def _manifest(self, run_id: str) -> str:
+        return f"{self.root}/{checked_run_id(run_id)}/manifest.json"
+
+    def _index(self, fingerprint: str) -> str:
+        return f"{self.root}/fingerprints/{checked_fingerprint(fingerprint)}"
 
     def run_ids(self) -> list[str]:
         found = self.fs.glob(f"{self.root}/run-*/manifest.json")

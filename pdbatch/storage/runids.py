@@ -1,11 +1,15 @@
-"""Run ids and fingerprints: the only strings of ours that go into paths and table names,
-checked whole before they do."""
+"""Run ids and fingerprints, the only strings of ours that go into paths and table names,
+checked whole before they do; and a stored manifest's text, checked before it is trusted."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from datetime import datetime, timezone
+
+from ..errors import InputError
+from ..identifiers import whole
 
 _RUN_ID = re.compile(r"^run-\d{8}-\d{6}-[0-9a-f]{6}$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{32}$")
@@ -17,7 +21,7 @@ def new_run_id() -> str:
 
 
 def is_run_id(text) -> bool:
-    return isinstance(text, str) and _RUN_ID.match(text) is not None
+    return whole(_RUN_ID, text) is not None
 
 
 def checked_run_id(run_id: str) -> str:
@@ -27,6 +31,21 @@ def checked_run_id(run_id: str) -> str:
 
 
 def checked_fingerprint(fingerprint: str) -> str:
-    if not (isinstance(fingerprint, str) and _FINGERPRINT.match(fingerprint)):
+    if not (whole(_FINGERPRINT, fingerprint)):
         raise ValueError(f"{fingerprint!r} is not a pdbatch fingerprint")
     return fingerprint
+
+
+def manifest_of(text: bytes | str, where: str) -> dict:
+    """A stored manifest; InputError naming ``where`` and the way out when it is not one."""
+    try:
+        manifest = json.loads(text)
+    except ValueError:
+        manifest = None
+    if not (isinstance(manifest, dict) and is_run_id(manifest.get("run"))
+            and isinstance(manifest.get("fingerprint"), str)
+            and isinstance(manifest.get("jobs"), list)):
+        raise InputError(f"The run manifest {where} is damaged (not a pdbatch manifest, or "
+                         "cut short). Remove it: the same call then rebuilds it from its jobs' "
+                         "labels; or pass force=True to start a new run (paid again).")
+    return manifest
