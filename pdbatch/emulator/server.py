@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -143,6 +144,30 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     def __init__(self, service: BatchService, host: str = "127.0.0.1", port: int = 0):
         super().__init__((host, port), _Handler)
         self.service = service
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request, client_address) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Close every open connection, as a server that goes away does (a kept-alive
+        connection would otherwise go on being served by a stopped emulator)."""
+        with self._open_lock:
+            connections, self._open = list(self._open), set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            connection.close()
 
     @property
     def url(self) -> str:
@@ -175,6 +200,7 @@ class VertexEmulator:
         self.service.close()
         self._http.shutdown()
         self._http.server_close()
+        self._http.drop_connections()
         self._thread.join()
 
     def __enter__(self) -> VertexEmulator:

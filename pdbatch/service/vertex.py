@@ -21,6 +21,7 @@ from .base import JobInfo
 log = logging.getLogger(__name__)
 
 _CREATE_ATTEMPTS = 5
+_WARNED: set[str] = set()  # plain-HTTP endpoints already warned about
 #: Seconds a GET, list or cancel keeps retrying transient failures before the call fails.
 RETRY_DEADLINE = 300.0
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -57,7 +58,8 @@ def credentials_for(settings: Settings, credentials):
     if settings.api_endpoint.startswith("http://"):
         from google.auth.credentials import AnonymousCredentials
 
-        if credentials is not None:
+        if credentials is not None and settings.api_endpoint not in _WARNED:
+            _WARNED.add(settings.api_endpoint)
             log.warning("api_endpoint %s is plain HTTP: the credentials given are not sent "
                         "there (anonymous requests instead)", settings.api_endpoint)
         return AnonymousCredentials()
