@@ -39,6 +39,7 @@ def batch_predict(
     result_prefix: str = "",
     include_response: bool = True,
     files: Mapping[str, str | None] | None = None,
+    files_root: str | Sequence[str] | None = None,
     response_schema=None,
     expand: bool = True,
     reask_invalid: bool = False,
@@ -75,7 +76,11 @@ def batch_predict(
             snake_case or camelCase and are sent as REST camelCase.
         files: Gemini: columns of files to send after each row's text, with their MIME type
             (None: from the extension), e.g. ``{"image": "image/jpeg"}``; cells are ``gs://``
-            URIs, local paths or bytes (uploaded to the run's folder first).
+            URIs of objects that exist, local paths or bytes (uploaded to
+            ``<staging>/files/`` first).
+        files_root: the folder (or list of folders) local file cells may be read from, after
+            links are resolved (default: the working directory), so that a file column from
+            untrusted data cannot send other files.
         response_schema: a pydantic model class or a JSON Schema dict of an object (Gemini):
             every request asks for JSON of that shape, and each top-level field becomes a typed
             result column (``expand=False``: one ``parsed`` column of dicts). Answers that do not

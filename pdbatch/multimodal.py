@@ -1,6 +1,7 @@
 """Multimodal rows: file columns become ``fileData`` parts after each row's text.
 
-A cell may hold a ``gs://`` URI (sent as it is), a local file path, or bytes. Local paths and
+A cell may hold a ``gs://`` URI of an object that exists (sent as it is), a local file path
+under ``files_root`` (links resolved; a regular file), or bytes. Local paths and
 bytes are uploaded once to the location's files folder (``<staging>/files/<sha256><ext>``,
 named by content, so the URI is known before the run and shared by runs sending the same file)
 and sent as that URI. Every cell is checked before anything is uploaded: URIs are well formed, paths
@@ -12,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,38 +63,48 @@ class FilePlan:
 
 
 def plan(df: pd.DataFrame, files: Mapping[str, str | None], reasons: np.ndarray,
-         folder: str) -> FilePlan:
+         folder: str, roots: list[str], missing: Callable[[set[str]], set[str]]) -> FilePlan:
     """Check every file cell; a bad cell gives its row a reason (like an invalid prompt).
-    Local files and bytes will be uploaded to ``folder`` (``<folder>/<sha256><ext>``)."""
+    Local files must be regular files under one of ``roots`` (links resolved); ``missing``
+    tells which ``gs://`` objects do not exist (one call for all of them). Local files and bytes
+    will be uploaded to ``folder`` (``<folder>/<sha256><ext>``)."""
     if not isinstance(files, Mapping):
         raise InputError("files must be a dict of column -> MIME type (or None to tell it from "
                          "the extension), e.g. files={'image_uri': 'image/jpeg'}.")
-    missing = [c for c in files if c not in df.columns]
-    if missing:
-        raise InputError(f"files refers to {missing}, which are not columns of the frame.")
+    unknown = [c for c in files if c not in df.columns]
+    if unknown:
+        raise InputError(f"files refers to {unknown}, which are not columns of the frame.")
     for column, mime in files.items():
         if mime is not None and not (whole(_MIME, mime)):
             raise InputError(f"files[{column!r}] = {mime!r} is not a MIME type such as "
                              "'image/jpeg'.")
+    roots = [os.path.realpath(root) for root in roots]
     result = FilePlan([[] for _ in range(len(df))], folder)
+    objects: list[tuple[int, str, str]] = []  # row, column, gs:// URI
     for column, mime in files.items():
         for row, value in enumerate(df[column].to_numpy(dtype=object, na_value=None)):
             if value is None or (isinstance(value, float) and np.isnan(value)):
                 continue
-            part, problem = _part(value, mime)
+            part, problem = _part(value, mime, roots)
             if problem:
                 reasons[row] = reasons[row] or f"files column {column!r}: {problem}"
                 continue
             if isinstance(value, str) and storage.is_file_uri(value):
                 result.parts[row].append(part)
+                objects.append((row, column, value))
             else:
                 name = _object_name(value)
                 result.uploads[name] = value
                 result.parts[row].append((f"{folder}/{name}", part[1]))
+    absent = missing({uri for _, _, uri in objects}) if objects else set()
+    for row, column, uri in objects:
+        if uri in absent:
+            reasons[row] = reasons[row] or f"files column {column!r}: {uri} does not exist"
     return result
 
 
-def _part(value, mime: str | None) -> tuple[tuple[object, str] | None, str]:
+def _part(value, mime: str | None, roots: list[str]
+          ) -> tuple[tuple[object, str] | None, str]:
     """``((source, mime type), "")`` for a good cell, ``(None, why)`` for a bad one."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         if mime is None:
@@ -105,8 +117,14 @@ def _part(value, mime: str | None) -> tuple[tuple[object, str] | None, str]:
             return None, f"{value!r} is not a Cloud Storage object URI (gs://bucket/object)"
     elif "://" in value:
         return None, f"{value!r}: only gs:// URIs, local paths and bytes can be sent"
-    elif not os.path.isfile(value):
-        return None, f"{value!r} is not a file"
+    else:
+        real = os.path.realpath(value)
+        if not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+                   for root in roots):
+            return None, (f"{value!r} is outside files_root ({', '.join(roots)}); pass "
+                          "files_root= naming the folder(s) files may be read from")
+        if not (os.path.exists(real) and stat.S_ISREG(os.stat(real).st_mode)):
+            return None, f"{value!r} is not a file"
     if mime is None:
         extension = value.rsplit(".", 1)[-1].lower() if "." in value.rsplit("/", 1)[-1] else ""
         mime = MIME_TYPES.get(extension)

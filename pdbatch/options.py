@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+import numpy as np
 
 from .errors import InputError
 from .identifiers import whole
@@ -43,6 +46,7 @@ class RequestOptions:
     safety_settings: list | None = None
     config_cols: Mapping[str, str] | None = None
     files: Mapping[str, str | None] | None = None
+    files_root: str | list | None = None  # folders local files may be read from (None: cwd)
     response_schema: Any = None  # a pydantic model class or a JSON Schema dict
     on_invalid: str = "raise"
     dedup: bool = True
@@ -131,9 +135,10 @@ def bind(credentials=None, **arguments) -> Options:
                         "help(pdbatch.batch_predict) for the options.")
     groups = {name: {} for name in _GROUPS}
     for name, value in arguments.items():
+        value = value.item() if isinstance(value, np.generic) else value  # numpy scalars
         groups[GROUP_OF[name]][name] = value
     request = RequestOptions(**groups["request"])
-    if request.carry is not None:
+    if isinstance(request.carry, tuple):
         request = dataclasses.replace(request, carry=list(request.carry))
     if request.safety_settings is not None and isinstance(request.safety_settings, tuple):
         request = dataclasses.replace(request, safety_settings=list(request.safety_settings))
@@ -143,7 +148,49 @@ def bind(credentials=None, **arguments) -> Options:
     return options
 
 
+_TEXT, _FLAG, _WHOLE, _NUMBER = (str,), (bool, np.bool_), (int, np.integer), (int, float)
+_MAPPING, _LIST = (Mapping,), (list, tuple)
+#: What each option may be (None is allowed where the option's default is None), and how to
+#: say it; prompt_col (any column label) and response_schema (checked by structured) aside.
+_KINDS = {
+    "prompt": (_TEXT, "a template string"), "model": (_TEXT, "a model name"),
+    "system_instruction": (_TEXT, "a string"),
+    "generation_config": (_MAPPING, "a dict such as {'temperature': 0.2}"),
+    "safety_settings": (_LIST, "a list of dicts such as [{'category': "
+                               "'HARM_CATEGORY_HATE_SPEECH', 'threshold': 'BLOCK_ONLY_HIGH'}]"),
+    "config_cols": (_MAPPING, "a dict of setting -> column such as {'temperature': 'temp'}"),
+    "files": (_MAPPING, "a dict of column -> MIME type"),
+    "files_root": ((str, os.PathLike, list, tuple), "a folder or a list of folders"),
+    "on_invalid": (_TEXT, "'raise' or 'skip'"), "dedup": (_FLAG, "True or False"),
+    "carry": (_LIST, "a list of column names"),
+    "max_requests_per_job": (_WHOLE, "a whole number"), "staging": (_TEXT, "a location"),
+    "output": (_TEXT, "a location"), "project": (_TEXT, "a project id"),
+    "location": (_TEXT, "a region"), "api_endpoint": (_TEXT, "a host"),
+    "transport": (_TEXT, "'rest' or 'grpc'"), "labels": (_MAPPING, "a dict of str -> str"),
+    "keep_staging": (_FLAG, "True or False"), "progress": (_FLAG, "True or False"),
+    "force": (_FLAG, "True or False"), "max_cost": (_NUMBER, "a number of USD"),
+    "max_rows": (_WHOLE, "a whole number"), "max_retries": (_WHOLE, "a whole number"),
+    "retry_expired": (_FLAG, "True or False"), "reask_invalid": (_FLAG, "True or False"),
+    "cancel_on_interrupt": (_FLAG, "True or False"),
+    "max_concurrent_jobs": (_WHOLE, "a whole number"),
+    "result_prefix": (_TEXT, "a string such as 'llm_'"),
+    "include_response": (_FLAG, "True or False"), "expand": (_FLAG, "True or False"),
+}
+
+
+def _check_types(options: Options) -> None:
+    defaults = Options().flat()
+    for name, value in options.flat().items():
+        if name not in _KINDS or (value is None and defaults[name] is None):
+            continue
+        kinds, what = _KINDS[name]
+        wrong_bool = isinstance(value, (bool, np.bool_)) and kinds in (_WHOLE, _NUMBER)
+        if not isinstance(value, kinds) or wrong_bool:
+            raise InputError(f"{name}={value!r}: pass {what}, not a {type(value).__name__}.")
+
+
 def _check(options: Options) -> None:
+    _check_types(options)
     request, run = options.request, options.run
     if request.on_invalid not in ON_INVALID:
         raise InputError(f"on_invalid={request.on_invalid!r}: choose one of {ON_INVALID}.")
@@ -164,4 +211,4 @@ def _check(options: Options) -> None:
 
 
 def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool)  # numpy ints: made int

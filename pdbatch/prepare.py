@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -105,7 +107,8 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
                          row_config=bool(request.config_cols))
     _check_locations(settings, family, request.model, options.credentials)
     texts, reasons = prompts.render(df, request.prompt_col, request.prompt)
-    file_plan = _file_plan(df, request.files, reasons, family, settings)
+    file_plan = _file_plan(df, request.files, request.files_root, reasons, family, settings,
+                           options.credentials)
     row_config = _row_config(df, request.config_cols, request_config, reasons)
     if request.on_invalid == "raise" and (reasons != "").any():
         raise InputError(prompts.describe_invalid(df, reasons))
@@ -225,8 +228,8 @@ def _row_config(df, config_cols, request_config, reasons) -> pa.ChunkedArray | N
     return lines.json_items(engine.connect(), table, "," if request_config else "")
 
 
-def _file_plan(df, files, reasons, family: families.Family, settings: config.Settings
-               ) -> multimodal.FilePlan | None:
+def _file_plan(df, files, files_root, reasons, family: families.Family,
+               settings: config.Settings, credentials) -> multimodal.FilePlan | None:
     """The checked file columns; their problems become row reasons. Local files go to the
     files folder of the first location that can hold them (staging, else output)."""
     if not files:
@@ -234,8 +237,11 @@ def _file_plan(df, files, reasons, family: families.Family, settings: config.Set
     if not family.files:
         raise InputError("files= is supported for Gemini models in this version.")
     hosts = [u for u in (settings.staging, settings.output_location) if storage.hosts_files(u)]
+    roots = [files_root] if isinstance(files_root, (str, os.PathLike)) else files_root
     file_plan = multimodal.plan(df, files, reasons,
-                                storage.files_folder(hosts[0]) if hosts else "")
+                                storage.files_folder(hosts[0]) if hosts else "",
+                                [os.fspath(r) for r in roots or [os.getcwd()]],
+                                partial(storage.missing_files, credentials=credentials))
     if file_plan.local and not hosts:
         raise InputError("Local files and bytes are uploaded to Cloud Storage before the run: "
                          "pass a gs:// staging or output location, or use gs:// URIs.")

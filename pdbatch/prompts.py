@@ -99,8 +99,8 @@ def _text(series: pd.Series, reasons: np.ndarray, what: str, stringify: bool
     is not valid Unicode get a reason."""
     null = series.isna().to_numpy()
     reasons[null & (reasons == "")] = f"{what} is null"
-    if isinstance(series.dtype, pd.StringDtype):
-        return _chunked(pa.array(series)).cast(pa.large_string())
+    if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+        return _chunked(pa.array(series)).cast(pa.large_string())  # valid UTF-8 already
     values = series.to_numpy(dtype=object).copy()
     values[null] = None
     if stringify:

@@ -67,13 +67,13 @@ CASES = {
                                   "models; use ['max_output_tokens', 'stop_sequences', "
                                   "'temperature', 'top_k', 'top_p']"),
     "generation_config not a dict": (FRAME, dict(prompt_col="title", generation_config=[1]),
-                                     "generation_config must be a dict"),
+                                     "generation_config=[1]: pass a dict such as"),
     "generation_config not JSON": (FRAME, dict(prompt_col="title",
                                                generation_config={"temperature": object()}),
                                    "generation_config or safety_settings is not JSON-serialisable"),
     "safety_settings not a list of dicts": (FRAME, dict(prompt_col="title",
                                                         safety_settings={"a": 1}),
-                                            "safety_settings must be a list of dicts"),
+                                            "safety_settings={'a': 1}: pass a list of dicts"),
     "safety_settings for Claude": (FRAME, dict(prompt_col="title", model="claude-haiku-4-5",
                                                safety_settings=[{"category": "X"}]),
                                    "safety_settings is for Gemini models"),
@@ -81,6 +81,20 @@ CASES = {
                   "label 'Team': 'x' is not a valid Vertex AI label"),
     "bad on_invalid": (FRAME, dict(prompt_col="title", on_invalid="drop"),
                        "on_invalid='drop': choose one of ('raise', 'skip')"),
+    "label value ending in a newline": (FRAME, dict(prompt_col="title", labels={"team": "x\n"}),
+                                        "label 'team': 'x\\n' is not a valid Vertex AI label"),
+    "carried name ending in a newline": (FRAME.assign(**{"n\n": [1, 2]}),
+                                         dict(prompt_col="title", carry=["n\n"]),
+                                         "carry: column 'n\\n' cannot be carried"),
+    "result_prefix not a string": (FRAME, dict(prompt_col="title", result_prefix=5),
+                                   "result_prefix=5: pass a string such as 'llm_', not a int"),
+    "max_rows a bool": (FRAME, dict(prompt_col="title", max_rows=True),
+                        "max_rows=True: pass a whole number, not a bool"),
+    "carry a string": (FRAME, dict(prompt_col="title", carry="title"),
+                       "carry='title': pass a list of column names, not a str"),
+    "lone surrogate in a string[python] column": (
+        pd.DataFrame({"p": pd.array(["fine", "bad \ud800 text"], dtype="string[python]")}),
+        dict(prompt_col="p"), "row 1 (index 1): column 'p' is not valid Unicode text"),
 }
 
 
@@ -105,6 +119,9 @@ STAGING = {
     "gs://UPPER/x": "'UPPER' is not a valid bucket name",
     "gs://bucket/../x": "without empty, '.' or '..' segments",
     "gs://bucket/a?b": "use a prefix of letters, digits",
+    "gs://bucket/prefix\n": "use a prefix of letters, digits",
+    "gs://bucket\n": "is not a valid bucket name",
+    "bq://my-project.dataset\n": "is not a BigQuery dataset",
 }
 
 
@@ -131,6 +148,8 @@ def test_missing_settings_are_refused(variable, message, monkeypatch, nothing_ha
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(project="bad project/../x"), "is not a valid Google Cloud project id"),
+    (dict(project="my-project\n"), "is not a valid Google Cloud project id"),
+    (dict(location="us-central1\n"), "is not a valid location"),
     (dict(location="us-central1/../x"), "is not a valid location"),
     (dict(api_endpoint="evil.com/path?x"), "must be a host[:port]"),
     (dict(transport="carrier-pigeon"), "choose one of ('rest', 'grpc')"),

@@ -21,8 +21,8 @@ from . import bigquery, gcs
 from .runids import is_run_id, new_run_id
 
 __all__ = ["Location", "RunStore", "check", "checked", "files_folder", "hosts_files",
-           "is_file_uri", "is_run_id", "new_run_id", "open_location", "open_store", "staging_of",
-           "tabular", "valid_file_uri"]
+           "is_file_uri", "is_run_id", "missing_files", "new_run_id", "open_location",
+           "open_store", "staging_of", "tabular", "valid_file_uri"]
 
 _BACKENDS: tuple[ModuleType, ...] = (gcs, bigquery)
 
@@ -148,6 +148,12 @@ def is_file_uri(text: str) -> bool:
 def valid_file_uri(text: str) -> bool:
     """Whether a ``files=`` cell is a whole ``gs://bucket/object`` URI."""
     return whole(gcs.OBJECT_URI, text) is not None
+
+
+def missing_files(uris: set[str], credentials=None) -> set[str]:
+    """Which of these ``files=`` objects do not exist (a listing per folder, not a request
+    per object)."""
+    return gcs.missing_objects(uris, credentials)
 
 
 def files_folder(uri: str) -> str:

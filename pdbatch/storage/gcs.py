@@ -196,6 +196,25 @@ class GcsLocation:
         return found
 
 
+def missing_objects(uris: set[str], credentials=None) -> set[str]:
+    """The URIs among ``uris`` naming no object: one listing per folder; where a folder cannot
+    be listed (no list permission), one look-up per object."""
+    fs = filesystem(credentials)
+    folders: dict[str, set[str]] = {}
+    for uri in uris:
+        folders.setdefault(uri.rsplit("/", 1)[0], set()).add(uri)
+    missing = set()
+    for folder, wanted in folders.items():
+        try:
+            found = {"gs://" + path for path in fs.ls(folder, detail=False, refresh=True)}
+        except FileNotFoundError:
+            found = set()
+        except OSError:
+            found = {uri for uri in wanted if fs.exists(uri)}
+        missing |= wanted - found
+    return missing
+
+
 def files_folder(root: str) -> str:
     """Where local files sent with ``files=`` are uploaded, under a location's root."""
     return f"{root}/files"
