@@ -112,6 +112,22 @@ def test_a_run_waits_through_an_outage_of_the_service(stack, staging, tmp_path):
     assert restarted and _answered(out)
 
 
+def test_a_longer_outage_is_a_service_error_that_says_how_to_reattach(stack, staging, tmp_path,
+                                                                      monkeypatch):
+    service = BatchService(timing=Timing(pending=1.0, running=0.5), gcs_endpoint=stack.gcs.url,
+                           state_dir=tmp_path / "state")
+    vertex = VertexEmulator(service).start()
+    run = FRAME.gemini.submit(prompt_col="prompt", staging=staging, api_endpoint=vertex.url,
+                              progress=False)
+    vertex.stop()  # and it does not come back
+    monkeypatch.setenv("PDBATCH_RETRY_DEADLINE", "3")
+    started = time.monotonic()
+    with pytest.raises(pdbatch.ServiceError,
+                       match=rf"for 3 s .*pdbatch.attach\('{run.id}', staging='{staging}'\)"):
+        pdbatch.attach(run.id, staging=staging, api_endpoint=vertex.url).wait()
+    assert time.monotonic() - started < 30
+
+
 def _manifest_path(staging: str, run_id: str) -> str:
     return f"{staging}/{run_id}/manifest.json"
 

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from .. import config, service
+from ..errors import ServiceError
 from ..options import Options
 from ..service import BatchService, JobInfo
 
@@ -122,6 +123,10 @@ class BatchRun:
 
         try:
             show(service.wait(self.service(), self.jobs, on_poll=show, timeout=timeout))
+        except ServiceError as err:
+            raise ServiceError(f"{err} The jobs of {self.id} go on without us: re-run the same "
+                               f"call to pick them up, or pdbatch.attach({self.id!r}, "
+                               f"staging={self.settings.staging!r}).") from err
         except KeyboardInterrupt:
             if cancel_on_interrupt:
                 self.cancel()

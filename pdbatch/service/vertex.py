@@ -9,12 +9,13 @@ Built on google-cloud-aiplatform's ``JobServiceClient`` and ``LlmUtilityServiceC
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping
 
 from ..config import Settings
-from ..errors import ServiceError
+from ..errors import InputError, ServiceError
 from ..identifiers import whole
 from .base import JobInfo
 
@@ -22,15 +23,25 @@ log = logging.getLogger(__name__)
 
 _CREATE_ATTEMPTS = 5
 _WARNED: set[str] = set()  # plain-HTTP endpoints already warned about
-#: Seconds a GET, list or cancel keeps retrying transient failures before the call fails.
+#: Seconds a GET, list or cancel keeps retrying transient failures before the call fails
+#: (``PDBATCH_RETRY_DEADLINE`` overrides it).
 RETRY_DEADLINE = 300.0
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _JOB_NAME = re.compile(r"projects/([a-z0-9.:-]+)/locations/([a-z0-9-]+)/batchPredictionJobs/(\d+)")
 
 
+def retry_deadline() -> float:
+    """``PDBATCH_RETRY_DEADLINE`` seconds, else ``RETRY_DEADLINE``."""
+    given = os.environ.get("PDBATCH_RETRY_DEADLINE")
+    try:
+        return float(given) if given else RETRY_DEADLINE
+    except ValueError:
+        raise InputError(f"PDBATCH_RETRY_DEADLINE={given!r} is not a number of seconds.") from None
+
+
 def _unreachable(err: Exception) -> ServiceError:
-    return ServiceError(f"Vertex AI did not answer, or kept failing, for {RETRY_DEADLINE:.0f} s "
-                        f"({getattr(err, 'cause', None) or err}).")
+    return ServiceError(f"Vertex AI did not answer, or kept failing, for {retry_deadline():.0f} "
+                        f"s ({getattr(err, 'cause', None) or err}).")
 
 
 def job_place(name: str) -> tuple[str, str] | None:
@@ -95,9 +106,10 @@ class VertexService:
                            exceptions.InternalServerError, exceptions.BadGateway,
                            exceptions.GatewayTimeout, ConnectionError,
                            requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+        self._deadline = retry_deadline()
         self._get_retry = retries.Retry(
             predicate=retries.if_exception_type(*self._transient),
-            initial=1.0, maximum=30.0, timeout=RETRY_DEADLINE,
+            initial=1.0, maximum=30.0, timeout=self._deadline,
         )
         self._gave_up = (exceptions.RetryError, *self._transient)
 
