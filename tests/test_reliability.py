@@ -205,3 +205,22 @@ def test_one_claim_of_a_fingerprint_wins_however_many_race(where, request, stack
         owners = list(pool.map(claim, ids))
     assert len(set(owners)) == 1 and owners[0] in ids  # one winner, and everyone knows it
     assert storage.open_store(uri).find(fingerprint) == owners[0]
+
+
+def test_a_dask_runs_lost_manifest_is_rebuilt_from_its_jobs(fs, staging, gapic, parent):
+    import dask.dataframe as dd
+
+    ddf = dd.from_pandas(FRAME, npartitions=3)
+    lazy = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                    max_requests_per_job=10)
+    first = lazy.compute(scheduler="threads")
+    [run] = pdbatch.runs(staging).to_dict("records")
+    fs.rm(_manifest_path(staging, run["run"]))
+    fs.rm(f"{staging}/fingerprints/{run['fingerprint']}")
+
+    again = lazy.compute(scheduler="threads")
+    pd.testing.assert_frame_equal(again, first)
+    [rebuilt] = pdbatch.runs(staging).to_dict("records")
+    assert (rebuilt["run"], rebuilt["jobs"], rebuilt["submitted"]) == (run["run"],
+                                                                       run["jobs"], True)
+    assert len(_jobs(gapic, parent, run["fingerprint"])) == run["jobs"]  # none made again

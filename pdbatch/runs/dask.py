@@ -45,6 +45,7 @@ from .jobs import (
     await_submission,
     check_jobs,
     create_job,
+    display_name,
     find_run,
     open_locations,
     record_run,
@@ -186,15 +187,34 @@ def _submit_run(staged: list[dict], run_id: str, options: Options) -> dict:
     fingerprint = hashlib.blake2b(json.dumps(partitions).encode(), digest_size=16).hexdigest()
     store = storage.open_store(settings.staging, options.credentials)
     batch = service.open_service(settings, options.credentials)
-    manifest = None if options.run.force else find_run(store, fingerprint, batch)
+
+    def new(owner: str) -> dict:  # the manifest of run ``owner`` for this call's shards
+        shards = [{**shard, "uri": shard["uri"].replace(f"/{run_id}/", f"/{owner}/")}
+                  for part in staged for shard in part["shards"]]
+        return manifests.new(owner, fingerprint, settings, options, family.resource,
+                             sum(part["rows"] for part in staged),
+                             sum(shard["count"] for shard in shards),
+                             dask=True, partitions=partitions, shards=shards)
+
+    def rebuilt(owner: str, jobs: list) -> dict:
+        """A lost manifest from its jobs: the same call stages the same shards (under this
+        attempt's run id), so the owner's shards and their packing into jobs are known."""
+        manifest = new(owner)
+        names = {job.display_name: job.name for job in jobs}
+        planned = _packed(manifest["shards"], options)
+        for number, members in enumerate(planned):
+            name = names.get(display_name(owner, number))
+            if name is None:
+                break
+            manifest["jobs"].append({"number": number, "name": name, "shards": members,
+                                     "count": sum(manifest["shards"][i]["count"]
+                                                  for i in members)})
+        manifest["submitted"] = len(manifest["jobs"]) == len(planned)
+        return manifest
+
+    manifest = None if options.run.force else find_run(store, fingerprint, batch, rebuilt)
     if manifest is None:
-        shards = [shard for part in staged for shard in part["shards"]]
-        manifest, _ = record_run(
-            store, manifests.new(run_id, fingerprint, settings, options, family.resource,
-                                 sum(part["rows"] for part in staged),
-                                 sum(shard["count"] for shard in shards),
-                                 dask=True, partitions=partitions, shards=shards),
-            force=options.run.force)
+        manifest, _ = record_run(store, new(run_id), force=options.run.force)
     resumed = manifest["run"] != run_id
     if resumed:
         # this attempt's shards: the run's own are already staged
@@ -206,14 +226,19 @@ def _submit_run(staged: list[dict], run_id: str, options: Options) -> dict:
     return manifest
 
 
+def _packed(shards: list[dict], options: Options) -> list[list[int]]:
+    """The run's jobs: consecutive whole shards within the per-job limits."""
+    return plan.pack([(s["count"], s["bytes"]) for s in shards],
+                     options.request.max_requests_per_job, plan.MAX_BYTES_PER_FILE)
+
+
 def _create(batch, manifest: dict, store, settings, options: Options, family, resumed: bool
             ) -> None:
     """Create the jobs the manifest does not have yet: consecutive whole shards each."""
     shards = manifest["shards"]
     inputs, outputs = open_locations(manifest["run"], settings, family.parser,
                                      options.credentials)
-    planned = plan.pack([(s["count"], s["bytes"]) for s in shards],
-                        options.request.max_requests_per_job, plan.MAX_BYTES_PER_FILE)
+    planned = _packed(shards, options)
     for number, members in enumerate(planned[len(manifest["jobs"]):], len(manifest["jobs"])):
         source = partial(inputs.source, [shards[i]["uri"] for i in members])
         create_job(batch, store, manifest, number, family.resource, source,

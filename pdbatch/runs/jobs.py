@@ -25,12 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def find_run(store: RunStore, fingerprint: str, batch: BatchService,
-             rebuild: Callable[[str, list[JobInfo]], dict] | None = None) -> dict | None:
+             rebuild: Callable[[str, list[JobInfo]], dict]) -> dict | None:
     """The manifest of the run this call (by its fingerprint) already made, if any.
 
     When the index names no run but jobs carry the fingerprint's label, the newest of their
-    runs is indexed again; its manifest, when it is gone too, is rebuilt from its jobs
-    (``rebuild(run_id, jobs)``; without ``rebuild``: InputError). Nothing is created twice."""
+    runs is indexed again; its manifest, when it is gone too, is rebuilt from its jobs by the
+    driver (``rebuild(run_id, jobs)``). Nothing is created twice."""
     run_id = store.find(fingerprint)
     manifest = store.load(run_id) if run_id else None
     if manifest is not None:
@@ -45,10 +45,6 @@ def find_run(store: RunStore, fingerprint: str, batch: BatchService,
     manifest = store.load(run_id)
     if manifest is None:
         jobs = [job for job in labelled if job.labels[RUN_LABEL] == run_id]
-        if rebuild is None:
-            raise InputError(f"The manifest of {run_id} is missing from {store}, but "
-                             f"{len(jobs)} job(s) carry this call's fingerprint. Restore the "
-                             "manifest, or pass force=True to start a new run (paid again).")
         manifest = rebuild(run_id, jobs)
         save(store, manifest)
         log.warning("rebuilt the manifest of %s from the labels of its %d job(s)", run_id,
