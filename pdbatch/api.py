@@ -5,6 +5,7 @@ here."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -18,6 +19,7 @@ from .runs import local
 from .runs import manifest as manifests
 from .runs.handle import BatchRun
 
+log = logging.getLogger(__name__)
 _NO_STAGING = "Pass staging= (the run's staging location) or set PDBATCH_STAGING."
 
 
@@ -194,6 +196,8 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
         if place is None:
             raise InputError(f"{run!r} is not a batch prediction job name such as "
                              "'projects/P/locations/L/batchPredictionJobs/123'.")
+        if transport not in config.TRANSPORTS:
+            raise InputError(f"transport={transport!r}: choose one of {config.TRANSPORTS}.")
         settings = config.Settings(place[0], place[1], "", config.endpoint(
             api_endpoint, place[1]), transport)
         job = service.open_service(settings, credentials).get(run)
@@ -216,7 +220,14 @@ def runs(staging: str | None = None, credentials=None) -> pd.DataFrame:
     the fingerprint. ``pdbatch.attach(run_id, staging=...)`` gives a run's handle."""
     where = config.given_or_environment(staging, "staging", _NO_STAGING)
     store = storage.open_store(where, credentials)
-    found = [manifests.read(m) for m in map(store.load, store.run_ids()) if m is not None]
+    found = []
+    for run_id in store.run_ids():
+        try:
+            manifest = store.load(run_id)
+            if manifest is not None:
+                found.append(manifests.read(manifest))
+        except InputError as err:  # one damaged manifest does not hide the others
+            log.warning("%s", err)
     columns = ["run", "created", "model", "rows", "requests", "jobs", "submitted",
                "fingerprint"]
     table = pd.DataFrame([{**m, "jobs": len(m["jobs"])} for m in found],
@@ -247,7 +258,8 @@ def read_results(
         raise InputError(f"run={run!r} is not a pdbatch run id such as "
                          "'run-20261121-183000-a1b2c3' (see out.attrs['pdbatch_run']).")
     found, where = _stored(run, staging or output, credentials)
-    if model is not None and found["model"] != model.rsplit("/", 1)[-1]:
+    if model is not None and (not isinstance(model, str)
+                              or found["model"] != model.rsplit("/", 1)[-1]):
         raise InputError(f"{run} was made with model {found['model']!r}, not {model!r}.")
     shown = {name: value for name, value in (("result_prefix", result_prefix),
                                              ("include_response", include_response))

@@ -35,6 +35,7 @@ MIME_TYPES = {
     "aac": "audio/aac", "ogg": "audio/ogg", "m4a": "audio/mp4", "mp4": "video/mp4",
     "mov": "video/quicktime", "mpeg": "video/mpeg", "webm": "video/webm", "avi": "video/x-msvideo",
 }
+_SUFFIX = re.compile(r"\.[a-z0-9]{1,10}")
 _MIME = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
 
 
@@ -93,13 +94,20 @@ def plan(df: pd.DataFrame, files: Mapping[str, str | None], reasons: np.ndarray,
                 result.parts[row].append(part)
                 objects.append((row, column, value))
             else:
-                name = _object_name(value)
-                result.uploads[name] = value
+                source = os.path.realpath(value) if isinstance(value, str) else value
+                try:  # the file that was checked is the one read and uploaded
+                    name = _object_name(source)
+                except OSError as err:
+                    reasons[row] = reasons[row] or (f"files column {column!r}: {value!r} "
+                                                    f"cannot be read ({err.strerror})")
+                    continue
+                result.uploads[name] = source
                 result.parts[row].append((f"{folder}/{name}", part[1]))
     absent = missing({uri for _, _, uri in objects}) if objects else set()
     for row, column, uri in objects:
         if uri in absent:
-            reasons[row] = reasons[row] or f"files column {column!r}: {uri} does not exist"
+            reasons[row] = reasons[row] or (f"files column {column!r}: {uri} does not exist "
+                                            "(or cannot be read with these credentials)")
     return result
 
 
@@ -135,7 +143,8 @@ def _part(value, mime: str | None, roots: list[str]
 
 
 def _object_name(source) -> str:
-    """A content-addressed name for a local file or bytes (the path's extension kept)."""
+    """A content-addressed name for a local file or bytes (the path's extension kept when it
+    is a plain one, such as ``.png``)."""
     data = Path(source).read_bytes() if isinstance(source, str) else bytes(source)
     suffix = Path(source).suffix.lower() if isinstance(source, str) else ""
-    return hashlib.sha256(data).hexdigest()[:32] + suffix
+    return hashlib.sha256(data).hexdigest()[:32] + (suffix if whole(_SUFFIX, suffix) else "")

@@ -187,6 +187,10 @@ def _check_types(options: Options) -> None:
         wrong_bool = isinstance(value, (bool, np.bool_)) and kinds in (_WHOLE, _NUMBER)
         if not isinstance(value, kinds) or wrong_bool:
             raise InputError(f"{name}={value!r}: pass {what}, not a {type(value).__name__}.")
+    roots = options.request.files_root
+    if isinstance(roots, (list, tuple)) and not all(isinstance(r, (str, os.PathLike))
+                                                    for r in roots):
+        raise InputError(f"files_root={roots!r}: pass a folder or a list of folders (paths).")
 
 
 def _check(options: Options) -> None:

@@ -224,3 +224,26 @@ def test_a_dask_runs_lost_manifest_is_rebuilt_from_its_jobs(fs, staging, gapic, 
     assert (rebuilt["run"], rebuilt["jobs"], rebuilt["submitted"]) == (run["run"],
                                                                        run["jobs"], True)
     assert len(_jobs(gapic, parent, run["fingerprint"])) == run["jobs"]  # none made again
+
+
+def test_reading_a_run_does_not_depend_on_the_readers_environment(stack, staging, monkeypatch):
+    monkeypatch.setenv("PDBATCH_STAGING", staging)  # the run takes its staging from here
+    out = FRAME.gemini.batch_predict(prompt_col="prompt", progress=False)
+    monkeypatch.delenv("PDBATCH_STAGING")
+    monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "europe-west4")  # another reader, elsewhere
+    again = FRAME.gemini.read_results(run=out.attrs["pdbatch_run"], staging=staging)
+    pd.testing.assert_frame_equal(again, out)
+
+
+def test_an_index_naming_another_calls_run_and_a_damaged_manifest_in_runs(fs, staging):
+    FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+    other = FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                       system_instruction="Be brief.")
+    [this_index] = [p for p in fs.find(f"{staging}/fingerprints")
+                    if fs.cat(p).decode() != other.attrs["pdbatch_run"]]
+    fs.pipe(this_index, other.attrs["pdbatch_run"].encode())  # swapped for the other call's
+    with pytest.raises(pdbatch.InputError, match="manifest is another run's or another call's"):
+        FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+    fs.pipe(_manifest_path(staging, other.attrs["pdbatch_run"]), b"{")
+    assert pdbatch.runs(staging)["run"].tolist() != []  # the damaged one is left out, logged
+    assert other.attrs["pdbatch_run"] not in pdbatch.runs(staging)["run"].tolist()

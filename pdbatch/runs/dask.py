@@ -47,6 +47,7 @@ from .jobs import (
     create_job,
     display_name,
     find_run,
+    kept_alive,
     open_locations,
     record_run,
     save,
@@ -189,8 +190,9 @@ def _submit_run(staged: list[dict], run_id: str, options: Options) -> dict:
     batch = service.open_service(settings, options.credentials)
 
     def new(owner: str) -> dict:  # the manifest of run ``owner`` for this call's shards
-        shards = [{**shard, "uri": shard["uri"].replace(f"/{run_id}/", f"/{owner}/")}
-                  for part in staged for shard in part["shards"]]
+        location = storage.open_location(settings.staging, owner, family.parser)
+        shards = [{**shard, "uri": location.shard(part["partition"], index)}
+                  for part in staged for index, shard in enumerate(part["shards"])]
         return manifests.new(owner, fingerprint, settings, options, family.resource,
                              sum(part["rows"] for part in staged),
                              sum(shard["count"] for shard in shards),
@@ -239,13 +241,15 @@ def _create(batch, manifest: dict, store, settings, options: Options, family, re
     inputs, outputs = open_locations(manifest["run"], settings, family.parser,
                                      options.credentials)
     planned = _packed(shards, options)
-    for number, members in enumerate(planned[len(manifest["jobs"]):], len(manifest["jobs"])):
-        source = partial(inputs.source, [shards[i]["uri"] for i in members])
-        create_job(batch, store, manifest, number, family.resource, source,
-                   outputs.destination(number), resumed, options.run.max_concurrent_jobs,
-                   shards=members, count=sum(shards[i]["count"] for i in members))
-    manifest["submitted"] = True
-    save(store, manifest)
+    with kept_alive(store, manifest):
+        for number, members in enumerate(planned[len(manifest["jobs"]):],
+                                         len(manifest["jobs"])):
+            source = partial(inputs.source, [shards[i]["uri"] for i in members])
+            create_job(batch, store, manifest, number, family.resource, source,
+                       outputs.destination(number), resumed, options.run.max_concurrent_jobs,
+                       shards=members, count=sum(shards[i]["count"] for i in members))
+        manifest["submitted"] = True
+        save(store, manifest)
 
 
 def _wait_run(manifest: dict, options: Options, read_only: bool) -> dict:

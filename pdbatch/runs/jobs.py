@@ -5,8 +5,10 @@ each job and record it at once, check that jobs are the run's own, and read thei
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import numpy as np
@@ -18,8 +20,10 @@ from ..service import BatchService, JobInfo
 from ..storage import Location, RunStore
 from .manifest import FINGERPRINT_LABEL, RUN_LABEL, read
 
-#: Seconds after which an unfinished manifest no process has saved counts as abandoned.
+#: Seconds after which an unfinished manifest no process has saved counts as abandoned
+#: (compared with this machine's clock).
 STALE_AFTER = 60.0
+_SAVING = threading.RLock()  # a manifest is changed and saved by one thread at a time
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,10 @@ def find_run(store: RunStore, fingerprint: str, batch: BatchService,
     run_id = store.find(fingerprint)
     manifest = store.load(run_id) if run_id else None
     if manifest is not None:
+        if (manifest["run"], manifest["fingerprint"]) != (run_id, fingerprint):
+            raise InputError(f"The run index of this call in {store} names {run_id}, whose "
+                             "manifest is another run's or another call's. Remove the index, "
+                             "or pass force=True.")
         log.info("re-attaching to %s, made by the same call (force=True starts afresh)",
                  run_id)
         return read(manifest)
@@ -66,11 +74,13 @@ def record_run(store: RunStore, manifest: dict, force: bool = False) -> tuple[di
     owner = store.claim(manifest["fingerprint"], manifest["run"])
     if owner == manifest["run"]:
         return manifest, True
-    store.delete(manifest["run"])
     found = store.load(owner)
-    if found is None:
-        raise InputError(f"Another process claimed this call for {owner}, whose manifest is "
-                         f"missing from {store}; try again, or pass force=True.")
+    if found is None:  # the owner's manifest was removed (it is saved before its claim)
+        log.warning("the index of this call named %s, whose manifest is gone: this run takes "
+                    "its place", owner)
+        store.link(manifest["fingerprint"], manifest["run"])
+        return manifest, True
+    store.delete(manifest["run"])
     log.info("another process made the same call at the same moment: re-attaching to %s",
              owner)
     return read(found), False
@@ -94,8 +104,29 @@ def await_submission(store: RunStore, manifest: dict) -> dict:
 
 def save(store: RunStore, manifest: dict) -> None:
     """Save the manifest, stamped with the time (``await_submission`` reads it)."""
-    manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    store.save(manifest)
+    with _SAVING:
+        manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        store.save(manifest)
+
+
+@contextmanager
+def kept_alive(store: RunStore, manifest: dict) -> Iterator[None]:
+    """While the body creates a run's jobs, save its manifest every ``STALE_AFTER / 3``
+    seconds, so that processes waiting for it (``await_submission``) see that this one is
+    alive while it stages, uploads or waits under ``max_concurrent_jobs``."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(STALE_AFTER / 3):
+            save(store, manifest)
+
+    thread = threading.Thread(target=beat, name="pdbatch-alive", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def display_name(run_id: str, number: int) -> str:
@@ -109,22 +140,14 @@ def create_job(batch: BatchService, store: RunStore, manifest: dict, number: int
     """Create job ``number`` of a run and record it in the manifest at once. ``stage()`` stages
     its input and gives the input config; it is not called when ``resumed`` and an earlier
     attempt created the job (found by display name). With ``cap``, first wait until fewer
-    than that many of the run's jobs are unfinished (saving the manifest now and then, so that
-    other processes see that this one is alive)."""
+    than that many of the run's jobs are unfinished."""
     if cap:
-        touched = [time.monotonic()]
-
-        def alive(_) -> None:
-            if time.monotonic() - touched[0] > STALE_AFTER / 3:
-                save(store, manifest)
-                touched[0] = time.monotonic()
-
-        service.wait(batch, [job["name"] for job in manifest["jobs"]], on_poll=alive,
-                     running_at_most=cap - 1)
+        service.wait(batch, [job["name"] for job in manifest["jobs"]], running_at_most=cap - 1)
     display = display_name(manifest["run"], number)
     name = (resumed and batch.find(display, manifest["run"])) or batch.create(
         display, resource, stage(), output_config, manifest["labels"])
-    manifest["jobs"].append({"number": number, "name": name, **entry})
+    with _SAVING:
+        manifest["jobs"].append({"number": number, "name": name, **entry})
     save(store, manifest)
 
 

@@ -30,6 +30,7 @@ from .jobs import (
     create_job,
     display_name,
     find_run,
+    kept_alive,
     open_locations,
     record_run,
     save,
@@ -131,19 +132,20 @@ def _submit_jobs(run: BatchRun, prepared: Prepared, store, resumed: bool) -> Non
     manifest, options = run.manifest, prepared.options
     inputs, outputs = _locations(run, prepared)
     files = prepared.rows.files
-    if files is not None and files.local:
-        (inputs if inputs.hosts_files else outputs).upload(files.uploads)
-    first, known = 0, len(manifest["jobs"])
-    for number, (positions, requests) in enumerate(plan.jobs_of(prepared)):
-        if number >= known:
-            create_job(run.service(), store, manifest, number, prepared.family.resource,
-                       partial(inputs.stage, number, requests), outputs.destination(number),
-                       resumed, options.run.max_concurrent_jobs, first=first,
-                       count=len(positions))
-        first += len(positions)
-        del requests
-    manifest["submitted"] = True
-    save(store, manifest)
+    with kept_alive(store, manifest):
+        if files is not None and files.local:
+            (inputs if inputs.hosts_files else outputs).upload(files.uploads)
+        first, known = 0, len(manifest["jobs"])
+        for number, (positions, requests) in enumerate(plan.jobs_of(prepared)):
+            if number >= known:
+                create_job(run.service(), store, manifest, number, prepared.family.resource,
+                           partial(inputs.stage, number, requests), outputs.destination(number),
+                           resumed, options.run.max_concurrent_jobs, first=first,
+                           count=len(positions))
+            first += len(positions)
+            del requests
+        manifest["submitted"] = True
+        save(store, manifest)
     log.info("run %s: %d requests for %d rows in %d job(s), staged in %s", run.id,
              manifest["requests"], len(prepared.df), len(manifest["jobs"]), inputs)
 

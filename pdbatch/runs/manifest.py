@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from .. import config
+from .. import config, service
+from ..errors import InputError
 from ..options import Options
 
 RUN_LABEL, FINGERPRINT_LABEL = "pdbatch-run", "pdbatch-fingerprint"
@@ -38,14 +39,28 @@ def new(run_id: str, fingerprint: str, settings: config.Settings, options: Optio
 
 
 def read(manifest: dict) -> dict:
-    """A stored manifest with defaults for the fields an older version did not write."""
-    return {**_DEFAULTS, **manifest}
+    """A stored manifest with defaults for the fields an older version did not write; an
+    InputError when a job entry is not one pdbatch wrote."""
+    manifest = {**_DEFAULTS, **manifest}
+    for job in manifest["jobs"]:
+        if not (isinstance(job, dict) and service.job_place(job.get("name")) is not None
+                and all(isinstance(job.get(k, 0), int) for k in ("number", "first", "count"))):
+            raise InputError(f"The manifest of {manifest['run']} has a job entry pdbatch did not "
+                             f"write ({str(job)[:200]}). Remove the manifest: the same call then "
+                             "rebuilds it from its jobs' labels; or pass force=True.")
+    return manifest
 
 
 def options_of(manifest: dict, credentials=None, **changes) -> Options:
     """The options of the call that made the run (today's defaults for options it predates),
-    with ``changes``."""
-    return Options.from_json(manifest["options"], credentials, **changes)
+    with ``changes``. Where the call left its project, location, staging or output to the
+    environment, the run's own are used: reading a run does not depend on the reader's
+    environment."""
+    where = {"project": manifest["project"], "location": manifest["location"],
+             "staging": manifest["staging"], "output": manifest["output"] or None}
+    stored = dict(manifest["options"])
+    stored.update({k: v for k, v in where.items() if stored.get(k) is None})
+    return Options.from_json(stored, credentials, **changes)
 
 
 def settings_of(manifest: dict, staging: str, project: str | None = None,

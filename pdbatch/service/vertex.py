@@ -90,6 +90,7 @@ class VertexService:
         from google.api_core import exceptions
         from google.api_core import retry as retries
         from google.api_core.client_options import ClientOptions
+        from google.auth.exceptions import TransportError
         from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
         self.settings = settings
@@ -105,7 +106,8 @@ class VertexService:
         self._transient = (exceptions.TooManyRequests, exceptions.ServiceUnavailable,
                            exceptions.InternalServerError, exceptions.BadGateway,
                            exceptions.GatewayTimeout, ConnectionError,
-                           requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+                           requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                           TransportError)
         self._deadline = retry_deadline()
         self._get_retry = retries.Retry(
             predicate=retries.if_exception_type(*self._transient),
@@ -141,7 +143,7 @@ class VertexService:
                     log.info("found %s, created by an earlier attempt", found)
                     return found
                 if attempt == _CREATE_ATTEMPTS - 1:
-                    raise
+                    raise _unreachable(err) from err
                 log.warning("creating %s failed (%s); trying again in %.0f s", display_name,
                             err, delay)
                 time.sleep(delay)

@@ -40,6 +40,9 @@ class Location(Protocol):
         """Stage one shard of a Dask partition; its name for ``source`` (Cloud Storage only
         in this version: a BigQuery job reads one table)."""
 
+    def shard(self, partition: int, index: int) -> str:
+        """The name ``stage_shard`` gives that shard."""
+
     def source(self, names: list[str]) -> dict:
         """The ``input_config`` of a job reading these staged shards."""
 
@@ -54,9 +57,6 @@ class Location(Protocol):
 
     def clean_up(self) -> None:
         """Remove what the run staged (outputs stay)."""
-
-    def written(self) -> list[tuple[int, str]]:
-        """``(job number, output directory or "")`` of what the run's jobs wrote."""
 
 
 class RunStore(Protocol):

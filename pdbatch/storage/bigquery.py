@@ -153,10 +153,10 @@ def load_requests(bq, table: str, lines: pa.ChunkedArray, carried: list,
               bigquery.SchemaField("request", "JSON", mode="REQUIRED"), *carried]
     new = bigquery.Table(table, schema=schema)
     new.labels = labels
-    bq.create_table(new)
+    bq.create_table(new, exists_ok=True)  # staged again when a run is resumed
     data = io.BytesIO(b"".join(string_bytes(chunk) for chunk in lines.chunks))
     config = bigquery.LoadJobConfig(schema=schema, source_format="NEWLINE_DELIMITED_JSON",
-                                    write_disposition="WRITE_EMPTY")
+                                    write_disposition="WRITE_TRUNCATE")
     bq.load_table_from_file(data, table, job_config=config).result()
 
 
@@ -281,12 +281,6 @@ class BigQueryLocation:
         """Remove the run's input tables (output tables stay)."""
         for table in tables(self.bq, self.uri, f"{self.prefix}_input_"):
             delete(self.bq, table)
-
-    def written(self) -> list[tuple[int, str]]:
-        """``(job number, "")`` for each output table of the run."""
-        prefix = self.output_table(0)[:-len("00000")]
-        return [(int(table[len(prefix):]), "")
-                for table in tables(self.bq, self.uri, prefix)]
 
 
 class BigQueryStore:

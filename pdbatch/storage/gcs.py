@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -52,8 +53,13 @@ def filesystem(credentials=None):
         plain = not emulator.startswith("https://")
         return GCSFileSystem(endpoint_url=emulator, skip_instance_cache=True,
                              token="anon" if plain or credentials is None else credentials)
+    import fsspec
     import gcsfs
 
+    configured = (os.environ.get("FSSPEC_GCS_ENDPOINT_URL")
+                  or fsspec.config.conf.get("gcs", {}).get("endpoint_url") or "")
+    if configured and not configured.startswith("https://"):
+        credentials = "anon"  # fsspec's own setting points at a plain-HTTP server
     return gcsfs.GCSFileSystem(token=credentials) if credentials is not None \
         else gcsfs.GCSFileSystem()
 
@@ -146,9 +152,13 @@ class GcsLocation:
 
     def stage_shard(self, partition: int, index: int, requests: pa.ChunkedArray) -> str:
         """Write one shard of a Dask partition; returns its URI (see ``source``)."""
-        uri = f"{self.folder}/shards/part-{partition:05d}-{index:04d}.jsonl"
+        uri = self.shard(partition, index)
         write_jsonl(self.fs, uri, requests, metadata={"pdbatch-run": self.run_id})
         return uri
+
+    def shard(self, partition: int, index: int) -> str:
+        """Where shard ``index`` of a Dask partition is staged."""
+        return f"{self.folder}/shards/part-{partition:05d}-{index:04d}.jsonl"
 
     @staticmethod
     def source(uris: list[str]) -> dict:
@@ -165,8 +175,8 @@ class GcsLocation:
         for name, source in files.items():
             uri = f"{files_folder(self.root)}/{name}"
             if not self.fs.exists(uri):
-                data = open(source, "rb").read() if isinstance(source, str) else bytes(source)
-                self.fs.pipe(uri, data)
+                self.fs.pipe(uri, Path(source).read_bytes() if isinstance(source, str)
+                             else bytes(source))
 
     def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
         """Download the job's output files to a temporary folder and parse them (none when
@@ -186,15 +196,6 @@ class GcsLocation:
         if staged:
             self.fs.rm(staged)
 
-    def written(self) -> list[tuple[int, str]]:
-        """``(job number, output directory)`` of what the run's jobs wrote here."""
-        found = []
-        for folder in sorted(self.fs.glob(f"{self.folder}/output-*")):
-            final = sorted(self.fs.glob(f"{folder}/prediction-model-*/predictions.jsonl"))
-            where = final[-1].rsplit("/", 1)[0] if final else folder
-            found.append((int(folder.rsplit("-", 1)[1]), "gs://" + where))
-        return found
-
 
 def missing_objects(uris: set[str], credentials=None) -> set[str]:
     """The URIs among ``uris`` naming no object: one listing per folder; where a folder cannot
@@ -209,7 +210,7 @@ def missing_objects(uris: set[str], credentials=None) -> set[str]:
             found = {"gs://" + path for path in fs.ls(folder, detail=False, refresh=True)}
         except FileNotFoundError:
             found = set()
-        except OSError:
+        except OSError:  # no permission to list: look each object up
             found = {uri for uri in wanted if fs.exists(uri)}
         missing |= wanted - found
     return missing
@@ -250,7 +251,11 @@ class GcsStore:
             self.fs.pipe(self._index(fingerprint), run_id.encode(), mode="create")
             return run_id
         except FileExistsError:
-            return self.find(fingerprint) or run_id
+            owner = self.find(fingerprint)
+        if owner is None:
+            raise InputError(f"The run index {self._index(fingerprint)} exists but names no run: "
+                             "remove it, or pass force=True.")
+        return owner
 
     def find(self, fingerprint: str) -> str | None:
         try:
