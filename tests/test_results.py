@@ -7,9 +7,10 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pdbatch import engine
-from pdbatch.families import gemini
+from pdbatch.families import anthropic, gemini, openai
 from pdbatch.families.gemini import model_resource
 from pdbatch.families.lines import parse_output
 from pdbatch.join import ResultBuilder, parse_status
@@ -82,8 +83,23 @@ def test_status_strings_parse_into_code_and_message():
 def test_passthrough_and_non_integer_keys(tmp_path):
     parsed = parse_lines([b'{"pdbatch_row": "3", "status": "", "custom": 1}',
                           b'{"pdbatch_row": true}', b'{"pdbatch_row": 2.5}',
-                          b'{"pdbatch_row": 2}'], tmp_path)
-    assert parsed.column("key").to_pylist() == [2, None, None, None]  # sorted by key
+                          b'{"pdbatch_row": 2}', b'{"pdbatch_row": "x"}'], tmp_path)
+    # a key that comes back as text is read as well; others are no row's (sorted by key)
+    assert parsed.column("key").to_pylist() == [2, 3, None, None, None]
+
+
+@pytest.mark.parametrize("family", ["gemini", "openai", "anthropic"])
+def test_row_keys_come_back_as_numbers_or_as_text_and_no_row_is_lost(family, tmp_path):
+    parser = {"gemini": gemini.PARSER, "openai": openai.PARSER,
+              "anthropic": anthropic.PARSER}[family]
+    lines = []
+    for row in range(10):
+        key = row if row % 2 else str(row)  # half of the keys as text, half as numbers
+        lines.append(json.dumps({parser.key: key, "status": "", "response": {}}).encode())
+    path = tmp_path / "predictions.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    parsed = parse_output(engine.connect(), parser, [str(path)])
+    assert parsed.column("key").to_pylist() == list(range(10))
 
 
 def test_no_output_lines_at_all_leave_every_row_missing(tmp_path):

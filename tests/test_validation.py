@@ -66,6 +66,14 @@ CASES = {
                                   "generation_config key 'seed' is not supported for Claude "
                                   "models; use ['max_output_tokens', 'stop_sequences', "
                                   "'temperature', 'top_k', 'top_p']"),
+    "unknown Gemini setting": (FRAME, dict(prompt_col="title",
+                                           generation_config={"max_output_token": 10}),
+                               "generation_config key 'max_output_token' is not a Gemini "
+                               "generation setting; did you mean 'max_output_tokens'?"),
+    "unknown camelCase Gemini setting": (FRAME, dict(prompt_col="title",
+                                                     generation_config={"fooBar": 1}),
+                                         "generation_config key 'fooBar' is not a Gemini "
+                                         "generation setting; The settings are ["),
     "generation_config not a dict": (FRAME, dict(prompt_col="title", generation_config=[1]),
                                      "generation_config=[1]: pass a dict such as"),
     "generation_config not JSON": (FRAME, dict(prompt_col="title",

@@ -3,6 +3,7 @@ and the parse of its output lines (spec §2.2, §3.1)."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -11,7 +12,7 @@ import orjson
 
 from ..errors import InputError
 from ..identifiers import whole
-from .lines import Frame, Parser, camel_key
+from .lines import Frame, Parser, camel_key, snake_key
 
 #: The extra top-level field that carries a row's position; Vertex passes it through (spec §2.3).
 ROW_KEY = "pdbatch_row"
@@ -20,6 +21,14 @@ _BARE_GEMINI = re.compile(r"^(?:models/)?(gemini-[A-Za-z0-9._-]+)$")
 _PLACE = r"projects/[a-z0-9.:-]+/locations/[a-z0-9-]+/"
 _PUBLISHER = re.compile(rf"(?:{_PLACE})?publishers/google/models/gemini-[A-Za-z0-9_.@-]+")
 _TUNED = re.compile(rf"{_PLACE}models/[A-Za-z0-9_-]+(?:@[A-Za-z0-9_-]+)?")
+#: The fields of Vertex AI's GenerationConfig (google-cloud-aiplatform 2.7:
+#: ``aiplatform_v1.types.GenerationConfig``, plus ``model_config`` of v1beta1), snake_case.
+CONFIG_FIELDS = frozenset({
+    "audio_timestamp", "candidate_count", "frequency_penalty", "image_config", "logprobs",
+    "max_output_tokens", "media_resolution", "model_config", "presence_penalty",
+    "response_json_schema", "response_logprobs", "response_mime_type", "response_modalities",
+    "response_schema", "routing_config", "seed", "speech_config", "stop_sequences",
+    "temperature", "thinking_config", "top_k", "top_p"})
 #: Values whose keys are user data (a JSON schema's property names), never renamed.
 _OPAQUE = {"responseSchema", "responseJsonSchema"}
 
@@ -53,6 +62,18 @@ def camel_case(value: Any) -> Any:
     return value
 
 
+def check_config_keys(generation_config: Mapping) -> None:
+    """Refuse a ``generation_config`` key that is not a GenerationConfig field (the service
+    would fail every row), with the nearest field names."""
+    for key in generation_config:
+        name = snake_key(str(key))
+        if name not in CONFIG_FIELDS:
+            near = difflib.get_close_matches(name, sorted(CONFIG_FIELDS), n=2)
+            hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
+            raise InputError(f"generation_config key {key!r} is not a Gemini generation "
+                             f"setting; {hint}The settings are {sorted(CONFIG_FIELDS)}.")
+
+
 def shared_fields(system_instruction: str | None, generation_config: Mapping | None,
                   safety_settings: list | None = None) -> str:
     """The request fields every row shares, as JSON text of ``,"key":value`` pairs ("" if none)."""
@@ -60,6 +81,7 @@ def shared_fields(system_instruction: str | None, generation_config: Mapping | N
     if system_instruction is not None:
         shared["systemInstruction"] = {"parts": [{"text": system_instruction}]}
     if generation_config is not None:
+        check_config_keys(generation_config)
         shared["generationConfig"] = camel_case(generation_config)
     if safety_settings is not None:
         if not (isinstance(safety_settings, (list, tuple))
@@ -96,7 +118,10 @@ def frame(system_instruction: str | None, generation_config: Mapping | None,
 PARSER = Parser(
     key=ROW_KEY,
     key_type="JSON",
-    key_expr="CASE WHEN json_type({key}) IN ('UBIGINT', 'BIGINT') THEN {key}::BIGINT END",
+    # A pass-through field may come back as a number or as text: both are read.
+    key_expr=("CASE WHEN json_type({key}) IN ('UBIGINT', 'BIGINT') THEN {key}::BIGINT "
+              "WHEN json_type({key}) = 'VARCHAR' "
+              "THEN TRY_CAST(json_extract_string({key}, '$') AS BIGINT) END"),
     response_type=(
         "STRUCT(candidates STRUCT(content STRUCT(parts STRUCT(text VARCHAR, thought BOOLEAN)[]), "
         "finishReason VARCHAR)[], promptFeedback STRUCT(blockReason VARCHAR), "
