@@ -110,7 +110,7 @@ def nothing_created(bq, stack, gapic, parent):
 def test_checks_before_anything_is_created(bq, stack, dataset, nothing_created):
     from google.cloud import bigquery
 
-    df = _frame(4).assign(nested=[{"a": 1}] * 4, id=[1] * 4,
+    df = _frame(4).assign(nested=[{"a": 1}] * 4, processed_time=["x"] * 4,
                           when=pd.Timestamp("2026-01-01", tz="UTC"))
     good = f"bq://{stack.project}.{dataset}"
     multi = bigquery.Dataset(f"{stack.project}.m_{uuid.uuid4().hex[:8]}")
@@ -125,7 +125,8 @@ def test_checks_before_anything_is_created(bq, stack, dataset, nothing_created):
          f"region ({stack.location})"),
         (dict(staging=good, output=f"bq://{stack.project}.{multi.dataset_id}"),
          f"output='bq://{stack.project}.{multi.dataset_id}' is in the multi-region US"),
-        (dict(staging=good, carry=["id"]), "column 'id' cannot be carried"),
+        (dict(staging=good, carry=["processed_time"]),
+         "column 'processed_time' cannot be carried"),
         (dict(staging=good, carry=["nested"]), "column 'nested' has dtype object"),
         (dict(staging=good, carry=["when"]), "column 'when' has dtype datetime64"),
         (dict(staging=good, carry=["nope"]), "carry=['nope'] names no column of the frame"),
@@ -140,6 +141,20 @@ def test_checks_before_anything_is_created(bq, stack, dataset, nothing_created):
         assert message in str(err.value), (kwargs, str(err.value))
     assert not _tables(bq, stack.project, dataset)
     bq.delete_dataset(multi.dataset_id)
+
+
+def test_a_global_job_reads_and_writes_a_regional_dataset_and_carries_an_id_column(
+        bq, stack, dataset):
+    # Gemini tables reserve only response, status (and the service's own columns); `id` is
+    # reserved for MaaS tables. Jobs on the global endpoint take BigQuery since Dec 2025.
+    df = _frame(6).assign(id=np.arange(6) + 100)
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=f"bq://{stack.project}.{dataset}",
+                                  location="global", carry=["id"], progress=False)
+    assert out["text"].tolist() == [_expected(p) for p in df["prompt"]]
+    assert out["job"].str.contains("/locations/global/").all()
+    [output] = [t for t in _tables(bq, stack.project, dataset) if "_output_" in t]
+    ids = [row["id"] for row in bq.list_rows(f"{stack.project}.{dataset}.{output}")]
+    assert sorted(ids) == list(range(100, 106))
 
 
 def test_many_jobs_writing_tables_at_once(bq, stack, dataset):

@@ -18,8 +18,11 @@ from .runner import ImportFailure, Lines
 
 _URI = re.compile(r"^bq://(?P<project>[a-z][a-z0-9-]{4,61}[a-z0-9])"
                   r"(?:\.(?P<dataset>\w{1,1024})(?:\.(?P<table>[\w-]{1,1024}))?)?$")
-#: Input columns the output needs for itself (spec §2.4, §3.2).
-RESERVED = ("response", "status", "processed_time", "id", "_vertex_row_id")
+#: Input columns the output needs for itself (spec §2.4, §3.2): Gemini tables (payload
+#: ``request``) reserve these; the OpenAI-format tables of MaaS models (payload ``body``) also
+#: reserve ``id``.
+RESERVED = ("response", "status", "processed_time", "_vertex_row_id")
+RESERVED_MAAS = (*RESERVED, "id")
 
 
 class OutputError(Exception):
@@ -60,10 +63,11 @@ def table_lines(bq, uri: str, payload: str) -> tuple[Lines, list]:
     except NotFound:
         raise ImportFailure(f"BigQuery table {uri} does not exist.") from None
     names = [field.name for field in schema]
-    reserved = [name for name in names if name in RESERVED]
+    kept = RESERVED if payload == "request" else RESERVED_MAAS
+    reserved = [name for name in names if name in kept]
     if reserved:
         raise ImportFailure(f"The input table {uri} has reserved column(s) {reserved}; "
-                            f"{list(RESERVED)} are kept for the output.")
+                            f"{list(kept)} are kept for the output.")
     if payload not in names:
         raise ImportFailure(f"The input table {uri} has no '{payload}' column.")
 

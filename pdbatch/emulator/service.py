@@ -374,7 +374,9 @@ class BatchService:
 
     @staticmethod
     def _check_location(bq, job: dict, uri: str, error: type[Exception]) -> None:
-        """BigQuery datasets must be in the job's region, never a multi-region (spec §2.4)."""
+        """BigQuery datasets must be in the job's region, never a multi-region (spec §2.4); a
+        job on the global endpoint takes a dataset of any location (the docs do not say which
+        go with it, spec §8)."""
         from google.api_core.exceptions import NotFound
 
         project, dataset, _ = bigquery.parse_uri(uri)
@@ -382,7 +384,7 @@ class BatchService:
             where = bq.get_dataset(f"{project}.{dataset}").location or ""
         except NotFound:
             raise error(f"BigQuery dataset {project}.{dataset} does not exist.") from None
-        if where.lower() != _location(job):
+        if _location(job) != "global" and where.lower() != _location(job):
             raise error(f"BigQuery dataset {project}.{dataset} is in {where}; it must be in the "
                         f"job's region {_location(job)} (multi-regions such as US or EU are not "
                         "allowed).")

@@ -32,8 +32,9 @@ TABULAR = True
 _DATASET = re.compile(r"^bq://(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])\.(?P<dataset>[A-Za-z_]"
                       r"[A-Za-z0-9_]{0,1023})$")
 
-#: Columns the service keeps for its output (spec §2.4, §3.2), plus pdbatch's own.
-RESERVED = ("response", "status", "processed_time", "id", "_vertex_row_id", "request",
+#: Columns the service keeps for a Gemini table's output (spec §2.4, §3.2: ``id`` is reserved
+#: only for MaaS tables, which pdbatch does not stage), plus pdbatch's own.
+RESERVED = ("response", "status", "processed_time", "_vertex_row_id", "request",
             "pdbatch_row")
 _CLAIM_POLLS = 60  # half-seconds a losing claim waits for the winner's run id
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
@@ -95,16 +96,17 @@ def check(uri: str, name: str, region: str, project: str | None = None,
 
 def check_dataset(bq, uri: str, location: str, name: str) -> None:
     """The dataset exists and is in the job's region (the service refuses other regions and
-    multi-regions such as US or EU)."""
+    multi-regions such as US or EU); a job on the global endpoint takes any location."""
     from google.api_core.exceptions import NotFound
 
     project, dataset = dataset_of(uri)
     try:
         where = (bq.get_dataset(f"{project}.{dataset}").location or "").lower()
     except NotFound:
+        region = location if location.lower() != "global" else "REGION"
         raise InputError(f"{name}={uri!r}: the dataset does not exist. Create it in the job's "
-                         f"region first: bq mk --location={location} {project}:{dataset}") from None
-    if where != location.lower():
+                         f"region first: bq mk --location={region} {project}:{dataset}") from None
+    if location.lower() != "global" and where != location.lower():
         kind = "the multi-region" if where in _MULTI_REGIONS else "region"
         raise InputError(f"{name}={uri!r} is in {kind} {where.upper() or '?'}, but batch jobs "
                          f"read and write BigQuery only in their own region ({location}); use a "
