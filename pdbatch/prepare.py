@@ -105,13 +105,13 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
                       else request.generation_config)
     frame = family.frame(request.system_instruction, request_config, request.safety_settings,
                          row_config=bool(request.config_cols))
-    _check_locations(settings, family, request.model, options.credentials)
     texts, reasons = prompts.render(df, request.prompt_col, request.prompt)
     file_plan = _file_plan(df, request.files, request.files_root, reasons, family, settings,
                            options.credentials)
     row_config = _row_config(df, request.config_cols, request_config, reasons)
     if request.on_invalid == "raise" and (reasons != "").any():
         raise InputError(prompts.describe_invalid(df, reasons))
+    _check_locations(settings, family, request.model, options.credentials, len(df))
     rows = Rows(texts, reasons, file_plan, row_config, carried)
 
     send = reasons == ""
@@ -128,17 +128,18 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
 
 
 def _check_locations(settings: config.Settings, family: families.Family, model: str,
-                     credentials) -> None:
-    """Refuse staging or output locations the run cannot use, before anything is staged."""
+                     credentials, rows: int) -> None:
+    """Refuse staging or output locations the run cannot use, before anything is staged: a
+    table location for a family without table input, and (for a frame with rows) a bucket or
+    dataset that does not exist or, for a dataset, is in another region."""
     for name, uri in (("staging", settings.staging), ("output", settings.output_location)):
         if name == "output" and uri == settings.staging:
             continue
-        if storage.tabular(uri):
-            if not family.table_input:
-                raise InputError(f"BigQuery staging and output support Gemini models in this "
-                                 f"version; stage {model!r} on Cloud Storage "
-                                 "(staging='gs://...').")
-        storage.check(uri, name, settings.location, settings.project, credentials)
+        if storage.tabular(uri) and not family.table_input:
+            raise InputError(f"BigQuery staging and output support Gemini models in this "
+                             f"version; stage {model!r} on Cloud Storage (staging='gs://...').")
+        if rows:
+            storage.check(uri, name, settings.location, settings.project, credentials)
 
 
 def _fingerprint(options: Options, settings: config.Settings, family: families.Family,

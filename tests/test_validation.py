@@ -140,6 +140,16 @@ def test_bad_staging_location_is_refused(staging_url, message, nothing_happened)
     assert message in str(err.value)
 
 
+def test_a_missing_bucket_is_refused_before_anything_is_uploaded(stack, nothing_happened):
+    with pytest.raises(pdbatch.InputError, match=r"staging='gs://no-such-bucket-x/runs': the "
+                       r"bucket 'no-such-bucket-x' does not exist .*gcloud storage buckets "
+                       r"create gs://no-such-bucket-x --location=us-central1"):
+        FRAME.gemini.batch_predict(prompt_col="title", staging="gs://no-such-bucket-x/runs")
+    with pytest.raises(pdbatch.InputError, match="output='gs://no-such-bucket-x'"):
+        FRAME.gemini.batch_predict(prompt_col="title", staging=f"gs://{stack.bucket}/t",
+                                   output="gs://no-such-bucket-x")
+
+
 @pytest.mark.parametrize("variable, message", [
     ("GOOGLE_CLOUD_PROJECT", "No Google Cloud project: pass project='my-project' or set "
                              "GOOGLE_CLOUD_PROJECT."),

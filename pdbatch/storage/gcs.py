@@ -123,7 +123,12 @@ def checked(uri: str, name: str) -> str:
 
 def check(uri: str, name: str, region: str, project: str | None = None,
           credentials=None) -> None:
-    """Nothing to look up before a run: jobs read and write buckets of any region."""
+    """The bucket exists (jobs read and write buckets of any region)."""
+    bucket = uri[len(SCHEME):].split("/", 1)[0]
+    if not filesystem(credentials).exists(f"gs://{bucket}"):
+        raise InputError(f"{name}={uri!r}: the bucket {bucket!r} does not exist (or these "
+                         "credentials cannot see it). Create it first: gcloud storage buckets "
+                         f"create gs://{bucket} --location={region}")
 
 
 def staging_of(input_uri: str, run_id: str) -> str | None:
