@@ -1,7 +1,7 @@
 """The public functions: ``batch_predict``, ``submit``, ``estimate``, ``attach``, ``runs`` and
-``read_results``. Each binds its arguments into typed ``Options`` once, then hands the call to
-the pandas driver (``runs.local``) or the Dask driver (``runs.dask``); nothing else happens
-here."""
+``read_results``. Each binds its arguments into typed ``Options`` once (``attach``,
+``read_results`` and ``runs`` first find the recorded run), then hands the call to the pandas
+driver (``runs.local``) or the Dask driver (``runs.dask``)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,8 @@ def batch_predict(
         api_endpoint: Vertex AI endpoint (default ``GOOGLE_VERTEX_BASE_URL``, else the
             regional host); ``http://`` endpoints get anonymous credentials.
         transport: ``"rest"`` (default) or ``"grpc"``.
-        credentials: google-auth credentials (default: application default credentials).
+        credentials: google-auth credentials for Vertex AI, Cloud Storage and BigQuery
+            (default: application default credentials); never sent to a plain-HTTP endpoint.
         max_requests_per_job: split larger frames into several jobs (service limit 200,000).
         progress: show a progress bar while jobs run.
         force: start a new run even if the same call (same frame and arguments) already made
@@ -141,6 +142,8 @@ def batch_predict(
     Raises:
         InputError: bad arguments or rows, or a run over ``max_cost``/``max_rows``, before
             anything is uploaded.
+        ServiceError: the service could not be reached for ``PDBATCH_RETRY_DEADLINE``
+            seconds (default 300) while the run waited; its jobs go on.
         JobError: a job ended FAILED, CANCELLED, EXPIRED or PAUSED (see ``max_retries``);
             its ``.result`` holds the answers written before.
     """
