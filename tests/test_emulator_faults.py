@@ -110,6 +110,20 @@ def test_cancel_while_running_keeps_what_was_written(stack, gapic, parent, fs, s
     assert 0 < written < 300 and job.completion_stats.incomplete_count == 300 - written
 
 
+def test_a_queued_job_goes_queued_pending_running_in_that_order(gapic, parent, fs, staging):
+    created = _create(gapic, parent, fs, staging, labels={"emulator-queue-ms": "400"})
+    assert created.state.name == "JOB_STATE_QUEUED"  # create answers QUEUED
+    states = [created.state.name]
+    deadline = time.monotonic() + 20
+    while not states[-1].endswith(("SUCCEEDED", "FAILED")) and time.monotonic() < deadline:
+        state = gapic.get_batch_prediction_job(name=created.name).state.name
+        if state != states[-1]:
+            states.append(state)
+        time.sleep(0.01)
+    assert states == ["JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING",
+                      "JOB_STATE_SUCCEEDED"]
+
+
 def test_expire_after_the_queue(gapic, parent, fs, staging, stack):
     seen: set[str] = set()
     job = finished(gapic, _create(gapic, parent, fs, staging, labels={

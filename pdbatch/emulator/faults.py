@@ -9,7 +9,8 @@ Job labels (values use the label alphabet: lowercase letters, digits, ``-`` and 
                             ``expire``: EXPIRED (code 4) after the queue, no output.
 ``emulator-row-errors``     failed rows per kind, in percent: ``429-10_500-5_400-2`` fails 10 %
                             with 429, 5 % with 500 and 2 % with 400 (real status strings).
-``emulator-queue-ms``       milliseconds in JOB_STATE_QUEUED (after create) before running.
+``emulator-queue-ms``       milliseconds in JOB_STATE_QUEUED (create answers QUEUED), then
+                            PENDING and RUNNING.
 ``emulator-incremental``    rows per incremental output file, written while the job runs; the
                             rows are repeated in the final ``predictions.jsonl`` (duplicates).
 ``emulator-stats``          ``empty``: no ``completionStats``; ``zero``: all counts zero.

@@ -151,6 +151,8 @@ class BatchService:
             if self.fault_jobs:
                 self.fault_jobs -= 1
                 self._faulted.add(job["name"])
+            if self._faults(job.get("labels"), job["name"]).queue_seconds:
+                job["state"] = "JOB_STATE_QUEUED"  # waiting for capacity from the start
             self._store.save(job)
         threading.Thread(target=self._run, args=(job["name"],), daemon=True).start()
         return copy.deepcopy(job)
@@ -295,7 +297,9 @@ class BatchService:
             job = copy.deepcopy(self._jobs[name])
         faults = self._faults(job.get("labels"), name)
         family = family_of(job["model"])
-        if faults.queue_seconds and job["state"] == "JOB_STATE_PENDING":
+        queued = bool(faults.queue_seconds) and job["state"] in ("JOB_STATE_QUEUED",
+                                                                  "JOB_STATE_PENDING")
+        if queued and job["state"] != "JOB_STATE_QUEUED":
             if not self._advance(name, 0, "JOB_STATE_QUEUED"):
                 return
         if not self._advance(name, faults.queue_seconds):
@@ -304,6 +308,8 @@ class BatchService:
             self._finish(name, state="JOB_STATE_EXPIRED", error={
                 "code": 4, "message": "The batch prediction job expired before it could run "
                 "(injected by the emulator's expire fault)."})
+            return
+        if queued and not self._advance(name, 0, "JOB_STATE_PENDING"):  # QUEUED -> PENDING
             return
         if not self._advance(name, self.timing.pending, "JOB_STATE_RUNNING"):
             return
