@@ -228,3 +228,51 @@ def test_enum_numbers_only_when_asked(stack, gapic, parent, input_uri, staging):
 
     assert state() == "JOB_STATE_SUCCEEDED"
     assert state("?%24alt=json%3Benum-encoding%3Dint") == 4
+
+
+def _rest_create(stack, parent: str, body: dict):
+    """A create as any REST client sends it (proto3 JSON, either spelling of field names)."""
+    import requests
+
+    return requests.post(f"{stack.vertex.url}/v1/{parent}/batchPredictionJobs", json=body,
+                         timeout=30)
+
+
+def test_create_takes_either_spelling_and_refuses_what_the_service_refuses(
+        stack, parent, input_uri, staging):
+    snake = _job(input_uri, staging, labels={"team": "a"})  # display_name, input_config, ...
+    created = _rest_create(stack, parent, snake)
+    assert created.status_code == 200, created.text
+    assert created.json()["displayName"] == "conformance"
+    assert created.json()["inputConfig"]["gcsSource"]["uris"] == [input_uri]
+
+    refused = {
+        "unknown field": ({**snake, "colour": "red"},
+                          'Invalid JSON payload received. Unknown name "colour" at '
+                          "'batch_prediction_job': Cannot find field."),
+        "long display name": ({**snake, "display_name": "x" * 129},
+                              "display name must be a string of at most 128 characters"),
+        "upper-case label value": ({**snake, "labels": {"team": "Data"}},
+                                   "Label 'team': 'Data' is invalid"),
+        "long label value": ({**snake, "labels": {"team": "a" * 100}}, "is invalid"),
+        "label key not starting with a letter": ({**snake, "labels": {"1team": "a"}},
+                                                 "Label '1team'"),
+    }
+    for case, (body, message) in refused.items():
+        answer = _rest_create(stack, parent, body)
+        assert answer.status_code == 400, case
+        error = answer.json()["error"]
+        assert error["status"] == "INVALID_ARGUMENT" and message in error["message"], case
+    accepted = _rest_create(stack, parent, {**snake, "display_name": "é" * 128,
+                                            "labels": {"équipe": "données", "k": ""}})
+    assert accepted.status_code == 200, accepted.text  # international lowercase, empty value
+
+
+def test_list_gives_jobs_in_the_order_they_were_created(gapic, parent, input_uri, staging):
+    tag = f"order-{time.time_ns()}"
+    names = [gapic.create_batch_prediction_job(
+        parent=parent, batch_prediction_job=jsonl_job(
+            input_uri, f"{staging}/out-{i}", display_name=tag)).name for i in range(5)]
+    listed = [job.name for job in gapic.list_batch_prediction_jobs(
+        request={"parent": parent, "filter": f'display_name="{tag}"'})]
+    assert listed == names  # not the order of their random ids

@@ -41,6 +41,50 @@ TERMINAL = {
 _GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
 
 
+#: The fields of a BatchPredictionJob (spec §1.3), input and output-only alike; output-only
+#: fields in a create body are ignored, any other name is refused.
+_JOB_FIELDS = frozenset({
+    "name", "displayName", "model", "modelVersionId", "unmanagedContainerModel", "inputConfig",
+    "instanceConfig", "modelParameters", "outputConfig", "dedicatedResources", "serviceAccount",
+    "manualBatchTuningParameters", "generateExplanation", "explanationSpec", "outputInfo",
+    "state", "error", "partialFailures", "resourcesConsumed", "completionStats", "createTime",
+    "startTime", "endTime", "updateTime", "labels", "encryptionSpec", "disableContainerLogging",
+    "satisfiesPzs", "satisfiesPzi"})
+#: Fields whose values are the user's own maps or free JSON: their keys are not field names.
+_OPAQUE = {"labels", "modelParameters"}
+
+
+def _camel_keys(value, opaque: bool = False):
+    """Field names in lowerCamelCase, as proto3 JSON reads ``display_name`` and
+    ``displayName`` alike (user maps such as ``labels`` keep their keys)."""
+    if isinstance(value, dict) and not opaque:
+        return {_camel(k): _camel_keys(v, _camel(k) in _OPAQUE) for k, v in value.items()}
+    if isinstance(value, list) and not opaque:
+        return [_camel_keys(v) for v in value]
+    return value
+
+
+def _camel(key: str) -> str:
+    head, *rest = str(key).split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _check_labels(labels, bad) -> None:
+    """Label rules (spec §1.3): at most 64 labels; keys of 1-63 characters starting with a
+    lowercase letter, values of at most 63; lowercase letters (international ones too),
+    digits, ``_`` and ``-``."""
+    def fits(text) -> bool:
+        return isinstance(text, str) and len(text) <= 63 and all(
+            c in "_-" or c.isdigit() or (c.isalpha() and c == c.lower()) for c in text)
+
+    if not isinstance(labels, dict) or len(labels) > 64:
+        raise bad("labels must be a map of at most 64 entries.")
+    for key, value in labels.items():
+        if not (fits(key) and key and key[0].isalpha()) or not fits(value):
+            raise bad(f"Label {key!r}: {value!r} is invalid: keys start with a lowercase letter; "
+                      "keys and values have at most 63 lowercase letters, digits, '_' or '-'.")
+
+
 def _location(job: dict) -> str:
     return job["name"].split("/")[3].lower()
 
@@ -167,8 +211,9 @@ class BatchService:
         except filters.FilterError as exc:
             raise ServiceError(400, "INVALID_ARGUMENT", str(exc)) from None
         with self._lock:
-            names = sorted(n for n, job in self._jobs.items()
-                           if n.startswith(parent + "/") and keep(job))
+            names = sorted((n for n, job in self._jobs.items()
+                            if n.startswith(parent + "/") and keep(job)),
+                           key=lambda n: (self._jobs[n]["createTime"], n))  # oldest first
             start = int(page_token) if page_token else 0
             size = page_size if page_size > 0 else 100
             page = [copy.deepcopy(self._jobs[n]) for n in names[start : start + size]]
@@ -240,9 +285,17 @@ class BatchService:
 
         if not isinstance(body, dict):
             raise bad("The request body must be a BatchPredictionJob object.")
+        body = _camel_keys(body)  # proto3 JSON takes either spelling of a field name
+        unknown = sorted(set(body) - _JOB_FIELDS)
+        if unknown:
+            raise bad(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at '
+                      "'batch_prediction_job': Cannot find field.")
         for required in ("displayName", "model", "inputConfig", "outputConfig"):
             if not body.get(required):
                 raise bad(f"Required field is not set: {required}.")
+        if not isinstance(body["displayName"], str) or len(body["displayName"]) > 128:
+            raise bad("The display name must be a string of at most 128 characters.")
+        _check_labels(body.get("labels") or {}, bad)
         model = body["model"]
         if not isinstance(model, str) or family_of(model) is None:
             raise bad(f"Do not support publisher model {str(model).rsplit('/', 1)[-1]}")
