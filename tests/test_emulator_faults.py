@@ -51,6 +51,32 @@ def test_failed_rows_carry_the_services_status_strings(gapic, parent, fs, stagin
     assert job.completion_stats.successful_count == 400 - len(failed)
 
 
+def test_malformed_requests_fail_their_rows_as_the_service_does(gapic, parent, fs, staging):
+    good = {"contents": [{"role": "user", "parts": [{"text": "fine"}]}]}
+    requests = [good, {}, {"contents": "not a list"}, {"contents": [{"role": "user"}]},
+                {**good, "fooBar": 1}, {**good, "generationConfig": {"max_tokens": 10}},
+                {**good, "generation_config": {"max_output_tokens": 10}}]  # snake_case is fine
+    fs.pipe(f"{staging}/odd.jsonl", "".join(
+        json.dumps({"n": n, "request": r}) + "\n" for n, r in enumerate(requests)).encode())
+    job = finished(gapic, gapic.create_batch_prediction_job(
+        parent=parent, batch_prediction_job=jsonl_job(f"{staging}/odd.jsonl",
+                                                      f"{staging}/out")).name)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    lines = sorted(_lines(fs, f"{job.output_info.gcs_output_directory}/predictions.jsonl"),
+                   key=lambda line: line["n"])
+    assert [line["status"] == "" for line in lines] == [True, False, False, False, False,
+                                                        False, True]
+    errors = []
+    for line in lines[1:6]:
+        reason, payload = line["status"].split(": ", 1)
+        errors.append(json.loads(payload)["error"])
+        assert reason == "Bad Request" and errors[-1]["code"] == 400
+        assert errors[-1]["status"] == "INVALID_ARGUMENT" and "response" not in line
+    assert 'Unknown name "fooBar"' in errors[3]["message"]
+    assert 'Unknown name "max_tokens" at \'generation_config\'' in errors[4]["message"]
+    assert job.completion_stats.failed_count == 5
+
+
 def test_pdbatch_maps_failed_rows_to_codes(staging):
     df = pd.DataFrame({"prompt": [f"q{i}" for i in range(200)]})
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,

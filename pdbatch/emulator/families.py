@@ -88,6 +88,51 @@ def anthropic_response(request: dict) -> dict:
                       "output_tokens": len(text.split())}}
 
 
+#: GenerateContentRequest's fields (spec §2.2), lowerCamelCase; proto3 JSON also takes the
+#: snake_case spelling.
+_REQUEST_FIELDS = frozenset({"contents", "systemInstruction", "generationConfig",
+                             "safetySettings", "tools", "toolConfig", "labels", "cachedContent",
+                             "model"})
+#: GenerationConfig's fields (google-cloud-aiplatform 2.7, v1 and v1beta1), lowerCamelCase.
+_CONFIG_FIELDS = frozenset({
+    "audioTimestamp", "candidateCount", "frequencyPenalty", "imageConfig", "logprobs",
+    "maxOutputTokens", "mediaResolution", "modelConfig", "presencePenalty",
+    "responseJsonSchema", "responseLogprobs", "responseMimeType", "responseModalities",
+    "responseSchema", "routingConfig", "seed", "speechConfig", "stopSequences", "temperature",
+    "thinkingConfig", "topK", "topP"})
+
+
+def _camel(key: str) -> str:
+    head, *rest = str(key).split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def gemini_problem(request: dict) -> str | None:
+    """Why the service would answer this Gemini request 400 INVALID_ARGUMENT (a row error,
+    spec §2.2), or None: unknown fields, no contents, contents or parts that are not lists."""
+    for key in request:
+        if _camel(key) not in _REQUEST_FIELDS:
+            return (f'Invalid JSON payload received. Unknown name "{key}": Cannot find '
+                    "field.")
+    contents = request.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return "Unable to submit request because it has an empty contents field."
+    for index, content in enumerate(contents):
+        parts = content.get("parts") if isinstance(content, dict) else None
+        if not isinstance(parts, list) or not parts:
+            return (f"Unable to submit request because contents[{index}] has no parts; "
+                    "each content needs a list of parts.")
+    config = request.get("generationConfig", request.get("generation_config"))
+    if config is not None:
+        if not isinstance(config, dict):
+            return "Invalid value at 'generation_config': expected an object."
+        for key in config:
+            if _camel(key) not in _CONFIG_FIELDS:
+                return (f'Invalid JSON payload received. Unknown name "{key}" at '
+                        "'generation_config': Cannot find field.")
+    return None
+
+
 @dataclass(frozen=True)
 class Family:
     """How one model family's lines look (see the module table)."""
@@ -98,6 +143,7 @@ class Family:
     respond: Callable[[dict], dict]  # the default, deterministic responder
     dropped: frozenset  # input keys not copied to the output line
     times: bool = True  # whether output lines carry processed_time
+    invalid: Callable[[dict], str | None] = lambda payload: None  # a row's 400, if any
 
     def problem(self, line: dict) -> str | None:
         """Why the import refuses this line, or None."""
@@ -135,7 +181,8 @@ FAMILIES = (
     Family("gemini", re.compile(
         r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[\w.-]+$"),
         "request", deterministic_response,
-        frozenset({"request", "response", "status", "processed_time"})),
+        frozenset({"request", "response", "status", "processed_time"}),
+        invalid=gemini_problem),
     Family("openai", re.compile(
         r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/(?:meta|qwen|deepseek-ai|openai|"
         r"mistralai|google)/models/(?!gemini-)[\w.-]+-maas$"),

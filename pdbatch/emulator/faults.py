@@ -52,10 +52,10 @@ class FaultError(ValueError):
     """A fault label or setting the emulator does not understand."""
 
 
-def row_status(code: int) -> str:
-    """The output line ``status`` of a row that failed with ``code``."""
-    reason, status, message = ROW_ERRORS[code]
-    return f"{reason}: " + json.dumps({"error": {"code": code, "message": message,
+def row_status(code: int, message: str | None = None) -> str:
+    """The output line ``status`` of a row that failed with ``code`` (and ``message``)."""
+    reason, status, default = ROW_ERRORS[code]
+    return f"{reason}: " + json.dumps({"error": {"code": code, "message": message or default,
                                                  "status": status}})
 
 

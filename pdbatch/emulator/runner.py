@@ -176,7 +176,10 @@ def _answer(line: dict, family: Family, responder, faults: JobFaults, rng: rando
     result = family.result(line, with_nulls(union, payload) if union else payload,
                            processed_time(time.time()))
     code = faults.failure(rng)
-    if code is None and faults.blocked and rng.random() < faults.blocked:
+    invalid = family.invalid(payload)
+    if invalid:  # the service refuses the request itself (spec §2.2)
+        result["status"] = row_status(400, invalid)
+    elif code is None and faults.blocked and rng.random() < faults.blocked:
         result["response"] = blocked_response(rng)
     elif code is None:
         try:
