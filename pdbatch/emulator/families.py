@@ -102,7 +102,8 @@ _CONFIG_FIELDS = frozenset({
     "thinkingConfig", "topK", "topP"})
 
 
-def _camel(key: str) -> str:
+def camel(key: str) -> str:
+    """A proto field name in lowerCamelCase (``display_name`` -> ``displayName``)."""
     head, *rest = str(key).split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
@@ -111,7 +112,7 @@ def gemini_problem(request: dict) -> str | None:
     """Why the service would answer this Gemini request 400 INVALID_ARGUMENT (a row error,
     spec §2.2), or None: unknown fields, no contents, contents or parts that are not lists."""
     for key in request:
-        if _camel(key) not in _REQUEST_FIELDS:
+        if camel(key) not in _REQUEST_FIELDS:
             return (f'Invalid JSON payload received. Unknown name "{key}": Cannot find '
                     "field.")
     contents = request.get("contents")
@@ -127,7 +128,7 @@ def gemini_problem(request: dict) -> str | None:
         if not isinstance(config, dict):
             return "Invalid value at 'generation_config': expected an object."
         for key in config:
-            if _camel(key) not in _CONFIG_FIELDS:
+            if camel(key) not in _CONFIG_FIELDS:
                 return (f'Invalid JSON payload received. Unknown name "{key}" at '
                         "'generation_config': Cannot find field.")
     return None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import bigquery, filters, runner, storage
-from .families import family_of
+from .families import camel, family_of
 from .faults import ApiFaults, FaultError, JobFaults
 from .state import JobStore
 
@@ -58,15 +58,10 @@ def _camel_keys(value, opaque: bool = False):
     """Field names in lowerCamelCase, as proto3 JSON reads ``display_name`` and
     ``displayName`` alike (user maps such as ``labels`` keep their keys)."""
     if isinstance(value, dict) and not opaque:
-        return {_camel(k): _camel_keys(v, _camel(k) in _OPAQUE) for k, v in value.items()}
+        return {camel(k): _camel_keys(v, camel(k) in _OPAQUE) for k, v in value.items()}
     if isinstance(value, list) and not opaque:
         return [_camel_keys(v) for v in value]
     return value
-
-
-def _camel(key: str) -> str:
-    head, *rest = str(key).split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _check_labels(labels, bad) -> None:
