@@ -231,7 +231,7 @@ def joined(prepared: Prepared, answers: list[tuple[JobInfo, np.ndarray, pa.Table
     results.skip(skipped, prepared.rows.reasons[skipped])
     results.copy_rows(prepared.sending.copies, prepared.sending.originals)
     for info, positions, parsed in answers:
-        results.add_job(info.name, positions, parsed, "" if info.succeeded else _ended(info))
+        results.add_job(info.name, positions, parsed, _why_missing(info))
     out = results.join(prepared.df, prefix)
     out.attrs["pdbatch_run"] = run_id  # read_results(run=...) reads these answers again
     result = Result(out, results.kinds, prefix)
@@ -248,6 +248,16 @@ def joined(prepared: Prepared, answers: list[tuple[JobInfo, np.ndarray, pa.Table
         log.warning("%d of %d jobs of %s ended without results; asking their unanswered rows "
                     "again", len(ended), len(infos), run_id)
     return result
+
+
+def _why_missing(info: JobInfo) -> str:
+    """What a row without an answer line in this job's output is told ("" for the default)."""
+    if not info.succeeded:
+        return _ended(info)
+    if info.partial_failures:
+        return (f"job {info.name} could not read part of its input: "
+                + "; ".join(info.partial_failures))
+    return ""
 
 
 def _ended(info: JobInfo) -> str:

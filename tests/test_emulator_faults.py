@@ -362,3 +362,34 @@ def test_a_run_survives_api_errors_and_creates_each_job_once(stack, staging, gap
                                    force=True)
     assert (lost["status"] == "").all()
     assert len(_run_jobs(gapic, parent, lost.attrs["pdbatch_run"])) == 1
+
+
+def test_an_unreadable_input_file_among_several_is_a_partial_failure(gapic, parent, fs,
+                                                                     staging):
+    line = {"request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}}
+    fs.pipe(f"{staging}/a.jsonl", (json.dumps(line) + "\n").encode() * 3)
+    body = jsonl_job(f"{staging}/a.jsonl", f"{staging}/out")
+    body["input_config"]["gcs_source"]["uris"].append(f"{staging}/gone.jsonl")
+    job = finished(gapic, gapic.create_batch_prediction_job(
+        parent=parent, batch_prediction_job=body).name)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"  # the readable file is answered
+    assert job.completion_stats.successful_count == 3
+    [failure] = job.partial_failures
+    assert failure.code == 5
+    assert failure.message == f"Input file {staging}/gone.jsonl does not exist."
+
+
+def test_rows_of_an_unreadable_shard_say_why(stack, fs, staging):
+    import dask.dataframe as dd
+
+    frame = pd.DataFrame({"p": [f"question {i}" for i in range(12)]})
+    options = dict(prompt_col="p", staging=staging, progress=False,
+                   labels={"emulator-queue-ms": "1500"})  # time to remove a shard first
+    run = dd.from_pandas(frame, npartitions=2).gemini.submit(**options)
+    [shard] = [p for p in fs.find(f"{staging}/{run.id}/shards") if "part-00001" in p]
+    fs.rm(shard)
+    out = run.result().compute(scheduler="threads")
+    assert (out["status"].iloc[:6] == "").all()
+    assert out["status"].iloc[6:].str.startswith(
+        f"missing: job {run.jobs[0]} could not read part of its input: Input file "
+        f"gs://{shard} does not exist.").all()

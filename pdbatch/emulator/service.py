@@ -50,6 +50,8 @@ _JOB_FIELDS = frozenset({
     "state", "error", "partialFailures", "resourcesConsumed", "completionStats", "createTime",
     "startTime", "endTime", "updateTime", "labels", "encryptionSpec", "disableContainerLogging",
     "satisfiesPzs", "satisfiesPzi"})
+#: ``partialFailures`` "never exceeds 20 entries" (spec §1.3).
+_MAX_PARTIAL_FAILURES = 20
 #: Fields whose values are the user's own maps or free JSON: their keys are not field names.
 _OPAQUE = {"labels", "modelParameters"}
 
@@ -405,7 +407,16 @@ class BatchService:
         paths = storage.expand(fs, uris)
         if not paths:
             raise runner.ImportFailure(f"No files match {uris}.")
-        return runner.gcs_lines(fs, paths), []
+        readable = [path for path in paths if fs.exists(path)]
+        if not readable:
+            raise runner.ImportFailure(f"Input file {paths[0]} does not exist.")
+        if len(readable) < len(paths):  # the others are read; these are partial failures
+            missing = [path for path in paths if path not in readable]
+            with self._lock:
+                self._jobs[job["name"]]["partialFailures"] = [
+                    {"code": 5, "message": f"Input file {path} does not exist."}
+                    for path in missing[:_MAX_PARTIAL_FAILURES]]
+        return runner.gcs_lines(fs, readable), []
 
     def _output(self, job: dict, family, faults: JobFaults, keys: list[str], passthrough: list):
         """Where the job writes: a ``runner.GcsSink`` or a ``bigquery.TableSink``."""

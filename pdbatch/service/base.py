@@ -33,6 +33,7 @@ class JobInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     input_uri: str = ""  # the first input file, or the input table
     display_name: str = ""
+    partial_failures: tuple[str, ...] = ()  # e.g. input files the job could not read
 
     @property
     def done(self) -> bool:

@@ -194,6 +194,7 @@ class VertexService:
             input_uri=(list(job.input_config.gcs_source.uris) or [""])[0]
             or job.input_config.bigquery_source.input_uri,
             display_name=job.display_name,
+            partial_failures=tuple(status.message for status in job.partial_failures),
         )
 
     def cancel(self, name: str) -> None:
