@@ -46,9 +46,9 @@ def _bq_out(uri: str) -> dict:
 
 
 def _rows(bq, job) -> list[dict]:
-    dataset = job.output_info.bigquery_output_dataset.removeprefix("bq://")
-    return [dict(r.items()) for r in
-            bq.list_rows(f"{dataset}.{job.output_info.bigquery_output_table}")]
+    # as Google's notebooks read it: job.output_location.replace("bq://", "") is the table id
+    table = job.output_info.bigquery_output_table.replace("bq://", "")
+    return [dict(r.items()) for r in bq.list_rows(table)]
 
 
 def test_table_in_table_out_with_pass_through_columns(bq, gapic, parent, stack, dataset):
@@ -56,10 +56,11 @@ def test_table_in_table_out_with_pass_through_columns(bq, gapic, parent, stack, 
     job = _run(gapic, parent, _bq_in(source), _bq_out(f"bq://{stack.project}.{dataset}"))
     assert job.state.name == "JOB_STATE_SUCCEEDED", job.error.message
     assert job.output_info.bigquery_output_dataset == f"bq://{stack.project}.{dataset}"
-    assert job.output_info.bigquery_output_table.startswith("predictions_")
+    assert job.output_info.bigquery_output_table.startswith(
+        f"bq://{stack.project}.{dataset}.predictions_")
     assert job.completion_stats.successful_count == 50
 
-    table = bq.get_table(f"{stack.project}.{dataset}.{job.output_info.bigquery_output_table}")
+    table = bq.get_table(job.output_info.bigquery_output_table.replace("bq://", ""))
     types = {f.name: f.field_type for f in table.schema}
     assert types == {"pdbatch_row": "INTEGER", "label": "STRING", "status": "STRING",
                      "processed_time": "TIMESTAMP", "request": "JSON", "response": "JSON"}
@@ -86,7 +87,7 @@ def test_output_table_naming(bq, gapic, parent, stack, dataset):
     assert named.state.name == "JOB_STATE_SUCCEEDED"
     assert (named.output_info.bigquery_output_dataset,
             named.output_info.bigquery_output_table) == (f"bq://{stack.project}.{dataset}",
-                                                          "answers")
+                                                          exact)
 
     again = _run(gapic, parent, _bq_in(source), _bq_out(exact))  # the table exists now
     assert again.state.name == "JOB_STATE_FAILED" and again.error.code == 3

@@ -121,8 +121,10 @@ class TableSink:
         self.schema = schema
 
     def info(self) -> dict:
+        """``outputInfo``: the table as a full ``bq://project.dataset.table`` URI, which is how
+        Google's notebooks read ``job.output_location`` for Gemini jobs (spec §3.2)."""
         return {"bigqueryOutputDataset": f"bq://{self.project}.{self.dataset}",
-                "bigqueryOutputTable": self.table}
+                "bigqueryOutputTable": f"bq://{self.project}.{self.dataset}.{self.table}"}
 
     def add(self, data: bytes) -> None:
         pass  # no incremental output for tables
