@@ -194,25 +194,20 @@ def _check_types(options: Options) -> None:
 
 
 def _check(options: Options) -> None:
-    _check_types(options)
+    _check_types(options)  # the numbers below are ints (not bools) from here on
     request, run = options.request, options.run
     if request.on_invalid not in ON_INVALID:
         raise InputError(f"on_invalid={request.on_invalid!r}: choose one of {ON_INVALID}.")
     limit = request.max_requests_per_job
-    if not (_whole(limit) and 0 < limit <= MAX_REQUESTS_PER_JOB):
+    if not 0 < limit <= MAX_REQUESTS_PER_JOB:
         raise InputError(f"max_requests_per_job must be between 1 and {MAX_REQUESTS_PER_JOB}.")
-    if not (_whole(run.max_retries) and 0 <= run.max_retries <= 10):
+    if not 0 <= run.max_retries <= 10:
         raise InputError("max_retries must be a whole number from 0 to 10.")
     cap = run.max_concurrent_jobs
-    if cap is not None and not (_whole(cap) and cap > 0):
+    if cap is not None and cap < 1:
         raise InputError("max_concurrent_jobs must be None or a whole number of at least 1.")
     for key, value in (run.labels or {}).items():
-        if not (whole(_LABEL_KEY, key)
-                and whole(_LABEL_VALUE, value)):
+        if not (whole(_LABEL_KEY, key) and whole(_LABEL_VALUE, value)):
             raise InputError(f"label {key!r}: {value!r} is not a valid Vertex AI label: keys "
                              "start with a lowercase letter; keys and values use lowercase "
                              "letters, digits, '_' and '-', at most 63 characters.")
-
-
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # numpy ints: made int

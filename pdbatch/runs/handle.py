@@ -69,10 +69,10 @@ class BatchRun:
     ``pdbatch.attach(run.id, staging=...)``."""
 
     def __init__(self, manifest: dict, settings: config.Settings, options: Options,
-                 driver: Driver):
+                 driver: Driver, batch: BatchService | None = None):
         self.manifest, self.settings, self.options = manifest, settings, options
         self._driver = driver
-        self._service: BatchService | None = None
+        self._service = batch  # made when first needed, unless the caller has one
         self._last: RunStatus | None = None
 
     @property

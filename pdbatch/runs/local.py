@@ -87,16 +87,16 @@ def start(prepared: Prepared, read_only: bool = False) -> BatchRun | None:
         if not len(prepared.sent_rows):
             log.warning("no row has a prompt to send; no job was created")
             manifest["submitted"] = True
-            return BatchRun(manifest, settings, options, driver)
+            return BatchRun(manifest, settings, options, driver, batch)
         manifest, won = record_run(store, manifest, force=options.run.force)
         if won:
-            run = BatchRun(manifest, settings, options, driver)
+            run = BatchRun(manifest, settings, options, driver, batch)
             _submit_jobs(run, prepared, store, resumed=False)
             return run
         found = manifest
     if not read_only:
         found = await_submission(store, found)
-    run = BatchRun(found, settings, options, driver)
+    run = BatchRun(found, settings, options, driver, batch)
     if not found["submitted"] and not read_only:
         _submit_jobs(run, prepared, store, resumed=True)
     return run
