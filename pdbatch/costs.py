@@ -19,7 +19,10 @@ import numpy as np
 import pyarrow.compute as pc
 
 from . import service
+from .config import Settings
 from .errors import InputError
+from .families import Family
+from .options import Options
 from .prepare import Prepared, of_rows
 
 log = logging.getLogger(__name__)
@@ -63,35 +66,74 @@ class Estimate:
                 f"estimated batch cost {cost} ({self.method}; {self.prices})")
 
 
+@dataclass(frozen=True)
+class Measure:
+    """What an estimate is made from: rows, unique requests to send, their characters
+    (system instruction included) and an even sample of their prompts for countTokens.
+    Measures of parts of a frame (Dask partitions) add up to the frame's."""
+
+    rows: int
+    requests: int
+    chars: int
+    sample: tuple[str, ...]
+
+    def __add__(self, other: Measure) -> Measure:
+        return Measure(self.rows + other.rows, self.requests + other.requests,
+                       self.chars + other.chars, _thinned(self.sample + other.sample))
+
+
+def measure(prepared: Prepared) -> Measure:
+    """The measure of a prepared call's requests."""
+    sent = of_rows(prepared.rows.texts, prepared.sending.send)
+    system = prepared.options.request.system_instruction or ""
+    chars = int(pc.sum(pc.utf8_length(sent)).as_py() or 0) + len(sent) * len(system)
+    picks = np.unique(np.linspace(0, len(sent) - 1, min(SAMPLE_SIZE, len(sent))).astype(int))
+    return Measure(len(prepared.df), len(sent), chars, tuple(sent.take(picks).to_pylist()))
+
+
+def _thinned(sample: tuple[str, ...]) -> tuple[str, ...]:
+    """At most ``SAMPLE_SIZE`` prompts, evenly spread over ``sample``."""
+    if len(sample) <= SAMPLE_SIZE:
+        return sample
+    return tuple(sample[i] for i in np.linspace(0, len(sample) - 1, SAMPLE_SIZE).astype(int))
+
+
 def estimate(prepared: Prepared, output_tokens: int | None = None,
              prices: dict[str, tuple[float, float]] | None = None,
              count_tokens: bool = True) -> Estimate:
     """The estimate of a prepared call (see the module's docstring for the method)."""
-    request = prepared.options.request
-    sent = of_rows(prepared.rows.texts, prepared.sending.send)
-    requests = len(sent)
+    return estimate_of(measure(prepared), prepared.options, prepared.family, prepared.settings,
+                       output_tokens, prices, count_tokens)
+
+
+def estimate_of(found: Measure, options: Options, family: Family, settings: Settings,
+                output_tokens: int | None = None,
+                prices: dict[str, tuple[float, float]] | None = None,
+                count_tokens: bool = True) -> Estimate:
+    """The estimate of a measured call of ``family``'s model, with ``options``."""
+    request = options.request
     system = request.system_instruction or ""
-    chars = int(pc.sum(pc.utf8_length(sent)).as_py() or 0) + requests * len(system)
     per_char, method = None, f"about {CHARS_PER_TOKEN} characters per token"
-    if count_tokens and requests:
-        per_char = _counted_tokens_per_char(prepared, sent, system)
+    if count_tokens and found.sample:
+        per_char = _counted_tokens_per_char(family, settings, options.credentials,
+                                            list(found.sample), system)
         if per_char is not None:
-            method = f"countTokens on {min(SAMPLE_SIZE, requests)} sampled requests"
-    input_tokens = math.ceil(chars * per_char) if per_char is not None \
-        else math.ceil(chars / CHARS_PER_TOKEN)
+            method = f"countTokens on {len(found.sample)} sampled requests"
+    input_tokens = math.ceil(found.chars * per_char) if per_char is not None \
+        else math.ceil(found.chars / CHARS_PER_TOKEN)
     if output_tokens is None:
         config = request.generation_config or {}
         output_tokens = int(config.get("max_output_tokens", config.get(
             "maxOutputTokens", DEFAULT_OUTPUT_TOKENS)))
-    output_total = output_tokens * requests
+    output_total = output_tokens * found.requests
     table = {**PRICES, **(prices or {})}
-    name = prepared.family.resource.rsplit("/", 1)[-1]
+    name = family.resource.rsplit("/", 1)[-1]
     price = table.get(name)
     cost = None
     if price is not None:
         cost = (input_tokens * price[0] + output_total * price[1]) / 1e6 * BATCH_DISCOUNT
     source = "prices given" if prices and name in prices else f"list prices of {PRICES_DATE}"
-    return Estimate(name, len(prepared.df), requests, input_tokens, output_total, cost,
+    return Estimate(name, found.rows, found.requests, input_tokens, output_total, cost,
                     method, f"{source}, batch discount {BATCH_DISCOUNT:.0%}")
 
 
@@ -131,16 +173,15 @@ def _interactive() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
 
 
-def _counted_tokens_per_char(prepared: Prepared, sent, system: str) -> float | None:
-    """Tokens per character of a sample of requests, by the countTokens API; None when the
+def _counted_tokens_per_char(family: Family, settings: Settings, credentials,
+                             texts: list[str], system: str) -> float | None:
+    """Tokens per character of sampled prompts, by the countTokens API; None when the
     family cannot count them or the API does not answer."""
-    if not prepared.family.count_tokens:
+    if not family.count_tokens:
         return None
-    picks = np.unique(np.linspace(0, len(sent) - 1, min(SAMPLE_SIZE, len(sent))).astype(int))
-    texts = sent.take(picks).to_pylist()
     try:
-        batch = service.open_service(prepared.settings, prepared.options.credentials)
-        tokens = batch.count_tokens(prepared.family.resource, texts, system)
+        batch = service.open_service(settings, credentials)
+        tokens = batch.count_tokens(family.resource, texts, system)
     except Exception as err:  # noqa: BLE001  any failure means: estimate without the API
         log.info("countTokens did not answer (%s); estimating from characters", err)
         return None

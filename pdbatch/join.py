@@ -106,7 +106,6 @@ class ResultBuilder:
         self.line = np.full(n, -1, dtype=np.int64)  # row -> line of the kept output lines
         self.tables: list[pa.Table] = []
         self.lines = 0
-        self.last_row = -1
         self.status = np.full(n, None, dtype=object)  # for rows without an output line
         self.kinds = np.full(n, Kind.OK, dtype=np.int8)
         self.job = np.full(n, None, dtype=object)
@@ -124,11 +123,8 @@ class ResultBuilder:
     def add_job(self, job: str, positions: np.ndarray, parsed: pa.Table,
                 why_missing: str = "") -> None:
         """Rows sent in ``job`` (``positions``) get their output line from ``parsed`` (the
-        table of ``families.lines.parse_output``, sorted by key), or a ``missing`` status
-        (saying ``why_missing``, when the job ended early).
-        Jobs are added in row order: each job's rows come after the previous job's."""
-        if len(positions) and positions.min() <= self.last_row:
-            raise ValueError("add jobs in row order: each job's rows after the previous job's")
+        table of ``families.lines.parse_output``), or a ``missing`` status (saying
+        ``why_missing``, when the job ended early). Jobs may be added in any order."""
         self.job[positions] = job
         keys = pc.fill_null(parsed.column("key"), -1).to_numpy()
         sent = np.zeros(self.n + 1, dtype=bool)  # the extra slot catches every invalid key
@@ -142,11 +138,11 @@ class ResultBuilder:
         if len(winners) < len(keys):
             parsed, keys = parsed.filter(_mask(len(keys), winners)), keys[winners]
         if np.any(np.diff(keys) <= 0):
-            raise ValueError("parsed output lines must be sorted by key")
+            order = np.argsort(keys, kind="stable")
+            parsed, keys = parsed.take(pa.array(order)), keys[order]
         self.line[keys] = self.lines + np.arange(len(keys))
         self.tables.append(parsed)
         self.lines += len(keys)
-        self.last_row = int(positions.max()) if len(positions) else self.last_row
         missing = positions[self.line[positions] < 0]
         if len(missing):
             log.warning("%d rows of %s have no output line", len(missing), job)
@@ -158,6 +154,10 @@ class ResultBuilder:
         """``df`` (same index and order, not copied) with the result columns added."""
         table = pa.concat_tables(self.tables) if self.tables else empty_output(self.response)
         self.tables = []
+        lined = np.flatnonzero(self.line >= 0)
+        if np.any(np.diff(self.line[lined]) <= 0):  # jobs were added out of row order
+            table = table.take(pa.array(self.line[lined]))
+            self.line[lined] = np.arange(len(lined))
         status = pc.coalesce(_spread(table.column("status"), self.line),
                              pa.array(self.status, pa.large_string()))
         failed = np.flatnonzero(np.asarray(pc.fill_null(pc.not_equal(status, ""), False)))
@@ -221,7 +221,7 @@ def _copy_on_write() -> bool:
 def joined(prepared: Prepared, answers: list[tuple[JobInfo, np.ndarray, pa.Table]],
            run_id: str, where: str) -> Result:
     """The prepared frame with the result columns from each job's parsed ``answers`` (its
-    info, the positions of its rows and its output lines, in row order). Raises JobError
+    info, the positions of its rows and its output lines). Raises JobError
     (with ``.result``) when a job ended without results and the call's options do not ask
     its rows again."""
     options = prepared.options

@@ -85,13 +85,16 @@ def jobs_of(prepared: Prepared, key_offset: int = 0
                       rows.files, rows.row_config, key_offset)
 
 
-def pack(sizes: list[tuple[int, int]], max_requests: int, max_bytes: int) -> list[list[int]]:
+def pack(sizes: list[tuple[int, int]], max_requests: int, max_bytes: int,
+         max_shards: int | None = None) -> list[list[int]]:
     """Consecutive shards (``(requests, bytes)`` each, within both limits already) grouped
-    into jobs of at most ``max_requests`` requests and ``max_bytes`` bytes."""
+    into jobs of at most ``max_requests`` requests, ``max_bytes`` bytes and ``max_shards``
+    shards."""
     jobs: list[list[int]] = []
     requests = size = 0
     for index, (count, nbytes) in enumerate(sizes):
-        if not jobs or requests + count > max_requests or size + nbytes > max_bytes:
+        if not jobs or requests + count > max_requests or size + nbytes > max_bytes \
+                or len(jobs[-1]) == max_shards:
             jobs.append([])
             requests = size = 0
         jobs[-1].append(index)

@@ -111,7 +111,7 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
     row_config = _row_config(df, request.config_cols, request_config, reasons)
     if request.on_invalid == "raise" and (reasons != "").any():
         raise InputError(prompts.describe_invalid(df, reasons))
-    _check_locations(settings, family, request.model, options.credentials, len(df))
+    check_locations(settings, family, request.model, options.credentials, len(df))
     rows = Rows(texts, reasons, file_plan, row_config, carried)
 
     send = reasons == ""
@@ -127,7 +127,7 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
                     fingerprint)
 
 
-def _check_locations(settings: config.Settings, family: families.Family, model: str,
+def check_locations(settings: config.Settings, family: families.Family, model: str,
                      credentials, rows: int) -> None:
     """Refuse staging or output locations the run cannot use, before anything is staged: a
     table location for a family without table input, and (for a frame with rows) a bucket or
@@ -197,11 +197,7 @@ def _duplicates(texts: pa.ChunkedArray, send: np.ndarray, file_plan, row_config
     earlier rows they repeat. Found by a DuckDB hash of each request, then confirmed value by
     value (only rows whose hashes meet are compared)."""
     rows = np.flatnonzero(send)
-    key = {"prompt": of_rows(texts, send)}
-    if file_plan is not None:
-        key["parts"] = file_plan.json_parts(rows)
-    if row_config is not None:
-        key["config"] = of_rows(row_config, send)
+    key = _request_parts(texts, send, file_plan, row_config)
     con = engine.connect()
     con.register("pdbatch_keys", pa.table(key))
     names = ", ".join(key)  # our own column names: prompt, parts, config
@@ -218,6 +214,35 @@ def _duplicates(texts: pa.ChunkedArray, send: np.ndarray, file_plan, row_config
         same &= pc.equal(column.take(pa.array(copy)),
                          column.take(pa.array(original))).to_numpy(zero_copy_only=False)
     return rows[copy[same]], rows[original[same]]
+
+
+def _request_parts(texts: pa.ChunkedArray, send: np.ndarray, file_plan, row_config
+                   ) -> dict[str, pa.ChunkedArray]:
+    """What makes the request of each row ``send`` marks its own: prompt, files, settings."""
+    parts = {"prompt": of_rows(texts, send)}
+    if file_plan is not None:
+        parts["parts"] = file_plan.json_parts(np.flatnonzero(send))
+    if row_config is not None:
+        parts["config"] = of_rows(row_config, send)
+    return parts
+
+
+def request_hashes(prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """A 128-bit MD5 of each sent row's request (its prompt, files and settings), as two
+    uint64 arrays: equal for equal requests in any process, for dedup across Dask partitions
+    (where requests cannot be compared value by value; MD5 meets by accident with odds of
+    about n**2 / 2**129)."""
+    rows = prepared.rows
+    parts = _request_parts(rows.texts, prepared.sending.send, rows.files, rows.row_config)
+    con = engine.connect()
+    con.register("pdbatch_requests", pa.table(parts))
+    # Each part is prefixed by its length (or "-" when null), so no two requests join alike.
+    joined = ", '|', ".join(f"coalesce(length({name})::VARCHAR, '-'), ':', coalesce({name}, '')"
+                            for name in parts)  # our own column names
+    found = con.sql(f"SELECT md5_number_upper(s) AS hi, md5_number_lower(s) AS lo FROM "
+                    f"(SELECT concat({joined}) AS s FROM pdbatch_requests)").to_arrow_table()
+    return (found.column("hi").to_numpy().astype(np.uint64),
+            found.column("lo").to_numpy().astype(np.uint64))
 
 
 def _row_config(df, config_cols, request_config, reasons) -> pa.ChunkedArray | None:

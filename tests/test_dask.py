@@ -97,15 +97,16 @@ def test_bad_arguments_are_refused_when_the_graph_is_built(staging, uploaded, mo
     _, ddf = _uneven()
     with pytest.raises(pdbatch.InputError, match="not columns of the frame"):
         ddf.gemini.batch_predict(prompt_col="missing", staging=staging)
-    with pytest.raises(pdbatch.InputError, match="Cloud Storage"):
-        ddf.gemini.batch_predict(prompt_col="prompt", staging="bq://my-project.data")
-    monkeypatch.setenv("PDBATCH_STAGING", "bq://my-project.data")  # from the environment too
-    with pytest.raises(pdbatch.InputError, match="staging='bq://my-project.data'"):
+    with pytest.raises(pdbatch.InputError, match="neither a Cloud Storage nor a BigQuery"):
+        ddf.gemini.batch_predict(prompt_col="prompt", staging="s3://my-bucket/x")
+    monkeypatch.setenv("PDBATCH_STAGING", "gs://no-such-bucket-here")  # from the environment
+    with pytest.raises(pdbatch.InputError, match="no-such-bucket-here"):
         ddf.gemini.batch_predict(prompt_col="prompt")
     assert uploaded() == []
 
 
-def test_a_local_cluster_runs_the_same_graph(staging):
+def test_a_local_cluster_runs_the_same_graph_with_the_progress_bar_on_the_client(staging,
+                                                                              capsys):
     from distributed import Client, LocalCluster
 
     df, ddf = _uneven()
@@ -115,3 +116,63 @@ def test_a_local_cluster_runs_the_same_graph(staging):
                                        max_requests_per_job=64).compute()
     _check(out, df)
     assert out["job"].nunique() == 5  # shards 37 | 1 | 64 16 | 52 | 30 in jobs of <= 64
+    # The wait task ran on a worker; its bar was drawn here, in the client's process.
+    shown = capsys.readouterr().err
+    assert f"{out.attrs['pdbatch_run']}: 100%" in shown and "5/5 jobs done, succeeded" in shown
+
+
+def test_the_threaded_scheduler_shows_the_run_progress_bar(staging, capsys):
+    df, ddf = _uneven()
+    out = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging).compute(
+        scheduler="threads")
+    _check(out, df)
+    shown = capsys.readouterr().err
+    assert f"{out.attrs['pdbatch_run']}: 100%" in shown and "jobs done, succeeded" in shown
+
+    ddf.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False).compute(
+        scheduler="threads")
+    assert "jobs done" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("limit", [{"max_rows": 150}, {"max_cost": 1e-7}])
+def test_a_dask_run_over_its_limits_is_refused_before_any_job_as_pandas_is(staging, uploaded,
+                                                                           limit):
+    df, ddf = _uneven()
+    with pytest.raises(pdbatch.InputError, match="Not submitted") as on_pandas:
+        df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False, **limit)
+    with pytest.raises(pdbatch.InputError, match="Not submitted") as on_dask:
+        ddf.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                 **limit)  # priced now, not when computed
+    assert uploaded() == []  # no job, no manifest, no shard left staged
+    if "max_rows" in limit:  # the same estimate (countTokens samples may differ in size)
+        assert str(on_dask.value) == str(on_pandas.value)
+        assert "200 requests is over max_rows=150" in str(on_dask.value)
+
+    raised = {"max_rows": 1000} if "max_rows" in limit else {"max_cost": 1.0}
+    run = ddf.gemini.submit(prompt_col="prompt", staging=staging, progress=False, **raised)
+    assert run.wait().state == "succeeded"
+    _check(run.result().compute(scheduler="threads"), df)
+
+
+def test_each_job_output_is_read_once_whatever_partitions_its_rows_are_in(stack, staging,
+                                                                          monkeypatch):
+    import re
+    from collections import Counter
+
+    from recording_proxy import RecordingProxy
+
+    df, ddf = _uneven()
+    with RecordingProxy(stack.gcs.url) as gcs:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
+        out = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                       max_requests_per_job=64).compute(scheduler="threads")
+    _check(out, df)
+    jobs = out["job"].nunique()
+    # shards 37 | 1 | 64 16 | 52 | 30 in jobs of <= 64: the first job holds rows of two
+    # partitions, and the third partition's rows are in two jobs
+    assert jobs == 5
+    downloads = Counter(path.split("?")[0] for method, path, _ in gcs.seen
+                        if method == "GET" and "alt=media" in path
+                        and re.search(r"output-\d{5}", path))
+    assert downloads and set(downloads.values()) == {1}  # each output file read once
+    assert len({re.search(r"output-\d{5}", path)[0] for path in downloads}) == jobs

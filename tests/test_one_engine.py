@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -59,31 +60,83 @@ def _with_carried() -> pd.DataFrame:
                   tag=pd.array([f"t-{i}" for i in range(n)], dtype="string"))
 
 
+def _with_files(tmp_path, fs, staging) -> pd.DataFrame:
+    """Rows with a Cloud Storage file, a local file (two rows share it) or none."""
+    shared = f"{staging}-data/pictures/tools.jpeg"
+    fs.pipe(shared, b"jpeg")
+    (tmp_path / "cat.png").write_bytes(b"\x89PNG not really")
+    (tmp_path / "dog.png").write_bytes(b"\x89PNG another one")
+    pictures = [shared, str(tmp_path / "cat.png"), None, str(tmp_path / "dog.png"), None,
+                str(tmp_path / "cat.png")]
+    return _frame([f"what is in picture {i % 4}?" for i in range(30)],
+                  picture=pd.array([pictures[i % 6] for i in range(30)], dtype="string"))
+
+
+#: case: (frame, options, route); a route names where requests are staged and answers
+#: written: Cloud Storage (gs), BigQuery (bq), or one then the other.
 CASES = {
-    "plain": (_plain, {}),
-    "dedup": (_dedup_heavy, {}),
-    "skipped": (_with_invalid, {"on_invalid": "skip"}),
-    "structured": (_plain, {"response_schema": SCHEMA}),
-    "carried": (_with_carried, {"carry": ["n", "tag"]}),
-    "row-faults": (_plain, {"labels": {"emulator-row-errors": "429-20"}, "max_retries": 5}),
+    "plain": (_plain, {}, "gs"),
+    "dedup": (_dedup_heavy, {}, "gs"),
+    "skipped": (_with_invalid, {"on_invalid": "skip"}, "gs"),
+    "structured": (_plain, {"response_schema": SCHEMA}, "gs"),
+    "carried": (_with_carried, {"carry": ["n", "tag"]}, "gs"),
+    "row-faults": (_plain, {"labels": {"emulator-row-errors": "429-20"}, "max_retries": 5},
+                   "gs"),
+    "bigquery": (_dedup_heavy, {}, "bq"),
+    "gcs-to-bigquery": (_with_invalid, {"on_invalid": "skip"}, "gs-bq"),
+    "bigquery-to-gcs": (_plain, {"response_schema": SCHEMA}, "bq-gs"),
+    "files": (_with_files, {"files": {"picture": None}}, "gs"),
 }
+#: Cases also run on a 2-worker distributed LocalCluster (all but the slowest).
+ON_CLUSTER = ["plain", "dedup", "carried", "bigquery", "gcs-to-bigquery", "bigquery-to-gcs",
+              "files"]
 
 
-def _pandas_and_dask(df: pd.DataFrame, staging: str, **options):
-    """The pandas driver's result, the Dask driver's lazy frame and its computed result, each
-    run in its own staging folder."""
-    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
-                                  **options)
-    lazy = dd.from_pandas(df, npartitions=3).gemini.batch_predict(
-        prompt_col="prompt", staging=staging + "-dask", progress=False, **options)
-    return out, lazy, lazy.compute(scheduler="threads")
+@pytest.fixture(scope="module")
+def cluster(bigquery_server):
+    """A 2-worker LocalCluster's client, used only where a test names it as the scheduler
+    (its workers start with the local services' variables in their environment)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None, processes=True) as local, \
+            Client(local, set_as_default=False) as client:
+        yield client
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_pandas_and_dask_drivers_agree(staging, case):
-    make, options = CASES[case]
-    df = make()
-    out, lazy, dask_out = _pandas_and_dask(df, staging, **options)
+def _locations(request, staging: str, route: str) -> tuple[dict, dict]:
+    """The staging (and output) options of the pandas and the Dask run of a route."""
+    def where(kind: str, suffix: str) -> str:
+        if kind == "gs":
+            return staging + suffix
+        stack = request.getfixturevalue("stack")
+        return f"bq://{stack.project}.{request.getfixturevalue('dataset')}"
+
+    kinds = route.split("-")
+    return tuple({"staging": where(kinds[0], suffix), "output": where(kinds[-1], suffix)}
+                 for suffix in ("", "-dask"))
+
+
+def _make(request, make):
+    wanted = [name for name in ("tmp_path", "fs", "staging")
+              if name in make.__code__.co_varnames[:make.__code__.co_argcount]]
+    return make(*[request.getfixturevalue(name) for name in wanted])
+
+
+@pytest.mark.parametrize("case,scheduler", [(case, "threads") for case in CASES]
+                         + [(case, "cluster") for case in ON_CLUSTER])
+def test_pandas_and_dask_drivers_agree(request, staging, case, scheduler):
+    make, options, route = CASES[case]
+    df = _make(request, make)
+    on_pandas, on_dask = _locations(request, staging, route)
+    if "files" in options:
+        options = {**options, "files_root": request.getfixturevalue("tmp_path")}
+    out = df.gemini.batch_predict(prompt_col="prompt", progress=False, **on_pandas, **options)
+    with dask.config.set(scheduler=(request.getfixturevalue("cluster")
+                                    if scheduler == "cluster" else "threads")):
+        lazy = dd.from_pandas(df, npartitions=3).gemini.batch_predict(
+            prompt_col="prompt", progress=False, keep_staging=True, **on_dask, **options)
+        dask_out = lazy.compute()
 
     assert list(dask_out.columns) == list(out.columns)
     pd.testing.assert_series_equal(dask_out.dtypes, out.dtypes)
@@ -98,10 +151,20 @@ def test_pandas_and_dask_drivers_agree(staging, case):
         assert result["job"].iloc[sent].notna().all()
     np.testing.assert_array_equal(dask_out["job"].isna().to_numpy(),
                                   out["job"].isna().to_numpy())
-    if case == "skipped":
+    if "on_invalid" in options:  # the case does what it says
         assert 0 < (~sent).sum() < len(df)
-    if case == "dedup":  # the case does what it says: 5 requests for 60 rows
-        assert pdbatch.runs(staging)["requests"].tolist() == [5]
+    # Requests are sent once per run, across Dask partitions too (unless carried).
+    runs = [pdbatch.runs(where["staging"]) for where in (on_pandas, on_dask)]
+    requests = [r.loc[r["run"] == run, "requests"].item() for r, run in zip(
+        runs, [out.attrs["pdbatch_run"], dask_out.attrs["pdbatch_run"]], strict=True)]
+    unique = df.loc[sent].drop_duplicates().shape[0]
+    assert requests == [len(df.loc[sent]) if "carry" in options else unique] * 2
+    if route == "gs":  # and the staged shards hold each request once
+        staged = _staged_requests(request.getfixturevalue("fs"), on_dask["staging"],
+                                  dask_out.attrs["pdbatch_run"])
+        assert len(staged) == requests[1]
+        assert len(set(staged)) == (len(staged) if "carry" not in options else
+                                    df["prompt"].nunique())
 
     # ``attempts`` counts how often the random row faults hit a row: its dtype only (above).
     compared = [c for c in out.columns if c not in ("job", "attempts")]
@@ -118,6 +181,13 @@ def test_pandas_and_dask_drivers_agree(staging, case):
     else:
         assert (out["status"].iloc[sent] == "").all()
         pd.testing.assert_frame_equal(dask_out[compared], out[compared])
+
+
+def _staged_requests(fs, staging: str, run: str) -> list[str]:
+    """The requests (without their row keys) in a Dask run's staged shards."""
+    lines = [json.loads(line) for path in fs.find(f"{staging}/{run}/shards")
+             for line in fs.cat(path).splitlines()]
+    return [json.dumps(line["request"], sort_keys=True) for line in lines]
 
 
 READ_BACK = ["pandas-gcs", "pandas-bigquery", "dask-gcs"]

@@ -1,22 +1,32 @@
 """The Dask driver: partitions -> shards -> jobs -> partitions, without the frame on the client,
-through the same stages as the pandas driver (``prepare``, ``plan``, ``runs.jobs``, ``join``,
-``runs.local.follow_up``); only the scheduling differs.
+through the same stages as the pandas driver (``prepare``, ``plan``, ``costs``, ``runs.jobs``,
+``join``, ``runs.local.follow_up``); only the scheduling differs.
 
 ``batch_predict(ddf, ...)`` builds a lazy graph:
 
-1. one **stage** task per partition prepares its rows and writes them as shards (JSONL files
-   within the per-job limits) to ``<staging>/<run>/shards/``; a line's row key is
-   ``partition << 32 | row``. It returns only the shards' sizes and the partition's
-   fingerprint.
-2. one **submit** task plans jobs from those sizes alone (whole shards, within the request and
-   byte limits per job), records the run's manifest and creates the jobs (at most
-   ``max_concurrent_jobs`` unfinished at a time); one **wait** task waits for them. The same
-   call computed again finds the run by fingerprint and only waits for (or reads) its jobs.
-3. one **join** task per partition computes the partition again (from its source, after the
-   run: no partition is held in memory while the jobs run), reads the outputs of the jobs
-   that hold its shards, keeps the lines whose key belongs to it, and joins them onto its
-   rows as the pandas driver does (follow-up passes such as ``max_retries`` included, as
+1. **dedup** (when ``dedup``): one task per partition hashes its requests (MD5, 16 bytes each)
+   into buckets; one task per bucket finds the requests that an earlier partition also
+   makes; one task gathers those *copies* (``Copies``: a row key and the key of the row whose
+   request is sent, for requests repeated across partitions only).
+2. one **stage** task per partition prepares its rows, leaves out its copies, uploads its
+   local ``files=`` and writes its requests as shards (JSONL files, or tables on BigQuery)
+   within the per-job limits to the run's staging; a line's row key is
+   ``partition << 32 | row``. It returns the shards' sizes, the partition's fingerprint and
+   its ``costs.Measure``.
+3. one **submit** task prices the run (``max_cost``/``max_rows``), plans jobs from the shard
+   sizes alone (whole shards within the limits per job; one shard per job on BigQuery),
+   records the run's manifest and creates the jobs; one **wait** task waits for them (with
+   the run's progress bar on the client). The same call computed again finds the run by its
+   fingerprint and only waits for (or reads) its jobs.
+4. **route** tasks read each job's output once and split its lines by the partitions that
+   asked for them (a copy's line is sent to its partition under its own key).
+5. one **join** task per partition computes the partition again (from its source, after the
+   run: no partition is held in memory while the jobs run) and joins its routed lines onto
+   its rows as the pandas driver does (follow-up passes such as ``max_retries`` included, as
    pandas runs of that partition's rows).
+
+With ``max_cost`` or ``max_rows``, steps 1-3 run when ``batch_predict`` is called (so that the
+guard can ask on the caller's terminal or notebook), as ``submit`` does.
 
 The lazy frame's meta is the pandas driver's result for the empty frame, so its dtypes are
 those of the computed partitions.
@@ -24,24 +34,29 @@ those of the computed partitions.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import os
+import uuid
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import config, families, plan, service, storage
+from .. import config, costs, engine, families, plan, service, storage
 from ..errors import InputError, JobError
+from ..families.lines import empty_output
 from ..join import joined
 from ..options import Options
-from ..prepare import prepare
+from ..prepare import Prepared, Sending, check_locations, prepare, request_hashes
 from . import manifest as manifests
 from .handle import BatchRun
 from .jobs import (
-    answers,
     await_submission,
     check_jobs,
     create_job,
@@ -57,14 +72,40 @@ from .local import follow_up
 log = logging.getLogger(__name__)
 
 _ROW_BITS = 32  # a row key is partition << 32 | row within the partition
+_ROW_MASK = (1 << _ROW_BITS) - 1
+#: At most this many dedup buckets and route tasks (fewer for frames of fewer partitions):
+#: the graph then has at most partitions x (MAX_BUCKETS + MAX_ROUTES) small pieces.
+MAX_BUCKETS = 64
+MAX_ROUTES = 32
+#: Marks how a Dask run's partitions are combined in its fingerprint: a run made before
+#: requests were deduplicated across partitions is not re-attached by today's call.
+_DASK_FINGERPRINT = "dask-dedup-across-1"
+
+
+@dataclass(frozen=True)
+class Copies:
+    """Requests repeated across partitions: row ``copy[i]`` (a row key) is answered by the
+    line of row ``owner[i]`` (the first partition's row with that request), sorted by owner."""
+
+    copy: np.ndarray
+    owner: np.ndarray
+
+    def of(self, partition: int) -> tuple[np.ndarray, np.ndarray]:
+        """The partition's copies: their rows in the partition and their owners' keys."""
+        mine = (self.copy >> _ROW_BITS) == partition
+        return self.copy[mine] & _ROW_MASK, self.owner[mine]
+
+
+_NO_COPIES = Copies(np.array([], dtype=np.int64), np.array([], dtype=np.int64))
 
 
 class DaskDriver:
     """Results of runs of Dask frames: the lazy frame (``frame``: the Dask frame the run was
-    made from, when this process made it)."""
+    made from, when this process made it; ``copies``: its cross-partition copies, when
+    known)."""
 
-    def __init__(self, frame=None, read_only: bool = False):
-        self.frame, self.read_only = frame, read_only
+    def __init__(self, frame=None, read_only: bool = False, copies: Copies | None = None):
+        self.frame, self.read_only, self.copies = frame, read_only, copies
 
     def result(self, run: BatchRun, df=None):
         frame = df if df is not None else self.frame
@@ -73,87 +114,148 @@ class DaskDriver:
                              "from, run.result(ddf).")
         if not hasattr(frame, "__dask_graph__"):
             raise InputError(f"{run.id} was made from a Dask DataFrame: pass that Dask frame.")
-        return result_frame(frame, run.manifest, run.options, self.read_only)
+        copies = self.copies if frame is self.frame else None
+        return result_frame(frame, run.manifest, run.options, self.read_only, copies)
 
 
 def batch_predict(ddf, options: Options):
     """``batch_predict`` over a Dask DataFrame: a lazy Dask DataFrame with the same
-    partitions and divisions and the same result columns (computing it runs the jobs)."""
+    partitions and divisions and the same result columns (computing it runs the jobs). With
+    ``max_cost`` or ``max_rows``, the frame is staged and priced now (see ``submit``)."""
+    import dask
+
+    options = _for_workers(options)
     meta = result_meta(ddf, options)
-    return _joined_frame(ddf, _submission(ddf, options), options, meta)
+    if _guarded(options):
+        return _submitted(ddf, options).result()
+    run_id, staged, copies = _staging(ddf, options)
+    manifest = dask.delayed(_submit_run, pure=False)(staged, run_id, options)
+    return _joined_frame(ddf, manifest, copies, options, meta)
 
 
 def submit(ddf, options: Options) -> BatchRun:
-    """Stage the frame's partitions and create the jobs now (on the Dask workers); returns a
-    ``BatchRun`` whose ``result()`` is the lazy frame of ``batch_predict``."""
+    """Stage the frame's partitions (on the Dask workers), price the run and create its jobs
+    now; returns a ``BatchRun`` whose ``result()`` is the lazy frame of ``batch_predict``."""
+    options = _for_workers(options)
+    result_meta(ddf, options)
+    return _submitted(ddf, options)
+
+
+def _submitted(ddf, options: Options) -> BatchRun:
     import dask
 
-    result_meta(ddf, options)
-    (manifest,) = dask.compute(_submission(ddf, options))
-    return BatchRun(manifest, config.settings_of(options.run), options, DaskDriver(ddf))
+    run_id, staged, copies = _staging(ddf, options)
+    staged, copies = dask.compute(staged, copies)
+    manifest = _submit_run(staged, run_id, options)  # here: the guard may ask the caller
+    return BatchRun(manifest, config.settings_of(options.run), options,
+                    DaskDriver(ddf, copies=copies))
 
 
-def result_frame(ddf, manifest: dict, options: Options, read_only: bool = False):
+def result_frame(ddf, manifest: dict, options: Options, read_only: bool = False,
+                 copies: Copies | None = None):
     """The lazy result of a submitted Dask run, for the frame it was made from (each
     partition is checked against the run's manifest when it is joined)."""
     if ddf.npartitions != len(manifest["partitions"]):
         raise InputError(f"{manifest['run']} was made from a frame of "
                          f"{len(manifest['partitions'])} partitions; this one has "
                          f"{ddf.npartitions}. Pass the frame it was made from.")
+    options = _for_workers(options)
     meta = result_meta(ddf, options)
-    return _joined_frame(ddf, manifest, options, meta, read_only)
+    if copies is None:
+        copies = _copies(ddf, options) if manifest["dedup_across"] else _NO_COPIES
+    return _joined_frame(ddf, manifest, copies, options, meta, read_only)
 
 
 def result_meta(ddf, options: Options) -> pd.DataFrame:
     """The result's meta: the pandas driver's result for the empty frame (the options are
     checked against the frame's meta on the way, before any task runs)."""
-    settings = config.settings_of(options.run)
-    for name, where in (("staging", settings.staging), ("output", settings.output_location)):
-        if storage.tabular(where):
-            raise InputError(f"{name}={where!r}: Dask runs stage on Cloud Storage in this "
-                             "version; pass a gs:// location.")
-    if options.request.files:
-        raise InputError("files= is not supported for Dask frames in this version.")
-    if options.run.max_cost is not None or options.run.max_rows is not None:
-        raise InputError("max_cost and max_rows need the whole frame's estimate; for a Dask "
-                         "frame, estimate a sample with df.gemini.estimate first.")
     empty = prepare(ddf._meta, options)
+    check_locations(empty.settings, empty.family, options.request.model, options.credentials,
+                    rows=1)  # the partitions' rows are not known yet: as if they had some
     result = joined(empty, [], "", "")
     follow_up(empty, result, read_only=True)
     return result.frame
 
 
-def _submission(ddf, options: Options):
-    """The task that stages every partition (one task each), then submits the run."""
+def _for_workers(options: Options) -> Options:
+    """The options as the workers need them: local ``files=`` are found from the caller's
+    working folder (the default ``files_root``), not from each worker's."""
+    if options.request.files and options.request.files_root is None:
+        return options.replace(files_root=os.getcwd())
+    return options
+
+
+def _guarded(options: Options) -> bool:
+    return options.run.max_cost is not None or options.run.max_rows is not None
+
+
+def _dedups(options: Options) -> bool:
+    """Whether requests are deduplicated (across partitions too): not with ``carry``, where
+    every row's carried values go with its own request."""
+    return options.request.dedup and not options.request.carry
+
+
+# ---------------------------------------------------------------------------- the graph
+def _staging(ddf, options: Options):
+    """A new run id, the stage tasks (one per partition) and the copies task."""
     import dask
 
     run_id = storage.new_run_id()
-    staged = [dask.delayed(_stage, pure=False)(part, number, run_id, options)
-              for number, part in enumerate(ddf.to_delayed())]
-    return dask.delayed(_submit_run, pure=False)(staged, run_id, options)
+    if _dedups(options):
+        copies, sources = _copies(ddf, options), _recipes(ddf)
+    else:
+        copies, sources = _NO_COPIES, ddf.to_delayed()
+    staged = [dask.delayed(_stage, pure=False)(source, number, copies, run_id, options)
+              for number, source in enumerate(sources)]
+    return run_id, staged, copies
 
 
-def _joined_frame(ddf, manifest, options: Options, meta: pd.DataFrame,
-                  read_only: bool = False):
-    """One join task per partition, after the run's jobs have ended (``manifest``: the
-    submitted run, or a task giving it)."""
+def _copies(ddf, options: Options):
+    """The task giving the frame's ``Copies``: each partition's request hashes, bucketed,
+    then each bucket's repeats."""
     import dask
-    import dask.dataframe as dd
+
+    parts = ddf.to_delayed()
+    buckets = max(1, min(len(parts), MAX_BUCKETS))
+    hashed = [dask.delayed(_hashes, pure=False, nout=buckets)(part, number, options, buckets)
+              for number, part in enumerate(parts)]
+    repeats = [dask.delayed(_repeats, pure=False)([pieces[bucket] for pieces in hashed])
+               for bucket in range(buckets)]
+    return dask.delayed(_gathered, pure=False)(repeats)
+
+
+def _recipes(ddf) -> list[Recipe]:
     from dask.optimization import cull
 
     parts = ddf.to_delayed()
     graph = dict(parts[0].__dask_graph__()) if parts else {}
-    ended = dask.delayed(_wait_run, pure=False)(manifest, options, read_only)
-    joins = [dask.delayed(_join, pure=False)(Recipe(cull(graph, [part.key])[0], part.key),
-                                             number, ended, options, read_only)
-             for number, part in enumerate(parts)]
+    return [Recipe(cull(graph, [part.key])[0], part.key) for part in parts]
+
+
+def _joined_frame(ddf, manifest, copies, options: Options, meta: pd.DataFrame,
+                  read_only: bool = False):
+    """Route and join tasks after the run's jobs have ended (``manifest``: the submitted
+    run, or a task giving it)."""
+    import dask
+    import dask.dataframe as dd
+
+    recipes = _recipes(ddf)
+    ended = dask.delayed(_wait_run, pure=False)(manifest, options, read_only, _progress_topic())
+    partitions = len(recipes)
+    slots = max(1, min(partitions, MAX_ROUTES))
+    routes = [dask.delayed(_route, pure=False, nout=partitions)(
+        slot, slots, partitions, ended, copies, options, read_only) for slot in range(slots)]
+    joins = [dask.delayed(_join, pure=False)(recipe, number, ended, copies,
+                                             [pieces[number] for pieces in routes],
+                                             options, read_only)
+             for number, recipe in enumerate(recipes)]
     return dd.from_delayed(joins, meta=meta, divisions=ddf.divisions, verify_meta=False)
 
 
 class Recipe:
     """How to compute one partition again: its own part of the frame's graph, opaque to Dask,
-    so that the join task reads its partition anew (from the source, after the jobs) rather
-    than the partition being kept in memory from the stage task while the jobs run."""
+    so that a task reads its partition anew (from the source) rather than the partition being
+    kept in memory from an earlier task while other partitions are hashed or the jobs run."""
 
     def __init__(self, graph: dict, key):
         self.graph, self.key = graph, key
@@ -164,46 +266,108 @@ class Recipe:
         return get_sync(self.graph, self.key)
 
 
-def _stage(part: pd.DataFrame, number: int, run_id: str, options: Options) -> dict:
-    """Prepare one partition and write its shards; returns their sizes and the fingerprint."""
+# ---------------------------------------------------------------------------- the tasks
+def _hashes(part: pd.DataFrame, number: int, options: Options, buckets: int) -> tuple:
+    """The partition's sent requests as ``(hash high, hash low, row key)`` per bucket."""
     prepared = prepare(part, options)
-    location = storage.open_location(prepared.settings.staging, run_id,
-                                     prepared.family.parser, credentials=options.credentials)
+    high, low = request_hashes(prepared)
+    keys = prepared.sent_rows.astype(np.int64) + (number << _ROW_BITS)
+    bucket = (low % np.uint64(buckets)).astype(np.int64)
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
+    return tuple((high[order[a:b]], low[order[a:b]], keys[order[a:b]])
+                 for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _repeats(pieces: list[tuple]) -> Copies:
+    """One bucket's copies: rows whose request hash an earlier row key's also has."""
+    high, low, keys = (np.concatenate([piece[i] for piece in pieces]) for i in range(3))
+    order = np.lexsort((keys, low, high))
+    high, low, keys = high[order], low[order], keys[order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
+    owners = keys[np.maximum.accumulate(np.where(first, np.arange(len(keys)), 0))]
+    return Copies(keys[~first], owners[~first])
+
+
+def _gathered(repeats: list[Copies]) -> Copies:
+    copy = np.concatenate([c.copy for c in repeats] + [_NO_COPIES.copy])
+    owner = np.concatenate([c.owner for c in repeats] + [_NO_COPIES.owner])
+    order = np.argsort(owner, kind="stable")
+    return Copies(copy[order], owner[order])
+
+
+def _without_copies(prepared: Prepared, number: int, copies: Copies) -> Prepared:
+    """The partition's call with its copies not sent (their owners' lines answer them)."""
+    rows, _ = copies.of(number)
+    if not len(rows):
+        return prepared
+    send = prepared.sending.send.copy()
+    send[rows] = False
+    sending = Sending(send, prepared.sending.copies, prepared.sending.originals)
+    return dataclasses.replace(prepared, sending=sending)
+
+
+def _part(source) -> pd.DataFrame:
+    return source.compute() if isinstance(source, Recipe) else source
+
+
+def _stage(source, number: int, copies: Copies, run_id: str, options: Options) -> dict:
+    """Prepare one partition, upload its local files and write its shards; returns their
+    sizes, the partition's fingerprint and its measure."""
+    prepared = prepare(_part(source), options)
+    fingerprint = prepared.fingerprint
+    prepared = _without_copies(prepared, number, copies)
+    labels = {**(options.run.labels or {}), manifests.RUN_LABEL: run_id}
+    inputs, outputs = open_locations(run_id, prepared.settings, prepared.family.parser,
+                                     options.credentials, labels, prepared.rows.carried)
+    files = prepared.rows.files
+    if files is not None and files.local:
+        (inputs if inputs.hosts_files else outputs).upload(files.uploads)
     shards, first = [], 0
     for index, (positions, requests) in enumerate(plan.jobs_of(prepared, number << _ROW_BITS)):
-        shards.append({"uri": location.stage_shard(number, index, requests),
+        shards.append({"uri": inputs.stage_shard(number, index, requests),
                        "partition": number, "first": first, "count": len(positions),
-                       "bytes": int(pc.sum(pc.binary_length(requests)).as_py())})
+                       "bytes": int(pc.sum(pc.binary_length(requests)).as_py()),
+                       "keys": [int(positions[0]) + (number << _ROW_BITS),
+                                int(positions[-1]) + (number << _ROW_BITS)]})
         first += len(positions)
-    return {"partition": number, "rows": len(part), "fingerprint": prepared.fingerprint,
-            "shards": shards}
+    return {"partition": number, "rows": len(prepared.df), "fingerprint": fingerprint,
+            "shards": shards, "measure": costs.measure(prepared)}
 
 
 def _submit_run(staged: list[dict], run_id: str, options: Options) -> dict:
-    """Plan, record and create the jobs of the whole frame, or find the run this call already
-    made (and create what it did not get to); returns its manifest."""
+    """Price, plan, record and create the jobs of the whole frame, or find the run this call
+    already made (and create what it did not get to); returns its manifest. A run over
+    ``max_cost``/``max_rows`` is refused (its shards removed) before any job exists."""
     settings = config.settings_of(options.run)
     family = families.resolve(options.request.model)
     partitions = [s["fingerprint"] for s in staged]
-    fingerprint = hashlib.blake2b(json.dumps(partitions).encode(), digest_size=16).hexdigest()
+    combined = {"version": _DASK_FINGERPRINT, "partitions": partitions}
+    fingerprint = hashlib.blake2b(json.dumps(combined).encode(), digest_size=16).hexdigest()
     store = storage.open_store(settings.staging, options.credentials)
     batch = service.open_service(settings, options.credentials)
 
+    def shards_of(run: str) -> storage.Location:
+        return storage.open_location(settings.staging, run, family.parser,
+                                     project=settings.project, credentials=options.credentials)
+
     def new(owner: str) -> dict:  # the manifest of run ``owner`` for this call's shards
-        location = storage.open_location(settings.staging, owner, family.parser)
+        location = shards_of(owner)
         shards = [{**shard, "uri": location.shard(part["partition"], index)}
                   for part in staged for index, shard in enumerate(part["shards"])]
         return manifests.new(owner, fingerprint, settings, options, family.resource,
                              sum(part["rows"] for part in staged),
                              sum(shard["count"] for shard in shards),
-                             dask=True, partitions=partitions, shards=shards)
+                             dask=True, dedup_across=_dedups(options), partitions=partitions,
+                             shards=shards)
 
     def rebuilt(owner: str, jobs: list) -> dict:
         """A lost manifest from its jobs: the same call stages the same shards (under this
         attempt's run id), so the owner's shards and their packing into jobs are known."""
         manifest = new(owner)
         names = {job.display_name: job.name for job in jobs}
-        planned = _packed(manifest["shards"], options)
+        planned = _packed(manifest["shards"], options, settings)
         for number, members in enumerate(planned):
             name = names.get(display_name(owner, number))
             if name is None:
@@ -216,22 +380,32 @@ def _submit_run(staged: list[dict], run_id: str, options: Options) -> dict:
 
     manifest = None if options.run.force else find_run(store, fingerprint, batch, rebuilt)
     if manifest is None:
+        if _guarded(options):
+            measured = sum((part["measure"] for part in staged), costs.Measure(0, 0, 0, ()))
+            found = costs.estimate_of(measured, options, family, settings,
+                                      count_tokens=options.run.max_cost is not None)
+            try:
+                costs.guard(found, options.run.max_cost, options.run.max_rows)
+            except InputError:
+                shards_of(run_id).clean_up()
+                raise
         manifest, _ = record_run(store, new(run_id), force=options.run.force)
-    resumed = manifest["run"] != run_id
-    if resumed:
-        # this attempt's shards: the run's own are already staged
-        storage.open_location(settings.staging, run_id, family.parser,
-                              credentials=options.credentials).clean_up()
+    if manifest["run"] != run_id:
+        shards_of(run_id).clean_up()  # this attempt's shards: the run's own are staged
         manifest = await_submission(store, manifest)
     if not manifest["submitted"]:
-        _create(batch, manifest, store, settings, options, family, resumed)
+        _create(batch, manifest, store, settings, options, family,
+                resumed=manifest["run"] != run_id)
     return manifest
 
 
-def _packed(shards: list[dict], options: Options) -> list[list[int]]:
-    """The run's jobs: consecutive whole shards within the per-job limits."""
+def _packed(shards: list[dict], options: Options, settings: config.Settings
+            ) -> list[list[int]]:
+    """The run's jobs: consecutive whole shards within the per-job limits (one shard per job
+    where the inputs are tables: a BigQuery job reads one table)."""
     return plan.pack([(s["count"], s["bytes"]) for s in shards],
-                     options.request.max_requests_per_job, plan.MAX_BYTES_PER_FILE)
+                     options.request.max_requests_per_job, plan.MAX_BYTES_PER_FILE,
+                     1 if storage.tabular(settings.staging) else None)
 
 
 def _create(batch, manifest: dict, store, settings, options: Options, family, resumed: bool
@@ -239,8 +413,8 @@ def _create(batch, manifest: dict, store, settings, options: Options, family, re
     """Create the jobs the manifest does not have yet: consecutive whole shards each."""
     shards = manifest["shards"]
     inputs, outputs = open_locations(manifest["run"], settings, family.parser,
-                                     options.credentials)
-    planned = _packed(shards, options)
+                                     options.credentials, manifest["labels"])
+    planned = _packed(shards, options, settings)
     with kept_alive(store, manifest):
         for number, members in enumerate(planned[len(manifest["jobs"]):],
                                          len(manifest["jobs"])):
@@ -252,57 +426,186 @@ def _create(batch, manifest: dict, store, settings, options: Options, family, re
         save(store, manifest)
 
 
-def _wait_run(manifest: dict, options: Options, read_only: bool) -> dict:
-    """Wait for the run's jobs (``read_only``: they must have ended); the manifest with each
-    job's final ``info``. The shards are removed once every job succeeded (unless
-    ``keep_staging`` or ``read_only``)."""
+def _wait_run(manifest: dict, options: Options, read_only: bool, topic: str | None) -> dict:
+    """Wait for the run's jobs, with its progress bar (``read_only``: they must have ended);
+    the manifest with each job's final ``info``. The shards are removed once every job
+    succeeded (unless ``keep_staging`` or ``read_only``)."""
     settings = config.settings_of(options.run)
-    batch = service.open_service(settings, options.credentials)
-    names = [job["name"] for job in manifest["jobs"]]
-    infos = [batch.get(name) for name in names] if read_only else service.wait(batch, names)
-    check_jobs(manifest["run"], infos)
-    if read_only and not all(info.done for info in infos):
-        raise InputError(f"{manifest['run']} is still running: compute its result with "
-                         "pdbatch.attach(...).result(ddf) to wait for it.")
-    manifest = {**manifest, "jobs": [{**job, "info": info}
-                                     for job, info in zip(manifest["jobs"], infos, strict=True)]}
-    if all(info.succeeded for info in infos) and not (options.run.keep_staging or read_only):
+    run = BatchRun(manifest, settings, options, DaskDriver(read_only=read_only))
+    if read_only:
+        status = run.status()
+        if not status.finished:
+            raise InputError(f"{manifest['run']} is still running: compute its result with "
+                             "pdbatch.attach(...).result(ddf) to wait for it.")
+    else:
+        status = run.wait(bar=_EventBar.on_worker(topic, manifest))
+    check_jobs(manifest["run"], status.jobs)
+    manifest = {**manifest, "jobs": [{**job, "info": info} for job, info
+                                     in zip(manifest["jobs"], status.jobs, strict=True)]}
+    if status.succeeded and not (options.run.keep_staging or read_only):
         parser = families.resolve(options.request.model).parser
         storage.open_location(settings.staging, manifest["run"], parser,
+                              project=settings.project,
                               credentials=options.credentials).clean_up()
     return manifest
 
 
-def _join(recipe: Recipe, number: int, manifest: dict, options: Options, read_only: bool
-          ) -> pd.DataFrame:
-    """One partition's rows with the result columns, from the jobs that hold its shards."""
+def _route(slot: int, slots: int, partitions: int, manifest: dict, copies: Copies,
+           options: Options, read_only: bool) -> tuple:
+    """Read the outputs of jobs ``slot``, ``slot + slots``, ... (each once) and split their
+    lines by partition: each partition's ``(job number, lines)``, a copy's line under the
+    copy's own row key."""
+    settings = config.settings_of(options.run)
+    outputs = storage.open_location(
+        settings.output_location, manifest["run"],
+        families.resolve(options.request.model).parser, project=settings.project,
+        credentials=options.credentials, labels=None if read_only else manifest["labels"])
+    pieces: list[list] = [[] for _ in range(partitions)]
+    con = engine.connect()
+    for job in manifest["jobs"][slot::slots]:
+        lines = outputs.collect(con, job["number"], job["info"].output_dir,
+                                options.result.include_response)
+        keys = pc.fill_null(lines.column("key"), -1).to_numpy()
+        _split(pieces, job["number"], lines, keys)
+        low = np.searchsorted(copies.owner, keys, "left")
+        wanted = np.searchsorted(copies.owner, keys, "right") - low
+        if wanted.any():  # lines that other partitions' copies want too
+            line = np.repeat(np.arange(len(keys)), wanted)
+            starts = np.repeat(np.cumsum(wanted) - wanted, wanted)
+            copy = copies.copy[low[line] + np.arange(len(line)) - starts]
+            copied = lines.take(pa.array(line))
+            copied = copied.set_column(copied.schema.get_field_index("key"), "key",
+                                       pa.array(copy, copied.schema.field("key").type))
+            _split(pieces, job["number"], copied, copy)
+    return tuple(pieces)
+
+
+def _split(pieces: list[list], job: int, lines: pa.Table, keys: np.ndarray) -> None:
+    """Add each partition's lines (by their row keys) to its pieces."""
+    partition = np.where(keys >= 0, keys >> _ROW_BITS, -1)
+    for number in np.unique(partition[(partition >= 0) & (partition < len(pieces))]).tolist():
+        pieces[number].append((job, lines.filter(pa.array(partition == number))))
+
+
+def _join(recipe: Recipe, number: int, manifest: dict, copies: Copies, routed: list[list],
+          options: Options, read_only: bool) -> pd.DataFrame:
+    """One partition's rows with the result columns, from its routed lines."""
     prepared = prepare(recipe.compute(), options)
     if prepared.fingerprint != manifest["partitions"][number]:
         raise InputError(f"partition {number} is not the one {manifest['run']} was made from; "
                          "pass the frame it was made from.")
-    outputs = storage.open_location(prepared.settings.output_location, manifest["run"],
-                                    prepared.family.parser, credentials=options.credentials)
+    prepared = _without_copies(prepared, number, copies)
+    jobs = manifest["jobs"]
+    shards = manifest["shards"]
+    job_of = np.zeros(len(shards), dtype=np.int64)
+    for index, job in enumerate(jobs):
+        job_of[job["shards"]] = index
+    positions: dict[int, list[np.ndarray]] = {}
     sent = prepared.sent_rows
-    mine = []
-    for job in manifest["jobs"]:
-        shards = [manifest["shards"][i] for i in job["shards"]
-                  if manifest["shards"][i]["partition"] == number]
-        if shards:
-            positions = np.concatenate([sent[s["first"]:s["first"] + s["count"]]
-                                        for s in shards])
-            mine.append((job, job["info"], positions))
-    parsed = []
-    for info, positions, lines in answers(outputs, mine, options.result.include_response):
-        keys = lines.column("key")
-        ours = pc.equal(pc.shift_right(keys, _ROW_BITS), number)
-        lines = lines.filter(pc.fill_null(ours, False))
+    for index, shard in enumerate(shards):
+        if shard["partition"] == number:
+            positions.setdefault(int(job_of[index]), []).append(
+                sent[shard["first"]:shard["first"] + shard["count"]])
+    rows, owners = copies.of(number)
+    if len(rows):  # a copy is in the job of its owner's shard
+        firsts = np.array([shard["keys"][0] for shard in shards], dtype=np.int64)
+        holders = job_of[np.searchsorted(firsts, owners, "right") - 1]
+        for index in np.unique(holders).tolist():
+            positions.setdefault(index, []).append(rows[holders == index])
+    found: dict[int, list[pa.Table]] = {}
+    for pieces in routed:
+        for job, lines in pieces:
+            found.setdefault(job, []).append(lines)
+    response = options.result.include_response
+    answers = []
+    for index in sorted(positions):
+        lines = pa.concat_tables(found.get(jobs[index]["number"]) or [empty_output(response)])
         lines = lines.set_column(lines.schema.get_field_index("key"), "key",
-                                 pc.bit_wise_and(lines.column("key"), (1 << _ROW_BITS) - 1))
-        parsed.append((info, positions, lines))
+                                 pc.bit_wise_and(lines.column("key"), _ROW_MASK))
+        answers.append((jobs[index]["info"], np.sort(np.concatenate(positions[index])), lines))
     try:
-        result = joined(prepared, parsed, manifest["run"],
-                        f"Shards and outputs are in {outputs}.")
+        result = joined(prepared, answers, manifest["run"],
+                        f"Shards are in {prepared.settings.staging}; outputs in "
+                        f"{prepared.settings.output_location}.")
     except JobError as err:
         raise JobError(f"partition {number}: {err}", err.result, err.kinds) from None
     follow_up(prepared, result, read_only)
     return result.frame
+
+
+# ---------------------------------------------------------------------------- progress
+def _progress_topic() -> str | None:
+    """When a ``distributed`` client computes the graph, the topic its workers send the
+    run's progress on (the client shows it); None otherwise (the wait task runs in this
+    process and shows its own bar)."""
+    import sys
+
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        client = default_client()
+    except ValueError:
+        return None
+    topic = f"pdbatch-progress-{uuid.uuid4().hex}"
+    client.subscribe_topic(topic, _ClientBar(client, topic))
+    return topic
+
+
+class _ClientBar:
+    """The client's bar for a run computed on ``distributed`` workers."""
+
+    def __init__(self, client, topic: str):
+        self.client, self.topic, self.bar = client, topic, None
+
+    def __call__(self, event) -> None:
+        from tqdm.auto import tqdm
+
+        _, state = event
+        if self.bar is None:
+            self.bar = tqdm(total=state["total"], unit="row", desc=state["desc"])
+        self.bar.update(state["n"] - self.bar.n)
+        if state["postfix"]:
+            self.bar.set_postfix_str(state["postfix"])
+        if state["closed"]:
+            self.bar.close()
+            self.client.unsubscribe_topic(self.topic)
+
+
+class _EventBar:
+    """A tqdm-like bar on a ``distributed`` worker that sends its state to the client."""
+
+    def __init__(self, worker, topic: str, total: int, desc: str):
+        self.worker, self.topic = worker, topic
+        self.state = {"total": total, "desc": desc, "n": 0, "postfix": "", "closed": False}
+        self.n = 0
+
+    @classmethod
+    def on_worker(cls, topic: str | None, manifest: dict) -> _EventBar | None:
+        """The bar for a wait task running on a worker of the client that subscribed to
+        ``topic``; None elsewhere."""
+        if topic is None:
+            return None
+        from distributed import get_worker
+
+        try:
+            worker = get_worker()
+        except ValueError:
+            return None
+        return cls(worker, topic, manifest["requests"], manifest["run"])
+
+    def _send(self) -> None:
+        self.worker.log_event(self.topic, dict(self.state, n=self.n))
+
+    def update(self, count: int) -> None:
+        self.n += count
+        self._send()
+
+    def set_postfix_str(self, text: str) -> None:
+        self.state["postfix"] = text
+        self._send()
+
+    def close(self) -> None:
+        self.state["closed"] = True
+        self._send()

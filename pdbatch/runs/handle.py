@@ -99,9 +99,10 @@ class BatchRun:
         return self._last
 
     def wait(self, timeout: float | None = None, progress: bool | None = None,
-             cancel_on_interrupt: bool | None = None) -> RunStatus:
+             cancel_on_interrupt: bool | None = None, *, bar=None) -> RunStatus:
         """Wait until every job has ended, showing progress (``tqdm``: a notebook bar or a
         terminal bar) from the jobs' completion counts, or their states when they give none.
+        ``bar``: a tqdm-like bar to show it on instead (the Dask driver's, on a worker).
 
         TimeoutError after ``timeout`` seconds; the jobs go on. An interrupt (Ctrl-C, a
         notebook's stop button) leaves the jobs running and logs how to re-attach, or, with
@@ -112,8 +113,9 @@ class BatchRun:
         progress = self.options.run.progress if progress is None else progress
         if cancel_on_interrupt is None:
             cancel_on_interrupt = self.options.run.cancel_on_interrupt
-        bar = tqdm(total=self.manifest["requests"], unit="row", desc=self.id,
-                   disable=not progress)
+        if bar is None or not progress:
+            bar = tqdm(total=self.manifest["requests"], unit="row", desc=self.id,
+                       disable=not progress)
 
         def show(infos: list[JobInfo]) -> None:
             self._last = summarise(infos, self._counts())

@@ -37,14 +37,14 @@ class Location(Protocol):
         """Stage job ``number``'s request lines; its ``input_config``."""
 
     def stage_shard(self, partition: int, index: int, requests: pa.ChunkedArray) -> str:
-        """Stage one shard of a Dask partition; its name for ``source`` (Cloud Storage only
-        in this version: a BigQuery job reads one table)."""
+        """Stage one shard of a Dask partition; its name for ``source``."""
 
     def shard(self, partition: int, index: int) -> str:
         """The name ``stage_shard`` gives that shard."""
 
     def source(self, names: list[str]) -> dict:
-        """The ``input_config`` of a job reading these staged shards."""
+        """The ``input_config`` of a job reading these staged shards (one, where the
+        location is ``tabular``: a BigQuery job reads one table)."""
 
     def upload(self, files: dict[str, bytes | str]) -> None:
         """Put files sent with ``files=`` in ``files_folder`` (where ``hosts_files``)."""

@@ -257,7 +257,25 @@ class BigQueryLocation:
     def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
         table = f"{self.prefix}_input_{number:05d}"
         load_requests(self.bq, table, requests, self.carried, self.labels)
-        return {"instances_format": "bigquery", "bigquery_source": {"input_uri": f"bq://{table}"}}
+        return self.source([table])
+
+    def stage_shard(self, partition: int, index: int, requests: pa.ChunkedArray) -> str:
+        """Load one shard of a Dask partition into a table of its own; its id."""
+        table = self.shard(partition, index)
+        load_requests(self.bq, table, requests, self.carried, self.labels)
+        return table
+
+    def shard(self, partition: int, index: int) -> str:
+        """The table of shard ``index`` of a Dask partition."""
+        return f"{self.prefix}_input_p{partition:05d}_{index:04d}"
+
+    @staticmethod
+    def source(tables: list[str]) -> dict:
+        """A job's ``input_config`` reading a staged table (a job reads one table)."""
+        if len(tables) != 1:
+            raise ValueError(f"a BigQuery job reads one table, not {len(tables)}")
+        return {"instances_format": "bigquery",
+                "bigquery_source": {"input_uri": f"bq://{tables[0]}"}}
 
     def destination(self, number: int) -> dict:
         return {"predictions_format": "bigquery",
