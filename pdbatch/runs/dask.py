@@ -38,6 +38,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import operator
 import os
 import uuid
 from dataclasses import dataclass
@@ -122,15 +123,14 @@ def batch_predict(ddf, options: Options):
     """``batch_predict`` over a Dask DataFrame: a lazy Dask DataFrame with the same
     partitions and divisions and the same result columns (computing it runs the jobs). With
     ``max_cost`` or ``max_rows``, the frame is staged and priced now (see ``submit``)."""
-    import dask
-
     options = _for_workers(options)
     meta = result_meta(ddf, options)
     if _guarded(options):
         return _submitted(ddf, options).result()
-    run_id, staged, copies = _staging(ddf, options)
-    manifest = dask.delayed(_submit_run, pure=False)(staged, run_id, options)
-    return _joined_frame(ddf, manifest, copies, options, meta)
+    tasks = _Tasks(ddf)
+    run_id, staged, copies = _staging(tasks, options)
+    manifest = tasks.add("submit", 0, _submit_run, staged, run_id, options)
+    return _joined_frame(ddf, tasks, manifest, copies, options, meta)
 
 
 def submit(ddf, options: Options) -> BatchRun:
@@ -144,8 +144,9 @@ def submit(ddf, options: Options) -> BatchRun:
 def _submitted(ddf, options: Options) -> BatchRun:
     import dask
 
-    run_id, staged, copies = _staging(ddf, options)
-    staged, copies = dask.compute(staged, copies)
+    tasks = _Tasks(ddf)
+    run_id, staged, copies = _staging(tasks, options)
+    staged, copies = dask.compute(tasks.delayed(staged), tasks.delayed(copies))
     manifest = _submit_run(staged, run_id, options)  # here: the guard may ask the caller
     return BatchRun(manifest, config.settings_of(options.run), options,
                     DaskDriver(ddf, copies=copies))
@@ -161,9 +162,11 @@ def result_frame(ddf, manifest: dict, options: Options, read_only: bool = False,
                          f"{ddf.npartitions}. Pass the frame it was made from.")
     options = _for_workers(options)
     meta = result_meta(ddf, options)
+    tasks = _Tasks(ddf)
     if copies is None:
-        copies = _copies(ddf, options) if manifest["dedup_across"] else _NO_COPIES
-    return _joined_frame(ddf, manifest, copies, options, meta, read_only)
+        copies = _copies(tasks, options) if manifest["dedup_across"] else _NO_COPIES
+    return _joined_frame(ddf, tasks, tasks.add("manifest", 0, _given, manifest), copies,
+                         options, meta, read_only)
 
 
 def result_meta(ddf, options: Options) -> pd.DataFrame:
@@ -196,60 +199,92 @@ def _dedups(options: Options) -> bool:
 
 
 # ---------------------------------------------------------------------------- the graph
-def _staging(ddf, options: Options):
-    """A new run id, the stage tasks (one per partition) and the copies task."""
-    import dask
+class _Tasks:
+    """A run's tasks as one low-level Dask graph over the frame's partitions. (Built call by
+    call with ``dask.delayed``, every call with graph arguments culls and merges their graphs:
+    over a minute for 64 partitions.) A task's key is ``(<its kind>-<token>, index)``; keys,
+    and lists of keys, in a task's arguments are replaced by those tasks' results."""
 
+    def __init__(self, ddf):
+        self.parts = ddf.to_delayed()
+        self.token = uuid.uuid4().hex[:16]
+        self.graph: dict = {}
+
+    def add(self, kind: str, index: int, function, *args) -> tuple:
+        key = (f"pdbatch-{kind}-{self.token}", index)
+        self.graph[key] = (function, *args)
+        return key
+
+    def pieces(self, kind: str, key: tuple, count: int) -> list[tuple]:
+        """Tasks giving each item of the tuple that task ``key`` gives, so that a task that
+        needs one item gets only that one (from another worker)."""
+        return [self.add(f"{kind}-{key[1]}", index, operator.getitem, key, index)
+                for index in range(count)]
+
+    def delayed(self, keys):
+        """``Delayed`` results of a key or a list of keys."""
+        from dask.delayed import Delayed
+        from dask.highlevelgraph import HighLevelGraph
+
+        layer = f"pdbatch-{self.token}"
+        graph = HighLevelGraph.from_collections(layer, self.graph, dependencies=self.parts)
+        if isinstance(keys, list):
+            return [Delayed(key, graph, layer=layer) for key in keys]
+        return Delayed(keys, graph, layer=layer)
+
+
+def _given(value):
+    return value
+
+
+def _staging(tasks: _Tasks, options: Options) -> tuple[str, list[tuple], tuple | Copies]:
+    """A new run id, the stage tasks (one per partition) and the copies (a task)."""
     run_id = storage.new_run_id()
     if _dedups(options):
-        copies, sources = _copies(ddf, options), _recipes(ddf)
+        copies, sources = _copies(tasks, options), _recipes(tasks)
     else:
-        copies, sources = _NO_COPIES, ddf.to_delayed()
-    staged = [dask.delayed(_stage, pure=False)(source, number, copies, run_id, options)
+        copies, sources = _NO_COPIES, [part.key for part in tasks.parts]
+    staged = [tasks.add("stage", number, _stage, source, number, copies, run_id, options)
               for number, source in enumerate(sources)]
     return run_id, staged, copies
 
 
-def _copies(ddf, options: Options):
+def _copies(tasks: _Tasks, options: Options) -> tuple:
     """The task giving the frame's ``Copies``: each partition's request hashes, bucketed,
     then each bucket's repeats."""
-    import dask
-
-    parts = ddf.to_delayed()
-    buckets = max(1, min(len(parts), MAX_BUCKETS))
-    hashed = [dask.delayed(_hashes, pure=False, nout=buckets)(part, number, options, buckets)
-              for number, part in enumerate(parts)]
-    repeats = [dask.delayed(_repeats, pure=False)([pieces[bucket] for pieces in hashed])
+    buckets = max(1, min(len(tasks.parts), MAX_BUCKETS))
+    hashed = [tasks.pieces("hashed", tasks.add("hash", number, _hashes, part.key, number,
+                                               options, buckets), buckets)
+              for number, part in enumerate(tasks.parts)]
+    repeats = [tasks.add("repeats", bucket, _repeats, [pieces[bucket] for pieces in hashed])
                for bucket in range(buckets)]
-    return dask.delayed(_gathered, pure=False)(repeats)
+    return tasks.add("copies", 0, _gathered, repeats)
 
 
-def _recipes(ddf) -> list[Recipe]:
+def _recipes(tasks: _Tasks) -> list[Recipe]:
     from dask.optimization import cull
 
-    parts = ddf.to_delayed()
-    graph = dict(parts[0].__dask_graph__()) if parts else {}
-    return [Recipe(cull(graph, [part.key])[0], part.key) for part in parts]
+    graph = dict(tasks.parts[0].__dask_graph__()) if tasks.parts else {}
+    return [Recipe(cull(graph, [part.key])[0], part.key) for part in tasks.parts]
 
 
-def _joined_frame(ddf, manifest, copies, options: Options, meta: pd.DataFrame,
-                  read_only: bool = False):
-    """Route and join tasks after the run's jobs have ended (``manifest``: the submitted
-    run, or a task giving it)."""
-    import dask
+def _joined_frame(ddf, tasks: _Tasks, manifest: tuple, copies, options: Options,
+                  meta: pd.DataFrame, read_only: bool = False):
+    """Wait, route and join tasks after the submit task (``manifest``)."""
     import dask.dataframe as dd
 
-    recipes = _recipes(ddf)
-    ended = dask.delayed(_wait_run, pure=False)(manifest, options, read_only, _progress_topic())
+    recipes = _recipes(tasks)
+    ended = tasks.add("wait", 0, _wait_run, manifest, options, read_only, _progress_topic())
     partitions = len(recipes)
     slots = max(1, min(partitions, MAX_ROUTES))
-    routes = [dask.delayed(_route, pure=False, nout=partitions)(
-        slot, slots, partitions, ended, copies, options, read_only) for slot in range(slots)]
-    joins = [dask.delayed(_join, pure=False)(recipe, number, ended, copies,
-                                             [pieces[number] for pieces in routes],
-                                             options, read_only)
+    routes = [tasks.pieces("routed", tasks.add("route", slot, _route, slot, slots, partitions,
+                                               ended, copies, options, read_only), partitions)
+              for slot in range(slots)]
+    joins = [tasks.add("join", number, _join, recipe, number, ended, copies,
+                       [pieces[number] for pieces in routes], options, read_only)
              for number, recipe in enumerate(recipes)]
-    return dd.from_delayed(joins, meta=meta, divisions=ddf.divisions, verify_meta=False)
+    return dd.from_delayed(tasks.delayed(joins), meta=meta, divisions=ddf.divisions,
+                           verify_meta=False)
 
 
 class Recipe:
