@@ -120,7 +120,6 @@ def main() -> int:
     frame_mib = make_partition(0, per_part).memory_usage(deep=True).sum() * args.partitions / 2**20
     rows, ok, echoed = (int(summary[c].sum()) for c in ("rows", "ok", "echoed"))
     assert rows == ok == echoed == per_part * args.partitions, (rows, ok, echoed)
-    spans = min(args.partitions, -(-199_999 // per_part) + 1)  # partitions one job can touch
     job_reads = Counter()
     for name, count in reads.items():
         job_reads[re.search(r"output-\d{5}", name)[0]] += count
@@ -147,8 +146,10 @@ def main() -> int:
         "computed three times (hash, stage, join); the requests' hashes are deduplicated in "
         "buckets on the workers; each job's output is read once, by one route task, and its "
         "lines wait in the workers' memory until their partition's join task takes them. The "
-        f"{len(job_reads)} jobs of up to 200,000 requests each hold rows of up to {spans} "
-        f"partitions of {per_part:,}. The emulator's memory is its own: it runs all "
+        f"{len(job_reads)} jobs hold consecutive whole shards of up to 200,000 requests: "
+        f"{max(1, 200_000 // per_part)} partition(s) of {per_part:,} per job. Holding the "
+        "routed answers costs the workers memory (Dask's own shuffle; `distributed` spills to "
+        "disk near a worker's memory limit). The emulator's memory is its own: it runs all "
         f"{len(job_reads)} jobs at once.\n\n"
         "Before requests were deduplicated across partitions and outputs routed (run of "
         "2026-11-21, same command): 335 s, 625 and 701 MiB per worker, 206 MiB client; each "

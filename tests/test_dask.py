@@ -134,26 +134,6 @@ def test_the_threaded_scheduler_shows_the_run_progress_bar(staging, capsys):
     assert "jobs done" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("limit", [{"max_rows": 150}, {"max_cost": 1e-7}])
-def test_a_dask_run_over_its_limits_is_refused_before_any_job_as_pandas_is(staging, uploaded,
-                                                                           limit):
-    df, ddf = _uneven()
-    with pytest.raises(pdbatch.InputError, match="Not submitted") as on_pandas:
-        df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False, **limit)
-    with pytest.raises(pdbatch.InputError, match="Not submitted") as on_dask:
-        ddf.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
-                                 **limit)  # priced now, not when computed
-    assert uploaded() == []  # no job, no manifest, no shard left staged
-    if "max_rows" in limit:  # the same estimate (countTokens samples may differ in size)
-        assert str(on_dask.value) == str(on_pandas.value)
-        assert "200 requests is over max_rows=150" in str(on_dask.value)
-
-    raised = {"max_rows": 1000} if "max_rows" in limit else {"max_cost": 1.0}
-    run = ddf.gemini.submit(prompt_col="prompt", staging=staging, progress=False, **raised)
-    assert run.wait().state == "succeeded"
-    _check(run.result().compute(scheduler="threads"), df)
-
-
 def test_each_job_output_is_read_once_whatever_partitions_its_rows_are_in(stack, staging,
                                                                           monkeypatch):
     import re

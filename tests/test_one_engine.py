@@ -183,6 +183,33 @@ def test_pandas_and_dask_drivers_agree(request, staging, case, scheduler):
         pd.testing.assert_frame_equal(dask_out[compared], out[compared])
 
 
+@pytest.mark.parametrize("limit,scheduler", [({"max_rows": 30}, "threads"),
+                                              ({"max_cost": 1e-7}, "threads"),
+                                              ({"max_rows": 30}, "cluster")])
+def test_both_drivers_refuse_a_run_over_its_limits_before_any_job(request, staging, uploaded,
+                                                                  limit, scheduler):
+    df = _plain()
+    with pytest.raises(pdbatch.InputError, match="Not submitted") as on_pandas:
+        df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False, **limit)
+    ddf = dd.from_pandas(df, npartitions=3)
+    with dask.config.set(scheduler=(request.getfixturevalue("cluster")
+                                    if scheduler == "cluster" else "threads")):
+        with pytest.raises(pdbatch.InputError, match="Not submitted") as on_dask:
+            ddf.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                     **limit)  # priced now, not when computed
+        assert uploaded() == []  # no job, no manifest, no shard left staged
+        if "max_rows" in limit:  # the same estimate (countTokens samples may differ in size)
+            assert str(on_dask.value) == str(on_pandas.value)
+            assert "45 requests is over max_rows=30" in str(on_dask.value)
+
+        raised = {"max_rows": 1000} if "max_rows" in limit else {"max_cost": 1.0}
+        lazy = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                        **raised)
+        assert len(pdbatch.runs(staging)) == 1  # accepted: its jobs exist already
+        out = lazy.compute()
+    assert (out["status"] == "").all() and len(out) == len(df)
+
+
 def _staged_requests(fs, staging: str, run: str) -> list[str]:
     """The requests (without their row keys) in a Dask run's staged shards."""
     lines = [json.loads(line) for path in fs.find(f"{staging}/{run}/shards")

@@ -165,6 +165,8 @@ def result_frame(ddf, manifest: dict, options: Options, read_only: bool = False,
     tasks = _Tasks(ddf)
     if copies is None:
         copies = _copies(tasks, options) if manifest["dedup_across"] else _NO_COPIES
+    else:  # known: in the graph once, not in each task that needs it
+        copies = tasks.add("copies", 0, _given, copies)
     return _joined_frame(ddf, tasks, tasks.add("manifest", 0, _given, manifest), copies,
                          options, meta, read_only)
 
@@ -234,6 +236,7 @@ class _Tasks:
 
 
 def _given(value):
+    """The value, as a task: a value many tasks need is then in the graph once."""
     return value
 
 
