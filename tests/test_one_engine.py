@@ -217,14 +217,14 @@ def _staged_requests(fs, staging: str, run: str) -> list[str]:
     return [json.dumps(line["request"], sort_keys=True) for line in lines]
 
 
-READ_BACK = ["pandas-gcs", "pandas-bigquery", "dask-gcs"]
+READ_BACK = ["pandas-gcs", "pandas-bigquery", "dask-gcs", "dask-bigquery"]
 
 
 @pytest.mark.parametrize("route", READ_BACK)
 def test_read_results_gives_the_original_result(request, stack, staging, route):
     df = _frame([f"tell me about {w}" for w in ["a", "b", "a", "c", "b"] * 8])
     assert df["prompt"].nunique() < len(df)  # dedup-heavy: most rows repeat another's request
-    if route == "pandas-bigquery":
+    if route.endswith("bigquery"):
         where = f"bq://{stack.project}.{request.getfixturevalue('dataset')}"
     else:
         where = staging
