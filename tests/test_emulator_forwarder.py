@@ -87,3 +87,38 @@ def test_openai_lines_are_forwarded_as_they_are(gapic, parent, fs, staging, mode
         f"{job.output_info.gcs_output_directory}/predictions.jsonl").splitlines()]
     assert out["response"]["choices"][0]["message"]["content"] == "model says: hi"
     assert model_server == [{**line["body"], "model": "local-llama"}]
+
+
+def test_claude_rows_and_a_response_schema_reach_the_model_in_its_terms(staging,
+                                                                        model_server):
+    df = pd.DataFrame({"prompt": ["Say hi.", "Say bye."]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  model="claude-sonnet-4@20250514",
+                                  system_instruction="Be kind.",
+                                  generation_config={"max_output_tokens": 9, "top_k": 3})
+    assert out["text"].tolist() == ["model says: Say hi.", "model says: Say bye."]
+    # the model's "length", answered as Claude's "max_tokens", read as pdbatch's name
+    assert (out["finish_reason"] == "MAX_TOKENS").all()
+    assert out["output_tokens"].tolist() == [3, 3]
+    asked = sorted(model_server, key=lambda b: b["messages"][-1]["content"])[0]
+    assert asked == {"model": "local-llama", "max_tokens": 9, "top_k": 3,
+                     "messages": [{"role": "system", "content": "Be kind."},
+                                  {"role": "user", "content": "Say bye."}]}
+
+    model_server.clear()
+    schema = {"type": "object", "properties": {"mood": {"type": "string"}},
+              "required": ["mood"]}
+    df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                            response_schema=schema, generation_config={"seed": 7})
+    assert {json.dumps(b["response_format"]) for b in model_server} == {json.dumps(
+        {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}})}
+    assert {b["seed"] for b in model_server} == {7}
+
+
+def test_a_forwarder_with_concurrency_keeps_each_answer_with_its_row(stack, staging,
+                                                                     model_server):
+    stack.service.responder.concurrency = 4
+    df = pd.DataFrame({"prompt": [f"question {i}" for i in range(30)]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+    assert out["text"].tolist() == [f"model says: question {i}" for i in range(30)]
+    assert len(model_server) == 30

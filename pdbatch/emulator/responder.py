@@ -112,9 +112,17 @@ def deterministic_response(request: dict) -> dict:
     }
 
 
-#: OpenAI finish reasons as Gemini's.
+#: OpenAI finish reasons as Gemini's, and as Anthropic's stop reasons.
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY",
            "tool_calls": "STOP"}
+_STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+#: Gemini generationConfig fields and their chat-completion names (``top_k`` and ``seed`` are
+#: extensions that llama.cpp, vLLM and Ollama's OpenAI APIs accept).
+_GEMINI_CONFIG = (("temperature", "temperature"), ("topP", "top_p"), ("topK", "top_k"),
+                  ("maxOutputTokens", "max_tokens"), ("stopSequences", "stop"),
+                  ("seed", "seed"))
+_ANTHROPIC_CONFIG = (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
+                     ("max_tokens", "max_tokens"), ("stop_sequences", "stop"))
 
 
 class OpenAIForwarder:
@@ -122,22 +130,38 @@ class OpenAIForwarder:
     Ollama or llama.cpp server).
 
     Gemini requests are translated to a chat completion (system instruction, user text,
-    ``temperature``, ``topP``, ``maxOutputTokens``, ``stopSequences``, JSON mode) and the answer
-    back to a ``GenerateContentResponse``; OpenAI-format payloads (Llama/MaaS lines) are sent
-    as they are and the chat completion returned unchanged.
+    ``temperature``, ``topP``, ``topK``, ``maxOutputTokens``, ``stopSequences``, ``seed``, and
+    JSON answers: ``responseJsonSchema`` or ``responseSchema`` as a JSON-schema response
+    format, which llama.cpp enforces with a grammar) and the answer back to a
+    ``GenerateContentResponse``; Claude requests (Anthropic Messages, ``anthropic_version``)
+    likewise, answered as a Messages API message; OpenAI-format payloads (Llama/MaaS lines) are
+    sent as they are and the chat completion returned unchanged. Token counts and finish
+    reasons are the model's own. ``concurrency``: how many of a job's requests to have in
+    flight at once (for servers that answer in parallel, such as vLLM or Ollama with
+    ``OLLAMA_NUM_PARALLEL``; llama-cpp-python's server answers one at a time).
+    ``schema_format``: how a response schema is sent, ``"json_schema"`` (OpenAI's format: vLLM,
+    Ollama) or ``"json_object"`` (``{"type": "json_object", "schema": ...}``:
+    llama-cpp-python's server).
 
     >>> stack.service.responder = OpenAIForwarder("http://127.0.0.1:11434/v1", "llama3.2")
     ... # doctest: +SKIP
     """
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None,
-                 timeout: float = 120.0):
+                 timeout: float = 120.0, concurrency: int = 1,
+                 schema_format: str = "json_schema"):
         base = base_url.rstrip("/")
         self.url = base + ("/chat/completions" if base.endswith("/v1") else
                            "/v1/chat/completions")
         self.model, self.api_key, self.timeout = model, api_key, timeout
+        self.concurrency = concurrency  # requests of a job in flight at once
+        if schema_format not in ("json_schema", "json_object"):
+            raise ValueError(f"schema_format={schema_format!r}: 'json_schema' or 'json_object'")
+        self.schema_format = schema_format
 
     def __call__(self, payload: dict) -> dict:
+        if "anthropic_version" in payload:
+            return _anthropic_answer(self._post(self._from_anthropic(payload)))
         if "messages" in payload:  # already a chat request (OpenAI-format lines)
             return self._post({**payload, "model": self.model})
         return _gemini_answer(self._post(self._chat(payload)))
@@ -149,14 +173,42 @@ class OpenAIForwarder:
             role = "assistant" if content.get("role") == "model" else "user"
             messages.append({"role": role, "content": " ".join(_texts(content))})
         body: dict[str, Any] = {"model": self.model, "messages": messages}
-        for gemini, openai in (("temperature", "temperature"), ("topP", "top_p"),
-                               ("maxOutputTokens", "max_tokens"), ("stopSequences", "stop")):
-            snake = "".join("_" + c.lower() if c.isupper() else c for c in gemini)
-            value = _config(request, gemini, snake)
+        for gemini, openai in _GEMINI_CONFIG:
+            value = _config(request, gemini, _snake(gemini))
             if value is not None:
                 body[openai] = value
         if _config(request, "responseMimeType", "response_mime_type") == "application/json":
-            body["response_format"] = {"type": "json_object"}
+            schema = _config(request, "responseJsonSchema", "response_json_schema")
+            if schema is None and _config(request, "responseSchema", "response_schema"):
+                schema = _json_schema(_config(request, "responseSchema", "response_schema"))
+            body["response_format"] = self._response_format(schema)
+        return body
+
+    def _response_format(self, schema: Any) -> dict:
+        """JSON answers, of ``schema`` when there is one: OpenAI's ``json_schema`` format, or
+        llama-cpp-python's ``json_object`` with a ``schema``."""
+        if not isinstance(schema, dict):
+            return {"type": "json_object"}
+        if self.schema_format == "json_object":
+            return {"type": "json_object", "schema": schema}
+        return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+
+    def _from_anthropic(self, request: dict) -> dict:
+        system = request.get("system")
+        if isinstance(system, list):
+            system = " ".join(block.get("text", "") for block in system
+                              if isinstance(block, dict))
+        messages = [{"role": "system", "content": system}] if system else []
+        for message in request.get("messages") or []:
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(block.get("text", "") for block in content
+                                   if isinstance(block, dict))
+            messages.append({"role": message.get("role", "user"), "content": content or ""})
+        body: dict[str, Any] = {"model": self.model, "messages": messages}
+        for anthropic, openai in _ANTHROPIC_CONFIG:
+            if request.get(anthropic) is not None:
+                body[openai] = request[anthropic]
         return body
 
     def _post(self, body: dict) -> dict:
@@ -169,18 +221,57 @@ class OpenAIForwarder:
             return json.loads(answer.read())
 
 
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def _json_schema(schema: Any) -> Any:
+    """A Gemini ``responseSchema`` (OpenAPI subset: ``STRING``, ``nullable``, ...) as JSON
+    Schema."""
+    if isinstance(schema, list):
+        return [_json_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _json_schema(value) for key, value in schema.items()
+           if key not in ("nullable", "propertyOrdering", "property_ordering")}
+    if isinstance(out.get("type"), str):
+        out["type"] = out["type"].lower()
+        if schema.get("nullable"):
+            out["type"] = [out["type"], "null"]
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {name: _json_schema(sub)
+                             for name, sub in schema["properties"].items()}
+    return out
+
+
+def _choice(completion: dict) -> tuple[str, str | None, dict]:
+    """A chat completion's text, finish reason and usage."""
+    choice = (completion.get("choices") or [{}])[0]
+    text = (choice.get("message") or {}).get("content") or ""
+    return text, choice.get("finish_reason"), completion.get("usage") or {}
+
+
 def _gemini_answer(completion: dict) -> dict:
     """A chat completion as a GenerateContentResponse."""
-    choice = (completion.get("choices") or [{}])[0]
-    usage = completion.get("usage") or {}
+    text, finish, usage = _choice(completion)
     return {
         "candidates": [{
-            "content": {"role": "model",
-                        "parts": [{"text": (choice.get("message") or {}).get("content") or ""}]},
-            "finishReason": _FINISH.get(choice.get("finish_reason"), "OTHER"),
+            "content": {"role": "model", "parts": [{"text": text}]},
+            "finishReason": _FINISH.get(finish, "OTHER"),
         }],
         "modelVersion": completion.get("model", ""),
         "usageMetadata": {"promptTokenCount": usage.get("prompt_tokens", 0),
                           "candidatesTokenCount": usage.get("completion_tokens", 0),
                           "totalTokenCount": usage.get("total_tokens", 0)},
     }
+
+
+def _anthropic_answer(completion: dict) -> dict:
+    """A chat completion as an Anthropic Messages API message."""
+    text, finish, usage = _choice(completion)
+    return {"id": completion.get("id", ""), "type": "message", "role": "assistant",
+            "model": completion.get("model", ""),
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": _STOP_REASON.get(finish, "end_turn"), "stop_sequence": None,
+            "usage": {"input_tokens": usage.get("prompt_tokens", 0),
+                      "output_tokens": usage.get("completion_tokens", 0)}}

@@ -13,6 +13,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -139,8 +140,8 @@ def answer_rows(
     check_every = min(WINDOW, faults.incremental_rows or WINDOW)
     with tempfile.TemporaryFile(prefix="pdbatch-emulator-") as spool:
         window: list[bytes] = []
-        for _, line in lines():
-            data = _answer(line, family, responder, faults, rng, outcome, union)
+        for line, respond in _asked(lines(), family, responder):
+            data = _answer(line, family, respond, faults, rng, outcome, union)
             window.append(data)
             sink.add(data)
             done = outcome.succeeded + outcome.failed
@@ -159,6 +160,33 @@ def answer_rows(
         sink.finished(spool)
     outcome.finished = True
     return outcome
+
+
+def _asked(lines: Iterator, family: Family, responder: Callable[[dict], dict]
+           ) -> Iterator[tuple[dict, Callable[[dict], dict]]]:
+    """Each line with the responder to answer it. A responder with ``concurrency`` > 1 (a
+    forwarder to a model server that answers requests in parallel) is asked about that many
+    lines at a time, ahead of ``_answer`` (which then takes each answer, in line order)."""
+    concurrency = getattr(responder, "concurrency", 1)
+    if concurrency <= 1:
+        for _, line in lines:
+            yield line, responder
+        return
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="emulator-model") as pool:
+        batch: list[dict] = []
+        for _, line in lines:
+            batch.append(line)
+            if len(batch) == concurrency * 4:
+                yield from _prefetched(batch, family, responder, pool)
+                batch = []
+        yield from _prefetched(batch, family, responder, pool)
+
+
+def _prefetched(batch: list[dict], family: Family, responder, pool: ThreadPoolExecutor
+                ) -> Iterator[tuple[dict, Callable[[dict], dict]]]:
+    answers = [pool.submit(responder, line[family.payload]) for line in batch]
+    for line, answer in zip(batch, answers, strict=True):
+        yield line, lambda _payload, answer=answer: answer.result()
 
 
 def _shuffle(rng: random.Random, window: list[bytes]) -> None:

@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 from .bqserver import LocalBigQuery
 from .child import ChildServer
+from .localmodel import ALIAS, LocalModel
+from .responder import OpenAIForwarder
 from .server import VertexEmulator
 from .service import BatchService, Timing
 
@@ -99,7 +101,8 @@ class LocalStack:
     While the block runs, ``os.environ`` carries ``stack.env`` (``STORAGE_EMULATOR_HOST``,
     ``GOOGLE_VERTEX_BASE_URL``, ``GOOGLE_CLOUD_PROJECT``, ``GOOGLE_CLOUD_LOCATION``,
     ``PDBATCH_STAGING``, ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT``); the previous values come back
-    on exit.
+    on exit. ``local_model=True`` answers with a real model (``emulator.localmodel``; the
+    ``local-model`` extra), a path with another GGUF model file.
     """
 
     def __init__(
@@ -113,8 +116,12 @@ class LocalStack:
         set_env: bool = True,
         state_dir: str | os.PathLike | None = None,
         bigquery: bool = False,
+        local_model: bool | str | os.PathLike = False,
     ):
         self.project, self.location, self.bucket = project, location, bucket
+        # True: the packaged SmolLM2; a path: another GGUF file (docs/emulator.md)
+        self.model = LocalModel(model=None if local_model is True else local_model) \
+            if local_model else None
         self.gcs = FakeGCS(gcs_port, root=Path(state_dir) / "gcs" if state_dir else None)
         self.bigquery = LocalBigQuery(project) if bigquery else None
         self.service = BatchService(timing=timing or Timing(), gcs_endpoint=self.gcs.url,
@@ -143,11 +150,15 @@ class LocalStack:
             self.gcs.create_bucket(self.bucket, self.project)
             if self.bigquery:
                 self.bigquery.start()
+            if self.model:
+                self.model.start()
+                self.service.responder = OpenAIForwarder(self.model.base_url, ALIAS,
+                                                         schema_format="json_object")
             self.vertex.start()
         except BaseException:
-            if self.bigquery:
-                self.bigquery.stop()
-            self.gcs.stop()
+            for child in (self.model, self.bigquery, self.gcs):
+                if child:
+                    child.stop()
             raise
         if self._set_env:
             for key, value in self.env.items():
@@ -163,9 +174,9 @@ class LocalStack:
                 os.environ[key] = value
         self._saved_env.clear()
         self.vertex.stop()
-        if self.bigquery:
-            self.bigquery.stop()
-        self.gcs.stop()
+        for child in (self.model, self.bigquery, self.gcs):
+            if child:
+                child.stop()
 
     def __enter__(self) -> LocalStack:
         return self.start()
