@@ -41,7 +41,7 @@ def make_partition(number: int, rows: int) -> pd.DataFrame:
 
 
 def summarise(part: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"rows": [len(part)], "ok": [int((part["status"] == "").sum())],
+    return pd.DataFrame({"rows": [len(part)], "ok": [int((part["status"] == "ok").sum())],
                          "echoed": [int((part["text"] == "echo: " + part["prompt"]).sum())]})
 
 

@@ -207,7 +207,7 @@ def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
         builder.add_job("job", np.arange(len(df)), parsed)
         del parsed
         out = builder.join(df)
-    assert len(out) == len(df) and out["status"].eq("").mean() > 0.98
+    assert len(out) == len(df) and out["status"].eq("ok").mean() > 0.98
     del builder, out
     with measured(results, "parse+join", "pdbatch, include_response=False", size):
         parsed = lines.parse_output(engine.connect(), gemini.PARSER, [str(output_path)],
@@ -216,7 +216,7 @@ def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
         builder.add_job("job", np.arange(len(df)), parsed)
         del parsed
         out = builder.join(df)
-    assert "response" not in out.columns and out["status"].eq("").mean() > 0.98
+    assert "response" not in out.columns and out["status"].eq("ok").mean() > 0.98
     del builder, out
 
     for name, loads in (("json.loads", json.loads), ("orjson.loads", orjson.loads)):
@@ -241,7 +241,7 @@ with open("/proc/self/status") as f:
 start = time.perf_counter()
 out = df.gemini.batch_predict(prompt_col="prompt", progress=False)
 seconds = time.perf_counter() - start
-assert (out["status"] == "").all() and len(out) == len(df)
+assert (out["status"] == "ok").all() and len(out) == len(df)
 print(json.dumps({"seconds": seconds, "frame": frame, "before": before,
                   "result": int(out.memory_usage(deep=True).sum()) - frame,
                   "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))

@@ -40,9 +40,9 @@ def main() -> None:
         )
     with pd.option_context("display.width", 250, "display.max_colwidth", 80,
                            "display.max_columns", None):
-        print(out[["title", "text", "finish_reason", "status", "output_tokens"]])
+        print(out[["title", "text", "status", "finish_reason", "output_tokens"]])
     print(f"\n{len(out)} rows in, {len(out)} rows out, "
-          f"{(out['status'] == '').sum()} answered, job {out['job'].iloc[0]}")
+          f"{(out['status'] == 'ok').sum()} answered, job {out['job'].iloc[0]}")
 
 
 if __name__ == "__main__":

@@ -8,16 +8,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from . import config, costs, service, storage
+from . import config, costs, engine, families, service, storage
 from . import options as opts
+from .columns import RESULT_COLUMNS, SUCCESS, pandas_array
 from .errors import InputError
 from .options import MAX_REQUESTS_PER_JOB
 from .prepare import prepare
 from .runs import local
 from .runs import manifest as manifests
-from .runs.handle import BatchRun
+from .runs.handle import BatchRun, summarise
+from .runs.jobs import open_locations
+from .runs.manifest import RUN_LABEL
 
 log = logging.getLogger(__name__)
 _NO_STAGING = "Pass staging= (the run's staging location) or set PDBATCH_STAGING."
@@ -135,9 +140,10 @@ def batch_predict(
     A Dask DataFrame gets a lazy Dask DataFrame back (see docs/dask.md).
 
     Returns:
-        A copy of ``df`` with the same index and order plus the columns ``text``,
-        ``finish_reason``, ``status`` ("" = ok), ``error_code``, ``error_message``,
-        ``prompt_tokens``, ``output_tokens``, ``response`` (unless left out) and ``job``.
+        A copy of ``df`` with the same index and order plus the columns ``text`` (then a
+        response schema's fields), ``status`` ("ok" for an answered row), ``error_code``,
+        ``error_message``, ``finish_reason``, ``prompt_tokens``, ``output_tokens``, ``job``
+        and ``response`` (unless left out).
 
     Raises:
         InputError: bad arguments or rows, or a run over ``max_cost``/``max_rows``, before
@@ -214,13 +220,55 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
     found, where = _stored(run_id, staging, credentials)
     options = manifests.options_of(found, credentials)
     settings = manifests.settings_of(found, where, project, location, api_endpoint, transport)
-    return BatchRun(found, settings, options, _driver(found))
+    run = BatchRun(found, settings, options, _driver(found))
+    run.reattached = True
+    if run.jobs:
+        run.status()  # its state now, for its repr and notebook view
+    return run
+
+
+def answers(run: str, *, staging: str | None = None, credentials=None) -> pd.DataFrame:
+    """A finished run's answers without the frame it was made from: one row per answered or
+    failed request, keyed by the position of its row in that frame (``row``; for a Dask run,
+    ``partition`` and ``row`` within it), with ``status`` ("ok" when answered), ``text``,
+    ``finish_reason``, ``prompt_tokens``, ``output_tokens``, ``response`` and ``job``. Rows
+    that repeated another row's request, were skipped, or belong to a follow-up pass are not
+    in it: ``read_results`` with the frame gives every row."""
+    handle = attach(run, staging=staging, credentials=credentials)
+    status = handle.status()
+    if not status.finished:
+        raise InputError(f"{handle.id} is still {status.state}: its answers are read once it "
+                         "has ended.")
+    family = families.resolve(handle.options.request.model)
+    _, outputs = open_locations(handle.id, handle.settings, family.parser, credentials)
+    con = engine.connect()
+    tables = []
+    for job, info in zip(handle.manifest["jobs"], status.jobs, strict=True):
+        table = outputs.collect(con, job["number"], info.output_dir, True)
+        tables.append(table.append_column("job", pa.array([info.name] * table.num_rows,
+                                                          pa.large_string())))
+    found = pa.concat_tables(tables) if tables else None
+    columns = ["status", "text", "finish_reason", "prompt_tokens", "output_tokens", "response",
+               "job"]
+    out = pd.DataFrame({name: pandas_array(found.column(name)) if found else pd.array(
+        [], dtype=RESULT_COLUMNS[name]) for name in columns})
+    out["status"] = out["status"].mask(out["status"] == "", SUCCESS)
+    keys = found.column("key").to_numpy(zero_copy_only=False) if found else np.array([], int)
+    if handle.manifest["dask"]:
+        out.insert(0, "partition", pd.array(keys >> 32, dtype="Int64"))
+        keys = keys & ((1 << 32) - 1)
+    out.insert(int(handle.manifest["dask"]), "row", pd.array(keys, dtype="Int64"))
+    return out.sort_values(list(out.columns[:1 + handle.manifest["dask"]]),
+                           ignore_index=True)
 
 
 def runs(staging: str | None = None, credentials=None) -> pd.DataFrame:
     """The runs recorded in a staging location (default ``PDBATCH_STAGING``), newest first:
-    run id, creation time, model, rows, requests, jobs, whether every job was submitted, and
-    the fingerprint. ``pdbatch.attach(run_id, staging=...)`` gives a run's handle."""
+    run id, creation time (UTC timestamp), state now (one list call per run), model, rows,
+    requests, jobs, ``pass`` ("" for a call, ``/retry-1``, ``/reask``, ... for its follow-up
+    passes) and ``parent`` (the run a pass follows), whether every job was submitted, and the
+    fingerprint. A location with no runs logs a warning. ``pdbatch.attach(run_id,
+    staging=...)`` gives a run's handle."""
     where = config.given_or_environment(staging, "staging", _NO_STAGING)
     store = storage.open_store(where, credentials)
     found = []
@@ -231,11 +279,36 @@ def runs(staging: str | None = None, credentials=None) -> pd.DataFrame:
                 found.append(manifests.read(manifest))
         except InputError as err:  # one damaged manifest does not hide the others
             log.warning("%s", err)
-    columns = ["run", "created", "model", "rows", "requests", "jobs", "submitted",
-               "fingerprint"]
-    table = pd.DataFrame([{**m, "jobs": len(m["jobs"])} for m in found],
-                         columns=columns)
+    if not found:
+        log.warning("no pdbatch runs are recorded in %s: is that the staging location the runs "
+                    "were made with?", where)
+    services: dict = {}  # by (project, location)
+
+    def state(manifest: dict) -> str:
+        settings = manifests.settings_of(manifest, where)
+        key = (settings.project, settings.location)
+        if key not in services:
+            services[key] = service.open_service(settings, credentials)
+        return _state(services[key], manifest)
+
+    columns = ["run", "created", "state", "model", "rows", "requests", "jobs", "pass",
+               "parent", "submitted", "fingerprint"]
+    table = pd.DataFrame([{"parent": "", **m, "jobs": len(m["jobs"]), "state": state(m)}
+                          for m in found], columns=columns)
+    table["created"] = pd.to_datetime(table["created"], utc=True, format="ISO8601")
     return table.sort_values("created", ascending=False, ignore_index=True)
+
+
+def _state(batch, manifest: dict) -> str:
+    """A recorded run's state now (one list call for its jobs)."""
+    if not manifest["jobs"]:
+        return "no jobs" if manifest["submitted"] else "submitting"
+    infos = {info.name: info for info in batch.labelled(RUN_LABEL, manifest["run"])}
+    known = [infos[job["name"]] for job in manifest["jobs"] if job["name"] in infos]
+    if len(known) < len(manifest["jobs"]):
+        return "jobs not found"
+    state = summarise(known, [job["count"] for job in manifest["jobs"]]).state
+    return state if manifest["submitted"] else f"{state} (submitting)"
 
 
 def read_results(

@@ -10,23 +10,39 @@ import pyarrow as pa
 
 from .errors import InputError
 
-#: Result columns and their dtypes (documented in docs/usage.md, "Result columns").
+#: Result columns and their dtypes, in the order a user reads them (docs/usage.md, "Result
+#: columns"): the answer (``text``; a response schema's fields come right after it), how it
+#: went, what it cost, where it came from, the raw response.
 RESULT_COLUMNS: dict[str, str] = {
     "text": "string",
-    "finish_reason": "string",
     "status": "string",
     "error_code": "Int64",
     "error_message": "string",
+    "finish_reason": "string",
     "prompt_tokens": "Int64",
     "output_tokens": "Int64",
-    "response": "string",
     "job": "string",
+    "response": "string",
 }
+#: The status of an answered row.
+SUCCESS = "ok"
 
 
 def result_columns(response: bool = True) -> list[str]:
     """The names of the result columns, ``response`` only when it is kept."""
     return [c for c in RESULT_COLUMNS if response or c != "response"]
+
+
+def in_reading_order(out: pd.DataFrame, original, prefix: str) -> pd.DataFrame:
+    """``out`` with the frame's own columns first, then the result columns in
+    ``RESULT_COLUMNS`` order, with any other new columns (a response schema's fields) right
+    after ``text``."""
+    own = set(original)
+    known = [prefix + c for c in RESULT_COLUMNS]
+    fields = [c for c in out.columns if c not in own and c not in known]
+    ordered = [c for c in known if c in out.columns and c not in own]
+    ordered[1:1] = fields
+    return out[list(original) + ordered]
 
 
 def check_no_clash(df: pd.DataFrame, prefix: str, response: bool = True,

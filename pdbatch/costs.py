@@ -10,6 +10,7 @@ else 256). Prices are list prices in USD per million tokens; override them with 
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import sys
@@ -60,10 +61,29 @@ class Estimate:
     prices: str  # where the prices came from
 
     def __str__(self) -> str:
-        cost = _usd(self.cost) if self.cost is not None else "unknown (no price)"
         return (f"{self.model}: {self.rows:,} rows, {self.requests:,} requests, "
                 f"~{self.input_tokens:,} input and ~{self.output_tokens:,} output tokens, "
-                f"estimated batch cost {cost} ({self.method}; {self.prices})")
+                f"estimated batch cost {self.cost_text} ({self.method}; {self.prices})")
+
+    @property
+    def cost_text(self) -> str:
+        """The cost in dollars, rounded for reading."""
+        return usd(self.cost) if self.cost is not None else "unknown (no price)"
+
+    def __repr__(self) -> str:
+        return (f"<Estimate {self.model}: {self.cost_text} for {self.requests:,} requests "
+                f"({self.rows:,} rows), ~{self.input_tokens:,} input and "
+                f"~{self.output_tokens:,} output tokens>")
+
+    def _repr_html_(self) -> str:
+        rows = [("model", self.model), ("estimated batch cost", self.cost_text),
+                ("rows", f"{self.rows:,}"), ("requests sent", f"{self.requests:,}"),
+                ("input tokens", f"~{self.input_tokens:,} ({self.method})"),
+                ("output tokens", f"~{self.output_tokens:,}"), ("prices", self.prices)]
+        return "<table><caption>Estimate</caption>" + "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in rows
+        ) + "</table>"
 
 
 @dataclass(frozen=True)
@@ -148,19 +168,24 @@ def guard(found: Estimate, max_cost: float | None, max_rows: int | None) -> None
             over.append(f"no price is known for {found.model}, so max_cost={max_cost} cannot "
                         "be checked (pass prices={...})")
         elif found.cost > max_cost:
-            over.append(f"the estimated {_usd(found.cost)} is over max_cost={max_cost}")
+            over.append(f"the estimated {usd(found.cost)} is over max_cost={max_cost}")
     if not over:
         return
     message = f"{'; '.join(over)}. Estimate: {found}."
     if _interactive():
-        answer = input(f"{message}\nSubmit anyway? [y/N] ")
-        if answer.strip().lower() in ("y", "yes"):
-            return
-        raise InputError("Not submitted: " + message)
+        try:
+            answer = input(f"{message}\nSubmit anyway? [y/N] ")
+        except (EOFError, NotImplementedError, OSError):  # a kernel no one can answer in
+            answer = None
+        if answer is not None:
+            if answer.strip().lower() in ("y", "yes"):
+                return
+            raise InputError("Not submitted: " + message)
     raise InputError(f"Not submitted: {message} Raise the limit (or pass None) to run it.")
 
 
-def _usd(amount: float) -> str:
+def usd(amount: float) -> str:
+    """Dollars, rounded for reading: cents from $1, else four decimals."""
     return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}"
 
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import engine, structured
-from .columns import pandas_array, result_columns
+from .columns import SUCCESS, in_reading_order, pandas_array, result_columns
 from .errors import JobError
 from .families.lines import empty_output
 from .prepare import Prepared
@@ -168,6 +168,7 @@ class ResultBuilder:
         messages = np.full(self.n, None, dtype=object)
         for row, text in zip(failed.tolist(), status.take(failed).to_pylist(), strict=True):
             codes[row], messages[row] = parse_status(text)
+        status = pc.if_else(pc.equal(status, ""), SUCCESS, status)  # null stays null
         columns = {"status": status, "error_code": pa.array(codes, pa.int64()),
                    "error_message": pa.array(messages, pa.large_string()),
                    "job": pa.array(self.job, pa.large_string())}
@@ -239,6 +240,7 @@ def joined(prepared: Prepared, answers: list[tuple[JobInfo, np.ndarray, pa.Table
         invalid = structured.add_columns(out, prepared.schema, prefix, options.result.expand,
                                          engine.connect())
         result.kinds[invalid] = Kind.INVALID
+    result.frame = out = in_reading_order(out, prepared.df.columns, prefix)
     infos = [info for info, _, _ in answers]
     ended = [info for info in infos if not info.succeeded]
     if ended:

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .columns import SCHEMA_TYPES, pandas_array
+from .columns import SCHEMA_TYPES, SUCCESS, pandas_array
 from .errors import InputError
 
 #: JSON Schema types of top-level fields and the DuckDB types they are read as.
@@ -48,15 +48,30 @@ def schema_of(response_schema) -> Schema:
             or not properties:
         raise InputError("response_schema must describe a JSON object with properties: each "
                          "becomes a result column.")
-    return Schema(schema, tuple((name, _type(prop)) for name, prop in properties.items()),
+    return Schema(schema, tuple((name, _type(prop, schema)) for name, prop in
+                                properties.items()),
                   frozenset(schema.get("required") or ()))
 
 
-def _type(prop) -> str | None:
-    """The scalar JSON type of a property (``anyOf`` with null unwrapped), or None."""
-    options = [o for o in prop.get("anyOf", [prop]) if o.get("type") != "null"]
+def _type(prop, root: Mapping) -> str | None:
+    """The scalar JSON type of a property (``anyOf`` with null unwrapped, a ``$ref`` to the
+    schema's ``$defs`` followed: a pydantic Enum field is a string, as a ``Literal`` is), or
+    None."""
+    options = [_resolved(o, root) for o in prop.get("anyOf", [prop])]
+    options = [o for o in options if o.get("type") != "null"]
     kind = options[0].get("type") if len(options) == 1 else None
     return kind if kind in _TYPES else None
+
+
+def _resolved(prop: Mapping, root: Mapping) -> Mapping:
+    """``prop``, or the local definition its ``$ref`` names (``#/$defs/Name``)."""
+    ref = prop.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target = root
+        for key in ref[2:].split("/"):
+            target = target.get(key, {}) if isinstance(target, Mapping) else {}
+        return target if isinstance(target, Mapping) else {}
+    return prop
 
 
 def generation_config(config: Mapping | None, schema: Schema) -> dict:
@@ -128,7 +143,7 @@ def add_columns(out: pd.DataFrame, schema: Schema, prefix: str, expand: bool, co
     texts = pa.chunked_array([pa.array(out[prefix + "text"], pa.large_string())])
     columns, reasons = parse(con, texts, schema)
     status = out[prefix + "status"].to_numpy(dtype=object, na_value=None)
-    bad = (reasons != "") & (status == "")
+    bad = (reasons != "") & (status == SUCCESS)
     keep = ~bad
     if expand:
         for name, kind in schema.fields:

@@ -41,7 +41,7 @@ def test_10k_rows_round_trip_through_tables_with_carried_columns(bq, stack, data
                                   carry=["item_id", "price", "in_stock", "sku"])
 
     pd.testing.assert_frame_equal(out[df.columns], df)
-    assert (out["status"] == "").all()
+    assert (out["status"] == "ok").all()
     assert out["text"].tolist() == [_expected(p) for p in df["prompt"]]
     run = out.attrs["pdbatch_run"]
 
@@ -163,4 +163,4 @@ def test_many_jobs_writing_tables_at_once(bq, stack, dataset):
     df = pd.DataFrame({"prompt": [f"q{i}" for i in range(30)]})
     out = df.gemini.batch_predict(prompt_col="prompt", staging=f"bq://{stack.project}.{dataset}",
                                   max_requests_per_job=2, progress=False)
-    assert out["job"].nunique() == 15 and (out["status"] == "").all()
+    assert out["job"].nunique() == 15 and (out["status"] == "ok").all()

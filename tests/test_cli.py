@@ -1,4 +1,4 @@
-"""`python -m pdbatch.emulator` serves the stack and prints the environment to export."""
+"""The `pdbatch` command: the offline stack, runs from a terminal, estimates of a file."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import subprocess
 import sys
 import urllib.request
 
+import pandas as pd
+import pytest
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1 import JobServiceClient
 from helpers import finished, jsonl_job
 
+import pdbatch
+from pdbatch.cli import main
 from pdbatch.emulator.stack import read_exports
 
 
@@ -60,6 +64,62 @@ def test_an_unknown_fault_stops_the_command_with_usage():
     assert result.returncode == 2 and "Unknown emulator label(s) ['emulator-x']" in result.stderr
 
 
-def test_pdbatch_command_without_a_subcommand_prints_usage():
-    result = subprocess.run([sys.executable, "-m", "pdbatch.cli"], capture_output=True, text=True)
-    assert result.returncode == 2 and "usage: pdbatch emulator" in result.stderr
+def test_the_pdbatch_command_has_help_a_version_and_clear_usage_errors(capsys):
+    version = subprocess.run([sys.executable, "-m", "pdbatch.cli", "--version"],
+                             capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip() == f"pdbatch {pdbatch.__version__}"
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    shown = capsys.readouterr()
+    assert all(word in shown.out for word in ("runs", "estimate", "emulator")) and not shown.err
+    for argv, expected in (([], "required: COMMAND"), (["frobnicate"], "invalid choice"),
+                           (["runs"], "required: ACTION"), (["runs", "show"], "run")):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        shown = capsys.readouterr()
+        assert done.value.code == 2 and "usage: pdbatch" in shown.err and expected in shown.err
+
+
+def test_runs_can_be_listed_shown_collected_and_cancelled_from_a_terminal(staging, tmp_path,
+                                                                          capsys):
+    df = pd.DataFrame({"prompt": [f"question {i}" for i in range(12)]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+    run = out.attrs["pdbatch_run"]
+
+    assert main(["runs", "list", "--staging", staging]) == 0
+    listed = capsys.readouterr().out
+    assert run in listed and "succeeded" in listed and "gemini-2.5-flash" in listed
+
+    assert main(["runs", "show", run, "--staging", staging]) == 0
+    shown = capsys.readouterr().out
+    assert "succeeded: 12/12 requests done, 1/1 jobs ended" in shown
+    assert "batchPredictionJobs/" in shown and "12 answered, 0 failed" in shown
+
+    target = tmp_path / "answers.parquet"
+    assert main(["runs", "results", run, "--staging", staging, "--out", str(target)]) == 0
+    assert f"wrote 12 answers of {run}" in capsys.readouterr().out
+    answers = pd.read_parquet(target)
+    assert answers["row"].tolist() == list(range(12)) and (answers["status"] == "ok").all()
+    assert answers["text"].tolist() == out["text"].tolist()
+
+    assert main(["runs", "cancel", run, "--staging", staging]) == 0
+    assert f"{run} has no job left running" in capsys.readouterr().out
+
+    assert main(["runs", "show", "run-20990101-000000-abcdef", "--staging", staging]) == 1
+    refused = capsys.readouterr()
+    assert refused.err.startswith("pdbatch: ") and "Traceback" not in refused.err
+
+    assert main(["runs", "list", "--staging", staging + "-nothing-here"]) == 0
+    assert "No runs are recorded there." in capsys.readouterr().out
+
+
+def test_a_file_can_be_estimated_from_a_terminal(staging, tmp_path, capsys):
+    source = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": ["good", "bad", "good"]}).to_csv(source, index=False)
+    assert main(["estimate", str(source), "--prompt", "Sentiment of: {review}",
+                 "--staging", staging, "--no-count-tokens"]) == 0
+    assert "3 rows, 2 requests" in capsys.readouterr().out
+    assert main(["estimate", str(tmp_path / "missing.csv"), "--prompt-col", "review"]) == 1
+    assert "no such file" in capsys.readouterr().err

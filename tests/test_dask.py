@@ -28,7 +28,7 @@ def _uneven() -> tuple[pd.DataFrame, dd.DataFrame]:
 
 def _check(out: pd.DataFrame, df: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(out[df.columns], df)
-    assert (out["status"] == "").all()
+    assert (out["status"] == "ok").all()
     assert out["text"].tolist() == [f"echo: {p}" for p in df["prompt"]]
 
 

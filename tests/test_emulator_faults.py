@@ -81,12 +81,12 @@ def test_pdbatch_maps_failed_rows_to_codes(staging):
     df = pd.DataFrame({"prompt": [f"q{i}" for i in range(200)]})
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                   labels={"emulator-row-errors": "429-50"})
-    failed = out[out["status"] != ""]
+    failed = out[out["status"] != "ok"]
     assert 50 < len(failed) < 150 and (failed["error_code"] == 429).all()
     assert failed["status"].str.startswith("Too Many Requests: {").all()
     assert (failed["error_message"] ==
             "Online prediction request quota exceeded. Please try again later with backoff.").all()
-    assert out.loc[out["status"] == "", "text"].notna().all()
+    assert out.loc[out["status"] == "ok", "text"].notna().all()
 
 
 def test_fail_partway_keeps_the_answered_rows_in_incremental_files(gapic, parent, fs, staging):
@@ -169,7 +169,7 @@ def test_missing_completion_stats_do_not_matter_to_pdbatch(staging, stats):
     df = pd.DataFrame({"p": ["a", "b", "c"]})
     out = df.gemini.batch_predict(prompt_col="p", staging=staging, progress=False,
                                   labels={"emulator-stats": stats})
-    assert (out["status"] == "").all() and out["text"].notna().all()
+    assert (out["status"] == "ok").all() and out["text"].notna().all()
 
 
 def test_unknown_fault_labels_are_refused_at_create(gapic, parent, fs, staging):
@@ -318,7 +318,7 @@ def test_safety_blocked_rows_are_answers_not_failures(staging, gapic, parent, fs
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                   labels={"emulator-safety": "40"})
     blocked = out[out["finish_reason"] == "SAFETY"]
-    assert 40 < len(blocked) < 120 and (blocked["status"] == "").all()
+    assert 40 < len(blocked) < 120 and (blocked["status"] == "ok").all()
     assert blocked["text"].isna().all() and blocked["error_code"].isna().all()
     kinds = {("promptFeedback" in json.loads(r)) for r in blocked["response"]}
     assert kinds == {True, False}  # blocked before generation, and stopped mid-answer
@@ -339,7 +339,7 @@ def test_server_wide_faults_apply_to_every_job_unless_a_job_says_otherwise(stack
         assert (failing["error_code"] == 500).all()
         own = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                       labels={"emulator-row-errors": ""}, force=True)
-        assert (own["status"] == "").all()
+        assert (own["status"] == "ok").all()
     finally:
         stack.service.fault_labels = {}
 
@@ -353,14 +353,14 @@ def test_a_run_survives_api_errors_and_creates_each_job_once(stack, staging, gap
     df = pd.DataFrame({"prompt": ["a", "b", "c"]})
     stack.service.api_faults.inject(503, 2)  # the first create and the look-up after it
     refused = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
-    assert (refused["status"] == "").all()
+    assert (refused["status"] == "ok").all()
     assert len(_run_jobs(gapic, parent, refused.attrs["pdbatch_run"])) == 1
 
     # A create that happened although its answer was lost is found, not made again.
     stack.service.api_faults.inject(429, 1, lost=True)
     lost = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                    force=True)
-    assert (lost["status"] == "").all()
+    assert (lost["status"] == "ok").all()
     assert len(_run_jobs(gapic, parent, lost.attrs["pdbatch_run"])) == 1
 
 
@@ -389,7 +389,7 @@ def test_rows_of_an_unreadable_shard_say_why(stack, fs, staging):
     [shard] = [p for p in fs.find(f"{staging}/{run.id}/shards") if "part-00001" in p]
     fs.rm(shard)
     out = run.result().compute(scheduler="threads")
-    assert (out["status"].iloc[:6] == "").all()
+    assert (out["status"].iloc[:6] == "ok").all()
     assert out["status"].iloc[6:].str.startswith(
         f"missing: job {run.jobs[0]} could not read part of its input: Input file "
         f"gs://{shard} does not exist.").all()

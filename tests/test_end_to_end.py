@@ -36,7 +36,7 @@ def test_10k_rows_with_duplicate_index_come_back_each_with_its_own_answer(stack,
 
     pd.testing.assert_index_equal(out.index, df.index)
     pd.testing.assert_frame_equal(out[df.columns], df)
-    assert (out["status"] == "").all()
+    assert (out["status"] == "ok").all()
     assert out["text"].tolist() == [_expected_text(p) for p in df["prompt"]]
     assert (out["finish_reason"] == "STOP").all()
     assert out["prompt_tokens"].tolist() == [len(p.split()) for p in df["prompt"]]
@@ -110,7 +110,7 @@ def test_staged_inputs_are_removed_after_a_successful_run_and_outputs_kept(fs, s
     df = pd.DataFrame({"prompt": ["a", "b", "c"]})
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                   max_requests_per_job=2)
-    assert (out["status"] == "").all() and out["job"].nunique() == 2
+    assert (out["status"] == "ok").all() and out["job"].nunique() == 2
     files = fs.find(staging)
     assert not [f for f in files if "/input-" in f]
     assert len([f for f in files if f.endswith("/predictions.jsonl")]) == 2
@@ -121,8 +121,8 @@ def test_skipped_rows_come_back_with_a_status_and_are_not_sent(fs, staging):
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, on_invalid="skip",
                                   progress=False, keep_staging=True)
     assert out["status"].tolist() == [
-        "", "skipped: column 'prompt' is null", "skipped: column 'prompt' is empty",
-        "skipped: column 'prompt' is a int, not a string", "",
+        "ok", "skipped: column 'prompt' is null", "skipped: column 'prompt' is empty",
+        "skipped: column 'prompt' is a int, not a string", "ok",
     ]
     assert out["text"].tolist()[::4] == [_expected_text("one"), _expected_text("five")]
     assert out["text"].iloc[1:4].isna().all() and out["job"].iloc[1:4].isna().all()
@@ -156,7 +156,7 @@ def test_result_prefix_keeps_existing_columns(staging):
                                   progress=False)
     assert out["text"].tolist() == ["hello there"]
     assert out["llm_text"].tolist() == [_expected_text("hello there")]
-    assert out["llm_status"].tolist() == [""]
+    assert out["llm_status"].tolist() == ["ok"]
 
 
 def test_empty_frame_returns_empty_result_columns(staging, uploaded):
@@ -198,7 +198,7 @@ def test_failed_blocked_and_thinking_rows_map_to_columns(staging, custom_respond
     assert failed["error_message"] == "the model server fell over"
     assert pd.isna(failed["text"]) and pd.isna(failed["response"])
 
-    assert blocked["status"] == "" and pd.isna(blocked["text"])
+    assert blocked["status"] == "ok" and pd.isna(blocked["text"])
     assert blocked["finish_reason"] == "SAFETY" and blocked["prompt_tokens"] == 1
 
     assert thought["text"] == "Four." and thought["finish_reason"] == "MAX_TOKENS"

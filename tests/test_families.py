@@ -31,7 +31,7 @@ def test_llama_maas_rows_become_chat_completion_lines(fs, staging, gapic):
                  "messages": [{"role": "system", "content": "Be brief."},
                               {"role": "user", "content": "hello there"}]}}
     assert out["text"].tolist() == [f"[system: Be brief.] echo: {p}" for p in FRAME["prompt"]]
-    assert (out["finish_reason"] == "STOP").all() and (out["status"] == "").all()
+    assert (out["finish_reason"] == "STOP").all() and (out["status"] == "ok").all()
     assert out["prompt_tokens"].tolist() == [1, 2, 1]
     assert out["output_tokens"].tolist() == [5, 6, 5]
     assert json.loads(out["response"].iloc[0])["object"] == "chat.completion"

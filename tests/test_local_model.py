@@ -33,7 +33,7 @@ def model_stack():
 
 
 def _answered(out: pd.DataFrame) -> None:
-    assert (out["status"] == "").all(), out["status"].tolist()
+    assert (out["status"] == "ok").all(), out["status"].tolist()
     assert out["text"].str.len().gt(0).all()
     assert not out["text"].str.contains("echo: ", regex=False).any()  # a model, not the echo
 

@@ -30,7 +30,7 @@ def test_gs_uris_local_files_and_bytes_round_trip(fs, staging, tmp_path):
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                   files={"image": None, "audio": "audio/wav"},
                                   files_root=tmp_path, keep_staging=True)
-    assert (out["status"] == "").all()
+    assert (out["status"] == "ok").all()
     assert out["text"].tolist() == [f"echo: {p}" for p in df["prompt"]]
 
     uploaded = sorted(p for p in fs.find(f"{staging}/files"))
@@ -52,7 +52,7 @@ def test_uploaded_files_are_named_by_content_and_uploaded_once(fs, staging, tmp_
                        "image": [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]})
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                   files={"image": None}, files_root=str(tmp_path))
-    assert (out["status"] == "").all()
+    assert (out["status"] == "ok").all()
     [uploaded] = fs.find(f"{staging}/files")
     assert not [p for p in fs.find(staging) if "/input-" in p]  # staged inputs removed
     generation = fs.info(uploaded)["generation"]
@@ -60,7 +60,7 @@ def test_uploaded_files_are_named_by_content_and_uploaded_once(fs, staging, tmp_
     other = df.assign(prompt=["another", "question"])  # a new run sending the same file
     assert (other.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                        files={"image": None}, files_root=[str(tmp_path)]
-                                       )["status"] == "").all()
+                                       )["status"] == "ok").all()
     assert fs.find(f"{staging}/files") == [uploaded]
     assert fs.info(uploaded)["generation"] == generation  # not uploaded again
 
@@ -103,4 +103,4 @@ def test_rows_with_the_same_text_but_other_files_are_not_deduplicated(fs, stagin
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                   files={"image": None}, keep_staging=True)
     assert [line["pdbatch_row"] for line in _lines(fs, staging)] == [0, 1]
-    assert out["text"].notna().all() and (out["status"] == "").all()
+    assert out["text"].notna().all() and (out["status"] == "ok").all()

@@ -173,13 +173,13 @@ def test_pandas_and_dask_drivers_agree(request, staging, case, scheduler):
         # compare the rows both answered, and check that those are (nearly) all.
         for result in (out, dask_out):  # the faults hit (0.8 ** 45 that they miss all)
             assert (result["attempts"] > 1).any()
-        both = (out["status"].eq("") & dask_out["status"].eq("")).to_numpy(dtype=bool)
+        both = (out["status"].eq("ok") & dask_out["status"].eq("ok")).to_numpy(dtype=bool)
         assert both.sum() >= len(df) - 2
         for result in (out, dask_out):
             assert (result["error_code"].iloc[~both].dropna() == 429).all()
         pd.testing.assert_frame_equal(dask_out.loc[both, compared], out.loc[both, compared])
     else:
-        assert (out["status"].iloc[sent] == "").all()
+        assert (out["status"].iloc[sent] == "ok").all()
         pd.testing.assert_frame_equal(dask_out[compared], out[compared])
 
 
@@ -207,7 +207,7 @@ def test_both_drivers_refuse_a_run_over_its_limits_before_any_job(request, stagi
                                         **raised)
         assert len(pdbatch.runs(staging)) == 1  # accepted: its jobs exist already
         out = lazy.compute()
-    assert (out["status"] == "").all() and len(out) == len(df)
+    assert (out["status"] == "ok").all() and len(out) == len(df)
 
 
 def _staged_requests(fs, staging: str, run: str) -> list[str]:
@@ -238,7 +238,7 @@ def test_read_results_gives_the_original_result(request, stack, staging, route):
         out = df.gemini.batch_predict(prompt_col="prompt", staging=where,
                                       response_schema=SCHEMA, progress=False)
         run = out.attrs["pdbatch_run"]
-    assert (out["status"] == "").all()
+    assert (out["status"] == "ok").all()
     assert set(SCHEMA["properties"]) <= set(out.columns)
 
     if route.startswith("dask"):  # a Dask run is read back for its Dask frame, lazily
@@ -263,7 +263,7 @@ def test_a_manifest_without_todays_optional_fields_attaches(fs, staging):
     run = df.gemini.submit(prompt_col="prompt", staging=staging, progress=False)
     assert run.wait().state == "succeeded"
     original = run.result()
-    assert (original["status"] == "").all()
+    assert (original["status"] == "ok").all()
 
     path = f"{staging}/{run.id}/manifest.json"
     manifest = json.loads(fs.cat(path))

@@ -16,7 +16,7 @@ def test_settings_from_columns_go_into_each_rows_generation_config(fs, staging):
                                   keep_staging=True, generation_config={"top_p": 0.5},
                                   config_cols={"temperature": "temp",
                                                "maxOutputTokens": "budget"})
-    assert (out["status"] == "").all()
+    assert (out["status"] == "ok").all()
     [path] = [p for p in fs.find(staging) if "/input-" in p]
     configs = [json.loads(x)["request"]["generationConfig"] for x in fs.cat(path).splitlines()]
     assert configs == [{"topP": 0.5, "temperature": 0.1, "maxOutputTokens": 10},

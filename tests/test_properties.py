@@ -60,7 +60,7 @@ def test_every_row_comes_back_with_its_own_answer_or_the_frame_is_refused(df, de
     pd.testing.assert_index_equal(out.index, df.index)
     pd.testing.assert_frame_equal(out[df.columns], df)
     assert out["status"].notna().all()
-    answered = out["status"] == ""
+    answered = out["status"] == "ok"
     skipped = out["status"].str.startswith("skipped: ")
     assert (answered | skipped).all()
     for prompt, text in zip(out["p"][answered], out["text"][answered], strict=True):

@@ -28,7 +28,7 @@ def _jobs(gapic, parent, fingerprint: str) -> list:
 
 
 def _answered(out: pd.DataFrame) -> bool:
-    return bool((out["status"] == "").all()) and out["text"].tolist() == [
+    return bool((out["status"] == "ok").all()) and out["text"].tolist() == [
         f"echo: {p}" for p in out["prompt"]]
 
 
@@ -70,7 +70,7 @@ def test_the_same_call_made_by_processes_at_the_same_moment_makes_one_run(stack,
         time.sleep(max(0.0, start - time.time()))  # every process calls at the same moment
         out = frame.gemini.batch_predict(prompt_col="prompt", staging=sys.argv[1],
                                          max_requests_per_job=10, progress=False)
-        assert (out["status"] == "").all(), out["status"].tolist()
+        assert (out["status"] == "ok").all(), out["status"].tolist()
         print(out.attrs["pdbatch_run"])
     """)
     start = time.time() + 8  # time enough for every interpreter to import pdbatch

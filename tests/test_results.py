@@ -63,7 +63,7 @@ def test_rows_without_output_get_a_missing_status_and_stray_lines_are_ignored(tm
                                  b'{"status": "", "response": {}}', b'not json'], tmp_path))
     out = builder.join(pd.DataFrame({"p": list("abcd")}, index=list("wxyz")))
     assert out["status"].tolist() == [
-        "missing: job job-9 wrote no output line for this row", "",
+        "missing: job job-9 wrote no output line for this row", "ok",
         "missing: job job-9 wrote no output line for this row", "skipped: column 'p' is null",
     ]
     assert out["text"].tolist()[1] == "b"

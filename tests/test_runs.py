@@ -28,7 +28,7 @@ def _jobs(gapic, parent, fingerprint: str) -> list:
 
 
 def _answered(out: pd.DataFrame) -> bool:
-    return (out["status"] == "").all() and out["text"].tolist() == [
+    return (out["status"] == "ok").all() and out["text"].tolist() == [
         f"echo: {p}" for p in out["prompt"]]
 
 
@@ -119,10 +119,15 @@ def test_submit_returns_a_handle_and_attach_rebuilds_it_elsewhere(staging):
     assert _answered(out) and out.attrs["pdbatch_run"] == run.id
 
     page = run._repr_html_()
-    assert run.id in page and "<b>succeeded</b>" in page and "40/40 requests done" in page
+    assert run.id in page and "succeeded: 40/40 requests done, 1/1 jobs ended" in page
     assert "https://console.cloud.google.com/vertex-ai/locations/" in page
+    assert "took 0h 00m" in page  # the clock stops when the last job ended
 
     for handle in (pdbatch.attach(run.id, staging=staging), pdbatch.attach(run.jobs[0])):
+        # attached: its state at once, in its repr and its notebook view, no "?" anywhere
+        assert "succeeded: 40/40 requests done" in repr(handle)
+        assert "<td>succeeded</td><td>40</td><td>0</td>" in handle._repr_html_()
+        assert "not looked at yet" not in handle._repr_html_()
         assert handle.status().state == "succeeded"
         with pytest.raises(pdbatch.InputError, match="pass the frame it was made from"):
             handle.result()
@@ -140,7 +145,7 @@ def test_a_job_that_fails_part_way_keeps_its_answers_and_only_the_rest_is_retrie
     finally:
         stack.service.fault_labels, stack.service.fault_jobs = {}, None
     partial = err.value.result
-    answered = partial["status"] == ""
+    answered = partial["status"] == "ok"
     assert answered.sum() == 20 and "max_retries=N" in str(err.value)
     assert partial.loc[~answered, "status"].str.startswith(
         "missing: job projects/").all()

@@ -31,7 +31,7 @@ def test_a_pydantic_model_becomes_typed_columns(fs, staging):
     config = json.loads(fs.cat(path).splitlines()[0])["request"]["generationConfig"]
     assert config == {"responseMimeType": "application/json",
                       "responseJsonSchema": Review.model_json_schema()}
-    assert (out["llm_status"] == "").all()
+    assert (out["llm_status"] == "ok").all()
     # The emulator answers schema-shaped JSON with the echo text in string fields.
     assert out["llm_sentiment"].tolist() == [f"echo: Review: {t}" for t in FRAME["text"]]
     assert out["llm_stars"].tolist() == [4, 4, 3]  # the echo's word count
@@ -75,7 +75,7 @@ def test_answers_that_do_not_fit_get_a_status_and_can_be_asked_again(staging, sl
     out = FRAME.gemini.batch_predict(prompt="Review: {text}", response_schema=Review,
                                      staging=staging, progress=False, result_prefix="llm_")
     assert out["llm_status"].tolist() == [
-        "", "invalid: the answer is not JSON (response_schema)",
+        "ok", "invalid: the answer is not JSON (response_schema)",
         "invalid: field 'stars' is not an integer (response_schema)"]
     assert out["llm_stars"].isna().tolist() == [False, True, True]
 
@@ -85,7 +85,7 @@ def test_answers_that_do_not_fit_get_a_status_and_can_be_asked_again(staging, sl
                                        staging=staging, progress=False, result_prefix="llm_",
                                        reask_invalid=True)
     assert again["llm_status"].tolist() == [
-        "", "invalid: the answer is not JSON (response_schema)", ""]
+        "ok", "invalid: the answer is not JSON (response_schema)", "ok"]
     assert again["llm_stars"].tolist()[2] == 4
     assert again["llm_job"].iloc[2] != again["llm_job"].iloc[0]  # answered by a second job
     assert again["llm_job"].iloc[1] == again["llm_job"].iloc[2]  # both were asked again

@@ -40,6 +40,7 @@ import json
 import logging
 import operator
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from functools import partial
@@ -49,14 +50,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import config, costs, engine, families, plan, service, storage
+from .. import config, costs, engine, families, plan, progress, service, storage
 from ..errors import InputError, JobError
 from ..families.lines import empty_output
 from ..join import joined
 from ..options import Options
 from ..prepare import Prepared, Sending, check_locations, prepare, request_hashes
 from . import manifest as manifests
-from .handle import BatchRun
+from .handle import BatchRun, summarise
 from .jobs import (
     await_submission,
     check_jobs,
@@ -68,7 +69,7 @@ from .jobs import (
     record_run,
     save,
 )
-from .local import follow_up
+from .local import follow_up, reattached
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,9 @@ def batch_predict(ddf, options: Options):
         return _submitted(ddf, options).result()
     tasks = _Tasks(ddf)
     run_id, staged, copies = _staging(tasks, options)
-    manifest = tasks.add("submit", 0, _submit_run, staged, run_id, options)
-    return _joined_frame(ddf, tasks, manifest, copies, options, meta)
+    topic = _progress_topic()
+    manifest = tasks.add("submit", 0, _submit_run, staged, run_id, options, topic)
+    return _joined_frame(ddf, tasks, manifest, copies, options, meta, topic=topic)
 
 
 def submit(ddf, options: Options) -> BatchRun:
@@ -148,8 +150,11 @@ def _submitted(ddf, options: Options) -> BatchRun:
     run_id, staged, copies = _staging(tasks, options)
     staged, copies = dask.compute(tasks.delayed(staged), tasks.delayed(copies))
     manifest = _submit_run(staged, run_id, options)  # here: the guard may ask the caller
-    return BatchRun(manifest, config.settings_of(options.run), options,
-                    DaskDriver(ddf, copies=copies))
+    reattached = manifest.pop("reattached")
+    run = BatchRun(manifest, config.settings_of(options.run), options,
+                   DaskDriver(ddf, copies=copies))
+    run.reattached = reattached
+    return run
 
 
 def result_frame(ddf, manifest: dict, options: Options, read_only: bool = False,
@@ -272,12 +277,13 @@ def _recipes(tasks: _Tasks) -> list[Recipe]:
 
 
 def _joined_frame(ddf, tasks: _Tasks, manifest: tuple, copies, options: Options,
-                  meta: pd.DataFrame, read_only: bool = False):
+                  meta: pd.DataFrame, read_only: bool = False, topic: str | None = None):
     """Wait, route and join tasks after the submit task (``manifest``)."""
     import dask.dataframe as dd
 
     recipes = _recipes(tasks)
-    ended = tasks.add("wait", 0, _wait_run, manifest, options, read_only, _progress_topic())
+    ended = tasks.add("wait", 0, _wait_run, manifest, options, read_only,
+                      topic or (None if read_only else _progress_topic()))
     partitions = len(recipes)
     slots = max(1, min(partitions, MAX_ROUTES))
     routes = [tasks.pieces("routed", tasks.add("route", slot, _route, slot, slots, partitions,
@@ -374,7 +380,8 @@ def _stage(source, number: int, copies: Copies, run_id: str, options: Options) -
             "shards": shards, "measure": costs.measure(prepared)}
 
 
-def _submit_run(staged: list[dict], run_id: str, options: Options) -> dict:
+def _submit_run(staged: list[dict], run_id: str, options: Options, topic: str | None = None
+                ) -> dict:
     """Price, plan, record and create the jobs of the whole frame, or find the run this call
     already made (and create what it did not get to); returns its manifest. A run over
     ``max_cost``/``max_rows`` is refused (its shards removed) before any job exists."""
@@ -418,23 +425,28 @@ def _submit_run(staged: list[dict], run_id: str, options: Options) -> dict:
 
     manifest = None if options.run.force else find_run(store, fingerprint, batch, rebuilt)
     if manifest is None:
+        measured = sum((part["measure"] for part in staged), costs.Measure(0, 0, 0, ()))
+        found = costs.estimate_of(measured, options, family, settings,
+                                  count_tokens=options.run.max_cost is not None)
         if _guarded(options):
-            measured = sum((part["measure"] for part in staged), costs.Measure(0, 0, 0, ()))
-            found = costs.estimate_of(measured, options, family, settings,
-                                      count_tokens=options.run.max_cost is not None)
             try:
                 costs.guard(found, options.run.max_cost, options.run.max_rows)
             except InputError:
                 shards_of(run_id).clean_up()
                 raise
-        manifest, _ = record_run(store, new(run_id), force=options.run.force)
+        manifest = {**new(run_id), "estimate": dataclasses.asdict(found)}
+        manifest, _ = record_run(store, manifest, force=options.run.force)
     if manifest["run"] != run_id:
         shards_of(run_id).clean_up()  # this attempt's shards: the run's own are staged
         manifest = await_submission(store, manifest)
+        if options.run.progress:
+            state = summarise([batch.get(job["name"]) for job in manifest["jobs"]],
+                              [job["count"] for job in manifest["jobs"]]).state
+            _notice(topic, reattached(manifest["run"], manifest["created"], state))
     if not manifest["submitted"]:
         _create(batch, manifest, store, settings, options, family,
                 resumed=manifest["run"] != run_id)
-    return manifest
+    return {**manifest, "reattached": manifest["run"] != run_id}  # for the wait task
 
 
 def _packed(shards: list[dict], options: Options, settings: config.Settings
@@ -470,6 +482,7 @@ def _wait_run(manifest: dict, options: Options, read_only: bool, topic: str | No
     succeeded (unless ``keep_staging`` or ``read_only``)."""
     settings = config.settings_of(options.run)
     run = BatchRun(manifest, settings, options, DaskDriver(read_only=read_only))
+    run.reattached = manifest.get("reattached", True)
     if read_only:
         status = run.status()
         if not status.finished:
@@ -576,8 +589,6 @@ def _progress_topic() -> str | None:
     """When a ``distributed`` client computes the graph, the topic its workers send the
     run's progress on (the client shows it); None otherwise (the wait task runs in this
     process and shows its own bar)."""
-    import sys
-
     if "distributed" not in sys.modules:
         return None
     from distributed import default_client
@@ -598,17 +609,40 @@ class _ClientBar:
         self.client, self.topic, self.bar = client, topic, None
 
     def __call__(self, event) -> None:
-        from tqdm.auto import tqdm
-
         _, state = event
+        if "notice" in state:
+            progress.notice(state["notice"])
+            return
         if self.bar is None:
-            self.bar = tqdm(total=state["total"], unit="row", desc=state["desc"])
+            self.bar = progress.bar(state["total"], state["desc"])
         self.bar.update(state["n"] - self.bar.n)
         if state["postfix"]:
             self.bar.set_postfix_str(state["postfix"])
         if state["closed"]:
             self.bar.close()
             self.client.unsubscribe_topic(self.topic)
+
+
+def _notice(topic: str | None, text: str) -> None:
+    """Show a notice on the client: sent on ``topic`` from a ``distributed`` worker, shown
+    here otherwise."""
+    worker = _worker() if topic else None
+    if worker is not None:
+        worker.log_event(topic, {"notice": text})
+    else:
+        progress.notice(text)
+
+
+def _worker():
+    """The ``distributed`` worker running this task, or None."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import get_worker
+
+    try:
+        return get_worker()
+    except ValueError:
+        return None
 
 
 class _EventBar:
@@ -623,15 +657,8 @@ class _EventBar:
     def on_worker(cls, topic: str | None, manifest: dict) -> _EventBar | None:
         """The bar for a wait task running on a worker of the client that subscribed to
         ``topic``; None elsewhere."""
-        if topic is None:
-            return None
-        from distributed import get_worker
-
-        try:
-            worker = get_worker()
-        except ValueError:
-            return None
-        return cls(worker, topic, manifest["requests"], manifest["run"])
+        worker = _worker() if topic else None
+        return cls(worker, topic, manifest["requests"], manifest["run"]) if worker else None
 
     def _send(self) -> None:
         self.worker.log_event(self.topic, dict(self.state, n=self.n))

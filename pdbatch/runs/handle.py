@@ -13,7 +13,9 @@ from typing import Protocol
 from .. import config, service
 from ..errors import ServiceError
 from ..options import Options
+from ..progress import bar as progress_bar
 from ..service import BatchService, JobInfo
+from ..usage import Usage, usage_of
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,37 @@ class RunStatus:
     @property
     def succeeded(self) -> bool:
         return all(info.succeeded for info in self.jobs)
+
+    @property
+    def summary(self) -> str:
+        """One line: state, requests done (and failed) and jobs ended."""
+        failed = f", {self.failed:,} failed" if self.failed else ""
+        ended = sum(info.done for info in self.jobs)
+        return (f"{self.state}: {self.done:,}/{self.requests:,} requests done{failed}, "
+                f"{ended}/{len(self.jobs)} jobs ended")
+
+    def __repr__(self) -> str:
+        return f"<RunStatus {self.summary}>"
+
+    def _repr_html_(self) -> str:
+        return (f"<div><b>RunStatus</b> {html.escape(self.summary)}"
+                f"{_jobs_table(self.jobs, [info.name for info in self.jobs])}</div>")
+
+
+def _jobs_table(infos: list[JobInfo], names: list[str]) -> str:
+    """An HTML table of jobs: a console link each, state, requests answered and failed."""
+    known = {info.name: info for info in infos}
+    rows = []
+    for name in names:
+        info = known.get(name)
+        link = html.escape(service.console_link(name), quote=True)
+        cells = ([info.state_word, f"{info.successful:,}", f"{info.failed:,}"] if info
+                 else ["not looked at yet", "", ""])
+        rows.append(f"<tr><td><a href=\"{link}\" target=\"_blank\">"
+                    f"{html.escape(name.rsplit('/', 1)[-1])}</a></td>"
+                    + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return ("<table><tr><th>job</th><th>state</th><th>answered</th><th>failed</th></tr>"
+            f"{''.join(rows)}</table>")
 
 
 def summarise(jobs: list[JobInfo], counts: list[int]) -> RunStatus:
@@ -74,6 +107,8 @@ class BatchRun:
         self._driver = driver
         self._service = batch  # made when first needed, unless the caller has one
         self._last: RunStatus | None = None
+        self.reattached = False  # the call found this run instead of making it
+        self._usage: Usage | None = None  # once usage() was asked for
 
     @property
     def id(self) -> str:
@@ -108,14 +143,13 @@ class BatchRun:
         notebook's stop button) leaves the jobs running and logs how to re-attach, or, with
         ``cancel_on_interrupt=True``, cancels them. Defaults come from the call's options.
         """
-        from tqdm.auto import tqdm
-
         progress = self.options.run.progress if progress is None else progress
         if cancel_on_interrupt is None:
             cancel_on_interrupt = self.options.run.cancel_on_interrupt
+        if self.reattached and self.jobs and self.status().finished:
+            return self._last  # an earlier run, already done: nothing to show progress of
         if bar is None or not progress:
-            bar = tqdm(total=self.manifest["requests"], unit="row", desc=self.id,
-                       disable=not progress)
+            bar = progress_bar(self.manifest["requests"], self.id, progress)
 
         def show(infos: list[JobInfo]) -> None:
             self._last = summarise(infos, self._counts())
@@ -160,37 +194,49 @@ class BatchRun:
         it is computed); attached by id, it needs ``df``: the Dask frame it was made from."""
         return self._driver.result(self, df)
 
+    def usage(self, df=None, prices: dict[str, tuple[float, float]] | None = None) -> Usage:
+        """What the run did and cost: rows by outcome, prompt/output/thinking/cached tokens,
+        the cost at batch prices (``prices`` as in ``estimate``) beside the estimate made
+        before it was submitted; in a notebook, with a chart. Reads the run's result (``df``
+        as for ``result``); for a Dask run, only the columns it needs are computed."""
+        frame = self.result(df)
+        prefix = self.options.result.result_prefix
+        if hasattr(frame, "__dask_graph__"):
+            wanted = [prefix + c for c in ("status", "prompt_tokens", "output_tokens",
+                                           "response") if prefix + c in frame.columns]
+            frame = frame[wanted].compute()
+        estimate = (self.manifest.get("estimate") or {}).get("cost")
+        self._usage = usage_of(frame, self.id, self.manifest["model"], prefix, estimate, prices)
+        return self._usage
+
     def _counts(self) -> list[int]:
         return [job["count"] for job in self.manifest["jobs"]]
 
     # ------------------------------------------------------------------ display
-    def _described(self) -> tuple[str, str]:
-        status = self._last
-        state = status.state if status else "submitted"
-        counts = (f"{status.done:,}/{status.requests:,} requests done"
-                  + (f", {status.failed:,} failed" if status.failed else "")) if status \
-            else f"{self.manifest['requests']:,} requests"
-        return state, counts
+    def _described(self) -> str:
+        if self._last is None:
+            return f"submitted, {self.manifest['requests']:,} requests"
+        return self._last.summary
 
     def _elapsed(self) -> str:
+        """How long since the run was made: frozen at its last job's end once it ended."""
         created = datetime.fromisoformat(self.manifest["created"])
-        seconds = int((datetime.now(timezone.utc) - created).total_seconds())
-        return f"{seconds // 3600}h {seconds // 60 % 60:02d}m {seconds % 60:02d}s"
+        infos = self._last.jobs if self._last else []
+        ended = self._last is not None and self._last.finished and infos \
+            and all(info.end_time for info in infos)
+        end = max(datetime.fromisoformat(info.end_time) for info in infos) if ended \
+            else datetime.now(timezone.utc)
+        seconds = max(0, int((end - created).total_seconds()))
+        took = f"{seconds // 3600}h {seconds // 60 % 60:02d}m {seconds % 60:02d}s"
+        return f"took {took}" if ended else f"{took} since submit"
 
     def __repr__(self) -> str:
-        state, counts = self._described()
-        return (f"<BatchRun {self.id} {self.manifest['model']}: {state}, {counts}, "
-                f"{len(self.jobs)} job(s), {self._elapsed()} since submit>")
+        return (f"<BatchRun {self.id} {self.manifest['model']}, {self._described()}, "
+                f"{self._elapsed()}>")
 
     def _repr_html_(self) -> str:
-        state, counts = self._described()
-        known = {info.name: info for info in (self._last.jobs if self._last else [])}
-        rows = "".join(
-            f"<tr><td><a href=\"{html.escape(service.console_link(name), quote=True)}\" "
-            f"target=\"_blank\">{html.escape(name.rsplit('/', 1)[-1])}</a></td>"
-            f"<td>{html.escape(known[name].state_word if name in known else '?')}</td></tr>"
-            for name in self.jobs)
         return (f"<div><b>BatchRun</b> <code>{html.escape(self.id)}</code> · "
-                f"{html.escape(self.manifest['model'])}<br>state: <b>{html.escape(state)}</b>"
-                f" · {html.escape(counts)} · {self._elapsed()} since submit"
-                f"<table><tr><th>job</th><th>state</th></tr>{rows}</table></div>")
+                f"{html.escape(self.manifest['model'])} · {html.escape(self._elapsed())}<br>"
+                f"{html.escape(self._described())}"
+                f"{_jobs_table(self._last.jobs if self._last else [], self.jobs)}"
+                f"{self._usage._repr_html_() if self._usage else ''}</div>")

@@ -9,13 +9,14 @@ only read what runs made: they create no job and wait for none.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from .. import costs, plan, service, storage
+from .. import costs, plan, progress, service, storage
 from ..errors import InputError, JobError
 from ..join import Kind, Result, joined
 from ..options import Options
@@ -66,10 +67,10 @@ class PandasDriver:
         return prepared
 
 
-def start(prepared: Prepared, read_only: bool = False) -> BatchRun | None:
+def start(prepared: Prepared, read_only: bool = False, parent: str = "") -> BatchRun | None:
     """The run of a prepared call: the one this call already made (unless ``force``), else a
     new one, with every job submitted. ``read_only``: only the run already made (None when
-    there is none)."""
+    there is none). ``parent``: the run a follow-up pass follows."""
     options, settings = prepared.options, prepared.settings
     store = storage.open_store(settings.staging, options.credentials)
     driver = PandasDriver(prepared, read_only)
@@ -80,10 +81,12 @@ def start(prepared: Prepared, read_only: bool = False) -> BatchRun | None:
     if found is None and read_only:
         return None
     if found is None:
-        if options.run.max_cost is not None or options.run.max_rows is not None:
-            costs.guard(costs.estimate(prepared, count_tokens=options.run.max_cost is not None),
-                        options.run.max_cost, options.run.max_rows)
-        manifest = _new_manifest(prepared, storage.new_run_id())
+        guarded = options.run.max_cost is not None or options.run.max_rows is not None
+        estimate = costs.estimate(prepared, count_tokens=options.run.max_cost is not None)
+        if guarded:
+            costs.guard(estimate, options.run.max_cost, options.run.max_rows)
+        manifest = _new_manifest(prepared, storage.new_run_id(), parent)
+        manifest["estimate"] = dataclasses.asdict(estimate)
         if not len(prepared.sent_rows):
             log.warning("no row has a prompt to send; no job was created")
             manifest["submitted"] = True
@@ -99,13 +102,22 @@ def start(prepared: Prepared, read_only: bool = False) -> BatchRun | None:
     run = BatchRun(found, settings, options, driver, batch)
     if not found["submitted"] and not read_only:
         _submit_jobs(run, prepared, store, resumed=True)
+    run.reattached = True
+    if not read_only and options.run.progress:
+        progress.notice(reattached(run.id, found["created"], run.status().state))
     return run
 
 
-def _new_manifest(prepared: Prepared, run_id: str) -> dict:
+def reattached(run_id: str, created: str, state: str) -> str:
+    """The notice of a call that re-attached to the run it made before."""
+    return (f"re-attached to {run_id} ({state}), made by this same call at {created}: no new "
+            "job was created (force=True starts afresh).")
+
+
+def _new_manifest(prepared: Prepared, run_id: str, parent: str = "") -> dict:
     return manifests.new(run_id, prepared.fingerprint, prepared.settings, prepared.options,
                          prepared.family.resource, len(prepared.df), len(prepared.sent_rows),
-                         prepared.tag)
+                         prepared.tag, parent=parent)
 
 
 def _rebuilt(prepared: Prepared, run_id: str, jobs: list[JobInfo]) -> dict:
@@ -193,15 +205,15 @@ def follow_up(prepared: Prepared, result: Result, read_only: bool = False) -> No
         _retry(prepared, result, read_only)
 
 
-def _again(prepared: Prepared, rows: np.ndarray, tag: str, read_only: bool, **changes
-           ) -> Result | None:
+def _again(prepared: Prepared, rows: np.ndarray, tag: str, read_only: bool, parent: str,
+           **changes) -> Result | None:
     """Ask ``rows`` of the frame again in a run of their own (no guard, no progress bar);
     the answers written before a job ended when it ended without results. None when
     ``read_only`` and no such pass was made."""
     options: Options = prepared.options.replace(progress=False, max_cost=None, max_rows=None,
                                                 **changes)
     again = prepare(prepared.df.iloc[rows], options, f"{prepared.tag}/{tag}")
-    run = start(again, read_only)
+    run = start(again, read_only, parent)
     if run is None:
         return None
     try:
@@ -211,6 +223,11 @@ def _again(prepared: Prepared, rows: np.ndarray, tag: str, read_only: bool, **ch
             raise
         log.warning("a follow-up pass ended without results for some rows: %s", err)
         return Result(err.result, err.kinds, again.options.result.result_prefix)
+
+
+def _run_of(result: Result) -> str:
+    """The run whose answers ``result`` holds (the parent of its follow-up passes)."""
+    return result.frame.attrs.get("pdbatch_run", "")
 
 
 def _new_columns(prepared: Prepared, other: Result):
@@ -226,7 +243,8 @@ def _retry(prepared: Prepared, result: Result, read_only: bool) -> None:
         if not len(again):
             break
         log.info("asking %d failed or missing rows again", len(again))
-        retry = _again(prepared, again, f"retry-{number}", read_only, max_retries=0)
+        retry = _again(prepared, again, f"retry-{number}", read_only, _run_of(result),
+                       max_retries=0)
         if retry is None:
             break
         attempts[again] += 1
@@ -234,7 +252,9 @@ def _retry(prepared: Prepared, result: Result, read_only: bool) -> None:
         if not (retry.kinds == Kind.OK).any():
             log.warning("a retry pass answered none of %d rows; stopping", len(again))
             break
-    result.frame[result.prefix + "attempts"] = pd.array(attempts, dtype="Int64")
+    frame = result.frame  # attempts go before job, with the other bookkeeping columns
+    frame.insert(frame.columns.get_loc(result.prefix + "job"), result.prefix + "attempts",
+                 pd.array(attempts, dtype="Int64"))
 
 
 def _reask(prepared: Prepared, result: Result, read_only: bool) -> None:
@@ -244,6 +264,7 @@ def _reask(prepared: Prepared, result: Result, read_only: bool) -> None:
     if not len(again):
         return
     log.info("asking %d rows again whose answers did not fit response_schema", len(again))
-    retry = _again(prepared, again, "reask", read_only, reask_invalid=False, max_retries=0)
+    retry = _again(prepared, again, "reask", read_only, _run_of(result), reask_invalid=False,
+                   max_retries=0)
     if retry is not None:
         result.update(again, retry, _new_columns(prepared, retry))

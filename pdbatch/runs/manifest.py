@@ -19,7 +19,7 @@ from ..options import Options
 
 RUN_LABEL, FINGERPRINT_LABEL = "pdbatch-run", "pdbatch-fingerprint"
 #: Fields a manifest may lack (written by an older version), and their values then.
-_DEFAULTS = {"pass": "", "output": "", "labels": {}, "options": {}, "jobs": [],
+_DEFAULTS = {"pass": "", "parent": "", "output": "", "labels": {}, "options": {}, "jobs": [],
              "submitted": True, "dask": False,
              "dedup_across": False}
 

@@ -34,6 +34,7 @@ class JobInfo:
     input_uri: str = ""  # the first input file, or the input table
     display_name: str = ""
     partial_failures: tuple[str, ...] = ()  # e.g. input files the job could not read
+    end_time: str = ""  # when the job ended (ISO 8601, UTC); "" while it runs
 
     @property
     def done(self) -> bool:

@@ -195,6 +195,7 @@ class VertexService:
             or job.input_config.bigquery_source.input_uri,
             display_name=job.display_name,
             partial_failures=tuple(status.message for status in job.partial_failures),
+            end_time=job.end_time.isoformat() if job.end_time else "",
         )
 
     def cancel(self, name: str) -> None:
