@@ -15,7 +15,7 @@ import pyarrow as pa
 from . import config, costs, engine, families, service, storage
 from . import options as opts
 from .columns import RESULT_COLUMNS, SUCCESS, pandas_array
-from .errors import InputError
+from .errors import InputError, ServiceError
 from .options import MAX_REQUESTS_PER_JOB
 from .prepare import prepare
 from .runs import local
@@ -223,7 +223,10 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
     run = BatchRun(found, settings, options, _driver(found))
     run.reattached = True
     if run.jobs:
-        run.status()  # its state now, for its repr and notebook view
+        try:
+            run.status()  # its state now, for its repr and notebook view
+        except ServiceError as err:  # the handle still works once the service answers
+            log.warning("the state of %s is unknown for now: %s", run.id, err)
     return run
 
 

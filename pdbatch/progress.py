@@ -9,7 +9,7 @@ progress is off.
 
 from __future__ import annotations
 
-import importlib.util
+import io
 import sys
 
 #: What the bar counts.
@@ -24,21 +24,47 @@ def _kernel() -> bool:
 
 
 def _widgets() -> bool:
+    """Whether ipywidgets can be used (imported only in a kernel that shows progress)."""
     try:
-        return importlib.util.find_spec("ipywidgets") is not None
-    except (ImportError, ValueError):
+        import ipywidgets  # noqa: F401
+    except ImportError:
         return False
+    return True
 
 
 def bar(total: int, desc: str, enabled: bool = True):
     """A tqdm bar of ``total`` requests labelled ``desc`` (a disabled one when not
     ``enabled``)."""
-    if enabled and _kernel() and _widgets():
-        from tqdm.notebook import tqdm
-    else:
-        from tqdm.std import tqdm
-    return tqdm(total=total, desc=desc, unit=UNIT, disable=not enabled, file=_stream(),
-                **({} if _kernel() else {"dynamic_ncols": True}))
+    from tqdm.std import tqdm
+
+    if enabled and _kernel():
+        if _widgets():
+            from tqdm.notebook import tqdm as widget_bar
+
+            return widget_bar(total=total, desc=desc, unit=UNIT)
+        return _text_bar_in_kernel()(total=total, desc=desc, unit=UNIT, ncols=100,
+                                     file=io.StringIO())
+    return tqdm(total=total, desc=desc, unit=UNIT, disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _text_bar_in_kernel():
+    """tqdm's text bar drawn into one notebook output that is updated in place (written to
+    stdout, each update would be an output of its own in the saved notebook)."""
+    from IPython.display import display
+    from tqdm.std import tqdm
+
+    class KernelTextBar(tqdm):
+        def display(self, msg=None, pos=None):
+            text = {"text/plain": msg or self.__str__()}
+            handle = getattr(self, "_handle", None)
+            if handle is None:
+                self._handle = display(text, raw=True, display_id=True)
+            else:
+                handle.update(text, raw=True)
+            return True
+
+    return KernelTextBar
 
 
 def notice(text: str, enabled: bool = True) -> None:

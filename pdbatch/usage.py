@@ -82,7 +82,7 @@ class Usage:
         if not self.output_histogram:
             return ""
         top = max(n for _, _, n in self.output_histogram) or 1
-        width = 400 / len(self.output_histogram)
+        width = min(400 / len(self.output_histogram), 32)
         bars = "".join(
             f"<rect x='{i * width:.1f}' y='{60 - 60 * n / top:.1f}' width='{width - 1:.1f}' "
             f"height='{60 * n / top:.1f}' fill='#1565c0'><title>{low:,}–{high:,} tokens: "

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+from nbconvert import HTMLExporter
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 
@@ -15,15 +17,52 @@ def _outputs(cell) -> str:
                    for o in cell.outputs)
 
 
-def test_quickstart_notebook_executes():
+#: Output that means the user saw noise: a warning, or a text bar that was never cleaned up.
+NOISE = ("Warning", "warn(", "Traceback", "IProgress")
+
+
+def _progress_outputs(cell) -> int:
+    """How many outputs of a cell are progress bars: widget views or text bars."""
+    return sum(1 for o in cell.outputs if "application/vnd.jupyter.widget-view+json" in
+               o.get("data", {}) or "request/s" in o.get("text", "")
+               + o.get("data", {}).get("text/plain", ""))
+
+
+@pytest.mark.parametrize("widgets", [True, False], ids=["ipywidgets", "no-ipywidgets"])
+def test_quickstart_notebook_executes_cleanly_with_and_without_ipywidgets(widgets, tmp_path,
+                                                                          monkeypatch):
+    if not widgets:  # a kernel where ``import ipywidgets`` fails, as in a plain Jupyter
+        blocked = tmp_path / "ipywidgets"
+        blocked.mkdir()
+        (blocked / "__init__.py").write_text("raise ImportError('not installed here')\n")
+        monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     notebook = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=180, kernel_name="python3",
+    NotebookClient(notebook, timeout=180, kernel_name="python3", store_widget_state=widgets,
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     code = [c for c in notebook.cells if c.cell_type == "code"]
+    for cell in code:
+        assert not [n for n in NOISE if n in _outputs(cell)], (cell.source, _outputs(cell))
+        assert _progress_outputs(cell) <= 1, cell.outputs
+    first = code[1]
+    assert _progress_outputs(first) == 1  # the run's bar, counting requests
+    if widgets:
+        assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                   for o in first.outputs)
+    else:
+        assert "3/3 [" in _outputs(first) and "1/1 jobs done, succeeded" in _outputs(first)
     assert "[system: You are a bookseller.] echo: Write a two-sentence blurb for Beloved by " \
            "Toni Morrison." in _outputs(code[2])
-    assert "3 of 3 rows answered" in _outputs(code[2])
-    assert "row 1 (index 1): column 'prompt' is null" in _outputs(code[3])
+    assert "ok" in _outputs(code[2]) and "3" in _outputs(code[2])  # value_counts: ok 3
+    notice = _outputs(code[3])
+    assert "re-attached to run-" in notice and "no new job was created" in notice
+    assert _progress_outputs(code[3]) == 0 and "True" in notice  # no bar for a finished run
+    assert "succeeded" in _outputs(code[4])  # runs(): its state
+    assert "<b>Usage</b>" in code[5].outputs[0]["data"]["text/html"]
+    assert "row 1 (index 1): column 'prompt' is null" in _outputs(code[6])
+
+    page, _ = HTMLExporter().from_notebook_node(notebook)  # what a reader of the page sees
+    assert "TqdmWarning" not in page and "3 answered" in page
+    assert "re-attached to run-" in page
 
 
 def test_bigquery_notebook_executes():

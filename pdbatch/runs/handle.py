@@ -146,18 +146,20 @@ class BatchRun:
         progress = self.options.run.progress if progress is None else progress
         if cancel_on_interrupt is None:
             cancel_on_interrupt = self.options.run.cancel_on_interrupt
-        if self.reattached and self.jobs and self.status().finished:
-            return self._last  # an earlier run, already done: nothing to show progress of
-        if bar is None or not progress:
-            bar = progress_bar(self.manifest["requests"], self.id, progress)
+        shown = []  # the bar, once made
 
         def show(infos: list[JobInfo]) -> None:
             self._last = summarise(infos, self._counts())
-            bar.update(self._last.done - bar.n)
+            if not shown:
+                shown.append(bar if bar is not None and progress else progress_bar(
+                    self.manifest["requests"], self.id, progress))
+            shown[0].update(self._last.done - shown[0].n)
             finished = sum(info.done for info in infos)
-            bar.set_postfix_str(f"{finished}/{len(infos)} jobs done, {self._last.state}")
+            shown[0].set_postfix_str(f"{finished}/{len(infos)} jobs done, {self._last.state}")
 
         try:
+            if self.reattached and self.jobs and self.status().finished:
+                return self._last  # an earlier run, already done: no progress to show
             show(service.wait(self.service(), self.jobs, on_poll=show, timeout=timeout))
         except ServiceError as err:
             raise ServiceError(f"{err} The jobs of {self.id} go on without us: re-run the same "
@@ -173,7 +175,8 @@ class BatchRun:
                             self.id, self.id, self.settings.staging)
             raise
         finally:
-            bar.close()
+            for made in shown:
+                made.close()
         return self._last
 
     def cancel(self) -> None:
