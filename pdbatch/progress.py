@@ -43,7 +43,7 @@ def bar(total: int, desc: str, enabled: bool = True):
 
             return widget_bar(total=total, desc=desc, unit=UNIT)
         return _text_bar_in_kernel()(total=total, desc=desc, unit=UNIT, ncols=100,
-                                     file=io.StringIO())
+                                     ascii=False, file=io.StringIO())
     return tqdm(total=total, desc=desc, unit=UNIT, disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True)
 
