@@ -234,7 +234,7 @@ def answers(run: str, *, staging: str | None = None, credentials=None) -> pd.Dat
     """A finished run's answers without the frame it was made from: one row per answered or
     failed request, keyed by the position of its row in that frame (``row``; for a Dask run,
     ``partition`` and ``row`` within it), with ``status`` ("ok" when answered), ``text``,
-    ``finish_reason``, ``prompt_tokens``, ``output_tokens``, ``response`` and ``job``. Rows
+    ``finish_reason``, the token counts, ``response`` and ``job``. Rows
     that repeated another row's request, were skipped, or belong to a follow-up pass are not
     in it: ``read_results`` with the frame gives every row."""
     handle = attach(run, staging=staging, credentials=credentials)
@@ -251,8 +251,8 @@ def answers(run: str, *, staging: str | None = None, credentials=None) -> pd.Dat
         tables.append(table.append_column("job", pa.array([info.name] * table.num_rows,
                                                           pa.large_string())))
     found = pa.concat_tables(tables) if tables else None
-    columns = ["status", "text", "finish_reason", "prompt_tokens", "output_tokens", "response",
-               "job"]
+    columns = ["status", "text", "finish_reason", "prompt_tokens", "output_tokens",
+               "thought_tokens", "cached_tokens", "response", "job"]
     out = pd.DataFrame({name: pandas_array(found.column(name)) if found else pd.array(
         [], dtype=RESULT_COLUMNS[name]) for name in columns})
     out["status"] = out["status"].mask(out["status"] == "", SUCCESS)

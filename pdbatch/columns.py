@@ -21,6 +21,8 @@ RESULT_COLUMNS: dict[str, str] = {
     "finish_reason": "string",
     "prompt_tokens": "Int64",
     "output_tokens": "Int64",
+    "thought_tokens": "Int64",
+    "cached_tokens": "Int64",
     "job": "string",
     "response": "string",
 }

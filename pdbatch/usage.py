@@ -24,15 +24,15 @@ _COLOURS = {"answered": "#2e7d32", "failed": "#c62828", "invalid": "#ef6c00",
 class Usage:
     """A run's rows by outcome, its tokens and its cost (USD, at batch prices; None without a
     price), beside the estimate made before it was submitted (None when none was recorded).
-    Thinking and cached tokens are None when the answers' raw responses were not kept."""
+    Thinking tokens are priced as output, cached tokens as input (without their discount)."""
 
     run: str
     model: str
     rows: dict[str, int]
     prompt_tokens: int
     output_tokens: int
-    thinking_tokens: int | None
-    cached_tokens: int | None
+    thinking_tokens: int
+    cached_tokens: int
     cost: float | None
     estimated_cost: float | None
     output_histogram: tuple[tuple[int, int, int], ...]  # (from, to, rows) of output tokens
@@ -49,8 +49,8 @@ class Usage:
         rows = [("rows", ", ".join(f"{n:,} {k}" for k, n in self.rows.items() if n) or "0"),
                 ("prompt tokens", f"{self.prompt_tokens:,}"),
                 ("output tokens", f"{self.output_tokens:,}"),
-                ("thinking tokens", _count(self.thinking_tokens)),
-                ("cached tokens", _count(self.cached_tokens)),
+                ("thinking tokens", f"{self.thinking_tokens:,}"),
+                ("cached tokens", f"{self.cached_tokens:,}"),
                 ("cost at batch prices", _money(self.cost)),
                 ("estimated before the run", _money(self.estimated_cost))]
         table = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
@@ -102,27 +102,15 @@ def usage_of(frame: pd.DataFrame, run: str, model: str, prefix: str = "",
             else int((status == SUCCESS).sum()) for kind, start in OUTCOMES.items()}
     rows = {"answered": rows["answered"], "failed": len(frame) - sum(rows.values()),
             **{k: rows[k] for k in ("invalid", "skipped", "missing")}}
-    prompt = int(frame[prefix + "prompt_tokens"].sum())
-    output = int(frame[prefix + "output_tokens"].sum())
-    thinking = cached = None
-    if prefix + "response" in frame.columns:
-        thinking, cached = (_metadata_sum(frame[prefix + "response"], field)
-                            for field in ("thoughtsTokenCount", "cachedContentTokenCount"))
+    prompt, output, thinking, cached = (int(frame[prefix + name].sum()) for name in (
+        "prompt_tokens", "output_tokens", "thought_tokens", "cached_tokens"))
     price = {**PRICES, **(prices or {})}.get(model)
     cost = None
     if price is not None:
-        cost = (prompt * price[0] + (output + (thinking or 0)) * price[1]) / 1e6 \
-            * BATCH_DISCOUNT
+        cost = (prompt * price[0] + (output + thinking) * price[1]) / 1e6 * BATCH_DISCOUNT
     answered = frame.loc[status == SUCCESS, prefix + "output_tokens"].dropna()
     return Usage(run, model, rows, prompt, output, thinking, cached, cost, estimated_cost,
                  _bins(answered.to_numpy(dtype=np.int64)))
-
-
-def _metadata_sum(responses: pd.Series, field: str) -> int:
-    """The sum of ``usageMetadata.<field>`` over the raw responses (0 where absent)."""
-    pattern = rf'"{field}"\s*:\s*(\d+)'
-    found = responses.dropna().str.extract(pattern, expand=False).dropna()
-    return int(found.astype("int64").sum())
 
 
 def _bins(values: np.ndarray, bins: int = 12) -> tuple[tuple[int, int, int], ...]:
@@ -136,5 +124,3 @@ def _money(amount: float | None) -> str:
     return usd(amount) if amount is not None else "unknown"
 
 
-def _count(value: int | None) -> str:
-    return f"{value:,}" if value is not None else "unknown (include_response=False)"

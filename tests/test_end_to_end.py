@@ -180,7 +180,8 @@ def custom_responder(stack):
         parts = [{"text": "pondering...", "thought": True}, {"text": "Four"}, {"text": "."}]
         return {"candidates": [{"content": {"role": "model", "parts": parts},
                                 "finishReason": "MAX_TOKENS"}],
-                "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2}}
+                "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2,
+                                  "thoughtsTokenCount": 7, "cachedContentTokenCount": 1}}
 
     original = stack.service.responder
     stack.service.responder = respond
@@ -203,6 +204,9 @@ def test_failed_blocked_and_thinking_rows_map_to_columns(staging, custom_respond
 
     assert thought["text"] == "Four." and thought["finish_reason"] == "MAX_TOKENS"
     assert (thought["prompt_tokens"], thought["output_tokens"]) == (3, 2)
+    # thinking and cached tokens, billed apart, have columns of their own
+    assert (thought["thought_tokens"], thought["cached_tokens"]) == (7, 1)
+    assert pd.isna(blocked["thought_tokens"]) and str(out["cached_tokens"].dtype) == "Int64"
 
 
 def test_a_failed_job_raises_with_the_jobs_error(staging):

@@ -50,7 +50,8 @@ def test_result_columns_come_in_reading_order_with_consistent_dtypes(staging):
                                      response_schema=Answer, max_retries=1)
     assert list(out.columns) == [
         "prompt", "text", "colour", "size", "count", "status", "error_code", "error_message",
-        "finish_reason", "prompt_tokens", "output_tokens", "attempts", "job", "response"]
+        "finish_reason", "prompt_tokens", "output_tokens", "thought_tokens", "cached_tokens",
+        "attempts", "job", "response"]
     # an Enum field and a Literal field are both strings
     assert str(out["colour"].dtype) == str(out["size"].dtype) == "string"
     assert str(out["count"].dtype) == "Int64"

@@ -48,7 +48,8 @@ PARSER = Parser(
     key_type="VARCHAR",
     key_expr="TRY_CAST({key} AS BIGINT)",
     response_type=("STRUCT(content STRUCT(type VARCHAR, text VARCHAR)[], stop_reason VARCHAR, "
-                   "usage STRUCT(input_tokens BIGINT, output_tokens BIGINT))"),
+                   "usage STRUCT(input_tokens BIGINT, output_tokens BIGINT, "
+                   "cache_read_input_tokens BIGINT))"),
     answer=", list_filter(r.content, lambda b: b.type = 'text' AND b.text IS NOT NULL) AS blocks",
     text=("CASE WHEN len(blocks) > 0 THEN array_to_string(list_transform(blocks, "
           "lambda b: b.text), '') END"),
@@ -56,5 +57,6 @@ PARSER = Parser(
                    "WHEN 'stop_sequence' THEN 'STOP' WHEN 'max_tokens' THEN 'MAX_TOKENS' "
                    "WHEN 'refusal' THEN 'SAFETY' ELSE upper(r.stop_reason) END"),
     prompt_tokens="r.usage.input_tokens",
-    output_tokens="r.usage.output_tokens",
+    output_tokens="r.usage.output_tokens",  # extended thinking included: not reported apart
+    cached_tokens="r.usage.cache_read_input_tokens",
 )

@@ -125,7 +125,8 @@ PARSER = Parser(
     response_type=(
         "STRUCT(candidates STRUCT(content STRUCT(parts STRUCT(text VARCHAR, thought BOOLEAN)[]), "
         "finishReason VARCHAR)[], promptFeedback STRUCT(blockReason VARCHAR), "
-        "usageMetadata STRUCT(promptTokenCount BIGINT, candidatesTokenCount BIGINT))"),
+        "usageMetadata STRUCT(promptTokenCount BIGINT, candidatesTokenCount BIGINT, "
+        "thoughtsTokenCount BIGINT, cachedContentTokenCount BIGINT))"),
     # The first candidate's text parts, thought parts left out.
     answer=(", list_filter(r.candidates[1].content.parts, lambda p: p.text IS NOT NULL "
             "AND NOT coalesce(p.thought, false)) AS parts"),
@@ -136,4 +137,6 @@ PARSER = Parser(
                    "ELSE r.promptFeedback.blockReason END"),
     prompt_tokens="r.usageMetadata.promptTokenCount",
     output_tokens="r.usageMetadata.candidatesTokenCount",
+    thought_tokens="r.usageMetadata.thoughtsTokenCount",
+    cached_tokens="r.usageMetadata.cachedContentTokenCount",
 )

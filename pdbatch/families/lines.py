@@ -10,7 +10,9 @@ import pyarrow as pa
 
 #: The columns ``parse_output`` and ``parse_rows`` return, in order.
 PARSED_FIELDS = ("key", "status", "processed_time", "text", "finish_reason", "prompt_tokens",
-                 "output_tokens", "response")
+                 "output_tokens", "thought_tokens", "cached_tokens", "response")
+#: The parsed fields that are token counts (BIGINT).
+TOKEN_FIELDS = ("prompt_tokens", "output_tokens", "thought_tokens", "cached_tokens")
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class Parser:
     finish_reason: str
     prompt_tokens: str
     output_tokens: str
+    thought_tokens: str = "NULL::BIGINT"  # thinking tokens, when reported apart
+    cached_tokens: str = "NULL::BIGINT"  # prompt tokens read from a context cache
     answer: str = ""
 
 
@@ -98,7 +102,9 @@ SELECT key,
        {text} AS text,
        {finish_reason} AS finish_reason,
        {prompt_tokens} AS prompt_tokens,
-       {output_tokens} AS output_tokens{response}
+       {output_tokens} AS output_tokens,
+       {thought_tokens} AS thought_tokens,
+       {cached_tokens} AS cached_tokens{response}
 FROM answer
 ORDER BY key
 """
@@ -111,6 +117,8 @@ def _sql(parser: Parser, lines: str, response: bool) -> str:
                         ("finish_reason", parser.finish_reason),
                         ("prompt_tokens", parser.prompt_tokens),
                         ("output_tokens", parser.output_tokens),
+                        ("thought_tokens", parser.thought_tokens),
+                        ("cached_tokens", parser.cached_tokens),
                         ("response", ", response::VARCHAR AS response" if response else "")):
         sql = sql.replace("{" + name + "}", value)
     return sql
@@ -148,8 +156,8 @@ def parse_rows(con, parser: Parser, rows: pa.Table, response: bool = True) -> pa
 
 def empty_output(response: bool = True) -> pa.Table:
     """The parsed table of a job with no output lines."""
-    return pa.table({name: pa.array([], pa.int64() if name in ("key", "prompt_tokens",
-                                                               "output_tokens") else pa.string())
+    return pa.table({name: pa.array([], pa.int64() if name == "key" or name in TOKEN_FIELDS
+                                     else pa.string())
                      for name in PARSED_FIELDS if response or name != "response"})
 
 

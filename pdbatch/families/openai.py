@@ -60,11 +60,15 @@ PARSER = Parser(
     key_expr="TRY_CAST({key} AS BIGINT)",
     response_type=("STRUCT(choices STRUCT(message STRUCT(content VARCHAR), "
                    "finish_reason VARCHAR)[], usage STRUCT(prompt_tokens BIGINT, "
-                   "completion_tokens BIGINT))"),
+                   "completion_tokens BIGINT, completion_tokens_details STRUCT("
+                   "reasoning_tokens BIGINT), prompt_tokens_details STRUCT("
+                   "cached_tokens BIGINT)))"),
     text="r.choices[1].message.content",
     finish_reason=("CASE r.choices[1].finish_reason WHEN 'stop' THEN 'STOP' "
                    "WHEN 'length' THEN 'MAX_TOKENS' WHEN 'content_filter' THEN 'SAFETY' "
                    "ELSE upper(r.choices[1].finish_reason) END"),
     prompt_tokens="r.usage.prompt_tokens",
     output_tokens="r.usage.completion_tokens",
+    thought_tokens="r.usage.completion_tokens_details.reasoning_tokens",
+    cached_tokens="r.usage.prompt_tokens_details.cached_tokens",
 )

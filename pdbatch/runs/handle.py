@@ -206,7 +206,7 @@ class BatchRun:
         prefix = self.options.result.result_prefix
         if hasattr(frame, "__dask_graph__"):
             wanted = [prefix + c for c in ("status", "prompt_tokens", "output_tokens",
-                                           "response") if prefix + c in frame.columns]
+                                           "thought_tokens", "cached_tokens")]
             frame = frame[wanted].compute()
         estimate = (self.manifest.get("estimate") or {}).get("cost")
         self._usage = usage_of(frame, self.id, self.manifest["model"], prefix, estimate, prices)
