@@ -269,3 +269,27 @@ def test_a_submitted_run_can_time_out_waiting_and_be_cancelled(staging):
     with pytest.raises(pdbatch.JobError, match="JOB_STATE_CANCELLED") as err:
         run.result()
     assert err.value.result["status"].str.startswith("missing: ").all()
+
+
+def test_waiting_on_many_jobs_costs_one_list_call_per_round(stack, staging):
+    from recording_proxy import RecordingProxy
+
+    from pdbatch.emulator import BatchService, Timing, VertexEmulator
+
+    service = BatchService(timing=Timing(pending=0.5, running=1.5), gcs_endpoint=stack.gcs.url)
+    vertex = VertexEmulator(service).start()
+    try:
+        with RecordingProxy(vertex.url) as proxy:
+            run = FRAME.gemini.submit(prompt_col="prompt", staging=staging, progress=False,
+                                      api_endpoint=proxy.url, max_requests_per_job=8)
+            created = len(proxy.seen)
+            assert run.wait().state == "succeeded" and len(run.jobs) == 5
+    finally:
+        vertex.stop()
+    polled = proxy.seen[created:]
+    gets = [path for method, path, _ in polled
+            if method == "GET" and "/batchPredictionJobs/" in path]
+    lists = [path for method, path, _ in polled
+             if method == "GET" and path.split("?")[0].endswith("/batchPredictionJobs")]
+    assert len(lists) >= 3  # several rounds ...
+    assert len(gets) <= 1  # ... none of them a GET per job (at most one for a last job)

@@ -16,6 +16,7 @@ from ..options import Options
 from ..progress import bar as progress_bar
 from ..service import BatchService, JobInfo
 from ..usage import Usage, usage_of
+from .manifest import RUN_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +127,14 @@ class BatchRun:
         return self._service
 
     def status(self) -> RunStatus:
-        """The run's state now (one GET per unfinished job)."""
-        known = {info.name: info for info in (self._last.jobs if self._last else [])}
-        infos = [known[name] if name in known and known[name].done else self.service().get(name)
-                 for name in self.jobs]
+        """The run's state now (one list call for its unfinished jobs, or a GET for one)."""
+        known = {info.name: info for info in (self._last.jobs if self._last else [])
+                 if info.done}
+        waiting = [name for name in self.jobs if name not in known]
+        if len(waiting) > 1:
+            known.update({info.name: info for info in
+                          self.service().labelled(RUN_LABEL, self.id) if info.name in waiting})
+        infos = [known.get(name) or self.service().get(name) for name in self.jobs]
         self._last = summarise(infos, self._counts())
         return self._last
 
@@ -160,7 +165,8 @@ class BatchRun:
         try:
             if self.reattached and self.jobs and self.status().finished:
                 return self._last  # an earlier run, already done: no progress to show
-            show(service.wait(self.service(), self.jobs, on_poll=show, timeout=timeout))
+            show(service.wait(self.service(), self.jobs, on_poll=show, timeout=timeout,
+                              label=(RUN_LABEL, self.id)))
         except ServiceError as err:
             raise ServiceError(f"{err} The jobs of {self.id} go on without us: re-run the same "
                                f"call to pick them up, or pdbatch.attach({self.id!r}, "

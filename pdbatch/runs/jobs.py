@@ -142,7 +142,8 @@ def create_job(batch: BatchService, store: RunStore, manifest: dict, number: int
     attempt created the job (found by display name). With ``cap``, first wait until fewer
     than that many of the run's jobs are unfinished."""
     if cap:
-        service.wait(batch, [job["name"] for job in manifest["jobs"]], running_at_most=cap - 1)
+        service.wait(batch, [job["name"] for job in manifest["jobs"]], running_at_most=cap - 1,
+                     label=(RUN_LABEL, manifest["run"]))
     display = display_name(manifest["run"], number)
     name = (resumed and batch.find(display, manifest["run"])) or batch.create(
         display, resource, stage(), output_config, manifest["labels"])

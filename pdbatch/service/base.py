@@ -75,17 +75,25 @@ class BatchService(Protocol):
 
 def wait(service: BatchService, names: list[str],
          on_poll: Callable[[list[JobInfo]], None] | None = None,
-         timeout: float | None = None, running_at_most: int | None = None) -> list[JobInfo]:
+         timeout: float | None = None, running_at_most: int | None = None,
+         label: tuple[str, str] | None = None) -> list[JobInfo]:
     """Poll jobs with exponential backoff (0.25 s growing to 30 s) until every one is
     terminal (or, with ``running_at_most``, until no more than that many are not); ``on_poll``
-    sees each round's infos. TimeoutError after ``timeout`` seconds (the jobs keep running)."""
+    sees each round's infos. TimeoutError after ``timeout`` seconds (the jobs keep running).
+
+    With ``label`` (a ``(key, value)`` every one of the jobs carries), a round is one list
+    call for all of them, whatever their number; a job the list does not show yet is looked
+    up by itself."""
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = _FIRST_POLL
     infos: dict[str, JobInfo] = {}
     while True:
+        waiting = [name for name in names if name not in infos or not infos[name].done]
+        listed = ({info.name: info for info in service.labelled(*label)}
+                  if label and len(waiting) > 1 else {})
         for name in names:
             if name not in infos or not infos[name].done:
-                info = service.get(name)
+                info = listed.get(name) or service.get(name)
                 if name not in infos or infos[name].state != info.state:
                     log.info("%s is %s", name, info.state)
                 infos[name] = info
