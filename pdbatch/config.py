@@ -55,12 +55,15 @@ def resolve(
     transport: str = "rest",
     output: str | None = None,
 ) -> Settings:
-    """Settings from arguments, then environment; raises InputError naming the fix."""
-    project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    """Settings from arguments, then environment, then (for the project) application default
+    credentials; raises InputError naming the fix."""
+    project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or _credentials_project()
     location = location or os.environ.get("GOOGLE_CLOUD_LOCATION")
     if not project:
-        raise InputError("No Google Cloud project: pass project='my-project' or set "
-                         "GOOGLE_CLOUD_PROJECT.")
+        raise InputError("No Google Cloud project: pass project='my-project', set "
+                         "GOOGLE_CLOUD_PROJECT, or sign in with application default "
+                         "credentials that carry one (gcloud auth application-default login "
+                         "after gcloud config set project ...).")
     if not whole(_PROJECT, project):
         raise InputError(f"project={project!r} is not a valid Google Cloud project id.")
     if not location:
@@ -75,6 +78,19 @@ def resolve(
         raise InputError(f"transport={transport!r}: choose one of {TRANSPORTS}.")
     return Settings(project, location, staging, endpoint(api_endpoint, location),
                     transport, storage.checked(output, "output") if output else "")
+
+
+def _credentials_project() -> str | None:
+    """The project application default credentials carry (a service account key, gcloud's
+    configured project, Colab Enterprise's or a Google Cloud VM's), or None when there are
+    none. Only asked when no project was given."""
+    try:
+        import google.auth
+
+        _, project = google.auth.default()
+    except Exception:  # noqa: BLE001  no credentials, or none usable here: no project
+        return None
+    return project or None
 
 
 def given_or_environment(where: str | None, name: str, missing: str) -> str:

@@ -151,8 +151,9 @@ def test_a_missing_bucket_is_refused_before_anything_is_uploaded(stack, nothing_
 
 
 @pytest.mark.parametrize("variable, message", [
-    ("GOOGLE_CLOUD_PROJECT", "No Google Cloud project: pass project='my-project' or set "
-                             "GOOGLE_CLOUD_PROJECT."),
+    ("GOOGLE_CLOUD_PROJECT", "No Google Cloud project: pass project='my-project', set "
+                             "GOOGLE_CLOUD_PROJECT, or sign in with application default "
+                             "credentials that carry one"),
     ("GOOGLE_CLOUD_LOCATION", "No location: pass location='us-central1'"),
     ("PDBATCH_STAGING", "No staging location: pass staging='gs://my-bucket/prefix'"),
 ])
@@ -176,3 +177,28 @@ def test_values_that_go_into_urls_are_checked(kwargs, message, staging, nothing_
     with pytest.raises(pdbatch.InputError) as err:
         FRAME.gemini.batch_predict(prompt_col="title", staging=staging, **kwargs)
     assert message in str(err.value)
+
+
+def test_the_project_of_application_default_credentials_is_used_when_none_is_given(
+        staging, tmp_path, monkeypatch):
+    """As in Colab Enterprise or with a service account key: no project= and no
+    GOOGLE_CLOUD_PROJECT, yet the credentials name the project. (Against the local stack's
+    plain-HTTP endpoints the credentials themselves are never sent.)"""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    account = {"type": "service_account", "project_id": "adc-project-1", "private_key_id": "1",
+               "private_key": key, "client_email": "pdbatch@adc-project-1.iam.gserviceaccount.com",
+               "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token"}
+    (tmp_path / "key.json").write_text(json.dumps(account))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "key.json"))
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    run = FRAME.gemini.submit(prompt_col="title", staging=staging, progress=False)
+    assert run.manifest["project"] == "adc-project-1"
+    assert run.jobs[0].startswith("projects/adc-project-1/locations/")
+    assert run.wait().state == "succeeded"
