@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +28,9 @@ from .families.lines import Frame
 from .options import Options
 from .storage import bigquery
 from .storage.gcs import string_bytes
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
 
 #: Bumped when what the fingerprint covers changes, so old runs are not re-attached wrongly.
 _FINGERPRINT_VERSION = "1"
@@ -99,6 +103,10 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
                    + (["attempts"] if options.run.max_retries else []))
     carried = tuple(bigquery.carried_columns(df, request.carry))
     family = families.resolve(request.model)
+    unknown = families.check_model(request.model)
+    if unknown and unknown not in _WARNED:  # once per model and process
+        _WARNED.add(unknown)
+        log.warning("%s", unknown)
     if schema and not family.response_schema:
         raise InputError("response_schema is supported for Gemini models in this version.")
     request_config = (structured.generation_config(request.generation_config, schema) if schema

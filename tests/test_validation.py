@@ -202,3 +202,18 @@ def test_the_project_of_application_default_credentials_is_used_when_none_is_giv
     assert run.manifest["project"] == "adc-project-1"
     assert run.jobs[0].startswith("projects/adc-project-1/locations/")
     assert run.wait().state == "succeeded"
+
+
+def test_a_mistyped_model_is_refused_with_a_did_you_mean_before_anything_is_uploaded(
+        staging, nothing_happened):
+    for typo, meant in (("gemini-2.5-flsh", "gemini-2.5-flash"),
+                        ("claude-sonet-4-5", "claude-sonnet-4-5")):
+        with pytest.raises(pdbatch.InputError, match=f"did you mean '{meant}'"):
+            FRAME.gemini.batch_predict(prompt_col="title", staging=staging, model=typo)
+
+
+def test_a_model_newer_than_pdbatchs_list_goes_through_with_a_warning(staging, caplog):
+    out = FRAME.gemini.batch_predict(prompt_col="title", staging=staging, progress=False,
+                                     model="gemini-2.6-flash")
+    assert (out["status"] == "ok").all()
+    assert "model='gemini-2.6-flash' is not in pdbatch's list of batch models" in caplog.text

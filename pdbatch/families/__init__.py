@@ -8,6 +8,7 @@ rest of pdbatch asks the flags, never the family's name.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -50,6 +51,46 @@ class Family:
             raise InputError("config_cols is supported for Gemini models in this version.")
         return self.make_frame(system_instruction, generation_config, safety_settings,
                                row_config)
+
+
+#: When the lists of batch models below were taken from Google's model pages.
+MODELS_DATE = "2026-11-29"
+#: Batch-capable models Vertex AI serves, by the short name after ``publishers/*/models/``.
+MODELS = {
+    "gemini": ("gemini-2.0-flash", "gemini-2.0-flash-001", "gemini-2.0-flash-lite",
+               "gemini-2.0-flash-lite-001", "gemini-2.5-flash", "gemini-2.5-flash-lite",
+               "gemini-2.5-pro", "gemini-2.5-flash-image", "gemini-3-pro-preview",
+               "gemini-3-flash-preview"),
+    "openai": ("llama-3.3-70b-instruct-maas", "llama-4-maverick-17b-128e-instruct-maas",
+               "llama-4-scout-17b-16e-instruct-maas", "qwen3-235b-a22b-instruct-2507-maas",
+               "deepseek-r1-0528-maas", "deepseek-v3.1-maas", "gpt-oss-120b-maas",
+               "gpt-oss-20b-maas"),
+    "anthropic": ("claude-opus-4-1", "claude-opus-4-1@20250805", "claude-sonnet-4-5",
+                  "claude-sonnet-4-5@20250929", "claude-haiku-4-5", "claude-haiku-4-5@20251001",
+                  "claude-sonnet-4", "claude-sonnet-4@20250514"),
+}
+
+
+def check_model(model: str) -> str | None:
+    """Refuse a short model name that looks mistyped: not in ``MODELS`` but close to a name
+    that is, with the same digits (``gemini-2.5-flsh``), with a did-you-mean; a name that is
+    merely unknown (a newer model, ``gemini-2.6-flash``) or a full resource name goes through.
+    Returns a warning for an unknown short name (None otherwise)."""
+    family = resolve(model)
+    if "/" in model:
+        return None
+    known = MODELS.get(family.name, ())
+    if model in known:
+        return None
+    digits = "".join(c for c in model if c.isdigit())
+    close = [name for name in difflib.get_close_matches(model, known, n=3, cutoff=0.85)
+             if "".join(c for c in name if c.isdigit()) == digits]
+    if close:
+        raise InputError(f"model={model!r} is not a batch model Vertex AI serves: did you mean "
+                         f"{close[0]!r}? (A model newer than pdbatch's list of {MODELS_DATE} "
+                         "goes through: pass its full name, 'publishers/.../models/NAME'.)")
+    return (f"model={model!r} is not in pdbatch's list of batch models of {MODELS_DATE}; "
+            "sending it as given (the service refuses a model it does not serve).")
 
 
 def resolve(model: str) -> Family:
