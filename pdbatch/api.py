@@ -10,18 +10,17 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from . import config, costs, engine, families, service, storage
+from . import config, costs, service, storage
 from . import options as opts
-from .columns import RESULT_COLUMNS, SUCCESS, pandas_array
-from .errors import InputError, ServiceError
+from .columns import SUCCESS, pandas_array
+from .errors import InputError, PdbatchError, ServiceError
 from .options import MAX_REQUESTS_PER_JOB
 from .prepare import prepare
 from .runs import local
 from .runs import manifest as manifests
 from .runs.handle import BatchRun, summarise
-from .runs.jobs import open_locations
+from .runs.jobs import output_lines
 from .runs.manifest import RUN_LABEL
 
 log = logging.getLogger(__name__)
@@ -142,8 +141,8 @@ def batch_predict(
     Returns:
         A copy of ``df`` with the same index and order plus the columns ``text`` (then a
         response schema's fields), ``status`` ("ok" for an answered row), ``error_code``,
-        ``error_message``, ``finish_reason``, ``prompt_tokens``, ``output_tokens``, ``job``
-        and ``response`` (unless left out).
+        ``error_message``, ``finish_reason``, ``prompt_tokens``, ``output_tokens``,
+        ``thought_tokens``, ``cached_tokens``, ``job`` and ``response`` (unless left out).
 
     Raises:
         InputError: bad arguments or rows, or a run over ``max_cost``/``max_rows``, before
@@ -242,21 +241,13 @@ def answers(run: str, *, staging: str | None = None, credentials=None) -> pd.Dat
     if not status.finished:
         raise InputError(f"{handle.id} is still {status.state}: its answers are read once it "
                          "has ended.")
-    family = families.resolve(handle.options.request.model)
-    _, outputs = open_locations(handle.id, handle.settings, family.parser, credentials)
-    con = engine.connect()
-    tables = []
-    for job, info in zip(handle.manifest["jobs"], status.jobs, strict=True):
-        table = outputs.collect(con, job["number"], info.output_dir, True)
-        tables.append(table.append_column("job", pa.array([info.name] * table.num_rows,
-                                                          pa.large_string())))
-    found = pa.concat_tables(tables) if tables else None
+    found = output_lines(handle.id, handle.settings, handle.options, handle.manifest["jobs"],
+                         status.jobs, credentials)
     columns = ["status", "text", "finish_reason", "prompt_tokens", "output_tokens",
                "thought_tokens", "cached_tokens", "response", "job"]
-    out = pd.DataFrame({name: pandas_array(found.column(name)) if found else pd.array(
-        [], dtype=RESULT_COLUMNS[name]) for name in columns})
+    out = pd.DataFrame({name: pandas_array(found.column(name)) for name in columns})
     out["status"] = out["status"].mask(out["status"] == "", SUCCESS)
-    keys = found.column("key").to_numpy(zero_copy_only=False) if found else np.array([], int)
+    keys = found.column("key").to_numpy(zero_copy_only=False).astype(np.int64)
     if handle.manifest["dask"]:
         out.insert(0, "partition", pd.array(keys >> 32, dtype="Int64"))
         keys = keys & ((1 << 32) - 1)
@@ -288,16 +279,20 @@ def runs(staging: str | None = None, credentials=None) -> pd.DataFrame:
     services: dict = {}  # by (project, location)
 
     def state(manifest: dict) -> str:
-        settings = manifests.settings_of(manifest, where)
-        key = (settings.project, settings.location)
-        if key not in services:
-            services[key] = service.open_service(settings, credentials)
-        return _state(services[key], manifest)
+        try:
+            settings = manifests.settings_of(manifest, where)
+            key = (settings.project, settings.location)
+            if key not in services:
+                services[key] = service.open_service(settings, credentials)
+            return _state(services[key], manifest)
+        except PdbatchError as err:  # one run the service cannot tell about hides no other
+            log.warning("the state of %s is unknown: %s", manifest["run"], err)
+            return "unknown"
 
     columns = ["run", "created", "state", "model", "rows", "requests", "jobs", "pass",
                "parent", "submitted", "fingerprint"]
-    table = pd.DataFrame([{"parent": "", **m, "jobs": len(m["jobs"]), "state": state(m)}
-                          for m in found], columns=columns)
+    table = pd.DataFrame([{**m, "jobs": len(m["jobs"]), "state": state(m)} for m in found],
+                         columns=columns)
     table["created"] = pd.to_datetime(table["created"], utc=True, format="ISO8601")
     return table.sort_values("created", ascending=False, ignore_index=True)
 

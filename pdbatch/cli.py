@@ -93,12 +93,16 @@ def _runs(args: argparse.Namespace) -> int:
             print(table.drop(columns=["fingerprint"]).to_string(index=False)
                   if len(table) else "No runs are recorded there.")
         return 0
+    if args.action == "results" and args.out.suffix.lower() not in (".parquet", ".csv"):
+        print(f"pdbatch: --out {args.out}: name a .parquet or .csv file", file=sys.stderr)
+        return 1
     run = api.attach(args.run, staging=args.staging)
     if args.action == "show":
         print(f"{run.id}  {run.manifest['model']}  {run.manifest['rows']:,} rows  "
               f"created {run.manifest['created']}")
-        print(run.status().summary)
-        for info in run.status().jobs:
+        status = run.status()
+        print(status.summary)
+        for info in status.jobs:
             print(f"  {info.name}  {info.state_word}  {info.successful:,} answered, "
                   f"{info.failed:,} failed")
         return 0
@@ -109,11 +113,7 @@ def _runs(args: argparse.Namespace) -> int:
               else f"{run.id} has no job left running")
         return 0
     answers = api.answers(run.id, staging=args.staging)
-    suffix = args.out.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        print(f"pdbatch: --out {args.out}: name a .parquet or .csv file", file=sys.stderr)
-        return 1
-    if suffix == ".parquet":
+    if args.out.suffix.lower() == ".parquet":
         answers.to_parquet(args.out, index=False)
     else:
         answers.to_csv(args.out, index=False)

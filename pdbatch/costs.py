@@ -95,11 +95,11 @@ class Measure:
     rows: int
     requests: int
     chars: int
-    sample: tuple[str, ...]
+    sample: tuple[str, ...]  # each part's sample, thinned to one only when priced
 
     def __add__(self, other: Measure) -> Measure:
         return Measure(self.rows + other.rows, self.requests + other.requests,
-                       self.chars + other.chars, _thinned(self.sample + other.sample))
+                       self.chars + other.chars, self.sample + other.sample)
 
 
 def measure(prepared: Prepared) -> Measure:
@@ -134,11 +134,12 @@ def estimate_of(found: Measure, options: Options, family: Family, settings: Sett
     request = options.request
     system = request.system_instruction or ""
     per_char, method = None, f"about {CHARS_PER_TOKEN} characters per token"
-    if count_tokens and found.sample:
-        per_char = _counted_tokens_per_char(family, settings, options.credentials,
-                                            list(found.sample), system)
+    sample = list(_thinned(found.sample))  # evenly over every part's sample
+    if count_tokens and sample:
+        per_char = _counted_tokens_per_char(family, settings, options.credentials, sample,
+                                            system)
         if per_char is not None:
-            method = f"countTokens on {len(found.sample)} sampled requests"
+            method = f"countTokens on {len(sample)} sampled requests"
     input_tokens = math.ceil(found.chars * per_char) if per_char is not None \
         else math.ceil(found.chars / CHARS_PER_TOKEN)
     if output_tokens is None:

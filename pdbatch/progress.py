@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import io
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tqdm.std import tqdm
 
 #: What the bar counts.
 UNIT = "request"
@@ -32,7 +36,7 @@ def _widgets() -> bool:
     return True
 
 
-def bar(total: int, desc: str, enabled: bool = True):
+def bar(total: int, desc: str, enabled: bool = True) -> tqdm:
     """A tqdm bar of ``total`` requests labelled ``desc`` (a disabled one when not
     ``enabled``)."""
     from tqdm.std import tqdm
@@ -48,7 +52,7 @@ def bar(total: int, desc: str, enabled: bool = True):
                 dynamic_ncols=True)
 
 
-def _text_bar_in_kernel():
+def _text_bar_in_kernel() -> type[tqdm]:
     """tqdm's text bar drawn into one notebook output that is updated in place (written to
     stdout, each update would be an output of its own in the saved notebook)."""
     from IPython.display import display

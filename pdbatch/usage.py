@@ -9,9 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .columns import SUCCESS
 from .costs import BATCH_DISCOUNT, PRICES, usd
+from .families.lines import TOKEN_FIELDS
 
 #: Row outcomes, in the order they are shown, by the status they start with.
 OUTCOMES = {"answered": SUCCESS, "invalid": "invalid: ", "skipped": "skipped: ",
@@ -93,24 +96,30 @@ class Usage:
                 f"<svg width='400' height='60' role='img'>{bars}</svg>")
 
 
-def usage_of(frame: pd.DataFrame, run: str, model: str, prefix: str = "",
+def usage_of(status: pd.Series, lines: pa.Table, run: str, model: str,
              estimated_cost: float | None = None,
-             prices: dict[str, tuple[float, float]] | None = None) -> Usage:
-    """The usage of a run whose result is ``frame`` (columns named with ``prefix``)."""
-    status = frame[prefix + "status"].fillna("")
-    rows = {kind: int(status.str.startswith(start).sum()) if start != SUCCESS
-            else int((status == SUCCESS).sum()) for kind, start in OUTCOMES.items()}
-    rows = {"answered": rows["answered"], "failed": len(frame) - sum(rows.values()),
+             prices: dict[str, tuple[float, float]] | None = None,
+             thoughts_in_output: bool = False) -> Usage:
+    """The usage of a run: rows by outcome from its result's ``status`` column, tokens from
+    its jobs' output ``lines`` (one per request sent, so a request repeated by several rows
+    counts once), priced at batch prices (thinking tokens as output, unless
+    ``thoughts_in_output`` says the output count has them already)."""
+    status = status.fillna("")
+    rows = {kind: int((status == start).sum()) if start == SUCCESS
+            else int(status.str.startswith(start).sum()) for kind, start in OUTCOMES.items()}
+    rows = {"answered": rows["answered"], "failed": len(status) - sum(rows.values()),
             **{k: rows[k] for k in ("invalid", "skipped", "missing")}}
-    prompt, output, thinking, cached = (int(frame[prefix + name].sum()) for name in (
-        "prompt_tokens", "output_tokens", "thought_tokens", "cached_tokens"))
+    prompt, output, thinking, cached = (int(pc.sum(lines.column(name)).as_py() or 0)
+                                        for name in TOKEN_FIELDS)
     price = {**PRICES, **(prices or {})}.get(model)
     cost = None
     if price is not None:
-        cost = (prompt * price[0] + (output + thinking) * price[1]) / 1e6 * BATCH_DISCOUNT
-    answered = frame.loc[status == SUCCESS, prefix + "output_tokens"].dropna()
+        billed_output = output + (0 if thoughts_in_output else thinking)
+        cost = (prompt * price[0] + billed_output * price[1]) / 1e6 * BATCH_DISCOUNT
+    answered = pc.filter(lines.column("output_tokens"), pc.equal(lines.column("status"), ""))
+    answered = pc.drop_null(answered).to_numpy(zero_copy_only=False).astype(np.int64)
     return Usage(run, model, rows, prompt, output, thinking, cached, cost, estimated_cost,
-                 _bins(answered.to_numpy(dtype=np.int64)))
+                 _bins(answered))
 
 
 def _bins(values: np.ndarray, bins: int = 12) -> tuple[tuple[int, int, int], ...]:

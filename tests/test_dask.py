@@ -158,3 +158,12 @@ def test_each_job_output_is_read_once_whatever_partitions_its_rows_are_in(stack,
                         and headers.get("Range", "bytes=0-").startswith("bytes=0-"))
     assert downloads and set(downloads.values()) == {1}  # each output file read once
     assert len({re.search(r"output-\d{5}", path)[0] for path in downloads}) == jobs
+
+
+def test_submit_and_the_guard_work_without_dedup(staging):
+    df, ddf = _uneven()
+    run = ddf.gemini.submit(prompt_col="prompt", staging=staging, progress=False, dedup=False)
+    _check(run.result().compute(scheduler="threads"), df)
+    guarded = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging + "-guarded",
+                                       progress=False, dedup=False, max_rows=1000)
+    _check(guarded.compute(scheduler="threads"), df)

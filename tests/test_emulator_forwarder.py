@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
@@ -19,6 +20,9 @@ from pdbatch.emulator import OpenAIForwarder
 
 class _ChatServer(BaseHTTPRequestHandler):
     asked: list[dict] = []
+    delay = 0.0  # seconds each answer takes
+    in_flight = most_in_flight = 0
+    lock = threading.Lock()
 
     def log_message(self, *args) -> None:
         pass
@@ -27,6 +31,12 @@ class _ChatServer(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         assert self.path == "/v1/chat/completions"
         self.asked.append(body)
+        with self.lock:
+            _ChatServer.in_flight += 1
+            _ChatServer.most_in_flight = max(_ChatServer.most_in_flight, self.in_flight)
+        time.sleep(self.delay)
+        with self.lock:
+            _ChatServer.in_flight -= 1
         text = "model says: " + body["messages"][-1]["content"]
         answer = json.dumps({
             "id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
@@ -45,7 +55,7 @@ def model_server(stack):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    _ChatServer.asked = []
+    _ChatServer.asked, _ChatServer.delay, _ChatServer.most_in_flight = [], 0.0, 0
     original = stack.service.responder
     stack.service.responder = OpenAIForwarder(
         f"http://127.0.0.1:{server.server_address[1]}/v1", "local-llama")
@@ -118,7 +128,13 @@ def test_claude_rows_and_a_response_schema_reach_the_model_in_its_terms(staging,
 def test_a_forwarder_with_concurrency_keeps_each_answer_with_its_row(stack, staging,
                                                                      model_server):
     stack.service.responder.concurrency = 4
+    _ChatServer.delay = 0.05
     df = pd.DataFrame({"prompt": [f"question {i}" for i in range(30)]})
-    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
-    assert out["text"].tolist() == [f"model says: question {i}" for i in range(30)]
-    assert len(model_server) == 30
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  labels={"emulator-row-errors": "400-50"})
+    answered = out["status"] == "ok"
+    assert out["text"][answered].tolist() == [f"model says: question {i}"
+                                              for i in range(30) if answered[i]]
+    assert 0 < (~answered).sum() < 30 and (out["error_code"][~answered] == 400).all()
+    assert len(model_server) == answered.sum()  # rows the service fails are not asked
+    assert 1 < _ChatServer.most_in_flight <= 4  # in parallel, never more than asked for

@@ -82,7 +82,8 @@ def test_estimates_runs_and_usage_read_well(staging):
     assert set(passes["pass"]) <= {"/retry-1", "/retry-2"}
 
     usage = run.usage(FRAME)
-    assert usage.rows["answered"] == len(FRAME) and usage.prompt_tokens == 20
+    # 10 rows answered by 4 requests of 2 words: tokens are counted per request sent
+    assert usage.rows["answered"] == len(FRAME) and usage.prompt_tokens == 8
     assert usage.cost is not None and usage.estimated_cost is not None
     assert "<svg" in usage._repr_html_() and "<b>Usage</b>" in run._repr_html_()
     assert repr(usage).startswith(f"<Usage {run.id} gemini-2.5-flash: 10 answered;")

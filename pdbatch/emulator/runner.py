@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 
 import orjson
 
@@ -140,8 +141,8 @@ def answer_rows(
     check_every = min(WINDOW, faults.incremental_rows or WINDOW)
     with tempfile.TemporaryFile(prefix="pdbatch-emulator-") as spool:
         window: list[bytes] = []
-        for line, respond in _asked(lines(), family, responder):
-            data = _answer(line, family, respond, faults, rng, outcome, union)
+        for line, decision, respond in _asked(lines(), family, responder, faults, rng):
+            data = _answer(line, family, decision, respond, outcome, union)
             window.append(data)
             sink.add(data)
             done = outcome.succeeded + outcome.failed
@@ -162,31 +163,51 @@ def answer_rows(
     return outcome
 
 
-def _asked(lines: Iterator, family: Family, responder: Callable[[dict], dict]
-           ) -> Iterator[tuple[dict, Callable[[dict], dict]]]:
-    """Each line with the responder to answer it. A responder with ``concurrency`` > 1 (a
-    forwarder to a model server that answers requests in parallel) is asked about that many
-    lines at a time, ahead of ``_answer`` (which then takes each answer, in line order)."""
+def _asked(lines: Iterator, family: Family, responder: Callable[[dict], dict],
+           faults: JobFaults, rng: random.Random
+           ) -> Iterator[tuple[dict, tuple[str, object], Callable[[], dict]]]:
+    """Each line, what the service does with it (``_decide``, in line order) and how to get
+    its answer. A responder with ``concurrency`` > 1 (a forwarder to a model server that
+    answers requests in parallel) is asked about that many of the lines it answers at a time,
+    ahead of ``_answer``, which takes each answer in line order."""
     concurrency = getattr(responder, "concurrency", 1)
     if concurrency <= 1:
         for _, line in lines:
-            yield line, responder
+            payload = line[family.payload]
+            yield line, _decide(payload, family, faults, rng), partial(responder, payload)
         return
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="emulator-model") as pool:
-        batch: list[dict] = []
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="emulator-model")
+    try:
+        batch: list = []
         for _, line in lines:
-            batch.append(line)
+            payload = line[family.payload]
+            decision = _decide(payload, family, faults, rng)
+            answer = pool.submit(responder, payload) if decision[0] == "answer" else None
+            batch.append((line, decision, answer))
             if len(batch) == concurrency * 4:
-                yield from _prefetched(batch, family, responder, pool)
+                yield from ((line, decision, answer and answer.result)
+                            for line, decision, answer in batch)
                 batch = []
-        yield from _prefetched(batch, family, responder, pool)
+        yield from ((line, decision, answer and answer.result)
+                    for line, decision, answer in batch)
+    finally:  # a job stopped early does not wait for answers it will not write
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _prefetched(batch: list[dict], family: Family, responder, pool: ThreadPoolExecutor
-                ) -> Iterator[tuple[dict, Callable[[dict], dict]]]:
-    answers = [pool.submit(responder, line[family.payload]) for line in batch]
-    for line, answer in zip(batch, answers, strict=True):
-        yield line, lambda _payload, answer=answer: answer.result()
+def _decide(payload: dict, family: Family, faults: JobFaults, rng: random.Random
+            ) -> tuple[str, object]:
+    """What the service does with a request: ``("refuse", message)`` (it is malformed, spec
+    §2.2), ``("fail", code)``, ``("block", response)`` or ``("answer", None)``; drawn from
+    the job's random stream in line order."""
+    code = faults.failure(rng)
+    invalid = family.invalid(payload)
+    if invalid:
+        return "refuse", invalid
+    if code is not None:
+        return "fail", code
+    if faults.blocked and rng.random() < faults.blocked:
+        return "block", blocked_response(rng)
+    return "answer", None
 
 
 def _shuffle(rng: random.Random, window: list[bytes]) -> None:
@@ -198,25 +219,24 @@ def _shuffle(rng: random.Random, window: list[bytes]) -> None:
         window.append(window.pop(0))
 
 
-def _answer(line: dict, family: Family, responder, faults: JobFaults, rng: random.Random,
-            outcome: Outcome, union: dict | None) -> bytes:
+def _answer(line: dict, family: Family, decision: tuple[str, object],
+            respond: Callable[[], dict] | None, outcome: Outcome, union: dict | None) -> bytes:
     payload = line[family.payload]
     result = family.result(line, with_nulls(union, payload) if union else payload,
                            processed_time(time.time()))
-    code = faults.failure(rng)
-    invalid = family.invalid(payload)
-    if invalid:  # the service refuses the request itself (spec §2.2)
-        result["status"] = row_status(400, invalid)
-    elif code is None and faults.blocked and rng.random() < faults.blocked:
-        result["response"] = blocked_response(rng)
-    elif code is None:
+    kind, detail = decision
+    if kind == "refuse":
+        result["status"] = row_status(400, detail)
+    elif kind == "fail":
+        result["status"] = row_status(detail)
+    elif kind == "block":
+        result["response"] = detail
+    else:
         try:
-            result["response"] = responder(payload)
+            result["response"] = respond()
         except Exception as exc:  # a row-level failure, as the service reports them
             result["status"] = "Internal Server Error: " + orjson.dumps(
                 {"error": {"code": 500, "message": str(exc), "status": "INTERNAL"}}).decode()
-    else:
-        result["status"] = row_status(code)
     if result["status"]:
         outcome.failed += 1
     else:

@@ -88,6 +88,7 @@ class Parser:
     thought_tokens: str = "NULL::BIGINT"  # thinking tokens, when reported apart
     cached_tokens: str = "NULL::BIGINT"  # prompt tokens read from a context cache
     answer: str = ""
+    thoughts_in_output: bool = False  # whether output_tokens already counts thinking tokens
 
 
 _PARSE = """

@@ -71,4 +71,5 @@ PARSER = Parser(
     output_tokens="r.usage.completion_tokens",
     thought_tokens="r.usage.completion_tokens_details.reasoning_tokens",
     cached_tokens="r.usage.prompt_tokens_details.cached_tokens",
+    thoughts_in_output=True,  # completion_tokens includes reasoning_tokens
 )

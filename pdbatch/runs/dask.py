@@ -42,8 +42,10 @@ import operator
 import os
 import sys
 import uuid
+from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -109,7 +111,7 @@ class DaskDriver:
     def __init__(self, frame=None, read_only: bool = False, copies: Copies | None = None):
         self.frame, self.read_only, self.copies = frame, read_only, copies
 
-    def result(self, run: BatchRun, df=None):
+    def result(self, run: BatchRun, df=None) -> Any:
         frame = df if df is not None else self.frame
         if frame is None:
             raise InputError(f"{run.id} was attached by id: pass the Dask frame it was made "
@@ -150,10 +152,9 @@ def _submitted(ddf, options: Options) -> BatchRun:
     run_id, staged, copies = _staging(tasks, options)
     staged, copies = dask.compute(tasks.delayed(staged), tasks.delayed(copies))
     manifest = _submit_run(staged, run_id, options)  # here: the guard may ask the caller
-    reattached = manifest.pop("reattached")
     run = BatchRun(manifest, config.settings_of(options.run), options,
                    DaskDriver(ddf, copies=copies))
-    run.reattached = reattached
+    run.reattached = manifest["reattached"]  # kept for the wait task of run.result()
     return run
 
 
@@ -240,18 +241,19 @@ class _Tasks:
         return Delayed(keys, graph, layer=layer)
 
 
-def _given(value):
+def _given(value: Any) -> Any:
     """The value, as a task: a value many tasks need is then in the graph once."""
     return value
 
 
-def _staging(tasks: _Tasks, options: Options) -> tuple[str, list[tuple], tuple | Copies]:
-    """A new run id, the stage tasks (one per partition) and the copies (a task)."""
+def _staging(tasks: _Tasks, options: Options) -> tuple[str, list[tuple], tuple]:
+    """A new run id, the stage tasks (one per partition) and the task giving the copies."""
     run_id = storage.new_run_id()
     if _dedups(options):
         copies, sources = _copies(tasks, options), _recipes(tasks)
     else:
-        copies, sources = _NO_COPIES, [part.key for part in tasks.parts]
+        copies = tasks.add("copies", 0, _given, _NO_COPIES)
+        sources = [part.key for part in tasks.parts]
     staged = [tasks.add("stage", number, _stage, source, number, copies, run_id, options)
               for number, source in enumerate(sources)]
     return run_id, staged, copies
@@ -301,7 +303,7 @@ class Recipe:
     so that a task reads its partition anew (from the source) rather than the partition being
     kept in memory from an earlier task while other partitions are hashed or the jobs run."""
 
-    def __init__(self, graph: dict, key):
+    def __init__(self, graph: dict, key: Hashable):
         self.graph, self.key = graph, key
 
     def compute(self) -> pd.DataFrame:
@@ -489,7 +491,12 @@ def _wait_run(manifest: dict, options: Options, read_only: bool, topic: str | No
             raise InputError(f"{manifest['run']} is still running: compute its result with "
                              "pdbatch.attach(...).result(ddf) to wait for it.")
     else:
-        status = run.wait(bar=_EventBar.on_worker(topic, manifest))
+        bar = _EventBar.on_worker(topic, manifest)
+        try:
+            status = run.wait(bar=bar)
+        finally:
+            if bar is not None:
+                bar.close()  # the client's bar ends even when nothing was shown
     check_jobs(manifest["run"], status.jobs)
     manifest = {**manifest, "jobs": [{**job, "info": info} for job, info
                                      in zip(manifest["jobs"], status.jobs, strict=True)]}
@@ -598,29 +605,33 @@ def _progress_topic() -> str | None:
     except ValueError:
         return None
     topic = f"pdbatch-progress-{uuid.uuid4().hex}"
-    client.subscribe_topic(topic, _ClientBar(client, topic))
+    client.subscribe_topic(topic, _ClientBar())
     return topic
 
 
 class _ClientBar:
-    """The client's bar for a run computed on ``distributed`` workers."""
+    """The client's bar for a run computed on ``distributed`` workers: one bar per compute of
+    the graph (it stays subscribed, so that computing the same lazy frame again shows one
+    too; a handler is a few bytes per graph built)."""
 
-    def __init__(self, client, topic: str):
-        self.client, self.topic, self.bar = client, topic, None
+    def __init__(self):
+        self.bar = None
 
     def __call__(self, event) -> None:
         _, state = event
         if "notice" in state:
             progress.notice(state["notice"])
             return
+        if self.bar is None and state["closed"]:  # a wait that showed nothing
+            return
         if self.bar is None:
             self.bar = progress.bar(state["total"], state["desc"])
         self.bar.update(state["n"] - self.bar.n)
         if state["postfix"]:
             self.bar.set_postfix_str(state["postfix"])
-        if state["closed"]:
+        if state["closed"]:  # ready for the next compute of the same graph
             self.bar.close()
-            self.client.unsubscribe_topic(self.topic)
+            self.bar = None
 
 
 def _notice(topic: str | None, text: str) -> None:

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
-from .. import config, service
-from ..errors import ServiceError
+from .. import config, families, service
+from ..errors import InputError, ServiceError
 from ..options import Options
 from ..progress import bar as progress_bar
 from ..service import BatchService, JobInfo
 from ..usage import Usage, usage_of
+from .jobs import output_lines
 from .manifest import RUN_LABEL
 
 log = logging.getLogger(__name__)
@@ -204,18 +205,26 @@ class BatchRun:
         return self._driver.result(self, df)
 
     def usage(self, df=None, prices: dict[str, tuple[float, float]] | None = None) -> Usage:
-        """What the run did and cost: rows by outcome, prompt/output/thinking/cached tokens,
-        the cost at batch prices (``prices`` as in ``estimate``) beside the estimate made
-        before it was submitted; in a notebook, with a chart. Reads the run's result (``df``
-        as for ``result``); for a Dask run, only the columns it needs are computed."""
+        """What the run did and cost: rows by outcome (from its result: ``df`` as for
+        ``result``; for a Dask run only the status column is computed), the tokens of every
+        request its jobs answered (prompt, output, thinking, cached), the cost at batch prices
+        (``prices`` as in ``estimate``) beside the estimate made before it was submitted; in a
+        notebook, with a chart. Follow-up passes are runs of their own (``pdbatch.runs()``
+        lists them with this run as their ``parent``)."""
+        status = self.status()
+        if not status.finished:
+            raise InputError(f"{self.id} is still {status.state}: its usage is known once it "
+                             "has ended.")
         frame = self.result(df)
-        prefix = self.options.result.result_prefix
-        if hasattr(frame, "__dask_graph__"):
-            wanted = [prefix + c for c in ("status", "prompt_tokens", "output_tokens",
-                                           "thought_tokens", "cached_tokens")]
-            frame = frame[wanted].compute()
+        column = frame[self.options.result.result_prefix + "status"]
+        if hasattr(column, "__dask_graph__"):
+            column = column.compute()
+        lines = output_lines(self.id, self.settings, self.options, self.manifest["jobs"],
+                             status.jobs, self.options.credentials)
         estimate = (self.manifest.get("estimate") or {}).get("cost")
-        self._usage = usage_of(frame, self.id, self.manifest["model"], prefix, estimate, prices)
+        family = families.resolve(self.options.request.model)
+        self._usage = usage_of(column, lines, self.id, self.manifest["model"], estimate, prices,
+                               family.parser.thoughts_in_output)
         return self._usage
 
     def _counts(self) -> list[int]:

@@ -13,9 +13,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .. import engine, service, storage
+from .. import engine, families, service, storage
 from ..errors import InputError
+from ..families.lines import empty_output
 from ..service import BatchService, JobInfo
 from ..storage import Location, RunStore
 from .manifest import FINGERPRINT_LABEL, RUN_LABEL, read
@@ -169,6 +171,24 @@ def answers(outputs: Location, jobs: list[tuple[dict, JobInfo, np.ndarray]], res
     con = engine.connect()
     return [(info, positions, outputs.collect(con, job["number"], info.output_dir, response))
             for job, info, positions in jobs]
+
+
+def output_lines(run_id: str, settings, options, jobs: list[dict], infos: list[JobInfo],
+                 credentials=None) -> pa.Table:
+    """Every output line of a run's ended jobs, parsed (``families.lines.PARSED_FIELDS``),
+    with the ``job`` that wrote it; lines without a row key are left out."""
+    family = families.resolve(options.request.model)
+    _, outputs = open_locations(run_id, settings, family.parser, credentials)
+    con = engine.connect()
+    tables = []
+    for job, info in zip(jobs, infos, strict=True):
+        table = outputs.collect(con, job["number"], info.output_dir, True)
+        tables.append(table.append_column("job", pa.array([info.name] * table.num_rows,
+                                                          pa.large_string())))
+    if not tables:
+        return empty_output().append_column("job", pa.array([], pa.large_string()))
+    found = pa.concat_tables(tables)
+    return found.filter(pc.is_valid(found.column("key")))
 
 
 def open_locations(run_id: str, settings, parser, credentials=None, labels=None,
