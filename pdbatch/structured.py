@@ -2,8 +2,10 @@
 columns, one per top-level field (or one column of dicts).
 
 The answers are checked with DuckDB, vectorised: each must be a JSON object, have the schema's
-required fields, and top-level values of the declared types. Nested values are kept as they
-come (lists and dicts); they are not checked deeper.
+required fields, and top-level values of the declared types. When the schema says more
+(``enum``, ``minimum``, ``pattern``, nested ``items``, ``$ref``, ...), the answers that passed
+are validated against the whole schema with ``jsonschema``. Nested values are kept as they
+come (lists and dicts).
 """
 
 from __future__ import annotations
@@ -132,7 +134,47 @@ def parse(con, texts: pa.ChunkedArray, schema: Schema) -> tuple[dict, np.ndarray
         reasons[(reasons == "") & present & ~is_null & ~typed] = \
             f"field {name!r} is not a{'n' if (kind_of or 'x')[0] in 'aeiou' else ''} {kind_of}"
         columns[name] = column
+    _check_constraints(texts, reasons, has_text, schema.json_schema)
     return columns, reasons
+
+
+#: JSON Schema keywords the typed columns already check; any other keyword (``enum``,
+#: ``minimum``, ``pattern``, ``items``, ``$ref``, ...) asks for a full validation.
+_CHECKED_KEYWORDS = frozenset({"type", "properties", "required", "title", "description",
+                               "$schema"})
+
+
+def _check_constraints(texts: pa.ChunkedArray, reasons: np.ndarray, has_text: np.ndarray,
+                       schema: dict) -> None:
+    """Validate the answers that fit so far against the whole JSON Schema (jsonschema), when
+    the schema says more than the field types; a violation becomes the row's reason."""
+    if not _constrained(schema):
+        return
+    from jsonschema.exceptions import best_match
+    from jsonschema.validators import validator_for
+
+    validator = validator_for(schema)(schema)
+    rows = np.flatnonzero(has_text & (reasons == ""))
+    for row, text in zip(rows.tolist(), texts.take(pa.array(rows)).to_pylist(), strict=True):
+        error = best_match(validator.iter_errors(json.loads(text)))
+        if error is not None:
+            where = ".".join(str(part) for part in error.absolute_path)
+            reasons[row] = (f"field {where!r}: " if where else "") + error.message[:200]
+
+
+def _constrained(schema) -> bool:
+    """Whether ``schema`` uses a keyword beyond ``_CHECKED_KEYWORDS`` (below any level)."""
+    if isinstance(schema, list):
+        return any(_constrained(item) for item in schema)
+    if not isinstance(schema, Mapping):
+        return False
+    for key, value in schema.items():
+        if key == "properties" and isinstance(value, Mapping):
+            if any(_constrained(sub) for sub in value.values()):
+                return True
+        elif key not in _CHECKED_KEYWORDS:
+            return True
+    return False
 
 
 def add_columns(out: pd.DataFrame, schema: Schema, prefix: str, expand: bool, con

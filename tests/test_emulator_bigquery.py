@@ -154,3 +154,46 @@ def test_malformed_bigquery_uris_are_refused_at_create(gapic, parent):
         _run(gapic, parent, _bq_in("bq://my-project.only_dataset"), _bq_out("bq://my-project"))
     with pytest.raises(exceptions.BadRequest, match="Invalid BigQuery URI"):
         _run(gapic, parent, _bq_in("bq://my-project.d.t"), _bq_out("bq://x.y;drop"))
+
+
+@pytest.mark.parametrize("route", ["gcs", "bigquery"])
+def test_the_seed_notebooks_vertexai_flow_runs_unchanged(route, request, stack, fs, staging):
+    """Google's batch notebook, step by step: ``vertexai.init``, ``BatchPredictionJob.submit``,
+    ``refresh`` until ``has_ended``, ``output_location``, then the answers read with pandas
+    (Cloud Storage) or the BigQuery client (a ``bq://`` table id)."""
+    import time
+
+    import pandas as pd
+    import vertexai
+    from google.auth.credentials import AnonymousCredentials
+    from vertexai.batch_prediction import BatchPredictionJob
+
+    vertexai.init(project=stack.project, location=stack.location,
+                  credentials=AnonymousCredentials(), api_endpoint=stack.vertex.url,
+                  api_transport="rest")
+    if route == "gcs":
+        source = f"{staging}/seed.jsonl"
+        fs.pipe(source, "".join(json.dumps({"request": r["request"]}) + "\n"
+                                for r in _requests(3)).encode())
+        destination = f"{staging}/seed-out"
+    else:
+        bq, dataset = request.getfixturevalue("bq"), request.getfixturevalue("dataset")
+        source = _table(bq, f"{stack.project}.{dataset}.seed", _requests(3), SCHEMA)
+        destination = f"bq://{stack.project}.{dataset}"
+    job = BatchPredictionJob.submit(source_model="gemini-2.5-flash", input_dataset=source,
+                                    output_uri_prefix=destination)
+    deadline = time.monotonic() + 60
+    while not job.has_ended and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job.refresh()
+    assert job.has_succeeded, job.error
+    if route == "gcs":
+        answers = pd.read_json(f"{job.output_location}/predictions.jsonl", lines=True,
+                               storage_options={"token": "anon",
+                                                "endpoint_url": stack.gcs.url})
+        texts = [r["candidates"][0]["content"]["parts"][0]["text"] for r in answers["response"]]
+    else:
+        assert job.output_location.startswith(f"bq://{stack.project}.{dataset}.predictions_")
+        rows = bq.list_rows(job.output_location.replace("bq://", ""))
+        texts = [r["response"]["candidates"][0]["content"]["parts"][0]["text"] for r in rows]
+    assert sorted(texts) == [f"echo: q{i}" for i in range(3)]

@@ -93,6 +93,11 @@ def test_unsupported_model_is_refused_at_create(gapic, parent, input_uri, stagin
     with pytest.raises(exceptions.BadRequest, match="Do not support publisher model palm-9") as err:
         gapic.create_batch_prediction_job(parent=parent, batch_prediction_job=body)
     assert err.value.response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    # a Gemini-looking name the service does not serve (a typo) is refused the same way
+    body = _job(input_uri, staging, model="publishers/google/models/gemini-2.5-flsh")
+    with pytest.raises(exceptions.BadRequest,
+                       match="Do not support publisher model gemini-2.5-flsh"):
+        gapic.create_batch_prediction_job(parent=parent, batch_prediction_job=body)
 
 
 def test_unreadable_input_fails_the_job_with_code_3(gapic, parent, fs, staging, stack):

@@ -81,7 +81,7 @@ def test_the_same_call_made_by_processes_at_the_same_moment_makes_one_run(stack,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=os.environ.copy()) for _ in range(4)]
     answers = [process.communicate(timeout=240) for process in processes]
-    assert [p.returncode for p in processes] == [0] * 4, [err[-2000:] for _, err in answers]
+    assert [p.returncode for p in processes] == [0] * 4, [err[-6000:] for _, err in answers]
     runs = {out.strip().splitlines()[-1] for out, _ in answers}
     assert len(runs) == 1  # every process got the same run
     [run] = pdbatch.runs(staging).to_dict("records")

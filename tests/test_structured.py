@@ -109,3 +109,26 @@ def test_schema_checks_before_anything_is_uploaded(staging, uploaded):
             FRAME.assign(llm_prompt="x").gemini.batch_predict(
                 prompt="{text}", staging=staging, progress=False, result_prefix="llm_", **kwargs)
     assert uploaded() == []
+
+
+def test_answers_are_validated_against_the_whole_schema(staging):
+    # The emulator answers an integer field with the echo's word count (3 here) and a string
+    # field with the echo text: a maximum of 2 and a pattern both fail, the enum passes.
+    schema = {"type": "object", "required": ["label", "count", "tag"],
+              "properties": {"label": {"type": "string", "enum": ["a", "b"]},
+                             "count": {"type": "integer", "maximum": 2},
+                             "tag": {"type": "string"}}}
+    df = pd.DataFrame({"prompt": ["one two", "three"]})
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  response_schema=schema)
+    assert out["status"].tolist() == [
+        "invalid: field 'count': 3 is greater than the maximum of 2 (response_schema)", "ok"]
+    assert out["label"].tolist()[1] == "a" and pd.isna(out["count"].iloc[0])
+
+    patterned = {**schema, "properties": {**schema["properties"],
+                                         "count": {"type": "integer"},
+                                         "tag": {"type": "string", "pattern": "^x+$"}}}
+    out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                  response_schema=patterned)
+    assert out["status"].str.startswith("invalid: field 'tag': ").all()
+    assert out["status"].str.contains("does not match '^x+$'", regex=False).all()

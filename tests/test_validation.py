@@ -212,7 +212,10 @@ def test_a_mistyped_model_is_refused_with_a_did_you_mean_before_anything_is_uplo
             FRAME.gemini.batch_predict(prompt_col="title", staging=staging, model=typo)
 
 
-def test_a_model_newer_than_pdbatchs_list_goes_through_with_a_warning(staging, caplog):
+def test_a_model_newer_than_pdbatchs_list_goes_through_with_a_warning(stack, staging, caplog,
+                                                                       monkeypatch):
+    # a service that serves a model pdbatch does not know of yet
+    monkeypatch.setattr(stack.service, "models", stack.service.models | {"gemini-2.6-flash"})
     out = FRAME.gemini.batch_predict(prompt_col="title", staging=staging, progress=False,
                                      model="gemini-2.6-flash")
     assert (out["status"] == "ok").all()

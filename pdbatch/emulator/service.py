@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import bigquery, filters, runner, storage
-from .families import camel, family_of
+from .families import SERVED_MODELS, camel, family_of
 from .faults import ApiFaults, FaultError, JobFaults
 from .state import JobStore
 
@@ -145,8 +145,10 @@ class BatchService:
     read and write (default: ``STORAGE_EMULATOR_HOST``, ``BIGQUERY_EMULATOR_HOST``). With
     ``state_dir`` the jobs are kept in that folder too: a new service on the same folder serves
     them again and resumes the unfinished ones from the start.
-    ``fault_labels`` switches faults on for every job, as if each carried those ``emulator-*``
-    labels (a job's own labels win), or with ``fault_jobs=N`` for the next N jobs created only
+    ``models`` are the publisher models served (``families.SERVED_MODELS``; others are
+    refused at create, as the service does). ``fault_labels`` switches faults on for every
+    job, as if each carried those ``emulator-*`` labels (a job's own labels win), or with
+    ``fault_jobs=N`` for the next N jobs created only
     (a job that fails once, then its retry succeeds); ``api_faults.inject(429, 3)`` makes the
     next 3 API calls fail.
     """
@@ -160,6 +162,7 @@ class BatchService:
     null_injection: bool = True  # echo requests with their siblings' keys as nulls (§3.3)
     fault_labels: dict[str, str] = field(default_factory=dict)  # server-wide emulator-* labels
     fault_jobs: int | None = None  # how many of the next jobs get fault_labels; None: all
+    models: set[str] = field(default_factory=lambda: set(SERVED_MODELS))  # short names
     _faulted: set[str] = field(default_factory=set)  # jobs that took fault_labels
     api_faults: ApiFaults = field(default_factory=ApiFaults)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -294,7 +297,8 @@ class BatchService:
             raise bad("The display name must be a string of at most 128 characters.")
         _check_labels(body.get("labels") or {}, bad)
         model = body["model"]
-        if not isinstance(model, str) or family_of(model) is None:
+        if not isinstance(model, str) or family_of(model) is None \
+                or model.rsplit("/", 1)[-1] not in self.models:
             raise bad(f"Do not support publisher model {str(model).rsplit('/', 1)[-1]}")
         try:
             if self._faults(body.get("labels")).blocked and \

@@ -195,11 +195,20 @@ class GcsLocation:
             return lines.parse_output(con, self.parser, paths, response)
 
     def clean_up(self) -> None:
-        """Remove the run's staged inputs and Dask shards (outputs stay)."""
+        """Remove the run's staged inputs and Dask shards (outputs stay). Other processes
+        that re-attached to the same run may be removing them at the same moment: a file
+        already gone is no error."""
         staged = [path for pattern in ("input-*.jsonl", "shards/*.jsonl")
                   for path in self.fs.glob(f"{self.folder}/{pattern}")]
-        if staged:
-            self.fs.rm(staged)
+        try:
+            if staged:
+                self.fs.rm(staged)
+        except FileNotFoundError:
+            for path in staged:
+                try:
+                    self.fs.rm_file(path)
+                except FileNotFoundError:
+                    pass
 
 
 def missing_objects(uris: set[str], credentials=None) -> set[str]:
