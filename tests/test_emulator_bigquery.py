@@ -197,3 +197,39 @@ def test_the_seed_notebooks_vertexai_flow_runs_unchanged(route, request, stack, 
         rows = bq.list_rows(job.output_location.replace("bq://", ""))
         texts = [r["response"]["candidates"][0]["content"]["parts"][0]["text"] for r in rows]
     assert sorted(texts) == [f"echo: q{i}" for i in range(3)]
+
+
+def test_a_tuned_model_runs_through_the_vertexai_sdk_and_pdbatch(stack, fs, staging):
+    """The SDK looks a tuned model up (a Gemini tuning result: ``sourceType`` GENIE) before it
+    submits; pdbatch sends the resource name as given. An unknown tuned model is refused."""
+    import time
+
+    import pandas as pd
+    import vertexai
+    from google.api_core import exceptions
+    from google.auth.credentials import AnonymousCredentials
+    from vertexai.batch_prediction import BatchPredictionJob
+
+    import pdbatch  # noqa: F401  (registers df.gemini)
+
+    tuned = stack.service.add_tuned_model(f"projects/123/locations/{stack.location}/models/456")
+    vertexai.init(project=stack.project, location=stack.location,
+                  credentials=AnonymousCredentials(), api_endpoint=stack.vertex.url,
+                  api_transport="rest")
+    source = f"{staging}/tuned.jsonl"
+    fs.pipe(source, json.dumps({"request": _requests(1)[0]["request"]}).encode() + b"\n")
+    job = BatchPredictionJob.submit(source_model=tuned, input_dataset=source,
+                                    output_uri_prefix=f"{staging}/tuned-out")
+    deadline = time.monotonic() + 60
+    while not job.has_ended and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job.refresh()
+    assert job.has_succeeded and job.model_name == tuned
+
+    out = pd.DataFrame({"prompt": ["hello"]}).gemini.batch_predict(
+        prompt_col="prompt", model=tuned, staging=staging, progress=False)
+    assert out["status"].tolist() == ["ok"] and out["text"].tolist() == ["echo: hello"]
+
+    with pytest.raises(exceptions.NotFound, match="models/789 not found"):
+        BatchPredictionJob.submit(source_model=f"projects/123/locations/{stack.location}"
+                                  "/models/789", input_dataset=source)

@@ -1,10 +1,10 @@
 """A local BigQuery: bqemulator (PyPI), with the three fixes it needs here.
 
 Out of the box bqemulator 1.4 aborts when it cannot download DuckDB's spatial extension, it
-refuses the ``*/*`` content type google-cloud-bigquery sends with small loads (see
-``shared/stack-probe.md``), and it shares one DuckDB connection between requests, which DuckDB
-2 refuses ("connection is busy with another call") as soon as two clients call at once (a job
-writing its table while another is read). ``python -m pdbatch.emulator.bqserver start ...``
+refuses the ``*/*`` content type google-cloud-bigquery sends with small loads, and it shares
+one DuckDB connection between requests, which DuckDB 2 refuses ("connection is busy with
+another call") as soon as two clients call at once (a job writing its table while another is
+read). ``python -m pdbatch.emulator.bqserver start ...``
 runs its CLI with all three fixed, the last by answering one REST request at a time;
 ``LocalBigQuery`` runs that as a child process on 127.0.0.1.
 """

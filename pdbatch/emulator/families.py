@@ -180,7 +180,8 @@ class Family:
 
 FAMILIES = (
     Family("gemini", re.compile(
-        r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[\w.-]+$"),
+        r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[\w.-]+$"
+        r"|^projects/[^/]+/locations/[^/]+/models/[^/@:]+$"),  # publisher or tuned
         "request", deterministic_response,
         frozenset({"request", "response", "status", "processed_time"}),
         invalid=gemini_problem),
@@ -201,6 +202,8 @@ FAMILIES = (
 #: service (``BatchService(models=...)``, ``stack.service.models.add(name)``) or per command
 #: (``pdbatch emulator --model NAME``) to try a newer model.
 MODELS_DATE = "2026-11-29"
+#: A tuned Gemini model's resource name (served when added: ``BatchService.add_tuned_model``).
+TUNED_MODEL = re.compile(r"projects/[^/]+/locations/[^/]+/models/[^/@:]+")
 SERVED_MODELS = frozenset({
     "gemini-2.0-flash", "gemini-2.0-flash-001", "gemini-2.0-flash-lite",
     "gemini-2.0-flash-lite-001", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",

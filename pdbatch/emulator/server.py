@@ -1,5 +1,6 @@
 """The emulator's HTTP front: the REST routes of ``batchPredictionJobs`` under /v1 and /v1beta1,
-and ``countTokens`` of publisher models (the words of the request's text)."""
+``countTokens`` of publisher models (the words of the request's text) and the ``GET`` of a
+tuned model."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ _ROUTE = re.compile(
     r"^/(?:v1|v1beta1)/(?P<parent>projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+))"
     r"/batchPredictionJobs(?:/(?P<id>\d+))?(?P<cancel>:cancel)?$"
 )
+_MODEL = re.compile(
+    r"^/(?:v1|v1beta1)/(?P<name>projects/[^/]+/locations/[^/]+/models/[^/:@]+)$")
 _COUNT_TOKENS = re.compile(
     r"^/(?:v1|v1beta1)/projects/[^/]+/locations/[^/]+/publishers/[^/]+/models/[^/:]+"
     r":countTokens$")
@@ -80,6 +83,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if method == "POST" and _COUNT_TOKENS.match(url.path):
                 return 200, count_tokens(self._body()), False
+            model = _MODEL.match(url.path)
+            if method == "GET" and model:  # a tuned model, as the vertexai SDK looks it up
+                return 200, service.tuned_model(model["name"]), False
             if not match:
                 raise ServiceError(404, "NOT_FOUND", f"The URL {url.path} was not found.")
             parent, job_id, cancel = match["parent"], match["id"], match["cancel"]

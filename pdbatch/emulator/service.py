@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import bigquery, filters, runner, storage
-from .families import SERVED_MODELS, camel, family_of
+from .families import SERVED_MODELS, TUNED_MODEL, camel, family_of
 from .faults import ApiFaults, FaultError, JobFaults
 from .state import JobStore
 
@@ -163,6 +163,7 @@ class BatchService:
     fault_labels: dict[str, str] = field(default_factory=dict)  # server-wide emulator-* labels
     fault_jobs: int | None = None  # how many of the next jobs get fault_labels; None: all
     models: set[str] = field(default_factory=lambda: set(SERVED_MODELS))  # short names
+    tuned_models: dict[str, str] = field(default_factory=dict)  # resource name -> base model
     _faulted: set[str] = field(default_factory=set)  # jobs that took fault_labels
     api_faults: ApiFaults = field(default_factory=ApiFaults)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -181,6 +182,24 @@ class BatchService:
                 threading.Thread(target=self._run, args=(name,), daemon=True).start()
 
     # ----------------------------------------------------------------- API methods
+    def add_tuned_model(self, name: str, base_model: str = "gemini-2.5-flash") -> str:
+        """Serve a tuned Gemini model ``projects/P/locations/L/models/ID`` (answered as its
+        ``base_model``); its name."""
+        if not TUNED_MODEL.fullmatch(name):
+            raise ValueError(f"{name!r} is not projects/P/locations/L/models/ID")
+        self.tuned_models[name] = base_model
+        return name
+
+    def tuned_model(self, name: str) -> dict:
+        """The Model resource of a tuned model (what the vertexai SDK reads: a Gemini tuning
+        result has ``modelSourceInfo.sourceType`` ``GENIE``); 404 for an unknown one."""
+        if name not in self.tuned_models:
+            raise ServiceError(404, "NOT_FOUND", f"Model {name} not found.")
+        return {"name": name, "displayName": name.rsplit("/", 1)[-1],
+                "modelSourceInfo": {"sourceType": "GENIE"},
+                "baseModelSource": {"genieSource": {
+                    "baseModelUri": f"publishers/google/models/{self.tuned_models[name]}"}}}
+
     def create(self, project: str, location: str, body: dict) -> dict:
         job = self._validated(body)
         job_id = str(self._ids.randrange(10**18, 9 * 10**18))
@@ -297,7 +316,9 @@ class BatchService:
             raise bad("The display name must be a string of at most 128 characters.")
         _check_labels(body.get("labels") or {}, bad)
         model = body["model"]
-        if not isinstance(model, str) or family_of(model) is None \
+        if isinstance(model, str) and TUNED_MODEL.fullmatch(model):
+            self.tuned_model(model)  # 404 when there is no such model
+        elif not isinstance(model, str) or family_of(model) is None \
                 or model.rsplit("/", 1)[-1] not in self.models:
             raise bad(f"Do not support publisher model {str(model).rsplit('/', 1)[-1]}")
         try:
