@@ -164,3 +164,22 @@ def test_many_jobs_writing_tables_at_once(bq, stack, dataset):
     out = df.gemini.batch_predict(prompt_col="prompt", staging=f"bq://{stack.project}.{dataset}",
                                   max_requests_per_job=2, progress=False)
     assert out["job"].nunique() == 15 and (out["status"] == "ok").all()
+
+
+def test_manifests_are_saved_without_load_jobs(bigquery_server, stack, dataset, monkeypatch):
+    """A table takes 1,500 load jobs a day; a run saves its manifest at each job and every
+    20 s: only the input tables are loaded, the manifest and index are written with DML."""
+    from recording_proxy import RecordingProxy
+
+    df = pd.DataFrame({"prompt": [f"question {i}" for i in range(30)]})
+    with RecordingProxy(bigquery_server.url) as proxy:
+        monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", proxy.url)
+        out = df.gemini.batch_predict(prompt_col="prompt", staging=f"bq://{stack.project}."
+                                      f"{dataset}", progress=False, max_requests_per_job=10)
+    assert (out["status"] == "ok").all() and out["job"].nunique() == 3
+    loads = [path for method, path, _ in proxy.seen
+             if method == "POST" and path.startswith("/upload/")]
+    assert len(loads) == 3  # one per input table, none per manifest save
+    queries = [path for method, path, _ in proxy.seen if method == "POST"
+               and path.split("?")[0].endswith("/jobs") and not path.startswith("/upload/")]
+    assert len(queries) >= 4  # the saves went as DML statements (query jobs)
