@@ -226,9 +226,10 @@ def test_a_tuned_model_runs_through_the_vertexai_sdk_and_pdbatch(stack, fs, stag
         job.refresh()
     assert job.has_succeeded and job.model_name == tuned
 
-    out = pd.DataFrame({"prompt": ["hello"]}).gemini.batch_predict(
-        prompt_col="prompt", model=tuned, staging=staging, progress=False)
-    assert out["status"].tolist() == ["ok"] and out["text"].tolist() == ["echo: hello"]
+    for model in (tuned, tuned + "@1", "publishers/google/models/gemini-2.5-flash@001"):
+        out = pd.DataFrame({"prompt": ["hello"]}).gemini.batch_predict(
+            prompt_col="prompt", model=model, staging=staging, progress=False)
+        assert out["status"].tolist() == ["ok"] and out["text"].tolist() == ["echo: hello"]
 
     with pytest.raises(exceptions.NotFound, match="models/789 not found"):
         BatchPredictionJob.submit(source_model=f"projects/123/locations/{stack.location}"

@@ -180,8 +180,9 @@ class Family:
 
 FAMILIES = (
     Family("gemini", re.compile(
-        r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[\w.-]+$"
-        r"|^projects/[^/]+/locations/[^/]+/models/[^/@:]+$"),  # publisher or tuned
+        r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[\w.-]+"
+        r"(?:@[\w.-]+)?$"
+        r"|^projects/[^/]+/locations/[^/]+/models/[^/@:]+(?:@[\w-]+)?$"),  # publisher or tuned
         "request", deterministic_response,
         frozenset({"request", "response", "status", "processed_time"}),
         invalid=gemini_problem),
@@ -202,8 +203,9 @@ FAMILIES = (
 #: service (``BatchService(models=...)``, ``stack.service.models.add(name)``) or per command
 #: (``pdbatch emulator --model NAME``) to try a newer model.
 MODELS_DATE = "2026-11-29"
-#: A tuned Gemini model's resource name (served when added: ``BatchService.add_tuned_model``).
-TUNED_MODEL = re.compile(r"projects/[^/]+/locations/[^/]+/models/[^/@:]+")
+#: A tuned Gemini model's resource name, with a version or not (``...models/ID@2``; served
+#: when added: ``BatchService.add_tuned_model``).
+TUNED_MODEL = re.compile(r"(projects/[^/]+/locations/[^/]+/models/[^/@:]+)(?:@[\w-]+)?")
 SERVED_MODELS = frozenset({
     "gemini-2.0-flash", "gemini-2.0-flash-001", "gemini-2.0-flash-lite",
     "gemini-2.0-flash-lite-001", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",

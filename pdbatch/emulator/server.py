@@ -24,7 +24,7 @@ _ROUTE = re.compile(
     r"/batchPredictionJobs(?:/(?P<id>\d+))?(?P<cancel>:cancel)?$"
 )
 _MODEL = re.compile(
-    r"^/(?:v1|v1beta1)/(?P<name>projects/[^/]+/locations/[^/]+/models/[^/:@]+)$")
+    r"^/(?:v1|v1beta1)/(?P<name>projects/[^/]+/locations/[^/]+/models/[^/:@]+(?:@[\w-]+)?)$")
 _COUNT_TOKENS = re.compile(
     r"^/(?:v1|v1beta1)/projects/[^/]+/locations/[^/]+/publishers/[^/]+/models/[^/:]+"
     r":countTokens$")

@@ -185,20 +185,23 @@ class BatchService:
     def add_tuned_model(self, name: str, base_model: str = "gemini-2.5-flash") -> str:
         """Serve a tuned Gemini model ``projects/P/locations/L/models/ID`` (answered as its
         ``base_model``); its name."""
-        if not TUNED_MODEL.fullmatch(name):
+        found = TUNED_MODEL.fullmatch(name)
+        if not found:
             raise ValueError(f"{name!r} is not projects/P/locations/L/models/ID")
-        self.tuned_models[name] = base_model
+        self.tuned_models[found[1]] = base_model
         return name
 
     def tuned_model(self, name: str) -> dict:
         """The Model resource of a tuned model (what the vertexai SDK reads: a Gemini tuning
         result has ``modelSourceInfo.sourceType`` ``GENIE``); 404 for an unknown one."""
-        if name not in self.tuned_models:
+        found = TUNED_MODEL.fullmatch(name)
+        base = found[1] if found else name  # any version of an added model is served
+        if base not in self.tuned_models:
             raise ServiceError(404, "NOT_FOUND", f"Model {name} not found.")
-        return {"name": name, "displayName": name.rsplit("/", 1)[-1],
+        return {"name": base, "displayName": base.rsplit("/", 1)[-1],
                 "modelSourceInfo": {"sourceType": "GENIE"},
                 "baseModelSource": {"genieSource": {
-                    "baseModelUri": f"publishers/google/models/{self.tuned_models[name]}"}}}
+                    "baseModelUri": f"publishers/google/models/{self.tuned_models[base]}"}}}
 
     def create(self, project: str, location: str, body: dict) -> dict:
         job = self._validated(body)
@@ -319,7 +322,7 @@ class BatchService:
         if isinstance(model, str) and TUNED_MODEL.fullmatch(model):
             self.tuned_model(model)  # 404 when there is no such model
         elif not isinstance(model, str) or family_of(model) is None \
-                or model.rsplit("/", 1)[-1] not in self.models:
+                or model.rsplit("/", 1)[-1].split("@")[0] not in self.models:
             raise bad(f"Do not support publisher model {str(model).rsplit('/', 1)[-1]}")
         try:
             if self._faults(body.get("labels")).blocked and \
