@@ -1,4 +1,4 @@
-"""Parsing output lines and joining them back by row key (pure functions, no services)."""
+"""Parsing output lines and joining them back by row key; reading a job's output directory."""
 
 from __future__ import annotations
 
@@ -117,3 +117,23 @@ def test_model_names_normalise():
                  "projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro",
                  "projects/123/locations/us-central1/models/456"):
         assert model_resource(kept) == kept
+
+
+def test_an_output_directory_of_several_files_is_read_whole(fs, staging):
+    """A large output may come in several files beside predictions.jsonl; the incremental
+    files repeat rows and are left out once the final files exist."""
+    from pdbatch.storage.gcs import GcsLocation
+
+    folder = f"{staging}/run/output-00000/prediction-model-2026"
+    fs.pipe(f"{folder}/predictions.jsonl", _line(0, text="a") + b"\n" + _line(1, text="b"))
+    fs.pipe(f"{folder}/predictions_00001.jsonl", _line(2, text="c") + b"\n")
+    fs.pipe(f"{folder}/incremental_predictions/part-1.jsonl", _line(0, text="early") + b"\n")
+    location = GcsLocation(staging, "run-20261129-000000-abcdef", gemini.PARSER)
+    parsed = location.collect(engine.connect(), 0, folder, False)
+    assert parsed.column("key").to_pylist() == [0, 1, 2]
+    assert parsed.column("text").to_pylist() == ["a", "b", "c"]
+
+    fs.rm(f"{folder}/predictions.jsonl")  # a cancelled job: no final file, everything is read
+    fs.rm(f"{folder}/predictions_00001.jsonl")
+    parsed = location.collect(engine.connect(), 0, folder, False)
+    assert parsed.column("text").to_pylist() == ["early"]

@@ -84,15 +84,17 @@ def string_bytes(chunk: pa.Array) -> memoryview:
 
 
 def output_files(fs, output_dir: str) -> list[str]:
-    """The files holding a job's answers.
+    """The files holding a job's answers (one listing).
 
-    ``predictions.jsonl`` when the job wrote it; otherwise (a cancelled or expired job) every
-    ``.jsonl`` under the directory, incremental files included: duplicates are resolved by key.
+    When the job wrote its final ``predictions.jsonl``, every final ``.jsonl`` file of the
+    directory (a large output may come in several files); otherwise (a cancelled or expired
+    job) every ``.jsonl`` under it, incremental files included. Duplicates are resolved by key.
     """
-    final = f"{output_dir.rstrip('/')}/predictions.jsonl"
-    if fs.exists(final):
-        return [final]
-    return sorted("gs://" + p for p in fs.find(output_dir) if p.endswith(".jsonl"))
+    found = sorted("gs://" + p for p in fs.find(output_dir) if p.endswith(".jsonl"))
+    final = [f for f in found if "/incremental_predictions/" not in f]
+    if any(f.endswith("/predictions.jsonl") for f in final):
+        return final
+    return found
 
 
 def download(fs, uri: str, path: str) -> None:
