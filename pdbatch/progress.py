@@ -71,12 +71,7 @@ def _text_bar_in_kernel() -> type[tqdm]:
     return KernelTextBar
 
 
-def notice(text: str, enabled: bool = True) -> None:
-    """Show a one-line notice where the bar would be (nothing when not ``enabled``)."""
-    if enabled:
-        print(f"pdbatch: {text}", file=_stream(), flush=True)
-
-
-def _stream():
-    """stdout in a notebook (stderr shows as an error there), stderr elsewhere."""
-    return sys.stdout if _kernel() else sys.stderr
+def notice(text: str) -> None:
+    """Show a one-line notice where the bar would be: on stdout in a notebook (stderr shows as
+    an error there), on stderr elsewhere."""
+    print(f"pdbatch: {text}", file=sys.stdout if _kernel() else sys.stderr, flush=True)
