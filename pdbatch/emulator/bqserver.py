@@ -74,8 +74,9 @@ class LocalBigQuery(ChildServer):
         try:
             import bqemulator  # noqa: F401
         except ImportError as exc:
-            raise RuntimeError("The local BigQuery needs bqemulator: "
-                               "pip install 'pdbatch[emulator]'") from exc
+            raise RuntimeError("The local BigQuery needs bqemulator: pip install "
+                               "'pdbatch[emulator]' on Python 3.11 or newer (bqemulator "
+                               "does not install on 3.10)") from exc
         return [sys.executable, "-m", "pdbatch.emulator.bqserver", "start",
                 "--rest-host", "127.0.0.1", "--rest-port", str(self.port),
                 "--grpc-host", "127.0.0.1", "--grpc-port", str(self.grpc_port),
