@@ -35,18 +35,6 @@ def result_columns(response: bool = True) -> list[str]:
     return [c for c in RESULT_COLUMNS if response or c != "response"]
 
 
-def in_reading_order(out: pd.DataFrame, original, prefix: str) -> pd.DataFrame:
-    """``out`` with the frame's own columns first, then the result columns in
-    ``RESULT_COLUMNS`` order, with any other new columns (a response schema's fields) right
-    after ``text``."""
-    own = set(original)
-    known = [prefix + c for c in RESULT_COLUMNS]
-    fields = [c for c in out.columns if c not in own and c not in known]
-    ordered = [c for c in known if c in out.columns and c not in own]
-    ordered[1:1] = fields
-    return out[list(original) + ordered]
-
-
 def check_no_clash(df: pd.DataFrame, prefix: str, response: bool = True,
                    extra: list[str] = ()) -> None:
     """Refuse, before any work, to overwrite columns the frame already has (the result

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import engine, structured
-from .columns import SUCCESS, in_reading_order, pandas_array, result_columns
+from .columns import SUCCESS, pandas_array, result_columns
 from .errors import JobError
 from .families.lines import empty_output
 from .prepare import Prepared
@@ -240,7 +240,6 @@ def joined(prepared: Prepared, answers: list[tuple[JobInfo, np.ndarray, pa.Table
         invalid = structured.add_columns(out, prepared.schema, prefix, options.result.expand,
                                          engine.connect())
         result.kinds[invalid] = Kind.INVALID
-    result.frame = out = in_reading_order(out, prepared.df.columns, prefix)
     infos = [info for info, _, _ in answers]
     ended = [info for info in infos if not info.succeeded]
     if ended:

@@ -180,26 +180,27 @@ def _constrained(schema) -> bool:
 def add_columns(out: pd.DataFrame, schema: Schema, prefix: str, expand: bool, con
                 ) -> np.ndarray:
     """Parse ``out``'s text column in place: typed columns (or one ``parsed`` column of
-    dicts), and an ``invalid: ...`` status for answered rows whose text does not fit; returns
-    the mask of those rows."""
+    dicts) inserted right after it, and an ``invalid: ...`` status for answered rows whose
+    text does not fit; returns the mask of those rows."""
     texts = pa.chunked_array([pa.array(out[prefix + "text"], pa.large_string())])
     columns, reasons = parse(con, texts, schema)
     status = out[prefix + "status"].to_numpy(dtype=object, na_value=None)
     bad = (reasons != "") & (status == SUCCESS)
     keep = ~bad
+    at = out.columns.get_loc(prefix + "text") + 1  # the fields are read right after the text
     if expand:
-        for name, kind in schema.fields:
+        for offset, (name, kind) in enumerate(schema.fields):
             if kind:
                 values = pd.Series(pandas_array(columns[name]), index=out.index)
             else:  # nested: lists and dicts, as the answer has them
                 values = pd.Series([None if v is None else json.loads(v)
                                     for v in columns[name].to_pylist()],
                                    index=out.index, dtype=object)
-            out[prefix + name] = values.where(keep)
+            out.insert(at + offset, prefix + name, values.where(keep))
     else:
         records = [None if not ok or text is None else json.loads(text)
                    for ok, text in zip(keep, texts.to_pylist(), strict=True)]
-        out[prefix + "parsed"] = pd.Series(records, index=out.index, dtype=object)
+        out.insert(at, prefix + "parsed", pd.Series(records, index=out.index, dtype=object))
     if bad.any():
         out.loc[bad, prefix + "status"] = [f"invalid: {r} (response_schema)" for r in reasons[bad]]
     return bad
