@@ -59,7 +59,7 @@ from ..join import joined
 from ..options import Options
 from ..prepare import Prepared, Sending, check_locations, prepare, request_hashes
 from . import manifest as manifests
-from .handle import BatchRun, summarise
+from .handle import BatchRun
 from .jobs import (
     await_submission,
     check_jobs,
@@ -442,8 +442,7 @@ def _submit_run(staged: list[dict], run_id: str, options: Options, topic: str | 
         shards_of(run_id).clean_up()  # this attempt's shards: the run's own are staged
         manifest = await_submission(store, manifest)
         if options.run.progress:
-            state = summarise([batch.get(job["name"]) for job in manifest["jobs"]],
-                              [job["count"] for job in manifest["jobs"]]).state
+            state = BatchRun(manifest, settings, options, DaskDriver(), batch).status().state
             _notice(topic, reattached(manifest["run"], manifest["created"], state))
     if not manifest["submitted"]:
         _create(batch, manifest, store, settings, options, family,
