@@ -136,16 +136,29 @@ def test_cancel_while_running_keeps_what_was_written(stack, gapic, parent, fs, s
     assert 0 < written < 300 and job.completion_stats.incomplete_count == 300 - written
 
 
-def test_a_queued_job_goes_queued_pending_running_in_that_order(gapic, parent, fs, staging):
-    created = _create(gapic, parent, fs, staging, labels={"emulator-queue-ms": "400"})
-    assert created.state.name == "JOB_STATE_QUEUED"  # create answers QUEUED
-    states = [created.state.name]
-    deadline = time.monotonic() + 20
-    while not states[-1].endswith(("SUCCEEDED", "FAILED")) and time.monotonic() < deadline:
-        state = gapic.get_batch_prediction_job(name=created.name).state.name
-        if state != states[-1]:
-            states.append(state)
-        time.sleep(0.01)
+def test_a_queued_job_goes_queued_pending_running_in_that_order(stack, parent, fs, staging):
+    # States held long enough (0.4 s each) for every one to be seen by polling, also on a
+    # busy machine: the session's stack holds PENDING and RUNNING for 50 ms only.
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.aiplatform_v1 import JobServiceClient
+
+    vertex = VertexEmulator(BatchService(timing=Timing(pending=0.4, running=0.4),
+                                         gcs_endpoint=stack.gcs.url)).start()
+    try:
+        gapic = JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
+                                 client_options=ClientOptions(api_endpoint=vertex.url))
+        created = _create(gapic, parent, fs, staging, labels={"emulator-queue-ms": "400"})
+        assert created.state.name == "JOB_STATE_QUEUED"  # create answers QUEUED
+        states = [created.state.name]
+        deadline = time.monotonic() + 20
+        while not states[-1].endswith(("SUCCEEDED", "FAILED")) and time.monotonic() < deadline:
+            state = gapic.get_batch_prediction_job(name=created.name).state.name
+            if state != states[-1]:
+                states.append(state)
+            time.sleep(0.01)
+    finally:
+        vertex.stop()
     assert states == ["JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING",
                       "JOB_STATE_SUCCEEDED"]
 
