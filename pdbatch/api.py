@@ -5,8 +5,10 @@ driver (``runs.local``) or the Dask driver (``runs.dask``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,12 +25,16 @@ from .runs.handle import BatchRun, summarise
 from .runs.jobs import output_lines
 from .runs.manifest import RUN_LABEL
 
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    from google.auth.credentials import Credentials
+
 log = logging.getLogger(__name__)
 _NO_STAGING = "Pass staging= (the run's staging location) or set PDBATCH_STAGING."
 
 
 def batch_predict(
-    df: pd.DataFrame,
+    df: pd.DataFrame | dd.DataFrame,
     *,
     prompt_col: str | None = None,
     prompt: str | None = None,
@@ -46,7 +52,7 @@ def batch_predict(
     include_response: bool = True,
     files: Mapping[str, str | None] | None = None,
     files_root: str | Sequence[str] | None = None,
-    response_schema=None,
+    response_schema: type | Mapping[str, Any] | None = None,
     expand: bool = True,
     reask_invalid: bool = False,
     max_retries: int = 0,
@@ -56,7 +62,7 @@ def batch_predict(
     keep_staging: bool = False,
     api_endpoint: str | None = None,
     transport: str = "rest",
-    credentials=None,
+    credentials: Credentials | None = None,
     max_requests_per_job: int = MAX_REQUESTS_PER_JOB,
     progress: bool = True,
     force: bool = False,
@@ -65,7 +71,7 @@ def batch_predict(
     retry_expired: bool = False,
     cancel_on_interrupt: bool = False,
     max_concurrent_jobs: int | None = None,
-) -> pd.DataFrame:
+) -> pd.DataFrame | dd.DataFrame:
     """Answer every row of ``df`` with a Vertex AI batch prediction job; return the frame
     with result columns added.
 
@@ -161,7 +167,7 @@ def batch_predict(
     return local.start(prepare(df, options)).result()
 
 
-def submit(df: pd.DataFrame, **options) -> BatchRun:
+def submit(df: pd.DataFrame | dd.DataFrame, **options: Any) -> BatchRun:
     """Like ``batch_predict`` (same arguments), but returns as soon as the jobs exist: a
     ``BatchRun`` with ``status()``, ``wait()``, ``result()`` and ``cancel()``.
 
@@ -179,7 +185,7 @@ def submit(df: pd.DataFrame, **options) -> BatchRun:
 
 def estimate(df: pd.DataFrame, *, output_tokens: int | None = None,
              prices: Mapping[str, tuple[float, float]] | None = None,
-             count_tokens: bool = True, **options) -> costs.Estimate:
+             count_tokens: bool = True, **options: Any) -> costs.Estimate:
     """What ``batch_predict`` with these ``options`` would send and cost: rows, unique
     requests, input tokens (countTokens on a sample when the API answers and
     ``count_tokens``, else about 4 characters per token), ``output_tokens`` per request
@@ -192,7 +198,7 @@ def estimate(df: pd.DataFrame, *, output_tokens: int | None = None,
 
 def attach(run: str, *, staging: str | None = None, project: str | None = None,
            location: str | None = None, api_endpoint: str | None = None,
-           transport: str = "rest", credentials=None) -> BatchRun:
+           transport: str = "rest", credentials: Credentials | None = None) -> BatchRun:
     """The ``BatchRun`` of an earlier ``submit`` or ``batch_predict``, from its run id
     (``run.id``, ``out.attrs["pdbatch_run"]``) and the staging location it was made in
     (default ``PDBATCH_STAGING``), or from one of its jobs' resource names (the staging
@@ -229,7 +235,8 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
     return run
 
 
-def answers(run: str, *, staging: str | None = None, credentials=None) -> pd.DataFrame:
+def answers(run: str, *, staging: str | None = None,
+            credentials: Credentials | None = None) -> pd.DataFrame:
     """A finished run's answers without the frame it was made from: one row per answered or
     failed request, keyed by the position of its row in that frame (``row``; for a Dask run,
     ``partition`` and ``row`` within it), with ``status`` ("ok" when answered), ``text``,
@@ -256,7 +263,8 @@ def answers(run: str, *, staging: str | None = None, credentials=None) -> pd.Dat
                            ignore_index=True)
 
 
-def runs(staging: str | None = None, credentials=None) -> pd.DataFrame:
+def runs(staging: str | None = None,
+         credentials: Credentials | None = None) -> pd.DataFrame:
     """The runs recorded in a staging location (default ``PDBATCH_STAGING``), newest first:
     run id, creation time (UTC timestamp), state now (one list call per run), model, rows,
     requests, jobs, ``pass`` ("" for a call, ``/retry-1``, ``/reask``, ... for its follow-up
@@ -310,16 +318,16 @@ def _state(batch, manifest: dict) -> str:
 
 
 def read_results(
-    df,
+    df: pd.DataFrame | dd.DataFrame,
     *,
     run: str,
     staging: str | None = None,
     output: str | None = None,
     model: str | None = None,
-    credentials=None,
+    credentials: Credentials | None = None,
     result_prefix: str | None = None,
     include_response: bool | None = None,
-):
+) -> pd.DataFrame | dd.DataFrame:
     """``df`` with the result columns of run ``run`` (``out.attrs["pdbatch_run"]``), read again
     from the run's outputs: no job is created, none is waited for, nothing is paid. The same
     columns and values as the call that made it (its follow-up passes included), from the
@@ -353,6 +361,14 @@ def _stored(run_id: str, staging: str | None, credentials) -> tuple[dict, str]:
     return manifests.read(found), where
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (found without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # its parent package is missing (or blocked)
+        return False
+
+
 def _is_dask(df) -> bool:
     """A Dask DataFrame (told apart without importing Dask)."""
     return hasattr(df, "__dask_graph__") and hasattr(df, "_meta")
@@ -361,6 +377,9 @@ def _is_dask(df) -> bool:
 def _driver(manifest: dict, read_only: bool = False):
     """The driver of a recorded run (the Dask driver is imported only for Dask runs)."""
     if manifest["dask"]:
+        if not _installed("dask.dataframe"):
+            raise InputError(f"{manifest['run']} was made from a Dask frame, and Dask is not "
+                             "installed here: pip install 'pdbatch[dask]'.")
         from .runs import dask as on_dask
 
         return on_dask.DaskDriver(read_only=read_only)

@@ -8,7 +8,7 @@ import html
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import config, families, service
 from ..errors import InputError, ServiceError
@@ -18,6 +18,11 @@ from ..service import BatchService, JobInfo
 from ..usage import Usage, usage_of
 from .jobs import output_lines
 from .manifest import RUN_LABEL
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
+    import pandas as pd
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +145,8 @@ class BatchRun:
         return self._last
 
     def wait(self, timeout: float | None = None, progress: bool | None = None,
-             cancel_on_interrupt: bool | None = None, *, bar=None) -> RunStatus:
+             cancel_on_interrupt: bool | None = None, *,
+             bar: tqdm | None = None) -> RunStatus:
         """Wait until every job has ended, showing progress (``tqdm``: a notebook bar or a
         terminal bar) from the jobs' completion counts, or their states when they give none.
         ``bar``: a tqdm-like bar to show it on instead (the Dask driver's, on a worker).
@@ -193,7 +199,8 @@ class BatchRun:
             if not info.done:
                 self.service().cancel(info.name)
 
-    def result(self, df=None):
+    def result(self, df: pd.DataFrame | dd.DataFrame | None = None
+               ) -> pd.DataFrame | dd.DataFrame:
         """The frame with the result columns, waiting for the jobs first. A run rebuilt by
         ``pdbatch.attach`` needs ``df``: the frame it was made from (checked by fingerprint).
 
@@ -204,7 +211,8 @@ class BatchRun:
         it is computed); attached by id, it needs ``df``: the Dask frame it was made from."""
         return self._driver.result(self, df)
 
-    def usage(self, df=None, prices: dict[str, tuple[float, float]] | None = None) -> Usage:
+    def usage(self, df: pd.DataFrame | dd.DataFrame | None = None,
+              prices: dict[str, tuple[float, float]] | None = None) -> Usage:
         """What the run did and cost: rows by outcome (from its result: ``df`` as for
         ``result``; for a Dask run only the status column is computed), the tokens of every
         request its jobs answered (prompt, output, thinking, cached), the cost at batch prices
