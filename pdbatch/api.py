@@ -82,7 +82,10 @@ def batch_predict(
         staging: ``gs://bucket/prefix`` under which each run gets its own folder, or
             ``bq://project.dataset`` where each job gets an input and an output table
             (default: ``PDBATCH_STAGING``).
-        project, location: default ``GOOGLE_CLOUD_PROJECT`` / ``GOOGLE_CLOUD_LOCATION``.
+        project: Google Cloud project id (default ``GOOGLE_CLOUD_PROJECT``, else the
+            project of the application default credentials).
+        location: job region such as ``us-central1``, or ``global`` (default
+            ``GOOGLE_CLOUD_LOCATION``).
         system_instruction: text sent as every request's ``systemInstruction``.
         generation_config: e.g. ``{"temperature": 0.2, "max_output_tokens": 256}``; keys may be
             snake_case or camelCase and are sent as REST camelCase.
