@@ -148,7 +148,7 @@ def answer_rows(
             done = outcome.succeeded + outcome.failed
             halted = done == halt_at
             if done % check_every == 0 or halted:
-                _shuffle(rng, window)
+                shuffle(rng, window)
                 spool.writelines(window)
                 window = []
                 if progress:
@@ -156,7 +156,7 @@ def answer_rows(
                 if halted or stop():
                     sink.stopped(spool)
                     return outcome
-        _shuffle(rng, window)
+        shuffle(rng, window)
         spool.writelines(window)
         sink.finished(spool)
     outcome.finished = True
@@ -166,7 +166,7 @@ def answer_rows(
 def _asked(lines: Iterator, family: Family, responder: Callable[[dict], dict],
            faults: JobFaults, rng: random.Random
            ) -> Iterator[tuple[dict, tuple[str, object], Callable[[], dict]]]:
-    """Each line, what the service does with it (``_decide``, in line order) and how to get
+    """Each line, what the service does with it (``decide``, in line order) and how to get
     its answer. A responder with ``concurrency`` > 1 (a forwarder to a model server that
     answers requests in parallel) is asked about that many of the lines it answers at a time,
     ahead of ``_answer``, which takes each answer in line order."""
@@ -174,14 +174,14 @@ def _asked(lines: Iterator, family: Family, responder: Callable[[dict], dict],
     if concurrency <= 1:
         for _, line in lines:
             payload = line[family.payload]
-            yield line, _decide(payload, family, faults, rng), partial(responder, payload)
+            yield line, decide(payload, family, faults, rng), partial(responder, payload)
         return
     pool = ThreadPoolExecutor(concurrency, thread_name_prefix="emulator-model")
     try:
         batch: list = []
         for _, line in lines:
             payload = line[family.payload]
-            decision = _decide(payload, family, faults, rng)
+            decision = decide(payload, family, faults, rng)
             answer = pool.submit(responder, payload) if decision[0] == "answer" else None
             batch.append((line, decision, answer))
             if len(batch) == concurrency * 4:
@@ -194,7 +194,7 @@ def _asked(lines: Iterator, family: Family, responder: Callable[[dict], dict],
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _decide(payload: dict, family: Family, faults: JobFaults, rng: random.Random
+def decide(payload: dict, family: Family, faults: JobFaults, rng: random.Random
             ) -> tuple[str, object]:
     """What the service does with a request: ``("refuse", message)`` (it is malformed, spec
     §2.2), ``("fail", code)``, ``("block", response)`` or ``("answer", None)``; drawn from
@@ -210,7 +210,7 @@ def _decide(payload: dict, family: Family, faults: JobFaults, rng: random.Random
     return "answer", None
 
 
-def _shuffle(rng: random.Random, window: list[bytes]) -> None:
+def shuffle(rng: random.Random, window: list[bytes]) -> None:
     """Shuffle in place, never leaving two or more lines in input order (clients must not
     rely on order; a small window could otherwise come out unchanged by chance)."""
     before = list(window)

@@ -1,17 +1,20 @@
 """The emulator's HTTP front: the REST routes of ``batchPredictionJobs`` under /v1 and /v1beta1,
-``countTokens`` of publisher models (the words of the request's text) and the ``GET`` of a
-tuned model."""
+``countTokens`` of publisher models (the words of the request's text), the ``GET`` of a
+tuned model, and the Gemini Developer API surface under /v1beta (``gemini_api``)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from .faults import FaultError
+from .gemini_api import GeminiApi, Reply
 from .responder import count_tokens
 from .service import JOB_STATES, BatchService, ServiceError
 
@@ -71,11 +74,41 @@ class _Handler(BaseHTTPRequestHandler):
             error = ServiceError(*fault[0])
             self._send(error.code, error.envelope())
             return
-        answer = self._answer(method, url, service)
+        gemini = self.server.gemini
+        if gemini is not None and gemini.serves(url.path):
+            host = self.headers.get("Host") or self.server.url.removeprefix("http://")
+            reply = gemini.route(method, url.path, url.query, self.headers, self._raw,
+                                 f"http://{host}")
+            answer = (reply.status, reply.body, False)
+        else:
+            answer = self._answer(method, url, service)
+            reply = None
         if fault:  # carried out, but the answer is lost
             error = ServiceError(*fault[0])
-            answer = (error.code, error.envelope(), False)
-        self._send(*answer)
+            answer, reply = (error.code, error.envelope(), False), None
+        if reply is not None:
+            self._reply(reply)
+        else:
+            self._send(*answer)
+
+    def _reply(self, reply: Reply) -> None:
+        """A Gemini Developer API answer: JSON, raw bytes or a file's bytes, with headers."""
+        if isinstance(reply.body, dict):
+            data, size = json.dumps(reply.body).encode(), None
+        else:
+            data = reply.body if isinstance(reply.body, bytes) else None
+            size = len(data) if data is not None else os.path.getsize(reply.body)
+        headers = {"Content-Type": "application/json; charset=UTF-8", **reply.headers}
+        self.send_response(reply.status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data) if size is None else size))
+        self.end_headers()
+        if data is not None:
+            self.wfile.write(data)
+        else:
+            with open(reply.body, "rb") as source:
+                shutil.copyfileobj(source, self.wfile, 2**20)
 
     def _answer(self, method: str, url, service: BatchService) -> tuple[int, dict, bool]:
         """``(HTTP status, body, enums as numbers)`` for one API call."""
@@ -147,9 +180,11 @@ def _with_int_enums(body: dict) -> dict:
 class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, service: BatchService, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, service: BatchService, host: str = "127.0.0.1", port: int = 0,
+                 gemini: GeminiApi | None = None):
         super().__init__((host, port), _Handler)
         self.service = service
+        self.gemini = gemini
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
 
@@ -182,15 +217,21 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
 
 class VertexEmulator:
-    """The Vertex batch emulator served from a background thread.
+    """The Vertex batch emulator served from a background thread, with the Gemini Developer
+    API surface on the same port (``gemini``: files and batches in the service's state folder
+    when it has one).
 
     >>> with VertexEmulator() as vertex:   # doctest: +SKIP
-    ...     print(vertex.url)              # point api_endpoint / GOOGLE_VERTEX_BASE_URL here
+    ...     print(vertex.url)              # GOOGLE_VERTEX_BASE_URL and GOOGLE_GEMINI_BASE_URL
     """
 
-    def __init__(self, service: BatchService | None = None, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, service: BatchService | None = None, host: str = "127.0.0.1", port: int = 0,
+                 gemini: GeminiApi | None = None):
         self.service = service or BatchService()
-        self._http = EmulatorHTTPServer(self.service, host, port)
+        state = self.service.state_dir
+        self.gemini = gemini or GeminiApi(
+            self.service, os.path.join(state, "gemini-api") if state is not None else None)
+        self._http = EmulatorHTTPServer(self.service, host, port, self.gemini)
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
 
     @property
@@ -208,6 +249,7 @@ class VertexEmulator:
         self._http.server_close()
         self._http.drop_connections()
         self._thread.join()
+        self.gemini.close()
 
     def __enter__(self) -> VertexEmulator:
         return self.start()

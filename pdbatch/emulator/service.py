@@ -274,6 +274,17 @@ class BatchService:
         """Stop running jobs where they are, recording nothing more: as if the process died."""
         self._closed.set()
 
+    def take_fault_labels(self) -> dict[str, str]:
+        """The server-wide ``fault_labels`` for a job of another API surface being created
+        (the Gemini Developer API's batches): every job's, or one of the next ``fault_jobs``."""
+        with self._lock:
+            if self.fault_jobs is None:
+                return dict(self.fault_labels)
+            if self.fault_jobs > 0:
+                self.fault_jobs -= 1
+                return dict(self.fault_labels)
+            return {}
+
     # ----------------------------------------------------------------- helpers
     def _job(self, name: str) -> dict:
         try:

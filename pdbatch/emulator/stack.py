@@ -28,6 +28,8 @@ from .service import BatchService, Timing
 DEFAULT_PROJECT = "pdbatch-local"
 DEFAULT_LOCATION = "us-central1"
 DEFAULT_BUCKET = "pdbatch-local"
+#: The API key exported for the Gemini Developer API surface (it accepts any non-empty key).
+GEMINI_API_KEY = "pdbatch-local-key"
 
 
 class FakeGCS(ChildServer):
@@ -100,9 +102,12 @@ class LocalStack:
 
     While the block runs, ``os.environ`` carries ``stack.env`` (``STORAGE_EMULATOR_HOST``,
     ``GOOGLE_VERTEX_BASE_URL``, ``GOOGLE_CLOUD_PROJECT``, ``GOOGLE_CLOUD_LOCATION``,
-    ``PDBATCH_STAGING``, ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT``); the previous values come back
-    on exit. ``local_model=True`` answers with a real model (``emulator.localmodel``; the
-    ``local-model`` extra), a path with another GGUF model file.
+    ``PDBATCH_STAGING``, ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT``, and for the Gemini Developer
+    API surface ``GOOGLE_GEMINI_BASE_URL`` and a dummy ``GEMINI_API_KEY``); the previous values
+    come back on exit. ``stack.gemini`` is that surface (``GeminiApi``: its knobs and stores),
+    ``stack.gemini_url`` its base URL (the Vertex emulator's port). ``local_model=True``
+    answers with a real model (``emulator.localmodel``; the ``local-model`` extra), a path with
+    another GGUF model file.
     """
 
     def __init__(
@@ -128,14 +133,22 @@ class LocalStack:
                                     state_dir=state_dir,
                                     bigquery_endpoint=self.bigquery.url if bigquery else None)
         self.vertex = VertexEmulator(self.service, port=vertex_port)
+        self.gemini = self.vertex.gemini
         self._set_env = set_env
         self._saved_env: dict[str, str | None] = {}
+
+    @property
+    def gemini_url(self) -> str:
+        """The Gemini Developer API's base URL (``GOOGLE_GEMINI_BASE_URL``)."""
+        return self.vertex.url
 
     @property
     def env(self) -> Mapping[str, str]:
         return {
             "STORAGE_EMULATOR_HOST": self.gcs.url,
             "GOOGLE_VERTEX_BASE_URL": self.vertex.url,
+            "GOOGLE_GEMINI_BASE_URL": self.gemini_url,
+            "GEMINI_API_KEY": GEMINI_API_KEY,
             "GOOGLE_CLOUD_PROJECT": self.project,
             "GOOGLE_CLOUD_LOCATION": self.location,
             "PDBATCH_STAGING": f"gs://{self.bucket}/runs",
