@@ -23,7 +23,10 @@ def _uneven() -> tuple[pd.DataFrame, dd.DataFrame]:
     bounds = [sum(SIZES[:i]) for i in range(len(SIZES) + 1)]
     pieces = [dask.delayed(df.iloc[a:b].copy)()
               for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    return df, dd.from_delayed(pieces, meta=df.iloc[:0])
+    ddf = dd.from_delayed(pieces, meta=df.iloc[:0])
+    # The frame as Dask itself gives it back, which pdbatch's result must keep: with pandas 2,
+    # Dask turns object strings into string[pyarrow] (its dataframe.convert-string option).
+    return ddf.compute(scheduler="sync"), ddf
 
 
 def _check(out: pd.DataFrame, df: pd.DataFrame) -> None:
