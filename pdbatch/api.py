@@ -42,6 +42,8 @@ def batch_predict(
     staging: str | None = None,
     project: str | None = None,
     location: str | None = None,
+    service: str | None = None,
+    api_key: str | None = None,
     system_instruction: str | None = None,
     generation_config: Mapping | None = None,
     safety_settings: Sequence[Mapping] | None = None,
@@ -161,8 +163,8 @@ def batch_predict(
         JobError: a job ended FAILED, CANCELLED, EXPIRED or PAUSED (see ``max_retries``);
             its ``.result`` holds the answers written before.
     """
-    arguments = {k: v for k, v in locals().items() if k not in ("df", "credentials")}
-    options = opts.bind(credentials=credentials, **arguments)
+    arguments = {k: v for k, v in locals().items() if k not in ("df", "credentials", "api_key")}
+    options = opts.bind(credentials=credentials, api_key=api_key, **arguments)
     if _is_dask(df):  # a lazy result
         from .runs import dask as on_dask
 

@@ -58,6 +58,7 @@ class RequestOptions:
 class RunOptions:
     """Where and how the jobs run."""
 
+    service: str | None = None  # "vertex" or "gemini-api" (None: PDBATCH_SERVICE, else vertex)
     staging: str | None = None
     output: str | None = None
     project: str | None = None
@@ -93,19 +94,22 @@ GROUP_OF = {f.name: group for group, cls in _GROUPS.items() for f in fields(cls)
 
 @dataclass(frozen=True)
 class Options:
-    """A call's options; ``credentials`` are held for the call only, never written."""
+    """A call's options; ``credentials`` and ``api_key`` are held for the call only, never
+    written."""
 
     request: RequestOptions = field(default_factory=RequestOptions)
     run: RunOptions = field(default_factory=RunOptions)
     result: ResultOptions = field(default_factory=ResultOptions)
     credentials: Any = field(default=None, repr=False, compare=False)
+    api_key: str | None = field(default=None, repr=False, compare=False)
 
     def replace(self, **changes) -> Options:
         """These options with some changed, by argument name (checked again)."""
-        return bind(**{**self.flat(), **changes}, credentials=self.credentials)
+        return bind(**{**self.flat(), **changes}, credentials=self.credentials,
+                    api_key=self.api_key)
 
     def flat(self) -> dict[str, Any]:
-        """Argument name -> value, without the credentials."""
+        """Argument name -> value, without the credentials and API key."""
         return {f.name: getattr(group, f.name)
                 for group in (self.request, self.run, self.result) for f in fields(group)}
 
@@ -119,14 +123,15 @@ class Options:
         return json.loads(json.dumps(options, default=str))
 
     @classmethod
-    def from_json(cls, options: Mapping, credentials=None, **changes) -> Options:
+    def from_json(cls, options: Mapping, credentials=None, api_key: str | None = None,
+                  **changes) -> Options:
         """Options written by ``to_json`` (by any version: missing options take today's
         defaults, unknown ones are ignored), with ``changes``."""
         known = {k: v for k, v in options.items() if k in GROUP_OF}
-        return bind(**{**known, **changes}, credentials=credentials)
+        return bind(**{**known, **changes}, credentials=credentials, api_key=api_key)
 
 
-def bind(credentials=None, **arguments) -> Options:
+def bind(credentials=None, api_key: str | None = None, **arguments) -> Options:
     """Typed, checked options from ``batch_predict``'s keyword arguments; TypeError for an
     unknown argument, InputError for a bad value (before anything is uploaded)."""
     unknown = sorted(set(arguments) - set(GROUP_OF))
@@ -143,7 +148,7 @@ def bind(credentials=None, **arguments) -> Options:
     if request.safety_settings is not None and isinstance(request.safety_settings, tuple):
         request = dataclasses.replace(request, safety_settings=list(request.safety_settings))
     options = Options(request, RunOptions(**groups["run"]), ResultOptions(**groups["result"]),
-                      credentials)
+                      credentials, api_key)
     _check(options)
     return options
 
@@ -163,7 +168,8 @@ _KINDS = {
     "files_root": ((str, os.PathLike, list, tuple), "a folder or a list of folders"),
     "on_invalid": (_TEXT, "'raise' or 'skip'"), "dedup": (_FLAG, "True or False"),
     "carry": (_LIST, "a list of column names"),
-    "max_requests_per_job": (_WHOLE, "a whole number"), "staging": (_TEXT, "a location"),
+    "max_requests_per_job": (_WHOLE, "a whole number"),
+    "service": (_TEXT, "'vertex' or 'gemini-api'"), "staging": (_TEXT, "a location"),
     "output": (_TEXT, "a location"), "project": (_TEXT, "a project id"),
     "location": (_TEXT, "a region"), "api_endpoint": (_TEXT, "a host"),
     "transport": (_TEXT, "'rest' or 'grpc'"), "labels": (_MAPPING, "a dict of str -> str"),

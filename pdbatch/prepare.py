@@ -26,6 +26,7 @@ from .errors import InputError
 from .families import lines
 from .families.lines import Frame
 from .options import Options
+from .service import gemini_api
 from .storage import bigquery
 from .storage.gcs import string_bytes
 
@@ -95,7 +96,9 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"batch_predict needs a pandas DataFrame, got {type(df).__name__}.")
     request, result = options.request, options.result
-    settings = config.settings_of(options.run)
+    settings = config.settings_of(options.run, options.api_key)
+    if settings.service == config.GEMINI_API:
+        refuse_vertex_only(options)
     schema = (structured.schema_of(request.response_schema)
               if request.response_schema is not None else None)
     check_no_clash(df, result.result_prefix, result.include_response,
@@ -107,6 +110,8 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
     if unknown and unknown not in _WARNED:  # once per model and process
         _WARNED.add(unknown)
         log.warning("%s", unknown)
+    if settings.service == config.GEMINI_API:
+        gemini_api.model_name(family.resource)  # a Gemini model the Developer API serves
     if schema and not family.response_schema:
         raise InputError("response_schema is supported for Gemini models in this version.")
     request_config = (structured.generation_config(request.generation_config, schema) if schema
@@ -135,11 +140,44 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
                     fingerprint)
 
 
+#: Options that exist only on Vertex AI, and what to do instead on the Gemini Developer API.
+_VERTEX_ONLY = {
+    "project": "the Developer API bills the project of the API key",
+    "location": "the Developer API chooses where batches run",
+    "output": "answers come back from the service; write them on with out.to_gbq(...) or "
+              "out.to_parquet(...)",
+    "labels": "the Developer API has no labels (pdbatch keeps its own in display names)",
+    "carry": "answers are joined back onto every row of the frame by its key",
+}
+
+
+def refuse_vertex_only(options: Options) -> None:
+    """Refuse, for ``service="gemini-api"``, an option that exists only on Vertex AI, naming
+    the Vertex alternative."""
+    given = options.flat()
+    for name, instead in _VERTEX_ONLY.items():
+        if given[name]:
+            raise InputError(f"{name}= is a Vertex AI option ({instead}); drop it, or pass "
+                             "service='vertex' to run on Vertex AI with it.")
+    if options.run.transport != "rest":
+        raise InputError("transport= is a Vertex AI option: the Gemini Developer API is "
+                         "reached over REST; drop it, or pass service='vertex'.")
+    if options.request.files:
+        raise InputError("files= is not supported on the Gemini Developer API in this version "
+                         "(its Files API upload of each row's files is not built yet); pass "
+                         "service='vertex' with a gs:// staging location.")
+    if options.credentials is not None:
+        raise InputError("credentials= are for Vertex AI; the Gemini Developer API takes an "
+                         "API key (api_key= or GEMINI_API_KEY).")
+
+
 def check_locations(settings: config.Settings, family: families.Family, model: str,
                      credentials, rows: int) -> None:
     """Refuse staging or output locations the run cannot use, before anything is staged: a
     table location for a family without table input, and (for a frame with rows) a bucket or
     dataset that does not exist or, for a dataset, is in another region."""
+    if settings.service == config.GEMINI_API:
+        return  # staged through the service's own Files API
     for name, uri in (("staging", settings.staging), ("output", settings.output_location)):
         if name == "output" and uri == settings.staging:
             continue

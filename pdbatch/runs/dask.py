@@ -191,6 +191,10 @@ def result_meta(ddf, options: Options) -> pd.DataFrame:
 def _for_workers(options: Options) -> Options:
     """The options as the workers need them: local ``files=`` are found from the caller's
     working folder (the default ``files_root``), not from each worker's."""
+    if config.service_of(options.run.service) == config.GEMINI_API:
+        raise InputError("Dask frames are not run on service='gemini-api' in this version: "
+                         "compute the frame first (ddf.compute()) to run it as a pandas frame, "
+                         "or use service='vertex'.")
     if options.request.files and options.request.files_root is None:
         return options.replace(files_root=os.getcwd())
     return options

@@ -15,11 +15,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import engine, families, service, storage
+from .. import config, engine, families, service, storage
 from ..errors import InputError
 from ..families.lines import empty_output
 from ..service import BatchService, JobInfo
 from ..storage import Location, RunStore
+from ..storage.files_api import FilesApiLocation
 from .manifest import FINGERPRINT_LABEL, RUN_LABEL, read
 
 #: Seconds after which an unfinished manifest no process has saved counts as abandoned
@@ -195,6 +196,10 @@ def open_locations(run_id: str, settings, parser, credentials=None, labels=None,
                    carried=()) -> tuple[Location, Location]:
     """Where a run's inputs are staged and where its jobs write (the same object when they are
     the same place)."""
+    if settings.service == config.GEMINI_API:  # staged through the service itself
+        both = FilesApiLocation(run_id, parser, settings.api_endpoint, settings.api_key)
+        return both, both
+
     def location(uri: str) -> Location:
         return storage.open_location(uri, run_id, parser, project=settings.project,
                                      credentials=credentials, labels=labels, carried=carried)

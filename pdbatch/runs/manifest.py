@@ -21,7 +21,7 @@ RUN_LABEL, FINGERPRINT_LABEL = "pdbatch-run", "pdbatch-fingerprint"
 #: Fields a manifest may lack (written by an older version), and their values then.
 _DEFAULTS = {"pass": "", "parent": "", "output": "", "labels": {}, "options": {}, "jobs": [],
              "submitted": True, "dask": False,
-             "dedup_across": False}
+             "dedup_across": False, "service": config.VERTEX}
 
 
 def new(run_id: str, fingerprint: str, settings: config.Settings, options: Options,
@@ -33,7 +33,7 @@ def new(run_id: str, fingerprint: str, settings: config.Settings, options: Optio
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": resource.rsplit("/", 1)[-1],
         "project": settings.project, "location": settings.location,
-        "staging": settings.staging, "output": settings.output,
+        "service": settings.service, "staging": settings.staging, "output": settings.output,
         "rows": rows, "requests": requests, "labels": labels,
         "options": options.to_json(), **extra, "jobs": [], "submitted": False,
     }
@@ -44,7 +44,7 @@ def read(manifest: dict) -> dict:
     InputError when a job entry is not one pdbatch wrote."""
     manifest = {**_DEFAULTS, **manifest}
     for job in manifest["jobs"]:
-        if not (isinstance(job, dict) and service.job_place(job.get("name")) is not None
+        if not (isinstance(job, dict) and service.is_job_name(job.get("name"))
                 and all(isinstance(job.get(k, 0), int) for k in ("number", "first", "count"))):
             raise InputError(f"The manifest of {manifest['run']} has a job entry pdbatch did not "
                              f"write ({str(job)[:200]}). Remove the manifest: the same call then "
@@ -66,7 +66,9 @@ def options_of(manifest: dict, credentials=None, **changes) -> Options:
 
 def settings_of(manifest: dict, staging: str, project: str | None = None,
                 location: str | None = None, api_endpoint: str | None = None,
-                transport: str = "rest") -> config.Settings:
-    """Where the run's jobs are: its own project, location and output, unless overridden."""
+                transport: str = "rest", api_key: str | None = None) -> config.Settings:
+    """Where the run's jobs are: its own service, project, location and output, unless
+    overridden."""
     return config.resolve(project or manifest["project"], location or manifest["location"],
-                          staging, api_endpoint, transport, manifest["output"] or None)
+                          staging, api_endpoint, transport, manifest["output"] or None,
+                          manifest["service"], api_key)

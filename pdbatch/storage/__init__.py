@@ -1,6 +1,8 @@
 """Where a run's requests are staged, its answers read back, and the run remembered: a Cloud
 Storage folder (``gs://``, ``storage.gcs``) or a BigQuery dataset (``bq://``,
-``storage.bigquery``).
+``storage.bigquery``); for the Gemini Developer API, the service's own Files API
+(``storage.files_api``) with runs remembered in a local folder (``file://``,
+``storage.folder``).
 
 The scheme of a location is examined here and nowhere else (as fsspec's registry does): the
 rest of pdbatch asks a ``Location`` or ``RunStore`` what it can do. Inputs and outputs may be of
@@ -17,14 +19,15 @@ import pyarrow as pa
 from ..errors import InputError
 from ..families.lines import Parser
 from ..identifiers import whole
-from . import bigquery, gcs
+from . import bigquery, folder, gcs
 from .runids import is_run_id, new_run_id
 
 __all__ = ["Location", "RunStore", "check", "checked", "files_folder", "hosts_files",
-           "is_file_uri", "is_run_id", "missing_files", "new_run_id", "open_location",
-           "open_store", "staging_of", "tabular", "valid_file_uri"]
+           "in_the_cloud", "is_file_uri", "is_run_id", "local_folder", "missing_files",
+           "new_run_id", "open_location", "open_store", "staging_of", "tabular",
+           "valid_file_uri"]
 
-_BACKENDS: tuple[ModuleType, ...] = (gcs, bigquery)
+_BACKENDS: tuple[ModuleType, ...] = (gcs, bigquery, folder)
 
 
 class Location(Protocol):
@@ -97,6 +100,17 @@ def checked(uri: str, name: str = "staging") -> str:
     return _backend(uri, name).checked(uri, name)
 
 
+def in_the_cloud(uri: str) -> bool:
+    """Whether ``uri`` names a Cloud Storage or BigQuery location."""
+    return isinstance(uri, str) and uri.startswith((gcs.SCHEME, bigquery.SCHEME))
+
+
+def local_folder(uri: str) -> bool:
+    """Whether ``uri`` is a local folder (``file://``), which keeps runs of the Gemini
+    Developer API only."""
+    return _backend(uri) is folder
+
+
 def hosts_files(uri: str) -> bool:
     """Whether files sent with ``files=`` can be uploaded to this location."""
     return _backend(uri).HOSTS_FILES
@@ -121,6 +135,8 @@ def open_location(uri: str, run_id: str, parser: Parser, *, project: str | None 
     columns for what it creates; ``project`` runs its BigQuery load jobs)."""
     if _backend(uri) is gcs:
         return gcs.GcsLocation(uri, run_id, parser, credentials)
+    if _backend(uri) is folder:
+        raise InputError(f"{uri}: jobs do not read or write local folders.")
     return bigquery.BigQueryLocation(uri, run_id, parser, project=project,
                                      credentials=credentials, labels=labels, carried=carried)
 
@@ -129,6 +145,8 @@ def open_store(uri: str, credentials=None) -> RunStore:
     """The run store of the checked staging location ``uri``."""
     if _backend(uri) is gcs:
         return gcs.GcsStore(uri, credentials)
+    if _backend(uri) is folder:
+        return folder.FolderStore(uri)
     return bigquery.BigQueryStore(uri, credentials)
 
 

@@ -1,0 +1,47 @@
+"""google-genai's ``Client`` for the Gemini Developer API (``service="gemini-api"``), shared by
+its batch service (``service.gemini_api``) and its Files API staging (``storage.files_api``).
+
+google-genai is imported only when a Developer API run starts. The API key is never sent over
+plain HTTP: a local (``http://``) base URL, such as ``pdbatch emulator``'s, gets a placeholder
+key instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+log = logging.getLogger(__name__)
+
+#: The key sent to a plain-HTTP base URL instead of the user's.
+PLACEHOLDER_KEY = "pdbatch-local"
+#: Attempts of an idempotent call (GET, list, cancel, download) on a transient error.
+ATTEMPTS = 6
+
+
+@cache
+def client(base_url: str, api_key: str, retry: bool = True):
+    """A google-genai client of the Developer API at ``base_url``. ``retry``: transient
+    failures (408, 429, 5xx) are tried again, with backoff, up to ``ATTEMPTS`` times; off for
+    calls that must not happen twice (creating a batch)."""
+    from google import genai
+    from google.genai import types
+
+    if base_url.startswith("http://"):
+        log.info("%s is plain HTTP: a placeholder API key is sent there, not yours", base_url)
+        api_key = PLACEHOLDER_KEY
+    options = types.HttpOptions(base_url=base_url, api_version="v1beta", retry_options=(
+        types.HttpRetryOptions(attempts=ATTEMPTS, initial_delay=1.0, max_delay=30.0)
+        if retry else types.HttpRetryOptions(attempts=1)))
+    return genai.Client(api_key=api_key, http_options=options)
+
+
+def transient(err: Exception) -> bool:
+    """Whether a failed call may succeed if tried again (a 408, 429 or 5xx answer, or no
+    answer at all)."""
+    import httpx
+    from google.genai import errors
+
+    if isinstance(err, errors.APIError):
+        return err.code in (408, 429) or err.code >= 500
+    return isinstance(err, (httpx.TransportError, ConnectionError, TimeoutError))

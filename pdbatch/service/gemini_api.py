@@ -1,0 +1,170 @@
+"""The Gemini Developer API's batch mode behind the ``BatchService`` seam
+(``service="gemini-api"``): ``models/{model}:batchGenerateContent`` and ``batches/{id}``
+through google-genai's ``Client(api_key=...)`` (spec §5.5).
+
+The Developer API has no labels: a batch's display name carries them, as
+``<display name> [key=value;...]`` (label keys and values are lowercase letters, digits,
+``_`` and ``-``), so that a run's batches are found by run and by fingerprint as on Vertex.
+google-genai gives no completion counts for Developer API batches: progress is shown from
+their states.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+
+from ..config import Settings
+from ..errors import InputError, ServiceError
+from ..gemini_client import ATTEMPTS, client, transient
+from ..identifiers import whole
+from .base import JobInfo
+
+log = logging.getLogger(__name__)
+
+_LABELLED = re.compile(r"^(.*) \[((?:[a-z][a-z0-9_-]*=[a-z0-9_-]*;?)*)\]$")
+_BATCH_NAME = re.compile(r"^batches/[A-Za-z0-9_-]+$")
+_PUBLISHER_MODEL = re.compile(r"^publishers/google/models/([a-z0-9][a-z0-9.-]*)$")
+
+
+def is_batch_name(name) -> bool:
+    """Whether ``name`` is a Developer API batch name such as ``batches/abc123``."""
+    return isinstance(name, str) and whole(_BATCH_NAME, name) is not None
+
+
+def labelled_name(display_name: str, labels: Mapping[str, str]) -> str:
+    """The display name that carries ``labels``."""
+    return f"{display_name} [{';'.join(f'{k}={v}' for k, v in sorted(labels.items()))}]"
+
+
+def labels_of(display_name: str) -> tuple[str, dict[str, str]]:
+    """The display name and labels of a ``labelled_name`` (no labels for any other name)."""
+    match = whole(_LABELLED, display_name or "")
+    if not match:
+        return display_name or "", {}
+    pairs = (item.split("=", 1) for item in match[2].split(";") if item)
+    return match[1], dict(pairs)
+
+
+def model_name(resource: str) -> str:
+    """``models/<id>`` for a Gemini publisher model; InputError for a model the Developer API
+    does not serve (tuned models, other publishers)."""
+    match = whole(_PUBLISHER_MODEL, resource)
+    if not match:
+        raise InputError(f"model {resource!r} is not served by the Gemini Developer API, which "
+                         "serves Google's Gemini models by id (e.g. 'gemini-2.5-flash'); use "
+                         "service='vertex' for tuned models, Llama or Claude.")
+    return f"models/{match[1]}"
+
+
+class GeminiApiService:
+    """The Gemini Developer API's batches for one API key."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._client = client(settings.api_endpoint, settings.api_key)
+        self._once = client(settings.api_endpoint, settings.api_key, retry=False)
+
+    def create(self, display_name: str, model: str, input_config: Mapping,
+               output_config: Mapping, labels: Mapping[str, str]) -> str:
+        """Create a batch from a ``storage.files_api`` source (inline requests or an uploaded
+        file); its name. A create whose answer was lost is looked for before it is tried
+        again, so that a batch is never made (and paid) twice."""
+        src = input_config.get("file_name") or list(input_config["inlined_requests"])
+        config = {"display_name": labelled_name(display_name, labels)}
+        model = model_name(model)
+        delay = 1.0
+        for attempt in range(ATTEMPTS):
+            try:
+                batch = self._once.batches.create(model=model, src=src, config=config)
+                log.info("created %s (%s)", batch.name, batch.state)
+                return batch.name
+            except Exception as err:
+                if not transient(err):
+                    raise _refused(err) from err
+                found = self.find(display_name, labels.get("pdbatch-run", ""))
+                if found:
+                    return found
+                if attempt == ATTEMPTS - 1:
+                    raise _unreachable(err) from err
+                log.warning("creating %s failed (%s); trying again in %.0f s", display_name,
+                            err, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+    def find(self, display_name: str, run_id: str) -> str | None:
+        """The batch of this run with this display name, if one exists."""
+        return next((info.name for info in self.labelled("pdbatch-run", run_id)
+                     if info.display_name == display_name), None)
+
+    def labelled(self, key: str, value: str) -> list[JobInfo]:
+        """Every batch whose display name carries the label ``key=value``, oldest first."""
+        try:
+            batches = list(self._client.batches.list(config={"page_size": 100}))
+        except Exception as err:
+            raise _failed(err) from err
+        found = [batch for batch in batches
+                 if labels_of(batch.display_name or "")[1].get(key) == value]
+        found.sort(key=lambda batch: (batch.create_time is None, batch.create_time))
+        return [self._info(batch) for batch in found]
+
+    def get(self, name: str) -> JobInfo:
+        try:
+            return self._info(self._client.batches.get(name=name))
+        except Exception as err:
+            raise _failed(err) from err
+
+    @staticmethod
+    def _info(batch) -> JobInfo:
+        display_name, labels = labels_of(batch.display_name or "")
+        state = batch.state.name if hasattr(batch.state, "name") else str(batch.state or "")
+        dest = batch.dest
+        output = (dest.file_name or "") if dest else ""
+        if dest and dest.inlined_responses:
+            output = batch.name  # its responses are read from the batch itself
+        return JobInfo(
+            name=batch.name, state=state, output_dir=output,
+            error_code=batch.error.code or 0 if batch.error else 0,
+            error_message=batch.error.message or "" if batch.error else "",
+            successful=0, failed=0, labels=labels,
+            input_uri=(batch.src.file_name or "") if batch.src else "",
+            display_name=display_name,
+            end_time=batch.end_time.isoformat() if batch.end_time else "",
+        )
+
+    def cancel(self, name: str) -> None:
+        """Ask the service to cancel a batch."""
+        try:
+            self._client.batches.cancel(name=name)
+        except Exception as err:
+            raise _failed(err) from err
+        log.info("asked to cancel %s", name)
+
+    def count_tokens(self, model: str, texts: list[str], system: str) -> int:
+        """Input tokens of ``texts`` (each with the ``system`` instruction, if any), by the
+        countTokens API."""
+        total = 0
+        for text in texts:
+            contents = [{"role": "user", "parts": [{"text": text}]}]
+            if system:
+                contents.insert(0, {"role": "user", "parts": [{"text": system}]})
+            total += self._client.models.count_tokens(
+                model=model_name(model), contents=contents).total_tokens or 0
+        return total
+
+
+def _refused(err: Exception) -> Exception:
+    """The service's refusal of a create, for people."""
+    message = getattr(err, "message", None) or str(err)
+    return InputError(f"The Gemini API refused the batch: {message}")
+
+
+def _unreachable(err: Exception) -> ServiceError:
+    return ServiceError(f"The Gemini API did not answer, or kept failing ({err}).")
+
+
+def _failed(err: Exception) -> Exception:
+    return _unreachable(err) if transient(err) else _refused(err)
