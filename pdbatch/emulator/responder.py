@@ -143,8 +143,9 @@ class OpenAIForwarder:
     Ollama) or ``"json_object"`` (``{"type": "json_object", "schema": ...}``:
     llama-cpp-python's server).
 
-    >>> stack.service.responder = OpenAIForwarder("http://127.0.0.1:11434/v1", "llama3.2")
-    ... # doctest: +SKIP
+    Examples:
+        >>> stack.service.responder = OpenAIForwarder("http://127.0.0.1:11434/v1", "llama3.2")
+        ... # doctest: +SKIP
     """
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None,

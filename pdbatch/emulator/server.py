@@ -221,8 +221,9 @@ class VertexEmulator:
     API surface on the same port (``gemini``: files and batches in the service's state folder
     when it has one).
 
-    >>> with VertexEmulator() as vertex:   # doctest: +SKIP
-    ...     print(vertex.url)              # GOOGLE_VERTEX_BASE_URL and GOOGLE_GEMINI_BASE_URL
+    Examples:
+        >>> with VertexEmulator() as vertex:   # doctest: +SKIP
+        ...     print(vertex.url)              # GOOGLE_VERTEX_BASE_URL and GOOGLE_GEMINI_BASE_URL
     """
 
     def __init__(self, service: BatchService | None = None, host: str = "127.0.0.1", port: int = 0,

@@ -97,8 +97,9 @@ def read_exports(lines) -> dict[str, str]:
 class LocalStack:
     """Local Cloud Storage + Vertex batch emulator, with the environment that points at them.
 
-    >>> with LocalStack() as stack:          # doctest: +SKIP
-    ...     out = df.gemini.batch_predict(prompt_col="prompt", model="gemini-2.5-flash")
+    Examples:
+        >>> with LocalStack() as stack:          # doctest: +SKIP
+        ...     out = df.gemini.batch_predict(prompt_col="prompt", model="gemini-2.5-flash")
 
     While the block runs, ``os.environ`` carries ``stack.env`` (``STORAGE_EMULATOR_HOST``,
     ``GOOGLE_VERTEX_BASE_URL``, ``GOOGLE_CLOUD_PROJECT``, ``GOOGLE_CLOUD_LOCATION``,
