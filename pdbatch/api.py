@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import config, costs, service, storage
+from . import config, costs, storage
 from . import options as opts
+from . import service as services
 from .columns import SUCCESS, pandas_array
 from .errors import InputError, PdbatchError, ServiceError
 from .options import MAX_REQUESTS_PER_JOB
@@ -24,6 +25,7 @@ from .runs import manifest as manifests
 from .runs.handle import BatchRun, summarise
 from .runs.jobs import output_lines
 from .runs.manifest import RUN_LABEL
+from .service import gemini_api
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -203,15 +205,23 @@ def estimate(df: pd.DataFrame, *, output_tokens: int | None = None,
 
 def attach(run: str, *, staging: str | None = None, project: str | None = None,
            location: str | None = None, api_endpoint: str | None = None,
-           transport: str = "rest", credentials: Credentials | None = None) -> BatchRun:
+           transport: str = "rest", credentials: Credentials | None = None,
+           service: str | None = None, api_key: str | None = None) -> BatchRun:
     """The ``BatchRun`` of an earlier ``submit`` or ``batch_predict``, from its run id
     (``run.id``, ``out.attrs["pdbatch_run"]``) and the staging location it was made in
-    (default ``PDBATCH_STAGING``), or from one of its jobs' resource names (the staging
-    location is then read from the job). ``result(df)`` then needs the frame it was made
-    from."""
+    (default ``PDBATCH_STAGING``; for ``service="gemini-api"`` the local runs folder), or
+    from one of its jobs' resource names (the staging location is then read from the job; a
+    Developer API batch ``batches/...``: the local runs folder). ``result(df)`` then needs the
+    frame it was made from."""
     run_id = run
-    if isinstance(run, str) and run.startswith("projects/"):
-        place = service.job_place(run)
+    on_gemini_api = isinstance(run, str) and gemini_api.is_batch_name(run)
+    if on_gemini_api:
+        settings = config.resolve(None, None, staging, api_endpoint, service=config.GEMINI_API,
+                                  api_key=api_key)
+        run_id = _run_of_job(services.open_service(settings).get(run), run)
+        staging = settings.staging
+    elif isinstance(run, str) and run.startswith("projects/"):
+        place = services.job_place(run)
         if place is None:
             raise InputError(f"{run!r} is not a batch prediction job name such as "
                              "'projects/P/locations/L/batchPredictionJobs/123'.")
@@ -219,17 +229,17 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
             raise InputError(f"transport={transport!r}: choose one of {config.TRANSPORTS}.")
         settings = config.Settings(place[0], place[1], "", config.endpoint(
             api_endpoint, place[1]), transport)
-        job = service.open_service(settings, credentials).get(run)
-        run_id = job.labels.get("pdbatch-run", "")
-        if not storage.is_run_id(run_id):
-            raise InputError(f"{run} was not made by pdbatch (it has no pdbatch-run label).")
+        job = services.open_service(settings, credentials).get(run)
+        run_id = _run_of_job(job, run)
         staging = staging or storage.staging_of(job.input_uri, run_id)
     elif not storage.is_run_id(run):
         raise InputError(f"run={run!r} is neither a pdbatch run id such as "
                          "'run-20261121-183000-a1b2c3' nor a batch prediction job name.")
-    found, where = _stored(run_id, staging, credentials)
-    options = manifests.options_of(found, credentials)
-    settings = manifests.settings_of(found, where, project, location, api_endpoint, transport)
+    found, where = _stored(run_id, staging, credentials,
+                           config.GEMINI_API if on_gemini_api else service)
+    options = manifests.options_of(found, credentials, api_key=api_key)
+    settings = manifests.settings_of(found, where, project, location, api_endpoint, transport,
+                                     api_key)
     run = BatchRun(found, settings, options, _driver(found))
     run.reattached = True
     if run.jobs:
@@ -241,14 +251,16 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
 
 
 def answers(run: str, *, staging: str | None = None,
-            credentials: Credentials | None = None) -> pd.DataFrame:
+            credentials: Credentials | None = None, service: str | None = None,
+            api_key: str | None = None) -> pd.DataFrame:
     """A finished run's answers without the frame it was made from: one row per answered or
     failed request, keyed by the position of its row in that frame (``row``; for a Dask run,
     ``partition`` and ``row`` within it), with ``status`` ("ok" when answered), ``text``,
     ``finish_reason``, the token counts, ``response`` and ``job``. Rows
     that repeated another row's request, were skipped, or belong to a follow-up pass are not
     in it: ``read_results`` with the frame gives every row."""
-    handle = attach(run, staging=staging, credentials=credentials)
+    handle = attach(run, staging=staging, credentials=credentials, service=service,
+                    api_key=api_key)
     status = handle.status()
     if not status.finished:
         raise InputError(f"{handle.id} is still {status.state}: its answers are read once it "
@@ -268,15 +280,17 @@ def answers(run: str, *, staging: str | None = None,
                            ignore_index=True)
 
 
-def runs(staging: str | None = None,
-         credentials: Credentials | None = None) -> pd.DataFrame:
+def runs(staging: str | None = None, credentials: Credentials | None = None,
+         service: str | None = None) -> pd.DataFrame:
     """The runs recorded in a staging location (default ``PDBATCH_STAGING``), newest first:
     run id, creation time (UTC timestamp), state now (one list call per run), model, rows,
     requests, jobs, ``pass`` ("" for a call, ``/retry-1``, ``/reask``, ... for its follow-up
     passes) and ``parent`` (the run a pass follows), whether every job was submitted, and the
     fingerprint. A location with no runs logs a warning. ``pdbatch.attach(run_id,
-    staging=...)`` gives a run's handle."""
-    where = config.given_or_environment(staging, "staging", _NO_STAGING)
+    staging=...)`` gives a run's handle. ``service="gemini-api"`` (or a local folder as
+    ``staging``): the runs of the Gemini Developer API kept in that folder (default
+    ``PDBATCH_RUNS_FOLDER``, else ``~/.pdbatch/runs``)."""
+    where = _place(staging, service)
     store = storage.open_store(where, credentials)
     found = []
     for run_id in store.run_ids():
@@ -289,15 +303,15 @@ def runs(staging: str | None = None,
     if not found:
         log.warning("no pdbatch runs are recorded in %s: is that the staging location the runs "
                     "were made with?", where)
-    services: dict = {}  # by (project, location)
+    opened: dict = {}  # by (service, project, location)
 
     def state(manifest: dict) -> str:
         try:
             settings = manifests.settings_of(manifest, where)
-            key = (settings.project, settings.location)
-            if key not in services:
-                services[key] = service.open_service(settings, credentials)
-            return _state(services[key], manifest)
+            key = (settings.service, settings.project, settings.location)
+            if key not in opened:
+                opened[key] = services.open_service(settings, credentials)
+            return _state(opened[key], manifest)
         except PdbatchError as err:  # one run the service cannot tell about hides no other
             log.warning("the state of %s is unknown: %s", manifest["run"], err)
             return "unknown"
@@ -332,6 +346,8 @@ def read_results(
     credentials: Credentials | None = None,
     result_prefix: str | None = None,
     include_response: bool | None = None,
+    service: str | None = None,
+    api_key: str | None = None,
 ) -> pd.DataFrame | dd.DataFrame:
     """``df`` with the result columns of run ``run`` (``out.attrs["pdbatch_run"]``), read again
     from the run's outputs: no job is created, none is waited for, nothing is paid. The same
@@ -344,26 +360,46 @@ def read_results(
     if not storage.is_run_id(run):
         raise InputError(f"run={run!r} is not a pdbatch run id such as "
                          "'run-20261121-183000-a1b2c3' (see out.attrs['pdbatch_run']).")
-    found, where = _stored(run, staging or output, credentials)
+    found, where = _stored(run, staging or output, credentials, service)
     if model is not None and (not isinstance(model, str)
                               or found["model"] != model.rsplit("/", 1)[-1]):
         raise InputError(f"{run} was made with model {found['model']!r}, not {model!r}.")
     shown = {name: value for name, value in (("result_prefix", result_prefix),
                                              ("include_response", include_response))
              if value is not None}
-    options = manifests.options_of(found, credentials, **shown)
-    settings = manifests.settings_of(found, where)
+    options = manifests.options_of(found, credentials, api_key=api_key, **shown)
+    settings = manifests.settings_of(found, where, api_key=api_key)
     handle = BatchRun(found, settings, options, _driver(found, read_only=True))
     return handle.result(df)
 
 
-def _stored(run_id: str, staging: str | None, credentials) -> tuple[dict, str]:
-    """The manifest of ``run_id`` in ``staging`` (default ``PDBATCH_STAGING``), and where."""
-    where = config.given_or_environment(staging, "staging", _NO_STAGING)
+def _place(staging: str | None, service_name: str | None) -> str:
+    """Where runs are recorded: the local runs folder for ``service="gemini-api"`` or a local
+    folder given as ``staging``; else ``staging`` (default ``PDBATCH_STAGING``)."""
+    if config.service_of(service_name) == config.GEMINI_API or (
+            staging and "://" not in staging) or str(staging).startswith("file://"):
+        return config.runs_folder(staging)
+    return config.given_or_environment(staging, "staging", _NO_STAGING)
+
+
+def _stored(run_id: str, staging: str | None, credentials, service_name: str | None = None
+            ) -> tuple[dict, str]:
+    """The manifest of ``run_id`` where runs are recorded (``_place``), and where."""
+    where = _place(staging, service_name)
     found = storage.open_store(where, credentials).load(run_id)
     if found is None:
-        raise InputError(f"No run {run_id} in {where}: pass staging= where it was made.")
+        hint = ("" if storage.local_folder(where) else " (runs of service='gemini-api' are "
+                "kept in a local folder: pass service='gemini-api')")
+        raise InputError(f"No run {run_id} in {where}: pass staging= where it was made{hint}.")
     return manifests.read(found), where
+
+
+def _run_of_job(job, name: str) -> str:
+    """The run that made a job, from its run label."""
+    run_id = job.labels.get("pdbatch-run", "")
+    if not storage.is_run_id(run_id):
+        raise InputError(f"{name} was not made by pdbatch (it has no pdbatch-run label).")
+    return run_id
 
 
 def _installed(module: str) -> bool:

@@ -59,3 +59,90 @@ def test_a_key_alone_never_chooses_the_developer_api(monkeypatch):
 def test_an_unknown_service_is_refused():
     with pytest.raises(InputError, match="service='openai': choose 'vertex'"):
         _frame(2).gemini.batch_predict(prompt_col="prompt", service="openai")
+
+
+@pytest.fixture
+def runs_folder(tmp_path):
+    """Where this test's Developer API runs are remembered."""
+    return str(tmp_path / "runs")
+
+
+@pytest.fixture
+def genai_client(stack):
+    """The unmodified google-genai client on the emulator's Developer API surface (from the
+    environment the stack exports: GOOGLE_GEMINI_BASE_URL and GEMINI_API_KEY)."""
+    from google import genai
+
+    return genai.Client()
+
+
+def test_a_small_frame_goes_inline_and_every_row_gets_its_own_answer(stack, runs_folder,
+                                                                     genai_client):
+    df = _frame(50)
+    out = df.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
+                                  staging=runs_folder, progress=False)
+    pd.testing.assert_index_equal(out.index, df.index)
+    assert (out["status"] == "ok").all()
+    assert (out["text"] == "echo: " + df["prompt"]).all()
+    assert (out["prompt_tokens"] == 2).all() and out["finish_reason"].eq("STOP").all()
+    [name] = out["job"].unique()
+    batch = genai_client.batches.get(name=name)
+    assert batch.dest.inlined_responses and not batch.dest.file_name
+    assert batch.display_name.startswith(f"pdbatch-{out.attrs['pdbatch_run']}-00000 [")
+
+
+def test_a_large_frame_goes_through_several_files_api_batches(stack, runs_folder,
+                                                              genai_client):
+    n = 250_000
+    df = pd.DataFrame({"prompt": [f"question number {i}" for i in range(n)]})
+    out = df.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
+                                  staging=runs_folder, progress=False)
+    assert (out["status"] == "ok").all()
+    assert (out["text"] == "echo: " + df["prompt"]).all()  # every row its own answer
+    names = out["job"].unique()
+    assert len(names) == 2  # 200,000 requests per batch at most
+    for name in names:
+        batch = genai_client.batches.get(name=name)
+        assert batch.dest.file_name.startswith("files/") and not batch.dest.inlined_responses
+
+
+def test_a_run_is_remembered_locally_re_attached_and_read_again(stack, runs_folder,
+                                                                genai_client):
+    df = _frame(12)
+    run = df.gemini.submit(prompt_col="prompt", service="gemini-api", staging=runs_folder,
+                           progress=False)
+    before = len(list(genai_client.batches.list()))
+    again = df.gemini.submit(prompt_col="prompt", service="gemini-api", staging=runs_folder,
+                             progress=False)
+    assert again.id == run.id and len(list(genai_client.batches.list())) == before
+
+    listed = pdbatch.runs(service="gemini-api", staging=runs_folder)
+    assert listed["run"].tolist() == [run.id]
+    attached = pdbatch.attach(run.id, service="gemini-api", staging=runs_folder)
+    out = attached.result(df)
+    assert (out["text"] == "echo: " + df["prompt"]).all()
+    by_batch = pdbatch.attach(run.jobs[0], staging=runs_folder)
+    assert by_batch.id == run.id
+    read = pdbatch.read_results(df, run=run.id, staging=runs_folder)  # a folder: this service
+    pd.testing.assert_frame_equal(read, out)
+    assert listed["state"].tolist() == ["succeeded"] or attached.status().succeeded
+
+
+def test_the_local_record_lost_the_same_call_finds_its_batches_by_display_name(
+        stack, tmp_path, genai_client):
+    df = _frame(8)
+    first = df.gemini.submit(prompt_col="prompt", service="gemini-api",
+                             staging=str(tmp_path / "a"), progress=False)
+    first.wait(progress=False)
+    # Another folder (the record is gone, e.g. a new Colab runtime): the same call is found
+    # by the fingerprint its batch's display name carries, and no batch is made again.
+    again = df.gemini.submit(prompt_col="prompt", service="gemini-api",
+                             staging=str(tmp_path / "a"), progress=False, force=False)
+    assert again.id == first.id
+    import shutil
+
+    shutil.rmtree(tmp_path / "a")
+    before = len(list(genai_client.batches.list()))
+    rebuilt = df.gemini.submit(prompt_col="prompt", service="gemini-api",
+                               staging=str(tmp_path / "a"), progress=False)
+    assert rebuilt.id == first.id and len(list(genai_client.batches.list())) == before

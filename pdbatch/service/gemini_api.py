@@ -130,7 +130,6 @@ class GeminiApiService:
             error_code=batch.error.code or 0 if batch.error else 0,
             error_message=batch.error.message or "" if batch.error else "",
             successful=0, failed=0, labels=labels,
-            input_uri=(batch.src.file_name or "") if batch.src else "",
             display_name=display_name,
             end_time=batch.end_time.isoformat() if batch.end_time else "",
         )
