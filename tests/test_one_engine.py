@@ -277,3 +277,56 @@ def test_a_manifest_without_todays_optional_fields_attaches(fs, staging):
 
     attached = pdbatch.attach(run.id, staging=staging)
     pd.testing.assert_frame_equal(attached.result(df), original)
+
+
+#: What the Gemini Developer API refuses of the cases above (Vertex-only options).
+NOT_ON_GEMINI_API = {"carried": "carry= is a Vertex AI option",
+                     "bigquery": "keeps no runs in Cloud Storage or BigQuery",
+                     "gcs-to-bigquery": "output= is a Vertex AI option",
+                     "bigquery-to-gcs": "keeps no runs in Cloud Storage or BigQuery",
+                     "files": "files= is not supported on the Gemini Developer API"}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_vertex_and_the_gemini_api_give_the_same_frame(request, stack, staging, tmp_path,
+                                                       case):
+    """The same call on both services: the same columns, dtypes and answers (the emulator
+    answers both with one responder); where an option exists only on Vertex AI, the Developer
+    API refuses it before anything is sent."""
+    make, options, route = CASES[case]
+    df = _make(request, make)
+    on_vertex, _ = _locations(request, staging, route)
+    runs_folder = str(tmp_path / "runs")
+    if case in NOT_ON_GEMINI_API:
+        given = {**options, "staging": (on_vertex["staging"] if route.startswith("bq")
+                                         else runs_folder)}
+        if route == "gs-bq":
+            given["output"] = on_vertex["output"]
+        with pytest.raises(pdbatch.InputError, match=NOT_ON_GEMINI_API[case]):
+            df.gemini.batch_predict(prompt_col="prompt", service="gemini-api", progress=False,
+                                    **given)
+        return
+    options = dict(options)
+    faults = options.pop("labels", None)
+    out = df.gemini.batch_predict(prompt_col="prompt", progress=False, **on_vertex, **options,
+                                  **({"labels": faults} if faults else {}))
+    if faults:  # the Developer API has no labels: the emulator's server-wide faults instead
+        stack.service.fault_labels = faults
+    try:
+        api_out = df.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
+                                          staging=runs_folder, progress=False, **options)
+    finally:
+        stack.service.fault_labels = {}
+
+    assert list(api_out.columns) == list(out.columns)
+    pd.testing.assert_series_equal(api_out.dtypes, out.dtypes)
+    pd.testing.assert_index_equal(api_out.index, df.index)
+    assert api_out["job"].dropna().str.startswith("batches/").all()
+    compared = [c for c in out.columns if c not in ("job", "attempts", "response")]
+    if faults:  # random faults: compare the rows both answered
+        assert (api_out["attempts"] > 1).any()
+        both = (out["status"].eq("ok") & api_out["status"].eq("ok")).to_numpy(dtype=bool)
+        assert both.sum() >= len(df) - 2
+        pd.testing.assert_frame_equal(api_out.loc[both, compared], out.loc[both, compared])
+    else:
+        pd.testing.assert_frame_equal(api_out[compared], out[compared])
