@@ -287,12 +287,13 @@ NOT_ON_GEMINI_API = {"carried": "carry= is a Vertex AI option",
                      "files": "files= is not supported on the Gemini Developer API"}
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case,scheduler", [(case, "threads") for case in CASES]
+                         + [("plain", "cluster"), ("dedup", "cluster")])
 def test_vertex_and_the_gemini_api_give_the_same_frame(request, stack, staging, tmp_path,
-                                                       case):
-    """The same call on both services: the same columns, dtypes and answers (the emulator
-    answers both with one responder); where an option exists only on Vertex AI, the Developer
-    API refuses it before anything is sent."""
+                                                       case, scheduler):
+    """The same call on both services, by the pandas and the Dask driver: the same columns,
+    dtypes and answers (the emulator answers both services with one responder); where an
+    option exists only on Vertex AI, the Developer API refuses it before anything is sent."""
     make, options, route = CASES[case]
     df = _make(request, make)
     on_vertex, _ = _locations(request, staging, route)
@@ -302,9 +303,10 @@ def test_vertex_and_the_gemini_api_give_the_same_frame(request, stack, staging, 
                                          else runs_folder)}
         if route == "gs-bq":
             given["output"] = on_vertex["output"]
-        with pytest.raises(pdbatch.InputError, match=NOT_ON_GEMINI_API[case]):
-            df.gemini.batch_predict(prompt_col="prompt", service="gemini-api", progress=False,
-                                    **given)
+        for frame in (df, dd.from_pandas(df, npartitions=3)):
+            with pytest.raises(pdbatch.InputError, match=NOT_ON_GEMINI_API[case]):
+                frame.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
+                                           progress=False, **given)
         return
     options = dict(options)
     faults = options.pop("labels", None)
@@ -313,20 +315,26 @@ def test_vertex_and_the_gemini_api_give_the_same_frame(request, stack, staging, 
     if faults:  # the Developer API has no labels: the emulator's server-wide faults instead
         stack.service.fault_labels = faults
     try:
-        api_out = df.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
-                                          staging=runs_folder, progress=False, **options)
+        on_api = df.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
+                                         staging=runs_folder, progress=False, **options)
+        with dask.config.set(scheduler=(request.getfixturevalue("cluster")
+                                        if scheduler == "cluster" else "threads")):
+            on_api_dask = dd.from_pandas(df, npartitions=3).gemini.batch_predict(
+                prompt_col="prompt", service="gemini-api", staging=runs_folder + "-dask",
+                progress=False, **options).compute()
     finally:
         stack.service.fault_labels = {}
 
-    assert list(api_out.columns) == list(out.columns)
-    pd.testing.assert_series_equal(api_out.dtypes, out.dtypes)
-    pd.testing.assert_index_equal(api_out.index, df.index)
-    assert api_out["job"].dropna().str.startswith("batches/").all()
     compared = [c for c in out.columns if c not in ("job", "attempts", "response")]
-    if faults:  # random faults: compare the rows both answered
-        assert (api_out["attempts"] > 1).any()
-        both = (out["status"].eq("ok") & api_out["status"].eq("ok")).to_numpy(dtype=bool)
-        assert both.sum() >= len(df) - 2
-        pd.testing.assert_frame_equal(api_out.loc[both, compared], out.loc[both, compared])
-    else:
-        pd.testing.assert_frame_equal(api_out[compared], out[compared])
+    for result in (on_api, on_api_dask):
+        assert list(result.columns) == list(out.columns)
+        pd.testing.assert_series_equal(result.dtypes, out.dtypes)
+        pd.testing.assert_index_equal(result.index, df.index)
+        assert result["job"].dropna().str.startswith("batches/").all()
+        if faults:  # random faults: compare the rows both answered
+            assert (result["attempts"] > 1).any()
+            both = (out["status"].eq("ok") & result["status"].eq("ok")).to_numpy(dtype=bool)
+            assert both.sum() >= len(df) - 2
+            pd.testing.assert_frame_equal(result.loc[both, compared], out.loc[both, compared])
+        else:
+            pd.testing.assert_frame_equal(result[compared], out[compared])

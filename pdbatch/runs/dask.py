@@ -152,7 +152,7 @@ def _submitted(ddf, options: Options) -> BatchRun:
     run_id, staged, copies = _staging(tasks, options)
     staged, copies = dask.compute(tasks.delayed(staged), tasks.delayed(copies))
     manifest = _submit_run(staged, run_id, options)  # here: the guard may ask the caller
-    run = BatchRun(manifest, config.settings_of(options.run), options,
+    run = BatchRun(manifest, config.settings_of(options.run, options.api_key), options,
                    DaskDriver(ddf, copies=copies))
     run.reattached = manifest["reattached"]  # kept for the wait task of run.result()
     return run
@@ -191,10 +191,6 @@ def result_meta(ddf, options: Options) -> pd.DataFrame:
 def _for_workers(options: Options) -> Options:
     """The options as the workers need them: local ``files=`` are found from the caller's
     working folder (the default ``files_root``), not from each worker's."""
-    if config.service_of(options.run.service) == config.GEMINI_API:
-        raise InputError("Dask frames are not run on service='gemini-api' in this version: "
-                         "compute the frame first (ddf.compute()) to run it as a pandas frame, "
-                         "or use service='vertex'.")
     if options.request.files and options.request.files_root is None:
         return options.replace(files_root=os.getcwd())
     return options
@@ -391,7 +387,7 @@ def _submit_run(staged: list[dict], run_id: str, options: Options, topic: str | 
     """Price, plan, record and create the jobs of the whole frame, or find the run this call
     already made (and create what it did not get to); returns its manifest. A run over
     ``max_cost``/``max_rows`` is refused (its shards removed) before any job exists."""
-    settings = config.settings_of(options.run)
+    settings = config.settings_of(options.run, options.api_key)
     family = families.resolve(options.request.model)
     partitions = [s["fingerprint"] for s in staged]
     combined = {"version": _DASK_FINGERPRINT, "partitions": partitions}
@@ -400,8 +396,7 @@ def _submit_run(staged: list[dict], run_id: str, options: Options, topic: str | 
     batch = service.open_service(settings, options.credentials)
 
     def shards_of(run: str) -> storage.Location:
-        return storage.open_location(settings.staging, run, family.parser,
-                                     project=settings.project, credentials=options.credentials)
+        return open_locations(run, settings, family.parser, options.credentials)[0]
 
     def new(owner: str) -> dict:  # the manifest of run ``owner`` for this call's shards
         location = shards_of(owner)
@@ -460,7 +455,8 @@ def _packed(shards: list[dict], options: Options, settings: config.Settings
     where the inputs are tables: a BigQuery job reads one table)."""
     return plan.pack([(s["count"], s["bytes"]) for s in shards],
                      options.request.max_requests_per_job, plan.MAX_BYTES_PER_FILE,
-                     1 if storage.tabular(settings.staging) else None)
+                     1 if storage.tabular(settings.staging)
+                     or settings.service == config.GEMINI_API else None)
 
 
 def _create(batch, manifest: dict, store, settings, options: Options, family, resumed: bool
@@ -485,7 +481,7 @@ def _wait_run(manifest: dict, options: Options, read_only: bool, topic: str | No
     """Wait for the run's jobs, with its progress bar (``read_only``: they must have ended);
     the manifest with each job's final ``info``. The shards are removed once every job
     succeeded (unless ``keep_staging`` or ``read_only``)."""
-    settings = config.settings_of(options.run)
+    settings = config.settings_of(options.run, options.api_key)
     run = BatchRun(manifest, settings, options, DaskDriver(read_only=read_only))
     run.reattached = manifest.get("reattached", True)
     if read_only:
@@ -505,9 +501,7 @@ def _wait_run(manifest: dict, options: Options, read_only: bool, topic: str | No
                                      in zip(manifest["jobs"], status.jobs, strict=True)]}
     if status.succeeded and not (options.run.keep_staging or read_only):
         parser = families.resolve(options.request.model).parser
-        storage.open_location(settings.staging, manifest["run"], parser,
-                              project=settings.project,
-                              credentials=options.credentials).clean_up()
+        open_locations(manifest["run"], settings, parser, options.credentials)[0].clean_up()
     return manifest
 
 
@@ -516,11 +510,11 @@ def _route(slot: int, slots: int, partitions: int, manifest: dict, copies: Copie
     """Read the outputs of jobs ``slot``, ``slot + slots``, ... (each once) and split their
     lines by partition: each partition's ``(job number, lines)``, a copy's line under the
     copy's own row key."""
-    settings = config.settings_of(options.run)
-    outputs = storage.open_location(
-        settings.output_location, manifest["run"],
-        families.resolve(options.request.model).parser, project=settings.project,
-        credentials=options.credentials, labels=None if read_only else manifest["labels"])
+    settings = config.settings_of(options.run, options.api_key)
+    _, outputs = open_locations(manifest["run"], settings,
+                                families.resolve(options.request.model).parser,
+                                options.credentials,
+                                None if read_only else manifest["labels"])
     pieces: list[list] = [[] for _ in range(partitions)]
     con = engine.connect()
     for job in manifest["jobs"][slot::slots]:

@@ -20,6 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import InputError
 from ..families import lines
 from ..families.gemini import ROW_KEY
 from ..families.lines import Parser
@@ -75,6 +76,7 @@ class FilesApiLocation:
     def __init__(self, run_id: str, parser: Parser, base_url: str, api_key: str):
         self.run_id, self.parser = run_id, parser
         self._client = client(base_url, api_key)
+        self._uploaded: dict[str, str] = {}  # display name -> file name, as last listed
 
     def __str__(self) -> str:
         return "the Gemini API's Files API"
@@ -85,6 +87,28 @@ class FilesApiLocation:
         if sum(pc.binary_length(requests).to_pylist()) <= INLINE_BYTES:
             return {"inlined_requests": inlined(requests)}
         return {"file_name": self._upload(f"input-{number:05d}", developer_lines(requests))}
+
+    def stage_shard(self, partition: int, index: int, requests: pa.ChunkedArray) -> str:
+        """Upload one shard of a Dask partition; its name for ``source``."""
+        self._upload(self.shard(partition, index), developer_lines(requests))
+        return self.shard(partition, index)
+
+    def shard(self, partition: int, index: int) -> str:
+        """The name of a shard (the uploaded file's display name, after the run id)."""
+        return f"input-p{partition:06d}-{index:04d}"
+
+    def source(self, names: list[str]) -> dict:
+        """The source of a batch reading one staged shard (a batch reads one file, so the
+        Dask driver gives each job one shard): the uploaded file, found by its display name."""
+        [name] = names
+        wanted = f"pdbatch-{self.run_id}-{name}"
+        if wanted not in self._uploaded:  # one listing for all the run's shards
+            self._uploaded = {found.display_name: found.name for found in
+                              self._client.files.list(config={"page_size": 100})}
+        if wanted in self._uploaded:
+            return {"file_name": self._uploaded[wanted]}
+        raise InputError(f"The staged shard {wanted} is not in the Files API (files expire "
+                         "after 48 hours): run the same call with force=True.")
 
     def destination(self, number: int) -> dict:
         return {}
