@@ -2,10 +2,11 @@
 
 A cell may hold a ``gs://`` URI of an object that exists (sent as it is), a local file path
 under ``files_root`` (links resolved; a regular file), or bytes. Local paths and
-bytes are uploaded once to the location's files folder (``<staging>/files/<sha256><ext>``,
-named by content, so the URI is known before the run and shared by runs sending the same file)
-and sent as that URI. Every cell is checked before anything is uploaded: URIs are well formed, paths
-exist, and each part has a MIME type (given per column, or told by the file's extension).
+bytes are uploaded once to the location's files folder (``<staging>/files/<sha256><ext>``; on
+the Gemini Developer API, its Files API as ``files/<sha256>``), named by content, so that the
+URI is known before the run and shared by runs sending the same file, and sent as that URI.
+Every cell is checked before anything is uploaded: URIs are well formed, paths exist, and each
+part has a MIME type (given per column, or told by the file's extension).
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ _MIME = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
 
 @dataclass(frozen=True)
 class FilePlan:
-    """The checked file cells of a frame: per row, ``(gs:// URI, mime type)`` of each part;
-    ``uploads``: the local files and bytes to upload first, by object name in ``folder``."""
+    """The checked file cells of a frame: per row, ``(URI, mime type)`` of each part;
+    ``uploads``: the local files and bytes to upload first, by object name in ``folder``,
+    with their MIME type."""
 
     parts: list[list[tuple[str, str]]]
     folder: str  # where local files are uploaded (``storage.files_folder``)
-    uploads: dict[str, object] = field(default_factory=dict)  # object name -> path or bytes
+    #: object name -> (path or bytes, MIME type)
+    uploads: dict[str, tuple[object, str]] = field(default_factory=dict)
 
     @property
     def local(self) -> bool:
@@ -64,11 +67,15 @@ class FilePlan:
 
 
 def plan(df: pd.DataFrame, files: Mapping[str, str | None], reasons: np.ndarray,
-         folder: str, roots: list[str], missing: Callable[[set[str]], set[str]]) -> FilePlan:
+         folder: str, roots: list[str], missing: Callable[[set[str]], set[str]],
+         name: Callable[[object], str] | None = None, gs_uris: bool = True) -> FilePlan:
     """Check every file cell; a bad cell gives its row a reason (like an invalid prompt).
     Local files must be regular files under one of ``roots`` (links resolved); ``missing``
     tells which ``gs://`` objects do not exist (one call for all of them). Local files and bytes
-    will be uploaded to ``folder`` (``<folder>/<sha256><ext>``)."""
+    will be uploaded to ``folder`` as ``<folder>/<name(source)>`` (default
+    ``object_name``). ``gs_uris=False``: ``gs://`` cells are refused (a service that does not
+    read Cloud Storage)."""
+    name_of = name or object_name
     if not isinstance(files, Mapping):
         raise InputError("files must be a dict of column -> MIME type (or None to tell it from "
                          "the extension), e.g. files={'image_uri': 'image/jpeg'}.")
@@ -91,18 +98,24 @@ def plan(df: pd.DataFrame, files: Mapping[str, str | None], reasons: np.ndarray,
                 reasons[row] = reasons[row] or f"files column {column!r}: {problem}"
                 continue
             if isinstance(value, str) and storage.is_file_uri(value):
+                if not gs_uris:
+                    reasons[row] = reasons[row] or (
+                        f"files column {column!r}: {value} is in Cloud Storage, which the "
+                        "Gemini Developer API does not read: send a local file or bytes, or "
+                        "use service='vertex'")
+                    continue
                 result.parts[row].append(part)
                 objects.append((row, column, value))
             else:
                 source = os.path.realpath(value) if isinstance(value, str) else value
                 try:  # the file that was checked is the one read and uploaded
-                    name = _object_name(source)
+                    uploaded = name_of(source)
                 except OSError as err:
                     reasons[row] = reasons[row] or (f"files column {column!r}: {value!r} "
                                                     f"cannot be read ({err.strerror})")
                     continue
-                result.uploads[name] = source
-                result.parts[row].append((f"{folder}/{name}", part[1]))
+                result.uploads[uploaded] = (source, part[1])
+                result.parts[row].append((f"{folder}/{uploaded}", part[1]))
     absent = missing({uri for _, _, uri in objects}) if objects else set()
     for row, column, uri in objects:
         if uri in absent:
@@ -142,9 +155,19 @@ def _part(value, mime: str | None, roots: list[str]
     return (value, mime), ""
 
 
-def _object_name(source) -> str:
+def _content(source) -> bytes:
+    return Path(source).read_bytes() if isinstance(source, str) else bytes(source)
+
+
+def object_name(source) -> str:
     """A content-addressed name for a local file or bytes (the path's extension kept when it
     is a plain one, such as ``.png``)."""
-    data = Path(source).read_bytes() if isinstance(source, str) else bytes(source)
     suffix = Path(source).suffix.lower() if isinstance(source, str) else ""
-    return hashlib.sha256(data).hexdigest()[:32] + (suffix if whole(_SUFFIX, suffix) else "")
+    return (hashlib.sha256(_content(source)).hexdigest()[:32]
+            + (suffix if whole(_SUFFIX, suffix) else ""))
+
+
+def file_id(source) -> str:
+    """A content-addressed Files API id for a local file or bytes (ids are at most 40
+    lowercase letters, digits and dashes)."""
+    return hashlib.sha256(_content(source)).hexdigest()[:40]

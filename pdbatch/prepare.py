@@ -162,10 +162,6 @@ def refuse_vertex_only(options: Options) -> None:
     if options.run.transport != "rest":
         raise InputError("transport= is a Vertex AI option: the Gemini Developer API is "
                          "reached over REST; drop it, or pass service='vertex'.")
-    if options.request.files:
-        raise InputError("files= is not supported on the Gemini Developer API in this version "
-                         "(its Files API upload of each row's files is not built yet); pass "
-                         "service='vertex' with a gs:// staging location.")
     if options.credentials is not None:
         raise InputError("credentials= are for Vertex AI; the Gemini Developer API takes an "
                          "API key (api_key= or GEMINI_API_KEY).")
@@ -308,11 +304,14 @@ def _file_plan(df, files, files_root, reasons, family: families.Family,
         return None
     if not family.files:
         raise InputError("files= is supported for Gemini models in this version.")
-    hosts = [u for u in (settings.staging, settings.output_location) if storage.hosts_files(u)]
     roots = [files_root] if isinstance(files_root, (str, os.PathLike)) else files_root
+    roots = [os.fspath(r) for r in roots or [os.getcwd()]]
+    if settings.service == config.GEMINI_API:  # uploaded through the Files API
+        return multimodal.plan(df, files, reasons, f"{settings.api_endpoint}/v1beta/files",
+                               roots, set, name=multimodal.file_id, gs_uris=False)
+    hosts = [u for u in (settings.staging, settings.output_location) if storage.hosts_files(u)]
     file_plan = multimodal.plan(df, files, reasons,
-                                storage.files_folder(hosts[0]) if hosts else "",
-                                [os.fspath(r) for r in roots or [os.getcwd()]],
+                                storage.files_folder(hosts[0]) if hosts else "", roots,
                                 partial(storage.missing_files, credentials=credentials))
     if file_plan.local and not hosts:
         raise InputError("Local files and bytes are uploaded to Cloud Storage before the run: "

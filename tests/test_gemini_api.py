@@ -34,7 +34,6 @@ def test_a_missing_key_is_refused_before_anything_is_sent(monkeypatch, tmp_path)
     ("staging", "gs://bucket/x", "keeps no runs in Cloud Storage or BigQuery"),
     ("transport", "grpc", "transport= is a Vertex AI option"),
     ("model", "llama-3.3-70b-instruct-maas", "not served by the Gemini Developer API"),
-    ("files", {"prompt": None}, "files= is not supported on the Gemini Developer API"),
 ])
 def test_vertex_only_options_are_refused_naming_the_vertex_way(option, value, says, tmp_path):
     arguments = {"staging": str(tmp_path), option: value}
@@ -146,3 +145,31 @@ def test_the_local_record_lost_the_same_call_finds_its_batches_by_display_name(
     rebuilt = df.gemini.submit(prompt_col="prompt", service="gemini-api",
                                staging=str(tmp_path / "a"), progress=False)
     assert rebuilt.id == first.id and len(list(genai_client.batches.list())) == before
+
+
+def test_files_are_uploaded_once_through_the_files_api(stack, tmp_path, genai_client):
+    """Local files and bytes go to the Files API as files/<content hash> (an upload already
+    there is not made again); a gs:// cell is refused before anything is uploaded."""
+    (tmp_path / "cat.png").write_bytes(b"\x89PNG a cat")
+    df = pd.DataFrame({"prompt": ["what is this?"] * 4,
+                       "picture": [str(tmp_path / "cat.png"), None, b"GIF89a raw",
+                                   str(tmp_path / "cat.png")]})
+    options = {"prompt_col": "prompt", "service": "gemini-api", "files_root": tmp_path,
+               "staging": str(tmp_path / "runs"), "progress": False,
+               "files": {"picture": "image/png"}}
+    before = {f.name for f in genai_client.files.list()}
+    out = df.gemini.batch_predict(**options)
+    assert (out["status"] == "ok").all()
+    uploaded = [f for f in genai_client.files.list() if f.name not in before]
+    assert sorted(f.mime_type for f in uploaded) == ["image/png", "image/png"]
+    assert all(len(f.name) == len("files/") + 40 for f in uploaded)
+    request = __import__("json").loads(out["response"].iloc[0])  # answered with its file
+    assert request["candidates"][0]["content"]["parts"][0]["text"] == "echo: what is this?"
+
+    again = df.gemini.batch_predict(**options, force=True)  # a new run, the same files
+    assert (again["status"] == "ok").all()
+    assert len([f for f in genai_client.files.list() if f.name not in before]) == 2
+
+    cloud = df.assign(picture=["gs://bucket/cat.png", None, None, None])
+    with pytest.raises(InputError, match="row 0.*does not read: send a local file or bytes"):
+        cloud.gemini.batch_predict(**options)

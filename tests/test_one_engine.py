@@ -284,7 +284,8 @@ NOT_ON_GEMINI_API = {"carried": "carry= is a Vertex AI option",
                      "bigquery": "keeps no runs in Cloud Storage or BigQuery",
                      "gcs-to-bigquery": "output= is a Vertex AI option",
                      "bigquery-to-gcs": "keeps no runs in Cloud Storage or BigQuery",
-                     "files": "files= is not supported on the Gemini Developer API"}
+                     # its Cloud Storage cell (its local files are sent: test_gemini_api.py)
+                     "files": "Gemini Developer API does not read: send a local file"}
 
 
 @pytest.mark.parametrize("case,scheduler", [(case, "threads") for case in CASES]
@@ -303,10 +304,13 @@ def test_vertex_and_the_gemini_api_give_the_same_frame(request, stack, staging, 
                                          else runs_folder)}
         if route == "gs-bq":
             given["output"] = on_vertex["output"]
+        if "files" in options:
+            given["files_root"] = tmp_path
         for frame in (df, dd.from_pandas(df, npartitions=3)):
             with pytest.raises(pdbatch.InputError, match=NOT_ON_GEMINI_API[case]):
-                frame.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
-                                           progress=False, **given)
+                out = frame.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
+                                                 progress=False, **given)
+                out.compute(scheduler="threads")  # a Dask frame's rows: when computed
         return
     options = dict(options)
     faults = options.pop("labels", None)

@@ -49,8 +49,9 @@ class Location(Protocol):
         """The ``input_config`` of a job reading these staged shards (one, where the
         location is ``tabular``: a BigQuery job reads one table)."""
 
-    def upload(self, files: dict[str, bytes | str]) -> None:
-        """Put files sent with ``files=`` in ``files_folder`` (where ``hosts_files``)."""
+    def upload(self, files: dict[str, tuple[bytes | str, str]]) -> None:
+        """Put files sent with ``files=`` (name -> (path or bytes, MIME type)) in
+        ``files_folder`` (where ``hosts_files``)."""
 
     def destination(self, number: int) -> dict:
         """Job ``number``'s ``output_config``."""

@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import tempfile
+from pathlib import Path
 
 import orjson
 import pyarrow as pa
@@ -70,7 +71,7 @@ def _status(error: dict | None) -> str:
 class FilesApiLocation:
     """A run's requests and answers on the Developer API (inline or through its Files API)."""
 
-    hosts_files = False
+    hosts_files = True  # files= go to the Files API
     tabular = False
 
     def __init__(self, run_id: str, parser: Parser, base_url: str, api_key: str):
@@ -87,6 +88,28 @@ class FilesApiLocation:
         if sum(pc.binary_length(requests).to_pylist()) <= INLINE_BYTES:
             return {"inlined_requests": inlined(requests)}
         return {"file_name": self._upload(f"input-{number:05d}", developer_lines(requests))}
+
+    def upload(self, files: dict[str, tuple[bytes | str, str]]) -> None:
+        """Upload local files and bytes sent with ``files=`` as ``files/<id>`` (``id``: their
+        content hash, see ``multimodal.file_id``), skipping those the Files API holds already
+        (an earlier run's, for the 48 hours it keeps them)."""
+        from google.genai import errors
+
+        for file_id, (source, mime) in files.items():
+            name = f"files/{file_id}"
+            try:
+                self._client.files.get(name=name)
+                continue
+            except errors.ClientError as err:
+                if err.code not in (403, 404):  # 403: "... or it may not exist"
+                    raise
+            data = source if isinstance(source, bytes) else Path(source).read_bytes()
+            try:
+                self._client.files.upload(file=io.BytesIO(data), config={
+                    "name": name, "mime_type": mime, "display_name": f"pdbatch-file-{file_id}"})
+            except errors.ClientError as err:
+                if err.code != 409:  # 409: another process uploaded it meanwhile
+                    raise
 
     def stage_shard(self, partition: int, index: int, requests: pa.ChunkedArray) -> str:
         """Upload one shard of a Dask partition; its name for ``source``."""

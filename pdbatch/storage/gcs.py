@@ -176,10 +176,11 @@ class GcsLocation:
         return {"predictions_format": "jsonl",
                 "gcs_destination": {"output_uri_prefix": f"{self.folder}/output-{number:05d}"}}
 
-    def upload(self, files: dict[str, bytes | str]) -> None:
-        """Put local files and bytes (by their object name under ``files_folder``) where jobs
-        can read them, skipping those already there (names are content hashes)."""
-        for name, source in files.items():
+    def upload(self, files: dict[str, tuple[bytes | str, str]]) -> None:
+        """Put local files and bytes (by their object name under ``files_folder``, with their
+        MIME type) where jobs can read them, skipping those already there (names are content
+        hashes)."""
+        for name, (source, _) in files.items():
             uri = f"{files_folder(self.root)}/{name}"
             if not self.fs.exists(uri):
                 self.fs.pipe(uri, Path(source).read_bytes() if isinstance(source, str)
