@@ -173,3 +173,47 @@ def test_files_are_uploaded_once_through_the_files_api(stack, tmp_path, genai_cl
     cloud = df.assign(picture=["gs://bucket/cat.png", None, None, None])
     with pytest.raises(InputError, match="row 0.*does not read: send a local file or bytes"):
         cloud.gemini.batch_predict(**options)
+
+
+def test_the_guard_refuses_a_run_over_its_limits_before_anything_is_uploaded(
+        stack, tmp_path, genai_client):
+    df = pd.DataFrame({"prompt": [f"question {i % 10}" for i in range(30)]})
+    options = {"prompt_col": "prompt", "service": "gemini-api", "progress": False,
+               "staging": str(tmp_path / "runs"), "dedup": False}
+    files, batches = len(list(genai_client.files.list())), len(list(genai_client.batches.list()))
+    with pytest.raises(InputError, match="Not submitted.*30 requests is over max_rows=20"):
+        df.gemini.batch_predict(max_rows=20, **options)
+    with pytest.raises(InputError, match="Not submitted"):
+        df.gemini.batch_predict(max_cost=1e-9, **options)
+    assert len(list(genai_client.files.list())) == files
+    assert len(list(genai_client.batches.list())) == batches
+    assert pdbatch.runs(service="gemini-api", staging=str(tmp_path / "runs")).empty
+
+    estimate = df.gemini.estimate(prompt_col="prompt", service="gemini-api",
+                                  staging=str(tmp_path / "runs"))
+    assert estimate.requests == 10 and estimate.input_tokens == 20  # countTokens: 2 words
+    assert "countTokens" in estimate.method
+
+
+def test_a_cancelled_run_ends_cancelled_and_says_so(stack, tmp_path):
+    stack.service.fault_labels = {"emulator-queue-ms": "20000"}
+    try:
+        run = _frame(5).gemini.submit(prompt_col="prompt", service="gemini-api",
+                                      staging=str(tmp_path / "runs"), progress=False)
+    finally:
+        stack.service.fault_labels = {}
+    assert run.status().state in ("pending", "queued")
+    run.cancel()
+    assert run.wait(progress=False).state == "cancelled"
+    with pytest.raises(pdbatch.JobError, match="CANCELLED"):
+        run.result()
+
+
+def test_the_emulator_counts_tokens_as_the_developer_api_does(stack, genai_client):
+    from google.genai import errors
+
+    counted = genai_client.models.count_tokens(model="gemini-2.5-flash",
+                                               contents=["three words here"])
+    assert counted.total_tokens == 3
+    with pytest.raises(errors.ClientError, match="models/gemini-0 is not found"):
+        genai_client.models.count_tokens(model="gemini-0", contents=["x"])

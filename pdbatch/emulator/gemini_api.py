@@ -34,12 +34,14 @@ from urllib.parse import parse_qs, quote
 
 from .gemini_batches import EXPIRE_AFTER_SECONDS, MAX_INLINE_BYTES, GeminiBatches
 from .gemini_files import MAX_FILE_BYTES, FileStore
+from .responder import count_tokens
 from .service import BatchService, ServiceError
 
 _PREFIXES = ("/v1beta/", "/upload/v1beta/", "/download/v1beta/")
 _FILE = re.compile(r"^/(?:download/)?v1beta/files/(?P<id>[a-z0-9-]+)(?P<download>:download)?$")
 _CREATE = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):batchGenerateContent$")
 _BATCH = re.compile(r"^/v1beta/batches(?:/(?P<id>[a-z0-9-]+))?(?P<cancel>:cancel)?$")
+_COUNT = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):countTokens$")
 #: The real service's answers to a call without a key, or with a key it does not know
 #: (both observed in public issue reports, see docs/emulator.md).
 NO_KEY = ("Method doesn't allow unregistered callers (callers without established identity). "
@@ -126,6 +128,17 @@ class GeminiApi:
             return Reply(err.code, err.envelope(),
                          {"X-Goog-Upload-Status": "final"} if upload else {})
 
+    def _count_tokens(self, model: str, body: dict) -> dict:
+        """``POST models/{model}:countTokens`` of ``contents`` or of a whole
+        ``generateContentRequest``: the words, as the Vertex side counts them."""
+        if model not in self.batches.models():
+            raise ServiceError(404, "NOT_FOUND", f"models/{model} is not found for API version "
+                               "v1beta, or is not supported for countTokens. Call ListModels "
+                               "to see the list of available models and their supported "
+                               "methods.")
+        request = body.get("generateContentRequest") or body
+        return {"totalTokens": count_tokens(request)["totalTokens"]}
+
     # ----------------------------------------------------------------- helpers
     def _check_key(self, key: str) -> None:
         if not key.strip():
@@ -167,6 +180,9 @@ class GeminiApi:
     def _answer(self, method: str, path: str, params: dict, body: bytes,
                 base_url: str) -> Reply:
         file, create, batch = _FILE.match(path), _CREATE.match(path), _BATCH.match(path)
+        count = _COUNT.match(path)
+        if count and method == "POST":
+            return Reply(200, self._count_tokens(count["model"], _json(body)))
         if file and file["download"] and method == "GET":
             name = f"files/{file['id']}"
             if self.files.describe(name, base_url)["source"] != "GENERATED":
