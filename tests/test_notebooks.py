@@ -84,3 +84,27 @@ def test_local_model_notebook_executes():
     assert "Dune" in blurbs and "echo:" not in blurbs  # the model's words, not an echo
     rated = _outputs(code[2])
     assert "positive" in rated or "negative" in rated
+
+
+def test_gemini_api_notebook_executes(tmp_path, monkeypatch):
+    """The Developer API notebook, with the environment its LocalStack exports
+    (GOOGLE_GEMINI_BASE_URL, a dummy GEMINI_API_KEY) and its runs in a temporary folder."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default runs folder would be in here
+    for name in ("PDBATCH_SERVICE", "PDBATCH_RUNS_FOLDER", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    notebook = nbformat.read(NOTEBOOKS / "gemini_api.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    for cell in code:
+        assert not [n for n in NOISE if n in _outputs(cell)], (cell.source, _outputs(cell))
+    assert "GOOGLE_GEMINI_BASE_URL" in _outputs(code[1]) and "GEMINI_API_KEY" in _outputs(code[1])
+    assert "ok" in _outputs(code[2]) and "STOP" in _outputs(code[2])
+    assert "[system: You are a bookseller.] echo: Write a two-sentence blurb for Beloved by " \
+           "Toni Morrison." in _outputs(code[3])
+    assert "batches/" in _outputs(code[3]) and "'response']" in _outputs(code[3])
+    assert "succeeded" in _outputs(code[4])  # runs(service="gemini-api")
+    assert "(True, 'succeeded: 3/3 requests done" in _outputs(code[5])  # attach("batches/…")
+    assert "'llm_year': Int64Dtype()" in _outputs(code[6]) and "ok" in _outputs(code[6])
+    assert "labels= is a Vertex AI option" in _outputs(code[7])
+    assert not (tmp_path / ".pdbatch").exists()  # the runs went to the notebook's own folder
