@@ -26,6 +26,7 @@ _ENDPOINT = re.compile(r"^(?:https?://)?[A-Za-z0-9.-]+(?::\d{1,5})?/?$")
 TRANSPORTS = ("rest", "grpc")
 VERTEX, GEMINI_API = "vertex", "gemini-api"
 SERVICES = (VERTEX, GEMINI_API)
+SERVICE_NAMES = {VERTEX: "Vertex AI", GEMINI_API: "the Gemini API"}
 GEMINI_API_HOST = "https://generativelanguage.googleapis.com"
 #: Where Developer API runs are remembered when no folder is given (PDBATCH_RUNS_FOLDER).
 DEFAULT_RUNS_FOLDER = "~/.pdbatch/runs"

@@ -99,6 +99,10 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
     settings = config.settings_of(options.run, options.api_key)
     if settings.service == config.GEMINI_API:
         refuse_vertex_only(options)
+    elif options.api_key is not None:
+        raise InputError("api_key= is the Gemini Developer API's: pass service='gemini-api' "
+                         "with it (Vertex AI uses credentials= or application default "
+                         "credentials).")
     schema = (structured.schema_of(request.response_schema)
               if request.response_schema is not None else None)
     check_no_clash(df, result.result_prefix, result.include_response,

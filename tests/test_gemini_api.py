@@ -217,3 +217,51 @@ def test_the_emulator_counts_tokens_as_the_developer_api_does(stack, genai_clien
     assert counted.total_tokens == 3
     with pytest.raises(errors.ClientError, match="models/gemini-0 is not found"):
         genai_client.models.count_tokens(model="gemini-0", contents=["x"])
+
+
+_CLIENT = """
+import sys
+import pandas as pd
+import pdbatch
+frame = pd.DataFrame({"prompt": [f"question number {i}" for i in range(40)]})
+frame.gemini.batch_predict(prompt_col="prompt", service="gemini-api", staging=sys.argv[1],
+                           progress=False, cancel_on_interrupt=sys.argv[2] == "cancel")
+"""
+
+
+@pytest.mark.parametrize("mode", ["", "cancel"])
+def test_an_interrupt_leaves_the_batch_running_or_cancels_it(stack, tmp_path, mode):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = str(tmp_path / "runs")
+    stack.service.fault_labels, stack.service.fault_jobs = {"emulator-queue-ms": "20000"}, 1
+    try:
+        process = subprocess.Popen([sys.executable, "-c", _CLIENT, folder, mode],
+                                   stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        deadline = time.monotonic() + 60
+        while not (pdbatch.runs(service="gemini-api", staging=folder)["jobs"] == 1).any():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=20)
+    finally:
+        stack.service.fault_labels, stack.service.fault_jobs = {}, None
+    assert process.returncode != 0 and "KeyboardInterrupt" in errors
+    [run] = pdbatch.runs(service="gemini-api", staging=folder)["run"]
+    state = pdbatch.attach(run, service="gemini-api", staging=folder).status().state
+    if mode == "cancel":
+        assert "asked the Gemini API to cancel" in errors and state == "cancelled"
+    else:
+        assert "keep running on the Gemini API" in errors
+        assert f"pdbatch.attach('{run}', service='gemini-api', staging='{folder}')" in errors
+        assert state == "pending"
+
+
+def test_an_api_key_without_the_service_is_refused(stack, staging):
+    with pytest.raises(InputError, match="api_key= is the Gemini Developer API's: pass "
+                                         "service='gemini-api'"):
+        _frame(2).gemini.batch_predict(prompt_col="prompt", api_key="k", staging=staging)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
-from .. import config, families, service
+from .. import config, families, service, storage
 from ..errors import InputError, ServiceError
 from ..options import Options
 from ..progress import bar as progress_bar
@@ -176,21 +176,28 @@ class BatchRun:
                               label=(RUN_LABEL, self.id)))
         except ServiceError as err:
             raise ServiceError(f"{err} The jobs of {self.id} go on without us: re-run the same "
-                               f"call to pick them up, or pdbatch.attach({self.id!r}, "
-                               f"staging={self.settings.staging!r}).") from err
+                               f"call to pick them up, or {self.attach_call}.") from err
         except KeyboardInterrupt:
+            where = config.SERVICE_NAMES[self.settings.service]
             if cancel_on_interrupt:
                 self.cancel()
-                log.warning("Interrupted: asked Vertex AI to cancel the jobs of %s.", self.id)
+                log.warning("Interrupted: asked %s to cancel the jobs of %s.", where, self.id)
             else:
-                log.warning("Interrupted: the jobs of %s keep running on Vertex AI. Re-run the "
-                            "same call to pick them up, or: pdbatch.attach(%r, staging=%r)",
-                            self.id, self.id, self.settings.staging)
+                log.warning("Interrupted: the jobs of %s keep running on %s. Re-run the same "
+                            "call to pick them up, or: %s", self.id, where, self.attach_call)
             raise
         finally:
             for made in shown:
                 made.close()
         return self._last
+
+    @property
+    def attach_call(self) -> str:
+        """The call that picks this run up in another process."""
+        if self.settings.service == config.GEMINI_API:
+            return (f"pdbatch.attach({self.id!r}, service='gemini-api', "
+                    f"staging={storage.local_path(self.settings.staging)!r})")
+        return f"pdbatch.attach({self.id!r}, staging={self.settings.staging!r})"
 
     def cancel(self) -> None:
         """Ask the service to cancel every job that has not ended (answers written so far

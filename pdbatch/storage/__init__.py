@@ -23,7 +23,8 @@ from . import bigquery, folder, gcs
 from .runids import is_run_id, new_run_id
 
 __all__ = ["Location", "RunStore", "check", "checked", "files_folder", "hosts_files",
-           "in_the_cloud", "is_file_uri", "is_run_id", "local_folder", "missing_files",
+           "in_the_cloud", "is_file_uri", "is_run_id", "local_folder", "local_path",
+           "missing_files",
            "new_run_id", "open_location", "open_store", "staging_of", "tabular",
            "valid_file_uri"]
 
@@ -110,6 +111,11 @@ def local_folder(uri: str) -> bool:
     """Whether ``uri`` is a local folder (``file://``), which keeps runs of the Gemini
     Developer API only."""
     return _backend(uri) is folder
+
+
+def local_path(uri: str) -> str:
+    """The path of a local folder location (``file:///path`` -> ``/path``)."""
+    return uri[len(folder.SCHEME):] if local_folder(uri) else uri
 
 
 def hosts_files(uri: str) -> bool:
