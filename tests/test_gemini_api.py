@@ -265,3 +265,20 @@ def test_an_api_key_without_the_service_is_refused(stack, staging):
     with pytest.raises(InputError, match="api_key= is the Gemini Developer API's: pass "
                                          "service='gemini-api'"):
         _frame(2).gemini.batch_predict(prompt_col="prompt", api_key="k", staging=staging)
+
+
+def test_an_expired_batch_raises_or_has_its_rows_asked_again(stack, tmp_path):
+    """A batch the service let expire (after 48 hours; here the emulator's fault) ends the
+    run with a JobError, as on Vertex AI; retry_expired=True asks its rows again."""
+    options = {"prompt_col": "prompt", "service": "gemini-api", "progress": False,
+               "staging": str(tmp_path / "runs")}
+    stack.service.fault_labels, stack.service.fault_jobs = {"emulator-fault": "expire"}, 1
+    try:
+        with pytest.raises(pdbatch.JobError, match="EXPIRED"):
+            _frame(6).gemini.batch_predict(**options)
+        stack.service.fault_jobs = 1  # the next batch expires, its retry does not
+        out = _frame(6).gemini.batch_predict(max_retries=1, retry_expired=True, force=True,
+                                             **options)
+    finally:
+        stack.service.fault_labels, stack.service.fault_jobs = {}, None
+    assert (out["status"] == "ok").all() and (out["attempts"] == 2).all()

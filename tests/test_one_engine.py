@@ -53,6 +53,18 @@ def _with_invalid() -> pd.DataFrame:
     return _frame(prompts)
 
 
+def _with_settings() -> pd.DataFrame:
+    """Rows with their own temperature, and a frame-wide instruction and settings."""
+    return _frame([f"question {i % 4}" for i in range(30)],
+                  temp=np.array([0.0, 0.5, 1.0] * 10))
+
+
+SETTINGS = {"config_cols": {"temperature": "temp"}, "system_instruction": "Be brief.",
+            "generation_config": {"max_output_tokens": 64, "top_p": 0.9},
+            "safety_settings": [{"category": "HARM_CATEGORY_HATE_SPEECH",
+                                 "threshold": "BLOCK_ONLY_HIGH"}]}
+
+
 def _with_carried() -> pd.DataFrame:
     n = 36
     return _frame([f"question {i % 9}" for i in range(n)],  # repeats: carry sends every row
@@ -79,6 +91,7 @@ CASES = {
     "dedup": (_dedup_heavy, {}, "gs"),
     "skipped": (_with_invalid, {"on_invalid": "skip"}, "gs"),
     "structured": (_plain, {"response_schema": SCHEMA}, "gs"),
+    "settings": (_with_settings, SETTINGS, "gs"),
     "carried": (_with_carried, {"carry": ["n", "tag"]}, "gs"),
     "row-faults": (_plain, {"labels": {"emulator-row-errors": "429-20"}, "max_retries": 5},
                    "gs"),
