@@ -25,7 +25,7 @@ from pathlib import Path
 
 import orjson
 
-from . import runner
+from . import filerefs, runner
 from .families import camel, family_of
 from .faults import ROW_ERRORS, FaultError, JobFaults
 from .gemini_files import FileStore, missing_file
@@ -265,11 +265,12 @@ class GeminiBatches:
         spool = None if inline else tempfile.NamedTemporaryFile(
             dir=self.files.folder, prefix="responses-", delete=False)
         window: list = []
+        files = filerefs.DeveloperFiles(self.files.active)
         try:
             items = iter(record["_requests"]) if inline else \
                 _file_lines(self.files.path(record["inputConfig"]["fileName"]))
             for item in items:
-                answer = _respond(item, inline, faults, rng, responder)
+                answer = _respond(item, inline, faults, rng, responder, files)
                 counts[0 if "response" in answer else 1] += 1
                 window.append(answer if inline else orjson.dumps(answer) + b"\n")
                 done = sum(counts)
@@ -400,10 +401,12 @@ def _file_lines(path: Path) -> Iterator[bytes]:
         yield from (line for line in source if line.strip())
 
 
-def _respond(item, inline: bool, faults: JobFaults, rng: random.Random, responder) -> dict:
+def _respond(item, inline: bool, faults: JobFaults, rng: random.Random, responder,
+             files: filerefs.Check | None = None) -> dict:
     """One request's output: ``{"response" | "error", "metadata"}`` for an inline request,
     ``{"response" | "error", "key"}`` for a line of a file (a line that is not a JSON object
-    with a ``request`` object gets an ``error`` [I])."""
+    with a ``request`` object gets an ``error`` [I]; so does a request whose ``files`` cannot
+    be read)."""
     if inline:
         line, tail = item, ({"metadata": item["metadata"]} if "metadata" in item else {})
     else:
@@ -417,9 +420,11 @@ def _respond(item, inline: bool, faults: JobFaults, rng: random.Random, responde
             return {"error": _status(400, "Invalid JSON payload received. Each line needs a "
                                      "'request' object.", "INVALID_ARGUMENT"), **tail}
     request = line["request"]
-    kind, detail = runner.decide(request, _GEMINI, faults, rng)
+    kind, detail = runner.decide(request, _GEMINI, faults, rng, files)
     if kind == "refuse":
         return {"error": _status(400, detail, "INVALID_ARGUMENT"), **tail}
+    if kind == "unreadable" and isinstance(detail, filerefs.FileProblem):
+        return {"error": detail.error(), **tail}
     if kind == "fail":
         _, status, message = ROW_ERRORS[detail]
         return {"error": _status(detail, message, status), **tail}

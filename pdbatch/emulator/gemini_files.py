@@ -75,9 +75,7 @@ class FileStore:
         name = str(file.get("name") or f"files/{self._new_id(12)}")
         if not name.startswith("files/"):
             name = f"files/{name}"
-        if not _FILE_ID.fullmatch(name.removeprefix("files/")):
-            raise ServiceError(400, "INVALID_ARGUMENT", f"Invalid file name {name}: the id has "
-                               "at most 40 lowercase letters, digits or dashes.")
+        _check_name(name)
         now = time.time()
         record = {"name": name, "mimeType": file.get("mimeType") or mime_type or
                   "application/octet-stream", "sizeBytes": str(declared),
@@ -89,7 +87,7 @@ class FileStore:
         upload_id = self._new_id(32)
         with self._lock:
             if name in self._records.jobs:
-                raise ServiceError(409, "ALREADY_EXISTS", f"File {name} already exists.")
+                raise _exists(name)
             self._uploads[upload_id] = _Upload(record, declared)
         self._blob(upload_id, partial=True).write_bytes(b"")
         return upload_id
@@ -113,9 +111,13 @@ class FileStore:
         upload.received += len(data)
         if not finalize:
             return None
+        record = upload.record
         with self._lock:
             self._uploads.pop(upload_id, None)
-        record = upload.record
+            taken = record["name"] in self._records.jobs  # by an upload started meanwhile
+        if taken:
+            self._blob(upload_id, partial=True).unlink(missing_ok=True)
+            raise _exists(record["name"])
         path = self._blob(record["name"])
         os.replace(self._blob(upload_id, partial=True), path)
         record["sizeBytes"] = str(upload.received)
@@ -152,6 +154,13 @@ class FileStore:
     def exists(self, name: str) -> bool:
         with self._lock:
             return name in self._records.jobs
+
+    def active(self, name: str) -> bool:
+        """Whether ``name`` is a file requests can use: ACTIVE and not past its expiration."""
+        with self._lock:
+            record = self._records.jobs.get(name)
+        return record is not None and record.get("state") == "ACTIVE" and \
+            record.get("expirationTime", "9") > rfc3339(time.time())
 
     def path(self, name: str) -> Path:
         """Where the bytes of ``name`` are (403 if there is no such file)."""
@@ -197,6 +206,23 @@ class FileStore:
         with self._lock:
             self._uploads.pop(upload_id, None)
         self._blob(upload_id, partial=True).unlink(missing_ok=True)
+
+
+def _check_name(name: str) -> None:
+    """A name asked for at upload: ``files/`` and an id of at most 40 lowercase letters,
+    digits or dashes, not starting or ending with a dash (the API reference, ``File.name``)."""
+    file_id = name.removeprefix("files/")
+    if len(file_id) > 40:
+        raise ServiceError(400, "INVALID_ARGUMENT", "* CreateFileRequest.file.name: File ID "
+                           "(name excluding 'files/') cannot be more than 40 characters.\n")
+    if not _FILE_ID.fullmatch(file_id):
+        raise ServiceError(400, "INVALID_ARGUMENT", f"* CreateFileRequest.file.name: File ID "
+                           f"{file_id!r} may contain only lowercase letters, digits and dashes, "
+                           "and cannot start or end with a dash.\n")
+
+
+def _exists(name: str) -> ServiceError:
+    return ServiceError(409, "ALREADY_EXISTS", f"File {name} already exists.")
 
 
 def _sha256(path: Path) -> str:

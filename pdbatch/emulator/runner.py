@@ -23,6 +23,7 @@ import orjson
 from . import storage
 from .families import Family
 from .faults import JobFaults, blocked_response, row_status
+from .filerefs import Check, FileProblem
 
 #: Output lines shuffled together: the service writes no particular order (spec §2.3).
 WINDOW = 10_000
@@ -126,9 +127,11 @@ def answer_rows(
     stop: Callable[[], bool],
     union: dict | None = None,
     progress: Callable[[Outcome], None] | None = None,
+    files: Check | None = None,
 ) -> Outcome:
     """Answer every input line into ``sink`` (``GcsSink`` or ``bigquery.TableSink``); with
-    ``union`` (from ``check_input``), the echoed requests get its missing keys as nulls.
+    ``union`` (from ``check_input``), the echoed requests get its missing keys as nulls;
+    ``files`` (``filerefs.VertexFiles``) fails the rows whose files cannot be read.
 
     ``progress(outcome)`` is told the counts so far after every window or incremental file.
     Stops early when ``stop()`` turns true (checked every window or incremental file) or, with
@@ -141,7 +144,7 @@ def answer_rows(
     check_every = min(WINDOW, faults.incremental_rows or WINDOW)
     with tempfile.TemporaryFile(prefix="pdbatch-emulator-") as spool:
         window: list[bytes] = []
-        for line, decision, respond in _asked(lines(), family, responder, faults, rng):
+        for line, decision, respond in _asked(lines(), family, responder, faults, rng, files):
             data = _answer(line, family, decision, respond, outcome, union)
             window.append(data)
             sink.add(data)
@@ -164,7 +167,7 @@ def answer_rows(
 
 
 def _asked(lines: Iterator, family: Family, responder: Callable[[dict], dict],
-           faults: JobFaults, rng: random.Random
+           faults: JobFaults, rng: random.Random, files: Check | None = None
            ) -> Iterator[tuple[dict, tuple[str, object], Callable[[], dict]]]:
     """Each line, what the service does with it (``decide``, in line order) and how to get
     its answer. A responder with ``concurrency`` > 1 (a forwarder to a model server that
@@ -174,14 +177,14 @@ def _asked(lines: Iterator, family: Family, responder: Callable[[dict], dict],
     if concurrency <= 1:
         for _, line in lines:
             payload = line[family.payload]
-            yield line, decide(payload, family, faults, rng), partial(responder, payload)
+            yield line, decide(payload, family, faults, rng, files), partial(responder, payload)
         return
     pool = ThreadPoolExecutor(concurrency, thread_name_prefix="emulator-model")
     try:
         batch: list = []
         for _, line in lines:
             payload = line[family.payload]
-            decision = decide(payload, family, faults, rng)
+            decision = decide(payload, family, faults, rng, files)
             answer = pool.submit(responder, payload) if decision[0] == "answer" else None
             batch.append((line, decision, answer))
             if len(batch) == concurrency * 4:
@@ -194,15 +197,19 @@ def _asked(lines: Iterator, family: Family, responder: Callable[[dict], dict],
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def decide(payload: dict, family: Family, faults: JobFaults, rng: random.Random
-            ) -> tuple[str, object]:
+def decide(payload: dict, family: Family, faults: JobFaults, rng: random.Random,
+           files: Check | None = None) -> tuple[str, object]:
     """What the service does with a request: ``("refuse", message)`` (it is malformed, spec
-    §2.2), ``("fail", code)``, ``("block", response)`` or ``("answer", None)``; drawn from
-    the job's random stream in line order."""
+    §2.2), ``("unreadable", FileProblem)`` (a file it refers to cannot be read, ``files``),
+    ``("fail", code)``, ``("block", response)`` or ``("answer", None)``; drawn from the job's
+    random stream in line order."""
     code = faults.failure(rng)
     invalid = family.invalid(payload)
     if invalid:
         return "refuse", invalid
+    problem = files(payload) if files else None
+    if problem:
+        return "unreadable", problem
     if code is not None:
         return "fail", code
     if faults.blocked and rng.random() < faults.blocked:
@@ -227,6 +234,8 @@ def _answer(line: dict, family: Family, decision: tuple[str, object],
     kind, detail = decision
     if kind == "refuse":
         result["status"] = row_status(400, detail)
+    elif kind == "unreadable" and isinstance(detail, FileProblem):
+        result["status"] = detail.row_status()
     elif kind == "fail":
         result["status"] = row_status(detail)
     elif kind == "block":

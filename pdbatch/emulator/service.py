@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from . import bigquery, filters, runner, storage
+from . import bigquery, filerefs, filters, runner, storage
 from .families import SERVED_MODELS, TUNED_MODEL, camel, family_of
 from .faults import ApiFaults, FaultError, JobFaults
 from .state import JobStore
@@ -422,7 +422,8 @@ class BatchService:
                                      faults, name, total,
                                      stop=lambda: self._cancelling(name),
                                      union=union if self.null_injection else None,
-                                     progress=lambda done: self._progress(name, done, faults))
+                                     progress=lambda done: self._progress(name, done, faults),
+                                     files=self._file_check(family))
         if outcome.finished:
             self._closed.wait(self.timing.running)
         results = self._results(sink.info(), outcome, faults)
@@ -456,6 +457,13 @@ class BatchService:
                     {"code": 5, "message": f"Input file {path} does not exist."}
                     for path in missing[:_MAX_PARTIAL_FAILURES]]
         return runner.gcs_lines(fs, readable), []
+
+    def _file_check(self, family) -> filerefs.Check | None:
+        """A Gemini job's check of its requests' ``fileData`` URIs, against the Cloud Storage
+        it reads from (a job's own cache: a file uploaded during a job may not be seen)."""
+        if family.name != "gemini":
+            return None
+        return filerefs.VertexFiles(lambda: storage.filesystem(self.gcs_endpoint))
 
     def _output(self, job: dict, family, faults: JobFaults, keys: list[str], passthrough: list):
         """Where the job writes: a ``runner.GcsSink`` or a ``bigquery.TableSink``."""
