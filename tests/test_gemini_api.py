@@ -4,6 +4,7 @@ project, through google-genai against the emulator's Developer API surface."""
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import pdbatch
@@ -222,6 +223,7 @@ def test_the_emulator_counts_tokens_as_the_developer_api_does(stack, genai_clien
 _CLIENT = """
 import sys
 import pandas as pd
+import pyarrow as pa
 import pdbatch
 frame = pd.DataFrame({"prompt": [f"question number {i}" for i in range(40)]})
 frame.gemini.batch_predict(prompt_col="prompt", service="gemini-api", staging=sys.argv[1],
@@ -282,3 +284,22 @@ def test_an_expired_batch_raises_or_has_its_rows_asked_again(stack, tmp_path):
     finally:
         stack.service.fault_labels, stack.service.fault_jobs = {}, None
     assert (out["status"] == "ok").all() and (out["attempts"] == 2).all()
+
+
+def test_a_create_whose_answer_was_lost_is_found_not_made_twice(stack, genai_client):
+    """The batch was made, but the answer to the create was lost (a 503): the service looks
+    for it by its display name before asking again."""
+    from pdbatch import config
+    from pdbatch.service import open_service
+    from pdbatch.storage.files_api import inlined
+
+    settings = config.resolve(None, None, None, service="gemini-api")
+    requests = pa.chunked_array([['{"pdbatch_row":0,"request":{"contents":[{"role":"user",'
+                                  '"parts":[{"text":"hi"}]}]}}\n']])
+    labels = {"pdbatch-run": "run-20261129-000000-abcdef", "pdbatch-fingerprint": "0" * 32}
+    stack.service.api_faults.inject(503, 1, lost=True)
+    name = open_service(settings).create("pdbatch-run-20261129-000000-abcdef-00000",
+                                         "publishers/google/models/gemini-2.5-flash",
+                                         {"inlined_requests": inlined(requests)}, {}, labels)
+    made = [b for b in genai_client.batches.list() if "0" * 32 in (b.display_name or "")]
+    assert [b.name for b in made] == [name]

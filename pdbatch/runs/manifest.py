@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from .. import config, service
 from ..errors import InputError
 from ..options import Options
+from ..service import RUN_LABEL
 
-RUN_LABEL, FINGERPRINT_LABEL = "pdbatch-run", "pdbatch-fingerprint"
+FINGERPRINT_LABEL = "pdbatch-fingerprint"
 #: Fields a manifest may lack (written by an older version), and their values then.
 _DEFAULTS = {"pass": "", "parent": "", "output": "", "labels": {}, "options": {}, "jobs": [],
              "submitted": True, "dask": False,

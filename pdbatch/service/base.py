@@ -11,6 +11,8 @@ from typing import Protocol
 
 log = logging.getLogger(__name__)
 
+#: The label every job of a run carries (its run id).
+RUN_LABEL = "pdbatch-run"
 SUCCESS_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
 #: Terminal states. PAUSED is listed because a paused job does nothing until someone resumes it.
 TERMINAL_STATES = SUCCESS_STATES | {
@@ -71,6 +73,33 @@ class BatchService(Protocol):
     def count_tokens(self, model: str, texts: list[str], system: str) -> int:
         """Input tokens of these prompts (with a system instruction) by the service's
         countTokens; raises when it does not answer."""
+
+
+def create_once(create: Callable[[], str], find: Callable[[], str | None],
+                transient: Callable[[Exception], bool],
+                unreachable: Callable[[Exception], Exception], what: str,
+                attempts: int = 5) -> str:
+    """``create()`` a job; its name. A transient failure may hide a create that happened
+    with its answer lost: ``find()`` looks for the job before it is asked for again (with
+    backoff, up to ``attempts`` times), so that a job is never started (and billed) twice.
+    Other failures are raised as they are; ``unreachable(err)`` when attempts run out."""
+    delay = 1.0
+    for attempt in range(attempts):
+        try:
+            return create()
+        except Exception as err:
+            if not transient(err):
+                raise
+            found = find()
+            if found:
+                log.info("found %s, created by an earlier attempt", found)
+                return found
+            if attempt == attempts - 1:
+                raise unreachable(err) from err
+            log.warning("creating %s failed (%s); trying again in %.0f s", what, err, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    raise AssertionError("unreachable")
 
 
 def wait(service: BatchService, names: list[str],

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Mapping
 
 from ..config import Settings
 from ..errors import InputError, ServiceError
 from ..gemini_client import ATTEMPTS, client, transient
 from ..identifiers import whole
-from .base import JobInfo
+from .base import RUN_LABEL, JobInfo, create_once
 
 log = logging.getLogger(__name__)
 
@@ -75,29 +74,20 @@ class GeminiApiService:
         src = input_config.get("file_name") or list(input_config["inlined_requests"])
         config = {"display_name": labelled_name(display_name, labels)}
         model = model_name(model)
-        delay = 1.0
-        for attempt in range(ATTEMPTS):
+        def create() -> str:
             try:
                 batch = self._once.batches.create(model=model, src=src, config=config)
-                log.info("created %s (%s)", batch.name, batch.state)
-                return batch.name
             except Exception as err:
-                if not transient(err):
-                    raise _refused(err) from err
-                found = self.find(display_name, labels.get("pdbatch-run", ""))
-                if found:
-                    return found
-                if attempt == ATTEMPTS - 1:
-                    raise _unreachable(err) from err
-                log.warning("creating %s failed (%s); trying again in %.0f s", display_name,
-                            err, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        raise AssertionError("unreachable")
+                raise err if transient(err) else _refused(err) from err
+            log.info("created %s (%s)", batch.name, batch.state)
+            return batch.name
+
+        return create_once(create, lambda: self.find(display_name, labels.get(RUN_LABEL, "")),
+                           transient, _unreachable, display_name, ATTEMPTS)
 
     def find(self, display_name: str, run_id: str) -> str | None:
         """The batch of this run with this display name, if one exists."""
-        return next((info.name for info in self.labelled("pdbatch-run", run_id)
+        return next((info.name for info in self.labelled(RUN_LABEL, run_id)
                      if info.display_name == display_name), None)
 
     def labelled(self, key: str, value: str) -> list[JobInfo]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from collections.abc import Mapping
 
 from ..config import Settings
 from ..errors import InputError, ServiceError
 from ..identifiers import whole
-from .base import JobInfo
+from .base import RUN_LABEL, JobInfo, create_once
 
 log = logging.getLogger(__name__)
 
@@ -128,27 +127,16 @@ class VertexService:
         body = {"display_name": display_name, "model": model,
                 "input_config": dict(input_config), "output_config": dict(output_config),
                 "labels": dict(labels)}
-        delay = 1.0
-        for attempt in range(_CREATE_ATTEMPTS):
-            try:
-                job = self._client.create_batch_prediction_job(
-                    parent=self.settings.parent, batch_prediction_job=body)
-                log.info("created %s (%s)", job.name, job.state.name)
-                return job.name
-            except self._transient as err:
-                # The create may have happened with its answer lost: look before asking again,
-                # so that a job is never started (and billed) twice.
-                found = self.find(display_name, labels.get("pdbatch-run", ""))
-                if found:
-                    log.info("found %s, created by an earlier attempt", found)
-                    return found
-                if attempt == _CREATE_ATTEMPTS - 1:
-                    raise _unreachable(err) from err
-                log.warning("creating %s failed (%s); trying again in %.0f s", display_name,
-                            err, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
-        raise AssertionError("unreachable")
+
+        def create() -> str:
+            job = self._client.create_batch_prediction_job(
+                parent=self.settings.parent, batch_prediction_job=body)
+            log.info("created %s (%s)", job.name, job.state.name)
+            return job.name
+
+        return create_once(create, lambda: self.find(display_name, labels.get(RUN_LABEL, "")),
+                           lambda err: isinstance(err, self._transient), _unreachable,
+                           display_name, _CREATE_ATTEMPTS)
 
     def find(self, display_name: str, run_id: str) -> str | None:
         """The job of this run with this display name, if one exists."""
