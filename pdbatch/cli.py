@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     actions = runs.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="the recorded runs, newest first")
     listing.add_argument("--staging", help=_STAGING_HELP)
+    _service_option(listing)
     for name, text in (("show", "a run's state and jobs"),
                        ("cancel", "cancel the jobs of a run that have not ended"),
                        ("results", "write a finished run's answers to a Parquet or CSV file, "
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument("run", help="the run id (run-...) or one of its job names")
         action.add_argument("--staging", help=_STAGING_HELP)
+        _service_option(action)
         if name == "results":
             action.add_argument("--out", required=True, type=Path,
                                 help="the file to write: .parquet or .csv")
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("--model", default="gemini-2.5-flash")
     estimate.add_argument("--system-instruction")
     estimate.add_argument("--staging", help=_STAGING_HELP)
+    _service_option(estimate)
     estimate.add_argument("--no-count-tokens", action="store_true",
                           help="estimate from characters, without asking countTokens")
 
@@ -64,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="serve local Cloud Storage and the Vertex AI batch emulator "
                              "(pdbatch emulator --help)")
     return parser
+
+
+def _service_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--service", choices=("vertex", "gemini-api"),
+                        help="Vertex AI (default, or PDBATCH_SERVICE) or the Gemini Developer "
+                             "API, whose runs are kept in a local folder (--staging, default "
+                             "PDBATCH_RUNS_FOLDER, else ~/.pdbatch/runs)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +98,7 @@ def _runs(args: argparse.Namespace) -> int:
     from . import api
 
     if args.action == "list":
-        table = api.runs(args.staging)
+        table = api.runs(args.staging, service=args.service)
         with pd.option_context("display.width", 200, "display.max_columns", None):
             print(table.drop(columns=["fingerprint"]).to_string(index=False)
                   if len(table) else "No runs are recorded there.")
@@ -96,7 +106,7 @@ def _runs(args: argparse.Namespace) -> int:
     if args.action == "results" and args.out.suffix.lower() not in (".parquet", ".csv"):
         print(f"pdbatch: --out {args.out}: name a .parquet or .csv file", file=sys.stderr)
         return 1
-    run = api.attach(args.run, staging=args.staging)
+    run = api.attach(args.run, staging=args.staging, service=args.service)
     if args.action == "show":
         print(f"{run.id}  {run.manifest['model']}  {run.manifest['rows']:,} rows  "
               f"created {run.manifest['created']}")
@@ -112,7 +122,7 @@ def _runs(args: argparse.Namespace) -> int:
         print(f"asked to cancel {len(running)} job(s) of {run.id}" if running
               else f"{run.id} has no job left running")
         return 0
-    answers = api.answers(run.id, staging=args.staging)
+    answers = api.answers(run.id, staging=args.staging, service=args.service)
     if args.out.suffix.lower() == ".parquet":
         answers.to_parquet(args.out, index=False)
     else:
@@ -136,7 +146,8 @@ def _estimate(args: argparse.Namespace) -> int:
     frame = pd.read_parquet(args.file) if suffix == ".parquet" else pd.read_csv(args.file)
     found = api.estimate(frame, prompt_col=args.prompt_col, prompt=args.prompt,
                          model=args.model, system_instruction=args.system_instruction,
-                         staging=args.staging, count_tokens=not args.no_count_tokens,
+                         staging=args.staging, service=args.service,
+                         count_tokens=not args.no_count_tokens,
                          on_invalid="skip")
     print(found)
     return 0

@@ -123,3 +123,25 @@ def test_a_file_can_be_estimated_from_a_terminal(staging, tmp_path, capsys):
     assert "3 rows, 2 requests" in capsys.readouterr().out
     assert main(["estimate", str(tmp_path / "missing.csv"), "--prompt-col", "review"]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_developer_api_runs_from_a_terminal(stack, tmp_path, capsys):
+    folder = str(tmp_path / "runs")
+    df = pd.DataFrame({"prompt": [f"question {i}" for i in range(5)]})
+    out = df.gemini.batch_predict(prompt_col="prompt", service="gemini-api", staging=folder,
+                                  progress=False)
+    run = out.attrs["pdbatch_run"]
+    assert main(["runs", "list", "--service", "gemini-api", "--staging", folder]) == 0
+    assert run in capsys.readouterr().out
+    assert main(["runs", "show", out["job"].iloc[0], "--staging", folder]) == 0  # a batch
+    shown = capsys.readouterr().out
+    assert run in shown and "batches/" in shown and "succeeded" in shown
+    target = tmp_path / "answers.csv"
+    assert main(["runs", "results", run, "--service", "gemini-api", "--staging", folder,
+                 "--out", str(target)]) == 0
+    assert pd.read_csv(target)["text"].tolist() == out["text"].tolist()
+    source = tmp_path / "prompts.csv"
+    df.to_csv(source, index=False)
+    assert main(["estimate", str(source), "--prompt-col", "prompt", "--service", "gemini-api",
+                 "--staging", folder]) == 0
+    assert "5 rows, 5 requests" in capsys.readouterr().out
