@@ -92,7 +92,9 @@ def test_a_file_batch_answers_every_key_once_in_shuffled_order(client, stack, tm
     lines += ["not json", {"key": "bad-field", "request": {**_request("x"), "bogus": 1}},
               {"key": "no-request"}]
     file = _upload(client, _jsonl(tmp_path, lines))
-    job = client.batches.create(model=MODEL, src=file.name, config={"display_name": "file"})
+    # Held PENDING 0.5 s, so that the GET below sees it before it starts on a busy machine.
+    job = client.batches.create(model=MODEL, src=file.name,
+                                config={"display_name": "file emulator-queue-ms=500"})
     assert job.state == types.JobState.JOB_STATE_PENDING and job.name.startswith("batches/")
     assert job.model == f"models/{MODEL}"
     created = _raw(stack, job.name)
