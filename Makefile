@@ -44,3 +44,11 @@ docs: $(DOCS_STAMP)
 # Build it into site/ with every warning an error (as CI does).
 docs-build: $(DOCS_STAMP)
 	$(VENV)/bin/mkdocs build --strict
+
+# Execute the notebooks in notebooks/ in place, so that the site shows their outputs (it does
+# not run them): re-run after changing a notebook and commit the outputs. Needs the test and
+# local-model extras (scripts/execute_notebooks.py).
+.PHONY: notebooks
+
+notebooks: $(STAMP)
+	$(VENV)/bin/python scripts/execute_notebooks.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import nbformat
@@ -19,6 +20,54 @@ def _outputs(cell) -> str:
 
 #: Output that means the user saw noise: a warning, or a text bar that was never cleaned up.
 NOISE = ("Warning", "warn(", "Traceback", "IProgress")
+
+
+def _shows_something(source: str) -> bool:
+    """Whether a cell's code prints or ends in an expression, so that executing it gives an
+    output (a bare ``x.stop()`` call, which returns None, is no such expression)."""
+    body = ast.parse(source).body
+    prints = any(isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"
+                 for node in ast.walk(ast.Module(body=body, type_ignores=[])))
+    last = body[-1] if body else None
+    stop = isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) \
+        and getattr(last.value.func, "attr", None) == "stop"
+    return prints or (isinstance(last, ast.Expr) and not stop)
+
+
+def unexecuted(notebook) -> list[str]:
+    """What shows that a committed notebook was not executed top to bottom (``make
+    notebooks``): code cells without execution counts 1, 2, 3, ..., cells that print or end in
+    an expression but have no output, and errors or warnings among the outputs."""
+    problems = []
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    if [c.execution_count for c in code] != list(range(1, len(code) + 1)):
+        problems.append(f"execution counts {[c.execution_count for c in code]}")
+    for number, cell in enumerate(code):
+        if _shows_something(cell.source) and not cell.outputs:
+            problems.append(f"code cell {number} has no output: {cell.source[:60]!r}")
+        if any(o.output_type == "error" for o in cell.outputs) or \
+                [n for n in NOISE if n in _outputs(cell)]:
+            problems.append(f"code cell {number} shows an error or a warning")
+    return problems
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_the_committed_notebooks_carry_their_outputs(path):
+    """The site shows the notebooks as committed (mkdocs-jupyter does not run them)."""
+    assert unexecuted(nbformat.read(path, as_version=4)) == []
+
+
+def test_the_outputs_check_fails_on_a_notebook_without_outputs():
+    notebook = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    problems = unexecuted(notebook)
+    assert problems[0].startswith("execution counts [None")
+    assert "code cell 1 has no output: 'books = pd.DataFrame(" in "\n".join(problems)
+    assert "code cell 6 has no output: 'try:" in "\n".join(problems)  # print(err) in except
+    assert not any("code cell 7 " in p for p in problems)  # stack.stop()
+    assert len(problems) == 1 + 7  # the counts, and every cell but the last
 
 
 def _progress_outputs(cell) -> int:
