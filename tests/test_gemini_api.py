@@ -303,3 +303,24 @@ def test_a_create_whose_answer_was_lost_is_found_not_made_twice(stack, genai_cli
                                          {"inlined_requests": inlined(requests)}, {}, labels)
     made = [b for b in genai_client.batches.list() if "0" * 32 in (b.display_name or "")]
     assert [b.name for b in made] == [name]
+
+
+def test_a_row_error_reads_the_same_inline_and_from_a_results_file(stack, tmp_path,
+                                                                   genai_client):
+    small = _frame(3)
+    large = small.assign(prompt=small["prompt"] + " " + "many words " * 150_000)  # > 4 MB
+    statuses, sources = [], []
+    stack.service.fault_labels = {"emulator-row-errors": "400-100"}
+    try:
+        for frame in (small, large):
+            out = frame.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
+                                             staging=str(tmp_path / "runs"), progress=False)
+            statuses.append(out[["status", "error_code"]])
+            dest = genai_client.batches.get(name=out["job"].iloc[0]).dest
+            sources.append("file" if dest.file_name else "inline")
+    finally:
+        stack.service.fault_labels = {}
+    assert sources == ["inline", "file"]
+    assert (statuses[0]["error_code"] == 400).all()
+    assert statuses[0]["status"].str.startswith("INVALID_ARGUMENT: ").all()
+    pd.testing.assert_frame_equal(statuses[0], statuses[1])

@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 #: Jobs whose request lines are at most this many bytes are sent inline (the service takes
 #: up to 20 MB inline; their answers then come back in the batch itself, so keep it small).
 INLINE_BYTES = 4_000_000
-#: The Files API's limit of an uploaded file (the Vertex limit of 1 GB per job is lower).
-MAX_FILE_BYTES = 2_000_000_000
 _VERTEX_KEY = '^\\{"' + ROW_KEY + '":(\\d+),'
 
 
@@ -61,11 +59,20 @@ def inlined(requests: pa.ChunkedArray) -> list[dict]:
     return out
 
 
+#: google.rpc status names of the HTTP codes of row errors (google-genai drops ``status``
+#: from inline errors: it is put back, so that a row's status reads the same either way).
+_STATUS_NAMES = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
+                 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+
 def _status(error: dict | None) -> str:
     """The Vertex status text of an error answer ("" for an answer)."""
     if not error:
         return ""
-    return f"{error.get('status') or 'ERROR'}: {orjson.dumps({'error': error}).decode()}"
+    status = error.get("status") or _STATUS_NAMES.get(error.get("code"), "ERROR")
+    error = {**error, "status": status}
+    return f"{status}: {orjson.dumps({'error': error}).decode()}"
 
 
 class FilesApiLocation:
@@ -85,7 +92,7 @@ class FilesApiLocation:
     def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
         """Job ``number``'s source: ``{"inlined_requests": [...]}`` or ``{"file_name":
         "files/..."}``."""
-        if sum(pc.binary_length(requests).to_pylist()) <= INLINE_BYTES:
+        if (pc.sum(pc.binary_length(requests)).as_py() or 0) <= INLINE_BYTES:
             return {"inlined_requests": inlined(requests)}
         return {"file_name": self._upload(f"input-{number:05d}", developer_lines(requests))}
 
@@ -103,7 +110,7 @@ class FilesApiLocation:
             except errors.ClientError as err:
                 if err.code not in (403, 404):  # 403: "... or it may not exist"
                     raise
-            data = source if isinstance(source, bytes) else Path(source).read_bytes()
+            data = Path(source).read_bytes() if isinstance(source, str) else bytes(source)
             try:
                 self._client.files.upload(file=io.BytesIO(data), config={
                     "name": name, "mime_type": mime, "display_name": f"pdbatch-file-{file_id}"})
