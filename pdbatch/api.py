@@ -376,8 +376,9 @@ def read_results(
 def _place(staging: str | None, service_name: str | None) -> str:
     """Where runs are recorded: the local runs folder for ``service="gemini-api"`` or a local
     folder given as ``staging``; else ``staging`` (default ``PDBATCH_STAGING``)."""
-    if config.service_of(service_name) == config.GEMINI_API or (
-            staging and "://" not in staging) or str(staging).startswith("file://"):
+    local = staging is not None and not storage.in_the_cloud(staging) and (
+        "://" not in staging or storage.local_folder(staging))
+    if local or config.service_of(service_name) == config.GEMINI_API:
         return config.runs_folder(staging)
     return config.given_or_environment(staging, "staging", _NO_STAGING)
 
@@ -396,7 +397,7 @@ def _stored(run_id: str, staging: str | None, credentials, service_name: str | N
 
 def _run_of_job(job, name: str) -> str:
     """The run that made a job, from its run label."""
-    run_id = job.labels.get("pdbatch-run", "")
+    run_id = job.labels.get(RUN_LABEL, "")
     if not storage.is_run_id(run_id):
         raise InputError(f"{name} was not made by pdbatch (it has no pdbatch-run label).")
     return run_id
