@@ -181,7 +181,9 @@ class ResultBuilder:
         for name in result_columns(self.response):
             values = columns[name] if name in columns else _spread(table.column(name), self.line)
             if source is not None:
-                values = pa.chunked_array(values).combine_chunks().take(pa.array(source))
+                if isinstance(values, pa.ChunkedArray):  # an Array is taken as it is
+                    values = values.combine_chunks()
+                values = values.take(pa.array(source))
             out[prefix + name] = pd.Series(pandas_array(values), index=df.index)
         return out
 

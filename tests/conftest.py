@@ -13,6 +13,7 @@ import uuid
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import pytest  # noqa: E402
+from helpers import skip_without_local_bigquery  # noqa: E402
 
 from pdbatch.emulator import LocalStack, Timing  # noqa: E402
 
@@ -72,6 +73,7 @@ def bigquery_server(stack):
     would."""
     from pdbatch.emulator.bqserver import LocalBigQuery
 
+    skip_without_local_bigquery()
     server = LocalBigQuery(stack.project).start()
     stack.service.bigquery_endpoint = server.url
     os.environ["BIGQUERY_EMULATOR_HOST"] = server.url

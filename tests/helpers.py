@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
+
+import pytest
 
 MODEL = "publishers/google/models/gemini-2.5-flash"
 
@@ -32,3 +36,18 @@ def finished(client, name: str, seen: set | None = None, timeout: float = 20.0):
             return job
         time.sleep(0.02)
     raise AssertionError(f"{name} did not finish within {timeout} s")
+
+
+def skip_without_local_bigquery() -> None:
+    """Skip where the emulator extra leaves bqemulator out (Python 3.10: it needs 3.11); on
+    3.11+ it must be there, and a missing one fails rather than skips."""
+    if sys.version_info < (3, 11) and importlib.util.find_spec("bqemulator") is None:
+        pytest.skip("needs the local BigQuery: bqemulator requires Python 3.11+ "
+                    f"(this is {sys.version.split()[0]})")
+
+
+def skip_without_local_model() -> None:
+    """Skip where the local-model extra is not installed (the README's commands install it)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("needs the local-model extra (llama-cpp-python, built from source): "
+                    "pip install 'pdbatch[local-model]'")

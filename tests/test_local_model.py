@@ -14,6 +14,7 @@ import sys
 
 import pandas as pd
 import pytest
+from helpers import skip_without_local_model
 
 from pdbatch.emulator import LocalStack
 
@@ -28,6 +29,7 @@ SCHEMA = {
 
 @pytest.fixture(scope="module")
 def model_stack():
+    skip_without_local_model()
     with LocalStack(local_model=True) as local:
         yield local
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import skip_without_local_bigquery, skip_without_local_model
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
@@ -115,6 +116,7 @@ def test_quickstart_notebook_executes_cleanly_with_and_without_ipywidgets(widget
 
 
 def test_bigquery_notebook_executes():
+    skip_without_local_bigquery()
     notebook = nbformat.read(NOTEBOOKS / "bigquery.ipynb", as_version=4)
     NotebookClient(notebook, timeout=180, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
@@ -125,6 +127,7 @@ def test_bigquery_notebook_executes():
 
 
 def test_local_model_notebook_executes():
+    skip_without_local_model()
     notebook = nbformat.read(NOTEBOOKS / "local_model.ipynb", as_version=4)
     NotebookClient(notebook, timeout=180, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
