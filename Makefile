@@ -29,6 +29,39 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 
+# CI's second job: the same suite with the lowest version of every declared dependency (uv's
+# lowest-direct resolution) on the lowest supported Python, 3.10, in a fresh .venv-lowest. The
+# resolved pins are printed. The local-model extra is left out (its tests skip), and so is
+# bqemulator, which needs 3.11 (the local BigQuery's tests skip). PYTHON_LOWEST=... overrides
+# the search: python3.10 on PATH, then pyenv's 3.10.
+LOWEST_VENV := .venv-lowest
+PYTHON_LOWEST ?=
+
+.PHONY: test-lowest
+
+test-lowest:
+	@py="$(PYTHON_LOWEST)"; \
+	if [ -z "$$py" ]; then \
+		for candidate in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python \
+				$${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python; do \
+			if "$$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' \
+					2>/dev/null; then py="$$candidate"; break; fi; \
+		done; \
+	fi; \
+	if [ -z "$$py" ]; then \
+		echo "make test-lowest needs Python 3.10: put python3.10 on PATH, install it with" \
+			"pyenv (pyenv install 3.10), or set PYTHON_LOWEST=/path/to/python3.10" >&2; \
+		exit 1; \
+	fi; \
+	echo "Lowest-direct job on $$("$$py" -c 'import sys; print(sys.executable, sys.version.split()[0])')"; \
+	rm -rf $(LOWEST_VENV) && "$$py" -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install --quiet uv
+	$(LOWEST_VENV)/bin/uv pip install --quiet --python $(LOWEST_VENV)/bin/python \
+		--resolution lowest-direct --editable '.[test]'
+	@echo "Resolved pins (uv pip install --resolution lowest-direct '.[test]'):"
+	@$(LOWEST_VENV)/bin/uv pip freeze --python $(LOWEST_VENV)/bin/python
+	$(LOWEST_VENV)/bin/python -m pytest
+
 # The documentation site (mkdocs.yml): the docs extra, installed on first use into the same
 # .venv (without the test extras, so that `make docs` alone needs no model build).
 $(DOCS_STAMP): pyproject.toml
