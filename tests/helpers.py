@@ -38,6 +38,19 @@ def finished(client, name: str, seen: set | None = None, timeout: float = 20.0):
     raise AssertionError(f"{name} did not finish within {timeout} s")
 
 
+def batch_done(client, name: str, timeout: float = 60.0):
+    """Poll a Developer API batch with a google-genai ``Client`` until it is done, up to
+    ``timeout`` seconds by the monotonic clock (a busy 2-core machine can be slow)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.batches.get(name=name)
+        if job.done:
+            return job
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{name} did not finish within {timeout} s: {job.state}")
+        time.sleep(0.025)
+
+
 def skip_without_local_bigquery() -> None:
     """Skip where the emulator extra leaves bqemulator out (Python 3.10: it needs 3.11); on
     3.11+ it must be there, and a missing one fails rather than skips."""

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import pytest
 from google import genai
 from google.genai import errors, types
+from helpers import batch_done as _done
 from helpers import finished, jsonl_job
 
 from pdbatch.emulator import storage
@@ -63,7 +64,7 @@ def test_rows_whose_files_cannot_be_read_fail_and_the_others_are_answered(
     fs.pipe(f"{staging}/in.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode())
     job = finished(gapic, gapic.create_batch_prediction_job(
         parent=parent, batch_prediction_job=jsonl_job(f"{staging}/in.jsonl",
-                                                      f"{staging}/out")).name)
+                                                      f"{staging}/out")).name, timeout=60)
     assert job.state.name == "JOB_STATE_SUCCEEDED"
     out = {json.loads(x)["key"]: json.loads(x) for x in
            fs.cat(f"{job.output_info.gcs_output_directory}/predictions.jsonl").splitlines()}
@@ -123,15 +124,6 @@ def _named(client, tmp_path, data: bytes, mime: str = "image/png") -> types.File
     return client.files.upload(file=str(path), config={"name": name, "mime_type": mime})
 
 
-def _done(client, name: str) -> types.BatchJob:
-    for _ in range(400):
-        job = client.batches.get(name=name)
-        if job.done:
-            return job
-        time.sleep(0.025)
-    raise AssertionError(f"{name} did not finish: {job.state}")
-
-
 def test_lines_whose_files_are_not_active_files_fail_and_the_batch_succeeds(
         client, stack, tmp_path):
     image = _named(client, tmp_path, b"\x89PNG one")
@@ -145,6 +137,8 @@ def test_lines_whose_files_are_not_active_files_fail_and_the_batch_succeeds(
         "missing": f"{stack.gemini_url}/v1beta/files/no-such-file",
         "deleted": deleted.uri,
         "gcs": "gs://some-bucket/a.png",
+        # A Files API path on another host is just another URL (port 9: nothing answers).
+        "other-host": f"http://127.0.0.1:9/v1beta/files/{file_id}",
     }
     path = tmp_path / "requests.jsonl"
     path.write_text("".join(json.dumps(_asking(uri, key)) + "\n" for key, uri in asked.items()))
@@ -164,15 +158,18 @@ def test_lines_whose_files_are_not_active_files_fail_and_the_batch_succeeds(
     assert out["gcs"]["error"] == {"code": 400, "status": "INVALID_ARGUMENT",
                                    "message": "Invalid or unsupported file uri: "
                                               "gs://some-bucket/a.png"}
+    assert out["other-host"]["error"] == {"code": 400, "status": "INVALID_ARGUMENT",
+                                          "message": "Cannot fetch content from the provided "
+                                                     "URL."}
     batch = json.loads(_wire(stack, job.name))
     assert batch["metadata"]["batchStats"]["successfulRequestCount"] == "3"
-    assert batch["metadata"]["batchStats"]["failedRequestCount"] == "3"
+    assert batch["metadata"]["batchStats"]["failedRequestCount"] == "4"
 
 
 def _wire(stack, name: str) -> bytes:
     request = urllib.request.Request(f"{stack.gemini_url}/v1beta/{name}",
                                      headers={"x-goog-api-key": "k"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
+    with urllib.request.urlopen(request, timeout=30) as answer:
         return answer.read()
 
 
@@ -186,10 +183,58 @@ def test_an_inline_request_with_a_missing_file_gets_its_error(client, stack):
     job = _done(client, client.batches.create(model=MODEL, src=src,
                                               config={"display_name": "inline files"}).name)
     assert job.state.name == "JOB_STATE_SUCCEEDED"
-    by_key = {r.metadata["key"]: r for r in job.dest.inlined_responses}
-    assert by_key["fine"].response is not None and by_key["fine"].error is None
-    assert by_key["gone"].response is None
-    assert by_key["gone"].error.code == 403
+    # No metadata comes back (as on the real service): the two are told apart by their answer.
+    fine, gone = sorted(job.dest.inlined_responses, key=lambda r: r.error is not None)
+    assert fine.response.text == "echo: fine" and fine.error is None
+    assert gone.response is None and gone.error.code == 403
+
+
+def _inline_asking(uri: str) -> list[dict]:
+    return [{"contents": [{"role": "user", "parts": [
+        {"text": "look"}, {"file_data": {"file_uri": uri, "mime_type": "video/mp4"}}]}]}]
+
+
+def test_files_processing_cannot_be_used_until_active(client, stack, tmp_path):
+    """With ``processing_seconds`` an upload stays PROCESSING that long: a batch from it is
+    refused (400 FAILED_PRECONDITION), a request naming it fails on its line."""
+    stack.gemini.processing_seconds = 600
+    try:
+        video = _named(client, tmp_path, b"\x00\x00\x00\x18ftypmp4 " + uuid.uuid4().bytes,
+                       "video/mp4")
+        path = tmp_path / "requests.jsonl"
+        path.write_text(json.dumps(_asking(None, "a")) + "\n")
+        src = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
+    finally:
+        stack.gemini.processing_seconds = 0
+    assert video.state.name == "PROCESSING" and src.state.name == "PROCESSING"
+    assert client.files.get(name=video.name).state.name == "PROCESSING"
+    with pytest.raises(errors.ClientError) as refused:
+        client.batches.create(model=MODEL, src=src.name, config={"display_name": "early"})
+    assert refused.value.code == 400 and refused.value.status == "FAILED_PRECONDITION"
+    assert refused.value.message == (f"The File {src.name.removeprefix('files/')} is not in "
+                                     "an ACTIVE state and usage is not allowed.")
+    job = _done(client, client.batches.create(model=MODEL, src=_inline_asking(video.uri),
+                                              config={"display_name": "video early"}).name)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    error = job.dest.inlined_responses[0].error
+    assert error.code == 400 and "is not in an ACTIVE state" in error.message
+
+
+def test_a_processing_file_becomes_active(client, stack, tmp_path):
+    stack.gemini.processing_seconds = 0.3
+    try:
+        image = _named(client, tmp_path, uuid.uuid4().bytes)
+    finally:
+        stack.gemini.processing_seconds = 0
+    assert image.state.name == "PROCESSING"
+    deadline = time.monotonic() + 60
+    while (found := client.files.get(name=image.name)).state.name == "PROCESSING":
+        assert time.monotonic() < deadline, "still PROCESSING after 60 s"
+        time.sleep(0.05)
+    assert found.state.name == "ACTIVE" and found.update_time >= found.create_time
+    job = _done(client, client.batches.create(model=MODEL, src=_inline_asking(image.uri),
+                                              config={"display_name": "video later"}).name)
+    assert job.dest.inlined_responses[0].error is None
 
 
 def test_an_upload_takes_the_name_asked_for_once(client, tmp_path):

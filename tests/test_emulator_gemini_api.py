@@ -6,13 +6,13 @@ limits and the faults (docs/emulator.md, "The Gemini Developer API surface")."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 from google import genai
 from google.genai import errors, types
+from helpers import batch_done as _done
 
 from pdbatch.emulator.stack import export_lines, read_exports
 
@@ -45,17 +45,25 @@ def _raw(stack, path: str, key: str | None = "test-key", method: str = "GET") ->
     """The wire JSON of a call, as the service sends it."""
     request = urllib.request.Request(f"{stack.gemini_url}/v1beta/{path}", method=method,
                                      headers={"x-goog-api-key": key} if key else {})
-    with urllib.request.urlopen(request, timeout=10) as answer:
+    with urllib.request.urlopen(request, timeout=30) as answer:
         return json.loads(answer.read())
 
 
-def _done(client, name: str) -> types.BatchJob:
-    for _ in range(400):
-        job = client.batches.get(name=name)
-        if job.done:
-            return job
-        time.sleep(0.025)
-    raise AssertionError(f"{name} did not finish: {job.state}")
+def _refused(stack, path: str) -> dict:
+    """The wire error of a call the service refuses."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _raw(stack, path)
+    return json.loads(refused.value.read())["error"]
+
+
+def _file_count(stack) -> int:
+    count, token = 0, ""
+    while True:
+        page = _raw(stack, f"files?pageSize=100{token}")
+        count += len(page.get("files", []))
+        if "nextPageToken" not in page:
+            return count
+        token = f"&pageToken={page['nextPageToken']}"
 
 
 def _inline(texts: dict[str, str]) -> list[dict]:
@@ -131,10 +139,33 @@ def test_a_file_batch_answers_every_key_once_in_shuffled_order(client, stack, tm
                                           if line.get("key") == "bad-field")["error"]["message"]
 
 
+def test_inline_responses_carry_no_metadata_by_default(client, stack):
+    """As the real service answers (python-genai #2008, js-genai #1191): no request metadata
+    on inline responses, and not in request order (python-genai #1909)."""
+    assert stack.gemini.inline_metadata is False
+    texts = {f"k{i}": f"plain {i:02d}" for i in range(12)}
+    job = _done(client, client.batches.create(model=MODEL, src=_inline(texts),
+                                              config={"display_name": "inline plain"}).name)
+    assert job.state == types.JobState.JOB_STATE_SUCCEEDED
+    responses = job.dest.inlined_responses
+    assert all(r.metadata is None for r in responses)
+    wire = _raw(stack, job.name)["response"]["inlinedResponses"]["inlinedResponses"]
+    assert all(set(r) == {"response"} for r in wire)
+    got = [r.response.text for r in responses]
+    assert sorted(got) == sorted(f"echo: {t}" for t in texts.values())
+    assert got != [f"echo: {t}" for t in texts.values()]  # not in input order
+
+
 def test_an_inline_batch_answers_in_inlined_responses(client, stack):
-    texts = {f"k{i}": f"inline {i}" for i in range(12)}
-    job = client.batches.create(model=MODEL, src=_inline(texts),
-                                config={"display_name": "inline"})
+    """With ``inline_metadata`` the responses carry their request's metadata, as the API
+    reference's ``InlinedResponse`` documents."""
+    stack.gemini.inline_metadata = True
+    try:  # fixed when the batch is created
+        job = client.batches.create(model=MODEL, src=_inline(
+            texts := {f"k{i}": f"inline {i}" for i in range(12)}),
+            config={"display_name": "inline"})
+    finally:
+        stack.gemini.inline_metadata = False
     assert "inputConfig" not in _raw(stack, job.name)["metadata"]
     job = _done(client, job.name)
     assert job.state == types.JobState.JOB_STATE_SUCCEEDED
@@ -168,9 +199,37 @@ def test_list_pages_and_delete(client, stack):
     assert not set(names) & {job.name for job in client.batches.list()}
 
 
+@pytest.mark.parametrize("collection", ["files", "batches"])
+def test_bad_page_tokens_and_sizes_are_refused(client, stack, collection):
+    for query, message in [("pageToken=abc", "Invalid page token."),
+                           ("pageToken=-1", "Invalid page token."),
+                           ("pageSize=-1", "page_size must not be negative."),
+                           ("pageSize=ten", "Invalid value at 'page_size' (TYPE_INT32), "
+                                            '"ten"')]:
+        assert _refused(stack, f"{collection}?{query}") == {
+            "code": 400, "message": message, "status": "INVALID_ARGUMENT"}
+    with pytest.raises(errors.ClientError) as refused:  # what google-genai makes of it
+        getattr(client, collection).list(config={"page_token": "abc"})
+    assert refused.value.code == 400
+
+
+def test_file_pages_are_ten_by_default_and_at_most_a_hundred(client, stack, tmp_path):
+    path = _jsonl(tmp_path, [{"key": "a", "request": _request("x")}])
+    for _ in range(101 - _file_count(stack)):
+        _upload(client, path)
+    for query, size in [("", 10), ("?pageSize=0", 10), ("?pageSize=3", 3),
+                        ("?pageSize=1000", 100)]:
+        page = _raw(stack, f"files{query}")
+        assert len(page["files"]) == size and page["nextPageToken"] == str(size)
+    second = _raw(stack, "files?pageSize=3&pageToken=3")["files"]
+    assert [f["name"] for f in second] == \
+        [f["name"] for f in _raw(stack, "files?pageSize=6")["files"][3:]]
+
+
 def test_cancel_a_pending_batch_then_cancel_of_a_finished_one_is_refused(client, stack):
+    # Held PENDING 60 s: a busy machine cannot let it run before the cancel.
     job = client.batches.create(model=MODEL, src=_inline({"a": "wait"}),
-                                config={"display_name": "slow emulator-queue-ms=3000"})
+                                config={"display_name": "slow emulator-queue-ms=60000"})
     client.batches.cancel(name=job.name)
     job = client.batches.get(name=job.name)
     assert job.state == types.JobState.JOB_STATE_CANCELLED and job.dest is None
@@ -191,7 +250,7 @@ def test_cancel_a_pending_batch_then_cancel_of_a_finished_one_is_refused(client,
 
 def test_a_running_batch_can_be_deleted(client, stack):
     job = client.batches.create(model=MODEL, src=_inline({"a": "x"}),
-                                config={"display_name": "slow emulator-queue-ms=3000"})
+                                config={"display_name": "slow emulator-queue-ms=60000"})
     assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_PENDING
     client.batches.delete(name=job.name)
     with pytest.raises(errors.ClientError) as gone:

@@ -12,8 +12,12 @@ URI                    Vertex AI (``VertexFiles``)                     Developer
                        absent: one listing per folder of the Cloud     "Invalid or unsupported
                        Storage the job reads from                      file uri: ..."
 ``…/v1beta/files/ID``  like any other ``https`` URL                    403 ``PERMISSION_DENIED``
-                                                                       unless an ACTIVE file of
-                                                                       the Files API
+                                                                       unless a file of the
+                                                                       Files API (the
+                                                                       emulator's base URL or
+                                                                       the real host); 400
+                                                                       ``FAILED_PRECONDITION``
+                                                                       while it is PROCESSING
 other ``http(s)``      one HEAD each; unreachable: 400                 the same
                        ``INVALID_ARGUMENT`` "Cannot fetch content
                        from the provided URL." (YouTube: not checked)
@@ -35,7 +39,9 @@ from urllib.parse import urlsplit
 
 #: HTTP reason phrases of the row ``status`` strings (spec §2.2).
 REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
-_FILES_API = re.compile(r"^https?://[^/]+/v1beta/(files/[a-z0-9-]+)$")
+#: The real Files API's URIs; the emulator's own are ``<its base URL>/v1beta/files/<id>``.
+REAL_FILES_BASE = "https://generativelanguage.googleapis.com"
+_FILE_PATH = re.compile(r"/v1beta/(files/[a-z0-9-]+)")
 _YOUTUBE = {"youtube.com", "www.youtube.com", "m.youtube.com", "youtu.be"}
 _HEAD_SECONDS = 5.0
 
@@ -138,23 +144,43 @@ class VertexFiles(_Checker):
         return self._folders[folder]
 
 
-class DeveloperFiles(_Checker):
-    """The Developer API: Files API URIs must name an ACTIVE file of ``active(name)``."""
+def not_active(name: str) -> str:
+    """The Developer API's message for a file used while it is not ACTIVE [I]."""
+    return f"The File {name.removeprefix('files/')} is not in an ACTIVE state and usage is " \
+        "not allowed."
 
-    def __init__(self, active: Callable[[str], bool]):
+
+class DeveloperFiles(_Checker):
+    """The Developer API: Files API URIs (under ``base_url``, the emulator's, or the real
+    host) must name a file whose ``state(name)`` is ACTIVE (None: no such file)."""
+
+    def __init__(self, state: Callable[[str], str | None], base_url: str = ""):
         super().__init__()
-        self._active = active
+        self._state = state
+        self._bases = tuple(b for b in (base_url.rstrip("/"), REAL_FILES_BASE) if b)
 
     def _judge(self, uri: str) -> FileProblem | None:
-        match = _FILES_API.match(uri)
-        if match:
-            name = match[1]
-            return None if self._active(name) else FileProblem(
-                403, "PERMISSION_DENIED", f"You do not have permission to access the File "
-                f"{name.removeprefix('files/')} or it may not exist.")
+        name = self._files_api_name(uri)
+        if name is not None:
+            state = self._state(name)
+            if state == "ACTIVE":
+                return None
+            if state is not None:
+                return FileProblem(400, "FAILED_PRECONDITION", not_active(name))
+            return FileProblem(403, "PERMISSION_DENIED", f"You do not have permission to "
+                               f"access the File {name.removeprefix('files/')} or it may "
+                               "not exist.")
         if uri.startswith("gs://"):
             return FileProblem(400, "INVALID_ARGUMENT", f"Invalid or unsupported file uri: {uri}")
         return self._web(uri)
+
+    def _files_api_name(self, uri: str) -> str | None:
+        """``files/<id>`` of a Files API URI of this service, else None."""
+        for base in self._bases:
+            match = _FILE_PATH.fullmatch(uri[len(base):]) if uri.startswith(base) else None
+            if match:
+                return match[1]
+        return None
 
 
 def reachable(url: str) -> bool:

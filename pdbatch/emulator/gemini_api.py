@@ -42,6 +42,10 @@ _FILE = re.compile(r"^/(?:download/)?v1beta/files/(?P<id>[a-z0-9-]+)(?P<download
 _CREATE = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):batchGenerateContent$")
 _BATCH = re.compile(r"^/v1beta/batches(?:/(?P<id>[a-z0-9-]+))?(?P<cancel>:cancel)?$")
 _COUNT = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):countTokens$")
+_TOKEN = re.compile(r"[0-9]{1,18}")
+#: ``files.list``'s page size: "If unspecified, defaults to 10. Maximum pageSize is 100." (the
+#: API reference); ``batches.list``'s is "the standard list page size", no more said [I].
+FILES_PAGE, BATCHES_PAGE = (10, 100), (50, None)
 #: The real service's answers to a call without a key, or with a key it does not know
 #: (both observed in public issue reports, see docs/emulator.md).
 NO_KEY = ("Method doesn't allow unregistered callers (callers without established identity). "
@@ -64,19 +68,24 @@ class GeminiApi:
 
     Knobs: ``max_inline_bytes`` (20 MB: a create request's body), ``max_file_bytes`` (2 GB: an
     upload's declared size), ``expire_after`` (48 h, in seconds: an unfinished batch
-    expires), ``rejected_keys`` (keys answered "API key not valid"). With ``state_dir`` files
-    and batches are kept in that folder.
+    expires), ``rejected_keys`` (keys answered "API key not valid"), ``inline_metadata``
+    (False: inline responses carry no ``metadata``, as the real service answers; True: they
+    carry their request's, as the reference documents), ``processing_seconds`` (0: how long an
+    uploaded file stays PROCESSING). With ``state_dir`` files and batches are kept in that
+    folder.
     """
 
     def __init__(self, vertex: BatchService, state_dir: str | os.PathLike | None = None,
                  seed: int | None = None, max_inline_bytes: int = MAX_INLINE_BYTES,
                  max_file_bytes: int = MAX_FILE_BYTES,
                  expire_after: float = EXPIRE_AFTER_SECONDS,
-                 rejected_keys: set[str] | None = None):
+                 rejected_keys: set[str] | None = None, inline_metadata: bool = False,
+                 processing_seconds: float = 0.0):
         folder = Path(state_dir) if state_dir is not None else None
-        self.files = FileStore(folder / "files" if folder else None, seed, max_file_bytes)
+        self.files = FileStore(folder / "files" if folder else None, seed, max_file_bytes,
+                               processing_seconds)
         self.batches = GeminiBatches(vertex, self.files, folder / "batches" if folder else None,
-                                     seed, max_inline_bytes, expire_after)
+                                     seed, max_inline_bytes, expire_after, inline_metadata)
         self.rejected_keys: set[str] = set(rejected_keys or ())
 
     @property
@@ -102,6 +111,22 @@ class GeminiApi:
     @expire_after.setter
     def expire_after(self, value: float) -> None:
         self.batches.expire_after = value
+
+    @property
+    def inline_metadata(self) -> bool:
+        return self.batches.inline_metadata
+
+    @inline_metadata.setter
+    def inline_metadata(self, value: bool) -> None:
+        self.batches.inline_metadata = value
+
+    @property
+    def processing_seconds(self) -> float:
+        return self.files.processing_seconds
+
+    @processing_seconds.setter
+    def processing_seconds(self, value: float) -> None:
+        self.files.processing_seconds = value
 
     @staticmethod
     def serves(path: str) -> bool:
@@ -196,10 +221,10 @@ class GeminiApi:
             self.files.delete(f"files/{file['id']}")
             return Reply(200, {})
         if path == "/v1beta/files" and method == "GET":
-            return Reply(200, self.files.list(_int(params.get("pageSize")),
-                                              params.get("pageToken", ""), base_url))
+            return Reply(200, self.files.list(*_page(params, *FILES_PAGE), base_url))
         if create and method == "POST":
-            return Reply(200, self.batches.create(create["model"], _json(body), len(body)))
+            return Reply(200, self.batches.create(create["model"], _json(body), len(body),
+                                                  base_url))
         if batch and batch["id"]:
             name = f"batches/{batch['id']}"
             if method == "POST" and batch["cancel"]:
@@ -209,8 +234,7 @@ class GeminiApi:
             if method == "DELETE" and not batch["cancel"]:
                 return Reply(200, self.batches.delete(name))
         elif batch and method == "GET" and not batch["cancel"]:
-            return Reply(200, self.batches.list(_int(params.get("pageSize")),
-                                                params.get("pageToken", "")))
+            return Reply(200, self.batches.list(*_page(params, *BATCHES_PAGE)))
         raise ServiceError(404, "NOT_FOUND", f"The URL {path} was not found.")
 
 
@@ -241,5 +265,22 @@ def _json(body: bytes) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _int(value: str | None) -> int:
-    return int(value) if value and value.lstrip("-").isdigit() else 0
+def _page(params: dict, default: int, maximum: int | None) -> tuple[int, int]:
+    """A list call's first index and page size from ``pageToken`` and ``pageSize``: 0 or none
+    is ``default``, more than ``maximum`` is ``maximum``; a negative or non-integer size, or a
+    token this emulator did not hand out, is refused (400)."""
+    raw = params.get("pageSize", "")
+    try:
+        size = int(raw) if raw else 0
+    except ValueError:
+        raise ServiceError(400, "INVALID_ARGUMENT",
+                           f'Invalid value at \'page_size\' (TYPE_INT32), "{raw}"') from None
+    if size < 0:
+        raise ServiceError(400, "INVALID_ARGUMENT", "page_size must not be negative.")
+    size = size or default
+    if maximum is not None:
+        size = min(size, maximum)
+    token = params.get("pageToken", "")
+    if token and not _TOKEN.fullmatch(token):
+        raise ServiceError(400, "INVALID_ARGUMENT", "Invalid page token.")
+    return int(token or 0), size

@@ -6,8 +6,9 @@ faults and ``Timing`` of the ``BatchService`` it is given), so both surfaces ans
 request alike; only the line formats differ. States on the wire are ``BATCH_STATE_*``:
 PENDING -> RUNNING -> SUCCEEDED, or FAILED / CANCELLED / EXPIRED. A file input's answers go
 to a generated file ``files/batch-<id>`` (lines ``{"response" | "error", "key"}``), inline
-requests' to ``inlinedResponses`` (``{"response" | "error", "metadata"}``), shuffled in
-windows as on the Vertex side.
+requests' to ``inlinedResponses`` (``{"response" | "error"}``: the real service drops the
+requests' ``metadata``; with ``inline_metadata`` it is kept, as the API reference documents),
+both shuffled in windows as on the Vertex side.
 """
 
 from __future__ import annotations
@@ -70,16 +71,19 @@ class GeminiBatches:
     ``MODEL_ALIASES``) and server-wide ``fault_labels``/``fault_jobs``; a batch's own faults
     are ``emulator-*=value`` words in its display name (the API has no labels).
     ``max_inline_bytes`` caps a create request's body, ``expire_after`` (seconds) is how long
-    a batch may stay unfinished before it expires. With ``state_dir`` the batches are kept in
-    that folder and unfinished ones run again after a restart.
+    a batch may stay unfinished before it expires, ``inline_metadata`` whether inline
+    responses carry their request's ``metadata`` (fixed when a batch is created). With
+    ``state_dir`` the batches are kept in that folder and unfinished ones run again after a
+    restart.
     """
 
     def __init__(self, vertex: BatchService, files: FileStore,
                  state_dir: str | os.PathLike | None = None, seed: int | None = None,
                  max_inline_bytes: int = MAX_INLINE_BYTES,
-                 expire_after: float = EXPIRE_AFTER_SECONDS):
+                 expire_after: float = EXPIRE_AFTER_SECONDS, inline_metadata: bool = False):
         self.vertex, self.files = vertex, files
         self.max_inline_bytes, self.expire_after = max_inline_bytes, expire_after
+        self.inline_metadata = inline_metadata
         self._store = JobStore(state_dir)
         self._ids = random.Random(seed)
         self._lock = threading.Lock()
@@ -93,8 +97,9 @@ class GeminiBatches:
         """The model ids served (``gemini-2.5-flash``, ...)."""
         return {m for m in self.vertex.models if m.startswith("gemini-")} | MODEL_ALIASES
 
-    def create(self, model: str, body: dict, size: int) -> dict:
-        """``POST models/{model}:batchGenerateContent``: the new batch's Operation."""
+    def create(self, model: str, body: dict, size: int, base_url: str = "") -> dict:
+        """``POST models/{model}:batchGenerateContent``: the new batch's Operation;
+        ``base_url`` is the emulator's as the caller reached it (its Files API URIs)."""
         if size > self.max_inline_bytes:
             raise _bad(f"Request payload size exceeds the limit: {self.max_inline_bytes} bytes.")
         if model not in self.models():
@@ -104,7 +109,8 @@ class GeminiBatches:
                                "supported methods.")
         record, own = self._validated(body)
         record.update(model=f"models/{model}", _faults={**self.vertex.take_fault_labels(),
-                                                        **own})
+                                                        **own},
+                      _base=base_url, _inlineMetadata=self.inline_metadata)
         now = time.time()
         batch_id = "".join(self._ids.choice(_ID_CHARS) for _ in range(36))
         record.update(name=f"batches/{batch_id}", state="BATCH_STATE_PENDING",
@@ -121,13 +127,11 @@ class GeminiBatches:
         with self._lock:
             return _operation(self._record(name))
 
-    def list(self, page_size: int, page_token: str) -> dict:
-        """A page of batches, newest first [I]."""
+    def list(self, start: int, size: int) -> dict:
+        """The page of ``size`` batches from the ``start``-th, newest first [I]."""
         with self._lock:
             records = sorted(self._store.jobs.values(),
                              key=lambda r: (r["_created"], r["name"]), reverse=True)
-            start = int(page_token) if page_token.isdigit() else 0
-            size = page_size if page_size > 0 else 50
             page = [_operation(r) for r in records[start:start + size]]
         out: dict = {"operations": page} if page else {}
         if start + size < len(records):
@@ -186,6 +190,8 @@ class GeminiBatches:
             name = str(config["fileName"])
             if not self.files.exists(name):
                 raise missing_file(name.removeprefix("files/"))
+            if self.files.state(name) == "PROCESSING":
+                raise ServiceError(400, "FAILED_PRECONDITION", filerefs.not_active(name))
             total = _count_lines(self.files.path(name))
             if not total:
                 raise _bad(f"The input file {name} has no requests.")
@@ -265,12 +271,13 @@ class GeminiBatches:
         spool = None if inline else tempfile.NamedTemporaryFile(
             dir=self.files.folder, prefix="responses-", delete=False)
         window: list = []
-        files = filerefs.DeveloperFiles(self.files.active)
+        files = filerefs.DeveloperFiles(self.files.state, record.get("_base", ""))
+        keep = bool(record.get("_inlineMetadata"))
         try:
             items = iter(record["_requests"]) if inline else \
                 _file_lines(self.files.path(record["inputConfig"]["fileName"]))
             for item in items:
-                answer = _respond(item, inline, faults, rng, responder, files)
+                answer = _respond(item, inline, faults, rng, responder, files, keep)
                 counts[0 if "response" in answer else 1] += 1
                 window.append(answer if inline else orjson.dumps(answer) + b"\n")
                 done = sum(counts)
@@ -402,13 +409,14 @@ def _file_lines(path: Path) -> Iterator[bytes]:
 
 
 def _respond(item, inline: bool, faults: JobFaults, rng: random.Random, responder,
-             files: filerefs.Check | None = None) -> dict:
-    """One request's output: ``{"response" | "error", "metadata"}`` for an inline request,
-    ``{"response" | "error", "key"}`` for a line of a file (a line that is not a JSON object
-    with a ``request`` object gets an ``error`` [I]; so does a request whose ``files`` cannot
-    be read)."""
+             files: filerefs.Check | None = None, metadata: bool = False) -> dict:
+    """One request's output: ``{"response" | "error"}`` for an inline request (and its
+    ``metadata`` if ``metadata``), ``{"response" | "error", "key"}`` for a line of a file (a
+    line that is not a JSON object with a ``request`` object gets an ``error`` [I]; so does a
+    request whose ``files`` cannot be read)."""
     if inline:
-        line, tail = item, ({"metadata": item["metadata"]} if "metadata" in item else {})
+        line, tail = item, ({"metadata": item["metadata"]} if metadata and "metadata" in item
+                            else {})
     else:
         try:
             line = orjson.loads(item)

@@ -2,7 +2,9 @@
 
 Uploaded and generated files (a batch's responses file) live in a folder: the emulator's
 state folder when it has one (so they survive a restart), else a temporary folder removed on
-``close``. Records are REST-shaped ``File`` dicts (lowerCamelCase, int64 as strings).
+``close``. Records are REST-shaped ``File`` dicts (lowerCamelCase, int64 as strings); keys
+starting with ``_`` are the emulator's own and never sent. An uploaded file stays PROCESSING
+for ``processing_seconds`` after its upload (0: ACTIVE at once), as the real API may keep it.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class FileStore:
     """Files by name (``files/<id>``), their bytes in ``folder``."""
 
     def __init__(self, folder: str | os.PathLike | None = None, seed: int | None = None,
-                 max_file_bytes: int = MAX_FILE_BYTES):
+                 max_file_bytes: int = MAX_FILE_BYTES, processing_seconds: float = 0.0):
         self._temporary = folder is None
         self.folder = Path(tempfile.mkdtemp(prefix="pdbatch-gemini-files-")) \
             if folder is None else Path(folder)
@@ -59,6 +61,7 @@ class FileStore:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self._records = JobStore(self.folder / "records")
         self.max_file_bytes = max_file_bytes
+        self.processing_seconds = processing_seconds
         self._uploads: dict[str, _Upload] = {}
         self._ids = random.Random(seed)
         self._lock = threading.Lock()
@@ -122,6 +125,8 @@ class FileStore:
         os.replace(self._blob(upload_id, partial=True), path)
         record["sizeBytes"] = str(upload.received)
         record["sha256Hash"] = _sha256(path)
+        if self.processing_seconds > 0:
+            record.update(state="PROCESSING", _readyAt=time.time() + self.processing_seconds)
         with self._lock:
             self._records.save(record)
         return self.describe(record["name"], base_url)
@@ -142,11 +147,11 @@ class FileStore:
 
     def describe(self, name: str, base_url: str) -> dict:
         """The ``File`` resource, with its ``uri`` (and ``downloadUri`` if generated)."""
-        with self._lock:
-            record = self._records.jobs.get(name)
+        record = self._current(name)
         if record is None:
             raise missing_file(name.removeprefix("files/"))
-        out = {**record, "uri": f"{base_url}/v1beta/{name}"}
+        out = {k: v for k, v in record.items() if not k.startswith("_")}
+        out["uri"] = f"{base_url}/v1beta/{name}"
         if record["source"] == "GENERATED":
             out["downloadUri"] = f"{base_url}/download/v1beta/{name}:download?alt=media"
         return out
@@ -155,12 +160,17 @@ class FileStore:
         with self._lock:
             return name in self._records.jobs
 
+    def state(self, name: str) -> str | None:
+        """``name``'s state (``ACTIVE``, ``PROCESSING``); None when there is no such file or it
+        is past its expiration."""
+        record = self._current(name)
+        if record is None or record.get("expirationTime", "9") <= rfc3339(time.time()):
+            return None
+        return record.get("state")
+
     def active(self, name: str) -> bool:
         """Whether ``name`` is a file requests can use: ACTIVE and not past its expiration."""
-        with self._lock:
-            record = self._records.jobs.get(name)
-        return record is not None and record.get("state") == "ACTIVE" and \
-            record.get("expirationTime", "9") > rfc3339(time.time())
+        return self.state(name) == "ACTIVE"
 
     def path(self, name: str) -> Path:
         """Where the bytes of ``name`` are (403 if there is no such file)."""
@@ -175,13 +185,11 @@ class FileStore:
             self._records.remove(name)
         self._blob(name).unlink(missing_ok=True)
 
-    def list(self, page_size: int, page_token: str, base_url: str) -> dict:
-        """A page of files, newest first [I]."""
+    def list(self, start: int, size: int, base_url: str) -> dict:
+        """The page of ``size`` files from the ``start``-th, newest first [I]."""
         with self._lock:
             names = sorted(self._records.jobs, key=lambda n: self._records.jobs[n]["createTime"],
                            reverse=True)
-        start = int(page_token or 0)
-        size = min(page_size, 100) if page_size > 0 else 10
         out: dict = {}
         page = [self.describe(name, base_url) for name in names[start:start + size]]
         if page:
@@ -196,6 +204,17 @@ class FileStore:
             shutil.rmtree(self.folder, ignore_errors=True)
 
     # ----------------------------------------------------------------- helpers
+    def _current(self, name: str) -> dict | None:
+        """``name``'s record, a PROCESSING file whose time has come made ACTIVE."""
+        with self._lock:
+            record = self._records.jobs.get(name)
+            if record is not None and record.get("state") == "PROCESSING" and \
+                    time.time() >= record.get("_readyAt", 0):
+                ready = record.pop("_readyAt", time.time())
+                record.update(state="ACTIVE", updateTime=rfc3339(ready))
+                self._records.save(record)
+            return record
+
     def _new_id(self, length: int) -> str:
         return "".join(self._ids.choice(_ID_CHARS) for _ in range(length))
 
