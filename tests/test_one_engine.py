@@ -358,3 +358,18 @@ def test_vertex_and_the_gemini_api_give_the_same_frame(request, stack, staging, 
             pd.testing.assert_frame_equal(result.loc[both, compared], out.loc[both, compared])
         else:
             pd.testing.assert_frame_equal(result[compared], out[compared])
+
+
+def test_a_dask_run_goes_where_the_caller_chose_not_where_workers_point(request, monkeypatch,
+                                                                        tmp_path):
+    """The service and runs folder come from the caller's environment, set after the
+    cluster's workers started (they do not have them): the run is the caller's choice."""
+    cluster = request.getfixturevalue("cluster")
+    monkeypatch.setenv("PDBATCH_SERVICE", "gemini-api")
+    monkeypatch.setenv("PDBATCH_RUNS_FOLDER", str(tmp_path / "runs"))
+    df = _plain()
+    with dask.config.set(scheduler=cluster):
+        out = dd.from_pandas(df, npartitions=3).gemini.batch_predict(
+            prompt_col="prompt", progress=False).compute()
+    assert out["job"].str.startswith("batches/").all() and (out["status"] == "ok").all()
+    assert pdbatch.runs(service="gemini-api")["run"].tolist() == [out.attrs["pdbatch_run"]]

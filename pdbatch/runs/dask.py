@@ -189,8 +189,18 @@ def result_meta(ddf, options: Options) -> pd.DataFrame:
 
 
 def _for_workers(options: Options) -> Options:
-    """The options as the workers need them: local ``files=`` are found from the caller's
-    working folder (the default ``files_root``), not from each worker's."""
+    """The options as the workers need them: the service, and where the run goes (project,
+    location, staging; the runs folder and base URL of the Developer API), as the caller's
+    arguments and environment resolve them, not each worker's environment; local ``files=``
+    found from the caller's working folder (the default ``files_root``). An API key given as
+    ``api_key=`` travels with the tasks; otherwise each worker reads its own."""
+    settings = config.settings_of(options.run, options.api_key)
+    if settings.service == config.GEMINI_API:
+        options = options.replace(service=settings.service, api_endpoint=settings.api_endpoint,
+                                  staging=storage.local_path(settings.staging))
+    else:
+        options = options.replace(service=settings.service, project=settings.project,
+                                  location=settings.location, staging=settings.staging)
     if options.request.files and options.request.files_root is None:
         return options.replace(files_root=os.getcwd())
     return options
