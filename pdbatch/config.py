@@ -132,6 +132,8 @@ def _gemini_api(folder: str | None, base_url: str | None, api_key: str | None) -
     if not whole(_ENDPOINT, url):
         raise InputError(f"api_endpoint={url!r} must be a host[:port], optionally with "
                          "http:// or https://.")
+    if "://" not in url:  # a bare host: google-genai needs the scheme
+        url = "https://" + url
     return Settings("", "", runs_folder(folder), url.rstrip("/"), "rest",
                     service=GEMINI_API, api_key=key)
 
@@ -146,8 +148,9 @@ def runs_folder(folder: str | os.PathLike | None) -> str:
                          "its Files API and keeps no runs in Cloud Storage or BigQuery; pass a "
                          "local folder (or nothing), or use service='vertex' for this "
                          "location.")
-    return storage.checked("file://" + str(Path(text.removeprefix("file://")).expanduser()
-                                           .resolve()), "staging")
+    path = storage.local_path(text) if "://" in text else text
+    return storage.checked(storage.folder_uri(str(Path(path).expanduser().resolve())),
+                           "staging")
 
 
 def _credentials_project() -> str | None:

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import logging
 from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from google import genai
 
 log = logging.getLogger(__name__)
 
 #: The key sent to a plain-HTTP base URL instead of the user's.
 PLACEHOLDER_KEY = "pdbatch-local"
-#: Attempts of an idempotent call (GET, list, cancel, download) on a transient error.
+#: Attempts of a call on a transient error (every call but a batch's create, which looks for
+#: the batch before it asks again: ``service.base.create_once``).
 ATTEMPTS = 6
 
 
 @cache
-def client(base_url: str, api_key: str, retry: bool = True):
+def client(base_url: str, api_key: str, retry: bool = True) -> genai.Client:
     """A google-genai client of the Developer API at ``base_url``. ``retry``: transient
     failures (408, 429, 5xx) are tried again, with backoff, up to ``ATTEMPTS`` times; off for
     calls that must not happen twice (creating a batch)."""
@@ -42,6 +47,8 @@ def transient(err: Exception) -> bool:
     import httpx
     from google.genai import errors
 
+    if isinstance(err, httpx.UnsupportedProtocol):  # a URL without http(s)://: not transient
+        return False
     if isinstance(err, errors.APIError):
         return err.code in (408, 429) or err.code >= 500
     return isinstance(err, (httpx.TransportError, ConnectionError, TimeoutError))

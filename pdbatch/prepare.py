@@ -208,6 +208,9 @@ def _fingerprint(options: Options, settings: config.Settings, family: families.F
               "location": settings.location, "rows": n,
               "per_job": options.request.max_requests_per_job,
               "carry": [f.name for f in rows.carried]}
+    if settings.service == config.GEMINI_API:  # the folder only keeps the record: the same
+        # call from another folder or machine finds its batches (by their display names)
+        header.update(service=settings.service, staging="", output="")
     add(json.dumps(header, sort_keys=True).encode())
     add(np.packbits(sending.send).tobytes())
     add_strings = _strings_adder(add)
@@ -312,7 +315,8 @@ def _file_plan(df, files, files_root, reasons, family: families.Family,
     roots = [os.fspath(r) for r in roots or [os.getcwd()]]
     if settings.service == config.GEMINI_API:  # uploaded through the Files API
         return multimodal.plan(df, files, reasons, f"{settings.api_endpoint}/v1beta/files",
-                               roots, set, name=multimodal.file_id, gs_uris=False)
+                               roots, lambda uris: set(), name=multimodal.file_id,
+                               gs_uris=False)
     hosts = [u for u in (settings.staging, settings.output_location) if storage.hosts_files(u)]
     file_plan = multimodal.plan(df, files, reasons,
                                 storage.files_folder(hosts[0]) if hosts else "", roots,

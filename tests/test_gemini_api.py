@@ -3,6 +3,9 @@ project, through google-genai against the emulator's Developer API surface."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -76,8 +79,10 @@ def genai_client(stack):
     return genai.Client()
 
 
-def test_a_small_frame_goes_inline_and_every_row_gets_its_own_answer(stack, runs_folder,
-                                                                     genai_client):
+def test_a_small_frame_goes_through_a_file_and_every_row_gets_its_own_answer(
+        stack, runs_folder, genai_client):
+    """Even 50 rows go through the Files API, not inline: inline answers come back without
+    the keys that tell their rows (python-genai #2008) and out of order (#1909)."""
     df = _frame(50)
     out = df.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
                                   staging=runs_folder, progress=False)
@@ -87,7 +92,7 @@ def test_a_small_frame_goes_inline_and_every_row_gets_its_own_answer(stack, runs
     assert (out["prompt_tokens"] == 2).all() and out["finish_reason"].eq("STOP").all()
     [name] = out["job"].unique()
     batch = genai_client.batches.get(name=name)
-    assert batch.dest.inlined_responses and not batch.dest.file_name
+    assert batch.dest.file_name and not batch.dest.inlined_responses
     assert batch.display_name.startswith(f"pdbatch-{out.attrs['pdbatch_run']}-00000 [")
 
 
@@ -125,7 +130,8 @@ def test_a_run_is_remembered_locally_re_attached_and_read_again(stack, runs_fold
     assert by_batch.id == run.id
     read = pdbatch.read_results(df, run=run.id, staging=runs_folder)  # a folder: this service
     pd.testing.assert_frame_equal(read, out)
-    assert listed["state"].tolist() == ["succeeded"] or attached.status().succeeded
+    assert pdbatch.runs(service="gemini-api", staging=runs_folder)["state"].tolist() == [
+        "succeeded"]
 
 
 def test_the_local_record_lost_the_same_call_finds_its_batches_by_display_name(
@@ -134,18 +140,20 @@ def test_the_local_record_lost_the_same_call_finds_its_batches_by_display_name(
     first = df.gemini.submit(prompt_col="prompt", service="gemini-api",
                              staging=str(tmp_path / "a"), progress=False)
     first.wait(progress=False)
-    # Another folder (the record is gone, e.g. a new Colab runtime): the same call is found
-    # by the fingerprint its batch's display name carries, and no batch is made again.
-    again = df.gemini.submit(prompt_col="prompt", service="gemini-api",
-                             staging=str(tmp_path / "a"), progress=False, force=False)
-    assert again.id == first.id
+    # The record is gone (a new Colab runtime), or the call is made with another folder (on
+    # another machine): the same call is found by the fingerprint its batch's display name
+    # carries, and no batch is made again.
     import shutil
 
     shutil.rmtree(tmp_path / "a")
     before = len(list(genai_client.batches.list()))
-    rebuilt = df.gemini.submit(prompt_col="prompt", service="gemini-api",
-                               staging=str(tmp_path / "a"), progress=False)
-    assert rebuilt.id == first.id and len(list(genai_client.batches.list())) == before
+    for folder in ("a", "b"):
+        rebuilt = df.gemini.submit(prompt_col="prompt", service="gemini-api",
+                                   staging=str(tmp_path / folder), progress=False)
+        assert rebuilt.id == first.id
+        assert pdbatch.runs(service="gemini-api", staging=str(tmp_path / folder))[
+            "run"].tolist() == [first.id]
+    assert len(list(genai_client.batches.list())) == before
 
 
 def test_files_are_uploaded_once_through_the_files_api(stack, tmp_path, genai_client):
@@ -158,10 +166,14 @@ def test_files_are_uploaded_once_through_the_files_api(stack, tmp_path, genai_cl
     options = {"prompt_col": "prompt", "service": "gemini-api", "files_root": tmp_path,
                "staging": str(tmp_path / "runs"), "progress": False,
                "files": {"picture": "image/png"}}
+    def sent_files() -> list:
+        return [f for f in genai_client.files.list() if f.name not in before
+                and (f.display_name or "").startswith("pdbatch-file-")]
+
     before = {f.name for f in genai_client.files.list()}
     out = df.gemini.batch_predict(**options)
     assert (out["status"] == "ok").all()
-    uploaded = [f for f in genai_client.files.list() if f.name not in before]
+    uploaded = sent_files()
     assert sorted(f.mime_type for f in uploaded) == ["image/png", "image/png"]
     assert all(len(f.name) == len("files/") + 40 for f in uploaded)
     request = __import__("json").loads(out["response"].iloc[0])  # answered with its file
@@ -169,7 +181,7 @@ def test_files_are_uploaded_once_through_the_files_api(stack, tmp_path, genai_cl
 
     again = df.gemini.batch_predict(**options, force=True)  # a new run, the same files
     assert (again["status"] == "ok").all()
-    assert len([f for f in genai_client.files.list() if f.name not in before]) == 2
+    assert len(sent_files()) == 2
 
     cloud = df.assign(picture=["gs://bucket/cat.png", None, None, None])
     with pytest.raises(InputError, match="row 0.*does not read: send a local file or bytes"):
@@ -200,7 +212,8 @@ def test_a_cancelled_run_ends_cancelled_and_says_so(stack, tmp_path):
     stack.service.fault_labels = {"emulator-queue-ms": "20000"}
     try:
         run = _frame(5).gemini.submit(prompt_col="prompt", service="gemini-api",
-                                      staging=str(tmp_path / "runs"), progress=False)
+                                      staging=str(tmp_path / "runs"), progress=False,
+                                      force=True)
     finally:
         stack.service.fault_labels = {}
     assert run.status().state in ("pending", "queued")
@@ -222,12 +235,16 @@ def test_the_emulator_counts_tokens_as_the_developer_api_does(stack, genai_clien
 
 _CLIENT = """
 import sys
+import os
+import time
+
 import pandas as pd
 import pyarrow as pa
 import pdbatch
 frame = pd.DataFrame({"prompt": [f"question number {i}" for i in range(40)]})
 frame.gemini.batch_predict(prompt_col="prompt", service="gemini-api", staging=sys.argv[1],
-                           progress=False, cancel_on_interrupt=sys.argv[2] == "cancel")
+                           progress=False, cancel_on_interrupt=sys.argv[2] == "cancel",
+                           force=True)
 """
 
 
@@ -277,7 +294,7 @@ def test_an_expired_batch_raises_or_has_its_rows_asked_again(stack, tmp_path):
     stack.service.fault_labels, stack.service.fault_jobs = {"emulator-fault": "expire"}, 1
     try:
         with pytest.raises(pdbatch.JobError, match="EXPIRED"):
-            _frame(6).gemini.batch_predict(**options)
+            _frame(6).gemini.batch_predict(force=True, **options)
         stack.service.fault_jobs = 1  # the next batch expires, its retry does not
         out = _frame(6).gemini.batch_predict(max_retries=1, retry_expired=True, force=True,
                                              **options)
@@ -290,37 +307,103 @@ def test_a_create_whose_answer_was_lost_is_found_not_made_twice(stack, genai_cli
     """The batch was made, but the answer to the create was lost (a 503): the service looks
     for it by its display name before asking again."""
     from pdbatch import config
+    from pdbatch.families.gemini import PARSER
     from pdbatch.service import open_service
-    from pdbatch.storage.files_api import inlined
+    from pdbatch.storage.files_api import FilesApiLocation
 
     settings = config.resolve(None, None, None, service="gemini-api")
     requests = pa.chunked_array([['{"pdbatch_row":0,"request":{"contents":[{"role":"user",'
                                   '"parts":[{"text":"hi"}]}]}}\n']])
-    labels = {"pdbatch-run": "run-20261129-000000-abcdef", "pdbatch-fingerprint": "0" * 32}
+    run = "run-20261129-000000-abcdef"
+    source = FilesApiLocation(run, PARSER, settings.api_endpoint, "k").stage(0, requests)
+    labels = {"pdbatch-run": run, "pdbatch-fingerprint": "0" * 32}
     stack.service.api_faults.inject(503, 1, lost=True)
-    name = open_service(settings).create("pdbatch-run-20261129-000000-abcdef-00000",
+    name = open_service(settings).create(f"pdbatch-{run}-00000",
                                          "publishers/google/models/gemini-2.5-flash",
-                                         {"inlined_requests": inlined(requests)}, {}, labels)
+                                         source, {}, labels)
     made = [b for b in genai_client.batches.list() if "0" * 32 in (b.display_name or "")]
     assert [b.name for b in made] == [name]
 
 
-def test_a_row_error_reads_the_same_inline_and_from_a_results_file(stack, tmp_path,
-                                                                   genai_client):
-    small = _frame(3)
-    large = small.assign(prompt=small["prompt"] + " " + "many words " * 150_000)  # > 4 MB
-    statuses, sources = [], []
-    stack.service.fault_labels = {"emulator-row-errors": "400-100"}
+def test_answers_given_inline_are_joined_by_key_or_not_at_all(stack, genai_client):
+    """Should a batch answer inline, an answer without its key is never matched to a row by
+    position; with keys, a row error reads as it does from a results file."""
+    from pdbatch import engine
+    from pdbatch.families.gemini import PARSER
+    from pdbatch.storage.files_api import FilesApiLocation
+
+    requests = [{"contents": [{"role": "user", "parts": [{"text": f"question {i}"}]}],
+                 "metadata": {"key": str(i)}} for i in range(4)]
+    location = FilesApiLocation("run-20261129-000000-abcdef", PARSER,
+                                os.environ["GOOGLE_GEMINI_BASE_URL"], "k")
+    found = {}
+    for with_keys in (False, True):
+        stack.gemini.inline_metadata = with_keys
+        stack.service.fault_labels, stack.service.fault_jobs = (
+            {"emulator-row-errors": "400-50"}, 1)
+        try:
+            batch = genai_client.batches.create(model="gemini-2.5-flash", src=requests,
+                                                config={"display_name": "inline"})
+            while not genai_client.batches.get(name=batch.name).done:
+                time.sleep(0.05)
+        finally:
+            stack.gemini.inline_metadata = False
+            stack.service.fault_labels, stack.service.fault_jobs = {}, None
+        found[with_keys] = location.collect(engine.connect(), 0, batch.name, True)
+    assert found[False].column("key").null_count == 4  # not joined: no row gets them
+    keyed = found[True].to_pandas()
+    assert sorted(keyed["key"]) == [0, 1, 2, 3]
+    answered = keyed[keyed["status"] == ""]
+    assert (answered["text"] == "echo: question " + answered["key"].astype(str)).all()
+    failed = keyed.loc[keyed["status"] != "", "status"]
+    assert failed.str.startswith('INVALID_ARGUMENT: {"error":{"code":400').all()
+
+
+def test_uploads_are_used_once_the_files_api_has_processed_them(stack, tmp_path):
+    """A batch cannot use a file still PROCESSING (FAILED_PRECONDITION): pdbatch waits until
+    its requests file and the files it sends are ACTIVE."""
+    (tmp_path / "cat.png").write_bytes(b"\x89PNG a processed cat")
+    df = _frame(3).assign(picture=[str(tmp_path / "cat.png"), None, None])
+    stack.gemini.processing_seconds = 1.0
     try:
-        for frame in (small, large):
-            out = frame.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
-                                             staging=str(tmp_path / "runs"), progress=False)
-            statuses.append(out[["status", "error_code"]])
-            dest = genai_client.batches.get(name=out["job"].iloc[0]).dest
-            sources.append("file" if dest.file_name else "inline")
+        out = df.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
+                                      staging=str(tmp_path / "runs"), progress=False,
+                                      files={"picture": None}, files_root=tmp_path)
     finally:
-        stack.service.fault_labels = {}
-    assert sources == ["inline", "file"]
-    assert (statuses[0]["error_code"] == 400).all()
-    assert statuses[0]["status"].str.startswith("INVALID_ARGUMENT: ").all()
-    pd.testing.assert_frame_equal(statuses[0], statuses[1])
+        stack.gemini.processing_seconds = 0.0
+    assert (out["status"] == "ok").all()
+
+
+def test_a_bare_host_as_base_url_is_reached_over_https(monkeypatch):
+    from pdbatch import config
+
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", "generativelanguage.googleapis.com")
+    settings = config.resolve(None, None, None, service="gemini-api", api_key="k")
+    assert settings.api_endpoint == "https://generativelanguage.googleapis.com"
+
+
+def test_the_runs_folder_is_written_whole_by_concurrent_writers(tmp_path):
+    """Two processes saving the same run's record (one taking over from another, or a folder
+    shared on a drive): each writes its own temporary file, renamed over the record."""
+    import threading
+
+    from pdbatch.storage.folder import FolderStore
+
+    store = FolderStore(f"file://{tmp_path}")
+    manifest = {"run": "run-20261129-000000-abcdef", "fingerprint": "0" * 32, "jobs": []}
+    errors = []
+
+    def save(n: int) -> None:
+        try:
+            for i in range(200):
+                store.save({**manifest, "jobs": [{"n": n, "i": i}] * 50})
+                assert store.load(manifest["run"])["run"] == manifest["run"]
+        except Exception as err:  # noqa: BLE001  (collected for the assertion below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=save, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and [p.name for p in tmp_path.rglob(".*")] == []

@@ -335,13 +335,17 @@ def test_vertex_and_the_gemini_api_give_the_same_frame(request, stack, staging, 
     if faults:  # the Developer API has no labels: the emulator's server-wide faults instead
         stack.service.fault_labels = faults
     try:
+        # force=True: a fresh run (the Developer API's runs are found by their batches'
+        # display names whatever the folder, so the same call would re-attach to another
+        # case's run)
         on_api = df.gemini.batch_predict(prompt_col="prompt", service="gemini-api",
-                                         staging=runs_folder, progress=False, **options)
+                                         staging=runs_folder, progress=False, force=True,
+                                         **options)
         with dask.config.set(scheduler=(request.getfixturevalue("cluster")
                                         if scheduler == "cluster" else "threads")):
             on_api_dask = dd.from_pandas(df, npartitions=3).gemini.batch_predict(
                 prompt_col="prompt", service="gemini-api", staging=runs_folder + "-dask",
-                progress=False, **options).compute()
+                progress=False, force=True, **options).compute()
     finally:
         stack.service.fault_labels = {}
 
@@ -370,6 +374,6 @@ def test_a_dask_run_goes_where_the_caller_chose_not_where_workers_point(request,
     df = _plain()
     with dask.config.set(scheduler=cluster):
         out = dd.from_pandas(df, npartitions=3).gemini.batch_predict(
-            prompt_col="prompt", progress=False).compute()
+            prompt_col="prompt", progress=False, force=True).compute()
     assert out["job"].str.startswith("batches/").all() and (out["status"] == "ok").all()
     assert pdbatch.runs(service="gemini-api")["run"].tolist() == [out.attrs["pdbatch_run"]]

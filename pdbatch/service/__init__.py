@@ -25,6 +25,6 @@ def open_service(settings: Settings, credentials=None) -> BatchService:
     return VertexService(settings, credentials)
 
 
-def is_job_name(name) -> bool:
+def is_job_name(name: object) -> bool:
     """Whether ``name`` is a job's resource name on either service."""
     return is_batch_name(name) or (isinstance(name, str) and job_place(name) is not None)

@@ -55,6 +55,9 @@ class JobInfo:
 class BatchService(Protocol):
     """A batch prediction service for one project and location."""
 
+    #: Whether one list call by label is cheaper than a GET per job (``wait`` then lists).
+    lists_cheaply: bool
+
     def create(self, display_name: str, model: str, input_config: Mapping,
                output_config: Mapping, labels: Mapping[str, str]) -> str:
         """Create a job; its name. A create whose answer was lost is found (by display name
@@ -110,16 +113,16 @@ def wait(service: BatchService, names: list[str],
     terminal (or, with ``running_at_most``, until no more than that many are not); ``on_poll``
     sees each round's infos. TimeoutError after ``timeout`` seconds (the jobs keep running).
 
-    With ``label`` (a ``(key, value)`` every one of the jobs carries), a round is one list
-    call for all of them, whatever their number; a job the list does not show yet is looked
-    up by itself."""
+    With ``label`` (a ``(key, value)`` every one of the jobs carries) and a service that
+    ``lists_cheaply``, a round is one list call for all of them, whatever their number; a job
+    the list does not show yet is looked up by itself."""
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = _FIRST_POLL
     infos: dict[str, JobInfo] = {}
     while True:
         waiting = [name for name in names if name not in infos or not infos[name].done]
         listed = ({info.name: info for info in service.labelled(*label)}
-                  if label and len(waiting) > 1 else {})
+                  if label and len(waiting) > 1 and service.lists_cheaply else {})
         for name in names:
             if name not in infos or not infos[name].done:
                 info = listed.get(name) or service.get(name)

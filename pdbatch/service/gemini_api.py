@@ -23,19 +23,27 @@ from .base import RUN_LABEL, JobInfo, create_once
 
 log = logging.getLogger(__name__)
 
+_ENDED_BADLY = ("JOB_STATE_FAILED", "JOB_STATE_EXPIRED")
+#: What a failed batch says: google-genai drops the Developer API operation's error.
+_NO_REASON = ("the reason is not given: google-genai does not pass on the Developer API's "
+              "error for batches")
+
 _LABELLED = re.compile(r"^(.*) \[((?:[a-z][a-z0-9_-]*=[a-z0-9_-]*;?)*)\]$")
 _BATCH_NAME = re.compile(r"^batches/[A-Za-z0-9_-]+$")
+_RUN_ID = re.compile(r"run-\d{8}-\d{6}-[0-9a-f]{6}")  # as storage.new_run_id makes them
 _PUBLISHER_MODEL = re.compile(r"^publishers/google/models/([a-z0-9][a-z0-9.-]*)$")
 
 
-def is_batch_name(name) -> bool:
+def is_batch_name(name: object) -> bool:
     """Whether ``name`` is a Developer API batch name such as ``batches/abc123``."""
     return isinstance(name, str) and whole(_BATCH_NAME, name) is not None
 
 
 def labelled_name(display_name: str, labels: Mapping[str, str]) -> str:
-    """The display name that carries ``labels``."""
-    return f"{display_name} [{';'.join(f'{k}={v}' for k, v in sorted(labels.items()))}]"
+    """The display name that carries ``labels`` (the run label is not repeated when the name
+    holds the run id already, as pdbatch's job names do: the name stays short)."""
+    shown = {k: v for k, v in labels.items() if not (k == RUN_LABEL and v in display_name)}
+    return f"{display_name} [{';'.join(f'{k}={v}' for k, v in sorted(shown.items()))}]"
 
 
 def labels_of(display_name: str) -> tuple[str, dict[str, str]]:
@@ -43,8 +51,11 @@ def labels_of(display_name: str) -> tuple[str, dict[str, str]]:
     match = whole(_LABELLED, display_name or "")
     if not match:
         return display_name or "", {}
-    pairs = (item.split("=", 1) for item in match[2].split(";") if item)
-    return match[1], dict(pairs)
+    labels = dict(item.split("=", 1) for item in match[2].split(";") if item)
+    run = _RUN_ID.search(match[1])
+    if run and RUN_LABEL not in labels:
+        labels[RUN_LABEL] = run[0]
+    return match[1], labels
 
 
 def model_name(resource: str) -> str:
@@ -60,6 +71,10 @@ def model_name(resource: str) -> str:
 
 class GeminiApiService:
     """The Gemini Developer API's batches for one API key."""
+
+    #: A list call returns every batch of the key (no filter), with inline answers: waiting
+    #: looks at each batch by itself instead.
+    lists_cheaply = False
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -95,17 +110,18 @@ class GeminiApiService:
         try:
             batches = list(self._client.batches.list(config={"page_size": 100}))
         except Exception as err:
-            raise _failed(err) from err
+            raise _failed(err, "the list of batches") from err
         found = [batch for batch in batches
                  if labels_of(batch.display_name or "")[1].get(key) == value]
         found.sort(key=lambda batch: (batch.create_time is None, batch.create_time))
         return [self._info(batch) for batch in found]
 
     def get(self, name: str) -> JobInfo:
+        """The batch's state now."""
         try:
             return self._info(self._client.batches.get(name=name))
         except Exception as err:
-            raise _failed(err) from err
+            raise _failed(err, f"the state of {name}") from err
 
     @staticmethod
     def _info(batch) -> JobInfo:
@@ -118,18 +134,22 @@ class GeminiApiService:
         return JobInfo(
             name=batch.name, state=state, output_dir=output,
             error_code=batch.error.code or 0 if batch.error else 0,
-            error_message=batch.error.message or "" if batch.error else "",
+            error_message=(batch.error.message or "" if batch.error else "") or (
+                _NO_REASON if state in _ENDED_BADLY else ""),
             successful=0, failed=0, labels=labels,
             display_name=display_name,
             end_time=batch.end_time.isoformat() if batch.end_time else "",
         )
 
     def cancel(self, name: str) -> None:
-        """Ask the service to cancel a batch."""
+        """Ask the service to cancel a batch (one that has just ended is left as it is)."""
         try:
             self._client.batches.cancel(name=name)
         except Exception as err:
-            raise _failed(err) from err
+            if getattr(err, "status", "") == "FAILED_PRECONDITION":
+                log.info("%s had ended already: %s", name, err)
+                return
+            raise _failed(err, f"cancelling {name}") from err
         log.info("asked to cancel %s", name)
 
     def count_tokens(self, model: str, texts: list[str], system: str) -> int:
@@ -155,5 +175,8 @@ def _unreachable(err: Exception) -> ServiceError:
     return ServiceError(f"The Gemini API did not answer, or kept failing ({err}).")
 
 
-def _failed(err: Exception) -> Exception:
-    return _unreachable(err) if transient(err) else _refused(err)
+def _failed(err: Exception, what: str) -> Exception:
+    if transient(err):
+        return _unreachable(err)
+    return InputError(f"The Gemini API refused {what}: "
+                      f"{getattr(err, 'message', None) or err}")

@@ -84,6 +84,8 @@ def credentials_for(settings: Settings, credentials):
 class VertexService:
     """Vertex AI ``batchPredictionJobs`` for one project and location."""
 
+    lists_cheaply = True  # the service filters by label
+
     def __init__(self, settings: Settings, credentials=None):
         import requests
         from google.api_core import exceptions

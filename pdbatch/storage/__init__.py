@@ -23,7 +23,8 @@ from . import bigquery, folder, gcs
 from .runids import is_run_id, new_run_id
 
 __all__ = ["Location", "RunStore", "check", "checked", "files_folder", "hosts_files",
-           "in_the_cloud", "is_file_uri", "is_run_id", "local_folder", "local_path",
+           "folder_uri", "in_the_cloud", "is_file_uri", "is_run_id", "local_folder",
+           "local_path",
            "missing_files",
            "new_run_id", "open_location", "open_store", "staging_of", "tabular",
            "valid_file_uri"]
@@ -111,6 +112,11 @@ def local_folder(uri: str) -> bool:
     """Whether ``uri`` is a local folder (``file://``), which keeps runs of the Gemini
     Developer API only."""
     return _backend(uri) is folder
+
+
+def folder_uri(path: str) -> str:
+    """The location of the local folder at absolute ``path`` (``file:///path``)."""
+    return folder.SCHEME + path
 
 
 def local_path(uri: str) -> str:

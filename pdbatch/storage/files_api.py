@@ -1,12 +1,17 @@
-"""Staging through the Gemini Developer API itself (``service="gemini-api"``): a job's requests
-go inline in its create call when they are small, else as a JSONL file uploaded through the
-Files API; answers come back as inline responses or as a results file, downloaded and parsed
-like Vertex output lines.
+"""Staging through the Gemini Developer API itself (``service="gemini-api"``): each job's
+requests are a JSONL file uploaded through its Files API, and its answers a results file,
+downloaded and parsed like Vertex output lines.
 
 A Developer API line is ``{"key": "<row>", "request": {...}}``; its answer
 ``{"key": "<row>", "response": {...}}`` or ``{"key": "<row>", "error": {code, message,
 status}}`` (spec §5.5). Errors become the status text Vertex writes (``"<status>: {"error":
 {...}}"``), so that every row's status is read one way.
+
+Requests are never sent inline, small jobs included: the service answers inline requests
+without the ``metadata`` that would tell which row an answer belongs to (python-genai #2008,
+js-genai #1191) and not in their order (python-genai #1909), so their answers could not be
+joined back. Should a batch still answer inline, answers without their key are left out (their
+rows get a ``missing`` status), never matched by position.
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ import io
 import logging
 import os
 import tempfile
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import InputError
+from ..errors import InputError, ServiceError
 from ..families import lines
 from ..families.gemini import ROW_KEY
 from ..families.lines import Parser
@@ -30,9 +38,6 @@ from .gcs import string_bytes
 
 log = logging.getLogger(__name__)
 
-#: Jobs whose request lines are at most this many bytes are sent inline (the service takes
-#: up to 20 MB inline; their answers then come back in the batch itself, so keep it small).
-INLINE_BYTES = 4_000_000
 _VERTEX_KEY = '^\\{"' + ROW_KEY + '":(\\d+),'
 
 
@@ -42,21 +47,16 @@ def developer_lines(requests: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring_regex(requests, _VERTEX_KEY, '{"key":"\\1",', max_replacements=1)
 
 
-def inlined(requests: pa.ChunkedArray) -> list[dict]:
-    """The lines as google-genai ``InlinedRequest`` dicts: contents, the other request fields
-    as a ``GenerateContentConfig`` (google-genai accepts their REST camelCase names), and the
-    row key as metadata."""
-    out = []
-    for line in requests.to_pylist():
-        found = orjson.loads(line)
-        request = found["request"]
-        config = dict(request.get("generationConfig") or {})
-        for name in ("systemInstruction", "safetySettings"):
-            if name in request:
-                config[name] = request[name]
-        out.append({"contents": request["contents"], "config": config,
-                    "metadata": {"key": str(found[ROW_KEY])}})
-    return out
+#: Seconds an upload may stay PROCESSING before pdbatch gives up on it.
+ACTIVE_WITHIN = 600.0
+#: A file the Files API holds is used again only if it outlives the longest batch (48 hours).
+_MIN_LIFETIME = timedelta(hours=47, minutes=30)
+
+
+def _lasts_a_batch(file) -> bool:
+    """Whether a file the Files API holds will outlive a batch made now."""
+    expires = file.expiration_time
+    return expires is None or expires - datetime.now(timezone.utc) > _MIN_LIFETIME
 
 
 #: google.rpc status names of the HTTP codes of row errors (google-genai drops ``status``
@@ -90,10 +90,7 @@ class FilesApiLocation:
         return "the Gemini API's Files API"
 
     def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
-        """Job ``number``'s source: ``{"inlined_requests": [...]}`` or ``{"file_name":
-        "files/..."}``."""
-        if (pc.sum(pc.binary_length(requests)).as_py() or 0) <= INLINE_BYTES:
-            return {"inlined_requests": inlined(requests)}
+        """Upload job ``number``'s requests; its source, ``{"file_name": "files/..."}``."""
         return {"file_name": self._upload(f"input-{number:05d}", developer_lines(requests))}
 
     def upload(self, files: dict[str, tuple[bytes | str, str]]) -> None:
@@ -105,18 +102,24 @@ class FilesApiLocation:
         for file_id, (source, mime) in files.items():
             name = f"files/{file_id}"
             try:
-                self._client.files.get(name=name)
-                continue
+                held = self._client.files.get(name=name)
             except errors.ClientError as err:
                 if err.code not in (403, 404):  # 403: "... or it may not exist"
                     raise
+                held = None
+            if held is not None and _lasts_a_batch(held):
+                self._active(held)
+                continue
+            if held is not None:  # it would expire while the batch may run: upload afresh
+                self._client.files.delete(name=name)
             data = Path(source).read_bytes() if isinstance(source, str) else bytes(source)
             try:
-                self._client.files.upload(file=io.BytesIO(data), config={
-                    "name": name, "mime_type": mime, "display_name": f"pdbatch-file-{file_id}"})
+                self._active(self._client.files.upload(file=io.BytesIO(data), config={
+                    "name": name, "mime_type": mime, "display_name": f"pdbatch-file-{file_id}"}))
             except errors.ClientError as err:
                 if err.code != 409:  # 409: another process uploaded it meanwhile
                     raise
+                self._active(self._client.files.get(name=name))
 
     def stage_shard(self, partition: int, index: int, requests: pa.ChunkedArray) -> str:
         """Upload one shard of a Dask partition; its name for ``source``."""
@@ -141,6 +144,7 @@ class FilesApiLocation:
                          "after 48 hours): run the same call with force=True.")
 
     def destination(self, number: int) -> dict:
+        """Nothing to say: a batch's answers stay with the service."""
         return {}
 
     def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
@@ -168,12 +172,32 @@ class FilesApiLocation:
         data = b"".join(string_bytes(chunk) for chunk in requests.chunks)
         uploaded = self._client.files.upload(file=io.BytesIO(data), config={
             "mime_type": "jsonl", "display_name": f"pdbatch-{self.run_id}-{stem}"})
-        return uploaded.name
+        return self._active(uploaded).name
+
+    def _active(self, file):
+        """``file`` once the Files API has processed it (a batch cannot use it before)."""
+        deadline, delay = time.monotonic() + ACTIVE_WITHIN, 0.5
+        while file.state is not None and file.state.name == "PROCESSING":
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{file.name} was still being processed by the Files API "
+                                   f"after {ACTIVE_WITHIN:.0f} s.")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 10.0)
+            file = self._client.files.get(name=file.name)
+        if file.state is not None and file.state.name == "FAILED":
+            raise ServiceError(f"The Files API could not process {file.name}: {file.error}")
+        return file
 
     def _inline_answers(self, batch: str) -> pa.Table:
         job = self._client.batches.get(name=batch)
+        answers = (job.dest.inlined_responses or []) if job.dest else []
+        keyless = sum(not (answer.metadata or {}).get("key") for answer in answers)
+        if keyless:
+            log.warning("%s answered %d requests inline without their keys (python-genai "
+                        "#2008): their rows cannot be told and are left without an answer",
+                        batch, keyless)
         keys, statuses, responses = [], [], []
-        for answer in (job.dest.inlined_responses or []) if job.dest else []:
+        for answer in answers:
             keys.append((answer.metadata or {}).get("key"))
             error = answer.error.model_dump(mode="json", exclude_none=True) if answer.error \
                 else None
@@ -192,11 +216,16 @@ class FilesApiLocation:
             path = os.path.join(folder, "answers.jsonl")
             with open(path, "wb") as out:
                 out.write(data)
-            return con.sql(
-                f"SELECT key AS {ROW_KEY}, CASE WHEN error IS NULL THEN '' ELSE "
-                "coalesce(json_extract_string(error, '$.status'), 'ERROR') || ': ' || "
-                "json_object('error', error)::VARCHAR END AS status, '' AS processed_time, "
+            lines = con.sql(
+                f"SELECT key AS {ROW_KEY}, error::VARCHAR AS error, '' AS processed_time, "
                 "response::VARCHAR AS response FROM read_ndjson($path, ignore_errors = true, "
                 "maximum_object_size = 67108864, columns = {'key': 'VARCHAR', "
                 "'response': 'JSON', 'error': 'JSON'})", params={"path": path}
             ).to_arrow_table()
+        error = lines.column("error")
+        failed = np.flatnonzero(pc.is_valid(error).to_numpy(zero_copy_only=False))
+        statuses = np.full(len(error), "", dtype=object)  # answers: no status
+        statuses[failed] = [_status(orjson.loads(text))
+                            for text in error.take(pa.array(failed)).to_pylist()]
+        return lines.drop_columns("error").append_column("status",
+                                                         pa.array(statuses, pa.string()))

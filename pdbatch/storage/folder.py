@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from ..errors import InputError
@@ -49,11 +50,7 @@ class FolderStore:
         return str(self.root)
 
     def save(self, manifest: dict) -> None:
-        path = self._manifest(manifest["run"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        partial.write_text(json.dumps(manifest, indent=1))
-        partial.replace(path)  # a reader never sees half a manifest
+        _write(self._manifest(manifest["run"]), json.dumps(manifest, indent=1))
 
     def load(self, run_id: str) -> dict | None:
         path = self._manifest(run_id)
@@ -66,9 +63,7 @@ class FolderStore:
         self._manifest(run_id).unlink(missing_ok=True)
 
     def link(self, fingerprint: str, run_id: str) -> None:
-        index = self._index(fingerprint)
-        index.parent.mkdir(parents=True, exist_ok=True)
-        index.write_text(checked_run_id(run_id))
+        _write(self._index(fingerprint), checked_run_id(run_id))
 
     def claim(self, fingerprint: str, run_id: str) -> str:
         index = self._index(fingerprint)
@@ -103,3 +98,17 @@ class FolderStore:
 
     def _index(self, fingerprint: str) -> Path:
         return self.root / "fingerprints" / checked_fingerprint(fingerprint)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``path`` whole: readers see the old text or the new, never a part (each writer
+    has its own temporary file, renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
