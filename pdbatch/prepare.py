@@ -118,8 +118,9 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
         gemini_api.model_name(family.resource)  # a Gemini model the Developer API serves
     if schema and not family.response_schema:
         raise InputError("response_schema is supported for Gemini models in this version.")
-    request_config = (structured.generation_config(request.generation_config, schema) if schema
-                      else request.generation_config)
+    request_config = (structured.generation_config(
+        request.generation_config, schema, openapi=settings.service == config.GEMINI_API)
+        if schema else request.generation_config)
     frame = family.frame(request.system_instruction, request_config, request.safety_settings,
                          row_config=bool(request.config_cols))
     texts, reasons = prompts.render(df, request.prompt_col, request.prompt)

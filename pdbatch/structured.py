@@ -76,8 +76,11 @@ def _resolved(prop: Mapping, root: Mapping) -> Mapping:
     return prop
 
 
-def generation_config(config: Mapping | None, schema: Schema) -> dict:
-    """``config`` asking for JSON answers of ``schema``."""
+def generation_config(config: Mapping | None, schema: Schema, openapi: bool = False) -> dict:
+    """``config`` asking for JSON answers of ``schema``: as ``responseJsonSchema``, or, with
+    ``openapi``, as the OpenAPI-subset ``responseSchema`` (the Developer API's batch mode
+    answers ``responseJsonSchema`` with JSON of the wrong shape, and ``responseSchema`` right:
+    ruby_llm #894)."""
     config = dict(config or {})
     taken = [k for k in config if k in ("response_mime_type", "responseMimeType",
                                         "response_schema", "responseSchema",
@@ -85,8 +88,72 @@ def generation_config(config: Mapping | None, schema: Schema) -> dict:
     if taken:
         raise InputError(f"generation_config sets {taken} and response_schema= is given; "
                          "pass the schema once, as response_schema=.")
+    if openapi:
+        return {**config, "response_mime_type": "application/json",
+                "response_schema": openapi_schema(schema.json_schema)}
     return {**config, "response_mime_type": "application/json",
             "response_json_schema": schema.json_schema}
+
+
+#: JSON Schema keywords the OpenAPI-subset Schema of the Gemini API has too, kept as they are.
+_OPENAPI_KEPT = ("format", "description", "title", "enum", "required", "minItems", "maxItems",
+                 "minimum", "maximum", "minLength", "maxLength", "pattern", "minProperties",
+                 "maxProperties", "example", "default")
+_MAX_DEPTH = 32
+
+
+def openapi_schema(schema: Mapping) -> dict:
+    """A JSON Schema as the Gemini API's OpenAPI-subset ``Schema``: local ``$ref`` inlined,
+    ``null`` types and options as ``nullable``, ``const`` as a one-value ``enum``, type names
+    in capitals, ``propertyOrdering`` as the properties come, other keywords left out.
+    InputError for a recursive schema, which that form cannot say."""
+    definitions = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
+
+    def convert(node: Mapping, depth: int) -> dict:
+        if depth > _MAX_DEPTH:
+            raise InputError("response_schema refers to itself (or nests over 32 levels): the "
+                             "Gemini Developer API's response schema cannot say that; use "
+                             "service='vertex', or a schema without recursion.")
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = ref.rsplit("/", 1)[-1]
+            if not ref.startswith(("#/$defs/", "#/definitions/")) or name not in definitions:
+                raise InputError(f"response_schema: $ref {ref!r} is not one of its own "
+                                 "definitions ($defs).")
+            merged = {**definitions[name], **{k: v for k, v in node.items() if k != "$ref"}}
+            return convert(merged, depth + 1)
+        out: dict = {key: node[key] for key in _OPENAPI_KEPT if key in node}
+        kinds = node.get("type")
+        nullable = False
+        if isinstance(kinds, list):
+            nullable = "null" in kinds
+            kinds = [k for k in kinds if k != "null"]
+            if len(kinds) > 1:
+                out["anyOf"] = [{"type": k.upper()} for k in kinds]
+            kinds = kinds[0] if len(kinds) == 1 else None
+        options = node.get("anyOf") or node.get("oneOf")
+        if options:
+            others = [o for o in options if o.get("type") != "null"]
+            nullable = nullable or len(others) < len(options)
+            if len(others) == 1:
+                out.update(convert(others[0], depth + 1))
+            elif others:
+                out["anyOf"] = [convert(o, depth + 1) for o in others]
+        if isinstance(kinds, str) and kinds != "null":
+            out["type"] = kinds.upper()
+        if "const" in node:
+            out["enum"] = [node["const"]]
+        if isinstance(node.get("properties"), Mapping):
+            out["properties"] = {name: convert(sub, depth + 1)
+                                 for name, sub in node["properties"].items()}
+            out["propertyOrdering"] = list(node["properties"])
+        if isinstance(node.get("items"), Mapping):
+            out["items"] = convert(node["items"], depth + 1)
+        if nullable:
+            out["nullable"] = True
+        return out
+
+    return convert(schema, 0)
 
 
 def parse(con, texts: pa.ChunkedArray, schema: Schema) -> tuple[dict, np.ndarray]:

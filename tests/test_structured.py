@@ -132,3 +132,49 @@ def test_answers_are_validated_against_the_whole_schema(staging):
                                   response_schema=patterned)
     assert out["status"].str.startswith("invalid: field 'tag': ").all()
     assert out["status"].str.contains("does not match '^x+$'", regex=False).all()
+
+
+def test_the_developer_api_gets_the_schema_in_its_openapi_form():
+    """On service="gemini-api" the schema goes as responseSchema (the batch mode mishandles
+    responseJsonSchema, ruby_llm #894): references inlined, null options as nullable."""
+    from enum import Enum
+    from typing import Literal
+
+    from pdbatch.structured import generation_config, openapi_schema, schema_of
+
+    class Colour(str, Enum):
+        red = "red"
+        blue = "blue"
+
+    class Part(BaseModel):
+        name: str
+        weight: float | None = None
+
+    class Answer(BaseModel):
+        colour: Colour
+        kind: Literal["a"]
+        parts: list[Part]
+        count: int
+
+    converted = openapi_schema(Answer.model_json_schema())
+    assert converted == {
+        "title": "Answer", "required": ["colour", "kind", "parts", "count"], "type": "OBJECT",
+        "properties": {
+            "colour": {"title": "Colour", "enum": ["red", "blue"], "type": "STRING"},
+            "kind": {"title": "Kind", "type": "STRING", "enum": ["a"]},
+            "parts": {"title": "Parts", "type": "ARRAY", "items": {
+                "title": "Part", "required": ["name"], "type": "OBJECT",
+                "properties": {"name": {"title": "Name", "type": "STRING"},
+                               "weight": {"title": "Weight", "default": None,
+                                          "type": "NUMBER", "nullable": True}},
+                "propertyOrdering": ["name", "weight"]}},
+            "count": {"title": "Count", "type": "INTEGER"}},
+        "propertyOrdering": ["colour", "kind", "parts", "count"]}
+    config = generation_config({"temperature": 0}, schema_of(Answer), openapi=True)
+    assert config["response_schema"] == converted and "response_json_schema" not in config
+
+    class Tree(BaseModel):
+        children: list[Tree]
+
+    with pytest.raises(pdbatch.InputError, match="refers to itself"):
+        openapi_schema(Tree.model_json_schema())
