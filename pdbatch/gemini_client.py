@@ -9,6 +9,7 @@ key instead.
 from __future__ import annotations
 
 import logging
+import time
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -32,13 +33,50 @@ def client(base_url: str, api_key: str, retry: bool = True) -> genai.Client:
     from google import genai
     from google.genai import types
 
-    if base_url.startswith("http://"):
-        log.info("%s is plain HTTP: a placeholder API key is sent there, not yours", base_url)
-        api_key = PLACEHOLDER_KEY
+    api_key = _sent_key(base_url, api_key)
     options = types.HttpOptions(base_url=base_url, api_version="v1beta", retry_options=(
         types.HttpRetryOptions(attempts=ATTEMPTS, initial_delay=1.0, max_delay=30.0)
         if retry else types.HttpRetryOptions(attempts=1)))
     return genai.Client(api_key=api_key, http_options=options)
+
+
+def _sent_key(base_url: str, api_key: str) -> str:
+    """The key to send to ``base_url``: a placeholder over plain HTTP."""
+    if base_url.startswith("http://"):
+        log.info("%s is plain HTTP: a placeholder API key is sent there, not yours", base_url)
+        return PLACEHOLDER_KEY
+    return api_key
+
+
+def download(base_url: str, api_key: str, name: str, path: str) -> None:
+    """Stream generated file ``name`` (``files/...``) to the local ``path``, a chunk at a time
+    (google-genai's ``files.download`` holds a whole file in memory: a large job's results are
+    hundreds of megabytes), trying transient failures again as ``client`` does."""
+    import httpx
+
+    url = client(base_url, api_key).files.get(name=name).download_uri
+    headers = {"x-goog-api-key": _sent_key(base_url, api_key)}
+    delay = 1.0
+    for attempt in range(ATTEMPTS):
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=60.0,
+                              follow_redirects=True) as answer:
+                if answer.status_code in (408, 429) or answer.status_code >= 500:
+                    raise httpx.HTTPStatusError(f"{answer.status_code} on {name}",
+                                                request=answer.request, response=answer)
+                answer.raise_for_status()
+                with open(path, "wb") as out:
+                    for chunk in answer.iter_bytes(1 << 20):
+                        out.write(chunk)
+            return
+        except (httpx.TransportError, httpx.HTTPStatusError) as err:
+            retry = isinstance(err, httpx.TransportError) or err.response.status_code in (
+                408, 429) or err.response.status_code >= 500
+            if not retry or attempt == ATTEMPTS - 1:
+                raise
+            log.warning("downloading %s failed (%s); trying again in %.0f s", name, err, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def transient(err: Exception) -> bool:

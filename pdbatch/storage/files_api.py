@@ -33,7 +33,7 @@ from ..errors import InputError, ServiceError
 from ..families import lines
 from ..families.gemini import ROW_KEY
 from ..families.lines import Parser
-from ..gemini_client import client
+from ..gemini_client import client, download
 from .gcs import string_bytes
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ class FilesApiLocation:
 
     def __init__(self, run_id: str, parser: Parser, base_url: str, api_key: str):
         self.run_id, self.parser = run_id, parser
+        self._base_url, self._api_key = base_url, api_key
         self._client = client(base_url, api_key)
         self._uploaded: dict[str, str] = {}  # display name -> file name, as last listed
 
@@ -211,11 +212,9 @@ class FilesApiLocation:
                          "response": pa.array(responses, pa.string())})
 
     def _file_answers(self, con, name: str) -> pa.Table:
-        data = self._client.files.download(file=name)
         with tempfile.TemporaryDirectory(prefix="pdbatch-") as folder:
             path = os.path.join(folder, "answers.jsonl")
-            with open(path, "wb") as out:
-                out.write(data)
+            download(self._base_url, self._api_key, name, path)
             lines = con.sql(
                 f"SELECT key AS {ROW_KEY}, error::VARCHAR AS error, '' AS processed_time, "
                 "response::VARCHAR AS response FROM read_ndjson($path, ignore_errors = true, "
