@@ -71,6 +71,15 @@ def test_the_outputs_check_fails_on_a_notebook_without_outputs():
     assert len(problems) == 1 + 7  # the counts, and every cell but the last
 
 
+def _executed(name: str, **client_options):
+    """Notebook ``name`` executed top to bottom in its folder (``client_options`` for
+    nbclient), and its code cells."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(notebook, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}, **client_options).execute()
+    return notebook, [c for c in notebook.cells if c.cell_type == "code"]
+
+
 def _progress_outputs(cell) -> int:
     """How many outputs of a cell are progress bars: widget views or text bars."""
     return sum(1 for o in cell.outputs if "application/vnd.jupyter.widget-view+json" in
@@ -86,10 +95,7 @@ def test_quickstart_notebook_executes_cleanly_with_and_without_ipywidgets(widget
         blocked.mkdir()
         (blocked / "__init__.py").write_text("raise ImportError('not installed here')\n")
         monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    notebook = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=180, kernel_name="python3", store_widget_state=widgets,
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    code = [c for c in notebook.cells if c.cell_type == "code"]
+    notebook, code = _executed("quickstart.ipynb", store_widget_state=widgets)
     for cell in code:
         assert not [n for n in NOISE if n in _outputs(cell)], (cell.source, _outputs(cell))
         assert _progress_outputs(cell) <= 1, cell.outputs
@@ -117,10 +123,7 @@ def test_quickstart_notebook_executes_cleanly_with_and_without_ipywidgets(widget
 
 def test_bigquery_notebook_executes():
     skip_without_local_bigquery()
-    notebook = nbformat.read(NOTEBOOKS / "bigquery.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=180, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    code = [c for c in notebook.cells if c.cell_type == "code"]
+    _, code = _executed("bigquery.ipynb")
     assert "llm_status" in _outputs(code[2]) and "103" in _outputs(code[2])
     assert "103 echo: Classify the sentiment of this review: Great value!" in _outputs(code[3])
     assert _outputs(code[4]).strip() == "True"
@@ -128,10 +131,7 @@ def test_bigquery_notebook_executes():
 
 def test_local_model_notebook_executes():
     skip_without_local_model()
-    notebook = nbformat.read(NOTEBOOKS / "local_model.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=180, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    code = [c for c in notebook.cells if c.cell_type == "code"]
+    _, code = _executed("local_model.ipynb")
     blurbs = _outputs(code[1])
     assert "Dune" in blurbs and "echo:" not in blurbs  # the model's words, not an echo
     rated = _outputs(code[2])
@@ -144,10 +144,7 @@ def test_gemini_api_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # the default runs folder would be in here
     for name in ("PDBATCH_SERVICE", "PDBATCH_RUNS_FOLDER", "GOOGLE_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    notebook = nbformat.read(NOTEBOOKS / "gemini_api.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=180, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    code = [c for c in notebook.cells if c.cell_type == "code"]
+    _, code = _executed("gemini_api.ipynb")
     for cell in code:
         assert not [n for n in NOISE if n in _outputs(cell)], (cell.source, _outputs(cell))
     assert "GOOGLE_GEMINI_BASE_URL" in _outputs(code[1]) and "GEMINI_API_KEY" in _outputs(code[1])
