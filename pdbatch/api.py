@@ -325,13 +325,18 @@ def runs(staging: str | None = None, credentials: Credentials | None = None,
 
 
 def _state(batch, manifest: dict) -> str:
-    """A recorded run's state now (one list call for its jobs)."""
+    """A recorded run's state now (one list call for its jobs where the service lists
+    cheaply, else a GET each)."""
     if not manifest["jobs"]:
         return "no jobs" if manifest["submitted"] else "submitting"
-    infos = {info.name: info for info in batch.labelled(RUN_LABEL, manifest["run"])}
-    known = [infos[job["name"]] for job in manifest["jobs"] if job["name"] in infos]
-    if len(known) < len(manifest["jobs"]):
-        return "jobs not found"
+    names = [job["name"] for job in manifest["jobs"]]
+    if not batch.lists_cheaply:
+        known = services.look(batch, names, {})
+    else:
+        infos = {info.name: info for info in batch.labelled(RUN_LABEL, manifest["run"])}
+        known = [infos[name] for name in names if name in infos]
+        if len(known) < len(names):
+            return "jobs not found"
     state = summarise(known, [job["count"] for job in manifest["jobs"]]).state
     return state if manifest["submitted"] else f"{state} (submitting)"
 

@@ -133,14 +133,10 @@ class BatchRun:
         return self._service
 
     def status(self) -> RunStatus:
-        """The run's state now (one list call for its unfinished jobs, or a GET for one)."""
-        known = {info.name: info for info in (self._last.jobs if self._last else [])
-                 if info.done}
-        waiting = [name for name in self.jobs if name not in known]
-        if len(waiting) > 1:
-            known.update({info.name: info for info in
-                          self.service().labelled(RUN_LABEL, self.id) if info.name in waiting})
-        infos = [known.get(name) or self.service().get(name) for name in self.jobs]
+        """The run's state now (``service.look``: one list call for its unfinished jobs where
+        the service lists cheaply, else a GET each)."""
+        known = {info.name: info for info in (self._last.jobs if self._last else [])}
+        infos = service.look(self.service(), self.jobs, known, (RUN_LABEL, self.id))
         self._last = summarise(infos, self._counts())
         return self._last
 

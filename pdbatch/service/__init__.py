@@ -10,12 +10,12 @@ above this package speaks ``JobInfo`` and the states below, never a client libra
 from __future__ import annotations
 
 from ..config import GEMINI_API, Settings
-from .base import RUN_LABEL, SUCCESS_STATES, TERMINAL_STATES, BatchService, JobInfo, wait
+from .base import RUN_LABEL, SUCCESS_STATES, TERMINAL_STATES, BatchService, JobInfo, look, wait
 from .gemini_api import GeminiApiService, is_batch_name
 from .vertex import VertexService, console_link, job_place
 
 __all__ = ["RUN_LABEL", "SUCCESS_STATES", "TERMINAL_STATES", "BatchService", "JobInfo",
-           "console_link", "is_job_name", "job_place", "open_service", "wait"]
+           "console_link", "is_job_name", "job_place", "look", "open_service", "wait"]
 
 
 def open_service(settings: Settings, credentials=None) -> BatchService:

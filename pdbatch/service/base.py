@@ -105,6 +105,19 @@ def create_once(create: Callable[[], str], find: Callable[[], str | None],
     raise AssertionError("unreachable")
 
 
+def look(service: BatchService, names: list[str], known: Mapping[str, JobInfo],
+         label: tuple[str, str] | None = None) -> list[JobInfo]:
+    """The jobs' infos now, in the order of ``names``: a job ``known`` to have ended is not
+    asked again. With ``label`` (a ``(key, value)`` every one of the jobs carries) and a
+    service that ``lists_cheaply``, the unfinished ones are one list call, whatever their
+    number; a job the list does not show yet (or any, otherwise) is a GET of its own."""
+    waiting = [name for name in names if name not in known or not known[name].done]
+    listed = ({info.name: info for info in service.labelled(*label)}
+              if label and len(waiting) > 1 and service.lists_cheaply else {})
+    return [known[name] if name not in waiting else listed.get(name) or service.get(name)
+            for name in names]
+
+
 def wait(service: BatchService, names: list[str],
          on_poll: Callable[[list[JobInfo]], None] | None = None,
          timeout: float | None = None, running_at_most: int | None = None,
@@ -112,24 +125,16 @@ def wait(service: BatchService, names: list[str],
     """Poll jobs with exponential backoff (0.25 s growing to 30 s) until every one is
     terminal (or, with ``running_at_most``, until no more than that many are not); ``on_poll``
     sees each round's infos. TimeoutError after ``timeout`` seconds (the jobs keep running).
-
-    With ``label`` (a ``(key, value)`` every one of the jobs carries) and a service that
-    ``lists_cheaply``, a round is one list call for all of them, whatever their number; a job
-    the list does not show yet is looked up by itself."""
+    Each round is a ``look`` (one list call with ``label``, where the service lists cheaply)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = _FIRST_POLL
     infos: dict[str, JobInfo] = {}
     while True:
-        waiting = [name for name in names if name not in infos or not infos[name].done]
-        listed = ({info.name: info for info in service.labelled(*label)}
-                  if label and len(waiting) > 1 and service.lists_cheaply else {})
-        for name in names:
-            if name not in infos or not infos[name].done:
-                info = listed.get(name) or service.get(name)
-                if name not in infos or infos[name].state != info.state:
-                    log.info("%s is %s", name, info.state)
-                infos[name] = info
-        ordered = [infos[name] for name in names]
+        ordered = look(service, names, infos, label)
+        for info in ordered:
+            if info.name not in infos or infos[info.name].state != info.state:
+                log.info("%s is %s", info.name, info.state)
+        infos = {info.name: info for info in ordered}
         if on_poll:
             on_poll(ordered)
         if sum(not info.done for info in ordered) <= (running_at_most or 0):
