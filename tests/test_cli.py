@@ -127,7 +127,7 @@ def test_a_file_can_be_estimated_from_a_terminal(staging, tmp_path, capsys):
 
 def test_developer_api_runs_from_a_terminal(stack, tmp_path, capsys):
     folder = str(tmp_path / "runs")
-    df = pd.DataFrame({"prompt": [f"question {i}" for i in range(5)]})
+    df = pd.DataFrame({"prompt": [f"a terminal question {i}" for i in range(5)]})
     out = df.gemini.batch_predict(prompt_col="prompt", service="gemini-api", staging=folder,
                                   progress=False)
     run = out.attrs["pdbatch_run"]
