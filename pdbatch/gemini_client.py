@@ -61,18 +61,13 @@ def download(base_url: str, api_key: str, name: str, path: str) -> None:
         try:
             with httpx.stream("GET", url, headers=headers, timeout=60.0,
                               follow_redirects=True) as answer:
-                if answer.status_code in (408, 429) or answer.status_code >= 500:
-                    raise httpx.HTTPStatusError(f"{answer.status_code} on {name}",
-                                                request=answer.request, response=answer)
                 answer.raise_for_status()
                 with open(path, "wb") as out:
                     for chunk in answer.iter_bytes(1 << 20):
                         out.write(chunk)
             return
         except (httpx.TransportError, httpx.HTTPStatusError) as err:
-            retry = isinstance(err, httpx.TransportError) or err.response.status_code in (
-                408, 429) or err.response.status_code >= 500
-            if not retry or attempt == ATTEMPTS - 1:
+            if not transient(err) or attempt == ATTEMPTS - 1:
                 raise
             log.warning("downloading %s failed (%s); trying again in %.0f s", name, err, delay)
             time.sleep(delay)
@@ -87,6 +82,8 @@ def transient(err: Exception) -> bool:
 
     if isinstance(err, httpx.UnsupportedProtocol):  # a URL without http(s)://: not transient
         return False
-    if isinstance(err, errors.APIError):
-        return err.code in (408, 429) or err.code >= 500
+    code = (err.code if isinstance(err, errors.APIError) else err.response.status_code
+            if isinstance(err, httpx.HTTPStatusError) else None)
+    if code is not None:
+        return code in (408, 429) or code >= 500
     return isinstance(err, (httpx.TransportError, ConnectionError, TimeoutError))
