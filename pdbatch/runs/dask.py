@@ -423,7 +423,7 @@ def _submit_run(staged: list[dict], run_id: str, options: Options, topic: str | 
         attempt's run id), so the owner's shards and their packing into jobs are known."""
         manifest = new(owner)
         names = {job.display_name: job.name for job in jobs}
-        planned = _packed(manifest["shards"], options, settings)
+        planned = _packed(manifest["shards"], options, shards_of(owner))
         for number, members in enumerate(planned):
             name = names.get(display_name(owner, number))
             if name is None:
@@ -459,14 +459,13 @@ def _submit_run(staged: list[dict], run_id: str, options: Options, topic: str | 
     return {**manifest, "reattached": manifest["run"] != run_id}  # for the wait task
 
 
-def _packed(shards: list[dict], options: Options, settings: config.Settings
+def _packed(shards: list[dict], options: Options, inputs: storage.Location
             ) -> list[list[int]]:
     """The run's jobs: consecutive whole shards within the per-job limits (one shard per job
-    where the inputs are tables: a BigQuery job reads one table)."""
+    where a job reads ``one_source``: a BigQuery table, a Files API file)."""
     return plan.pack([(s["count"], s["bytes"]) for s in shards],
                      options.request.max_requests_per_job, plan.MAX_BYTES_PER_FILE,
-                     1 if storage.tabular(settings.staging)
-                     or settings.service == config.GEMINI_API else None)
+                     1 if inputs.one_source else None)
 
 
 def _create(batch, manifest: dict, store, settings, options: Options, family, resumed: bool
@@ -475,7 +474,7 @@ def _create(batch, manifest: dict, store, settings, options: Options, family, re
     shards = manifest["shards"]
     inputs, outputs = open_locations(manifest["run"], settings, family.parser,
                                      options.credentials, manifest["labels"])
-    planned = _packed(shards, options, settings)
+    planned = _packed(shards, options, inputs)
     with kept_alive(store, manifest):
         for number, members in enumerate(planned[len(manifest["jobs"]):],
                                          len(manifest["jobs"])):

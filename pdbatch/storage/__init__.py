@@ -37,6 +37,7 @@ class Location(Protocol):
 
     hosts_files: bool  # uploaded files can live here (``upload``)
     tabular: bool  # inputs are table rows (only families with ``table_input``)
+    one_source: bool  # a job reads one staged shard (a BigQuery table; a Files API file)
 
     def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
         """Stage job ``number``'s request lines; its ``input_config``."""
@@ -49,7 +50,7 @@ class Location(Protocol):
 
     def source(self, names: list[str]) -> dict:
         """The ``input_config`` of a job reading these staged shards (one, where the
-        location is ``tabular``: a BigQuery job reads one table)."""
+        location has ``one_source``)."""
 
     def upload(self, files: dict[str, tuple[bytes | str, str]]) -> None:
         """Put files sent with ``files=`` (name -> (path or bytes, MIME type)) in

@@ -255,6 +255,7 @@ class BigQueryLocation:
     the run (``labels``; none when only reading)."""
 
     hosts_files, tabular = HOSTS_FILES, TABULAR
+    one_source = True  # a job reads one table
 
     def __init__(self, uri: str, run_id: str, parser: Parser, *, project: str | None = None,
                  credentials=None, labels: dict[str, str] | None = None, carried=()):

@@ -76,10 +76,11 @@ def _status(error: dict | None) -> str:
 
 
 class FilesApiLocation:
-    """A run's requests and answers on the Developer API (inline or through its Files API)."""
+    """A run's requests and answers on the Developer API: JSONL files through its Files API."""
 
     hosts_files = True  # files= go to the Files API
     tabular = False
+    one_source = True  # a batch reads one file
 
     def __init__(self, run_id: str, parser: Parser, base_url: str, api_key: str):
         self.run_id, self.parser = run_id, parser

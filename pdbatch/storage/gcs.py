@@ -143,6 +143,7 @@ class GcsLocation:
     """A run's folder in a staging or output location."""
 
     hosts_files, tabular = HOSTS_FILES, TABULAR
+    one_source = False  # a job reads any number of files
 
     def __init__(self, root: str, run_id: str, parser: Parser, credentials=None):
         self.root, self.folder, self.run_id, self.parser = root, f"{root}/{run_id}", run_id, \
