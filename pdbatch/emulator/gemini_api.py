@@ -62,6 +62,22 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class _Knob:
+    """An attribute of ``GeminiApi`` kept on one of its parts (``files`` or ``batches``)."""
+
+    def __init__(self, part: str):
+        self.part = part
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, api: GeminiApi | None, owner: type | None = None):
+        return self if api is None else getattr(getattr(api, self.part), self.name)
+
+    def __set__(self, api: GeminiApi, value) -> None:
+        setattr(getattr(api, self.part), self.name, value)
+
+
 class GeminiApi:
     """The Developer API surface of one emulator, sharing ``vertex``'s models, responder,
     timing and faults (``GeminiBatches``).
@@ -88,45 +104,12 @@ class GeminiApi:
                                      seed, max_inline_bytes, expire_after, inline_metadata)
         self.rejected_keys: set[str] = set(rejected_keys or ())
 
-    @property
-    def max_inline_bytes(self) -> int:
-        return self.batches.max_inline_bytes
-
-    @max_inline_bytes.setter
-    def max_inline_bytes(self, value: int) -> None:
-        self.batches.max_inline_bytes = value
-
-    @property
-    def max_file_bytes(self) -> int:
-        return self.files.max_file_bytes
-
-    @max_file_bytes.setter
-    def max_file_bytes(self, value: int) -> None:
-        self.files.max_file_bytes = value
-
-    @property
-    def expire_after(self) -> float:
-        return self.batches.expire_after
-
-    @expire_after.setter
-    def expire_after(self, value: float) -> None:
-        self.batches.expire_after = value
-
-    @property
-    def inline_metadata(self) -> bool:
-        return self.batches.inline_metadata
-
-    @inline_metadata.setter
-    def inline_metadata(self, value: bool) -> None:
-        self.batches.inline_metadata = value
-
-    @property
-    def processing_seconds(self) -> float:
-        return self.files.processing_seconds
-
-    @processing_seconds.setter
-    def processing_seconds(self, value: float) -> None:
-        self.files.processing_seconds = value
+    # Knobs kept by the part they govern, settable here at any time.
+    max_inline_bytes = _Knob("batches")
+    expire_after = _Knob("batches")
+    inline_metadata = _Knob("batches")
+    max_file_bytes = _Knob("files")
+    processing_seconds = _Knob("files")
 
     @staticmethod
     def serves(path: str) -> bool:
