@@ -30,7 +30,7 @@ from . import filerefs, runner
 from .families import camel, family_of
 from .faults import ROW_ERRORS, FaultError, JobFaults
 from .gemini_files import FileStore, missing_file
-from .service import BatchService, ServiceError, rfc3339
+from .service import BatchService, ServiceError, page_of, rfc3339
 from .state import JobStore
 
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
@@ -132,11 +132,7 @@ class GeminiBatches:
         with self._lock:
             records = sorted(self._store.jobs.values(),
                              key=lambda r: (r["_created"], r["name"]), reverse=True)
-            page = [_operation(r) for r in records[start:start + size]]
-        out: dict = {"operations": page} if page else {}
-        if start + size < len(records):
-            out["nextPageToken"] = str(start + size)
-        return out
+            return page_of(records, start, size, "operations", _operation)
 
     def cancel(self, name: str) -> dict:
         with self._lock:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .families import camel
-from .service import ServiceError, rfc3339
+from .service import ServiceError, page_of, rfc3339
 from .state import JobStore
 
 #: The Files API's limit per file (https://ai.google.dev/gemini-api/docs/files: 2 GB).
@@ -190,13 +190,7 @@ class FileStore:
         with self._lock:
             names = sorted(self._records.jobs, key=lambda n: self._records.jobs[n]["createTime"],
                            reverse=True)
-        out: dict = {}
-        page = [self.describe(name, base_url) for name in names[start:start + size]]
-        if page:
-            out["files"] = page
-        if start + size < len(names):
-            out["nextPageToken"] = str(start + size)
-        return out
+        return page_of(names, start, size, "files", lambda name: self.describe(name, base_url))
 
     def close(self) -> None:
         """Remove the temporary folder (a state folder stays)."""

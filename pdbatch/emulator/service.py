@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from . import bigquery, filerefs, filters, runner, storage
 from .families import SERVED_MODELS, TUNED_MODEL, camel, family_of
@@ -122,6 +123,18 @@ class ServiceError(Exception):
 
     def envelope(self) -> dict:
         return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+
+
+def page_of(names: list, start: int, size: int, field: str, show: Callable[[Any], dict]
+            ) -> dict:
+    """A list call's answer: the ``size`` names from the ``start``-th, each as ``show`` gives
+    it, under ``field`` (left out when the page is empty), and ``nextPageToken`` (the next
+    page's start) when more follow."""
+    page = [show(name) for name in names[start:start + size]]
+    out: dict = {field: page} if page else {}
+    if start + size < len(names):
+        out["nextPageToken"] = str(start + size)
+    return out
 
 
 def rfc3339(t: float) -> str:
@@ -238,11 +251,8 @@ class BatchService:
                            key=lambda n: (self._jobs[n]["createTime"], n))  # oldest first
             start = int(page_token) if page_token else 0
             size = page_size if page_size > 0 else 100
-            page = [copy.deepcopy(self._jobs[n]) for n in names[start : start + size]]
-        out: dict = {"batchPredictionJobs": page} if page else {}
-        if start + size < len(names):
-            out["nextPageToken"] = str(start + size)
-        return out
+            return page_of(names, start, size, "batchPredictionJobs",
+                           lambda n: copy.deepcopy(self._jobs[n]))
 
     def cancel(self, name: str) -> None:
         with self._lock:
