@@ -52,11 +52,16 @@ class FaultError(ValueError):
     """A fault label or setting the emulator does not understand."""
 
 
+def status_text(reason: str, error: dict) -> str:
+    """An output line's ``status``: the HTTP reason phrase, then the google.rpc.Status
+    (``Bad Request: {"error": {"code": 400, ...}}``, spec §2.2)."""
+    return f"{reason}: " + json.dumps({"error": error})
+
+
 def row_status(code: int, message: str | None = None) -> str:
     """The output line ``status`` of a row that failed with ``code`` (and ``message``)."""
     reason, status, default = ROW_ERRORS[code]
-    return f"{reason}: " + json.dumps({"error": {"code": code, "message": message or default,
-                                                 "status": status}})
+    return status_text(reason, {"code": code, "message": message or default, "status": status})
 
 
 @dataclass(frozen=True)

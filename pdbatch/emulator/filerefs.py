@@ -29,13 +29,14 @@ Sources and the parts marked [I] are in docs/conformance.md.
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from .faults import status_text
 
 #: HTTP reason phrases of the row ``status`` strings (spec §2.2).
 REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found"}
@@ -60,7 +61,7 @@ class FileProblem:
 
     def row_status(self) -> str:
         """A Vertex output line's ``status``: ``Not Found: {"error": {...}}``."""
-        return f"{REASONS[self.code]}: " + json.dumps({"error": self.error()})
+        return status_text(REASONS[self.code], self.error())
 
 
 #: A job's file check: the problem with a request's files, or None.
