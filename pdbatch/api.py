@@ -25,14 +25,12 @@ from .runs import manifest as manifests
 from .runs.handle import BatchRun, summarise
 from .runs.jobs import output_lines
 from .runs.manifest import RUN_LABEL
-from .service import gemini_api
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
     from google.auth.credentials import Credentials
 
 log = logging.getLogger(__name__)
-_NO_STAGING = "Pass staging= (the run's staging location) or set PDBATCH_STAGING."
 
 
 def batch_predict(
@@ -214,29 +212,18 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
     Developer API batch ``batches/...``: the local runs folder). ``result(df)`` then needs the
     frame it was made from."""
     run_id = run
-    on_gemini_api = isinstance(run, str) and gemini_api.is_batch_name(run)
-    if on_gemini_api:
-        settings = config.resolve(None, None, staging, api_endpoint, service=config.GEMINI_API,
-                                  api_key=api_key)
-        run_id = _run_of_job(services.open_service(settings).get(run), run)
-        staging = settings.staging
-    elif isinstance(run, str) and run.startswith("projects/"):
-        place = services.job_place(run)
-        if place is None:
-            raise InputError(f"{run!r} is not a batch prediction job name such as "
-                             "'projects/P/locations/L/batchPredictionJobs/123'.")
-        if transport not in config.TRANSPORTS:
-            raise InputError(f"transport={transport!r}: choose one of {config.TRANSPORTS}.")
-        settings = config.Settings(place[0], place[1], "", config.endpoint(
-            api_endpoint, place[1]), transport)
+    job_kind = services.kind_of_job(run)
+    if job_kind is not None:
+        settings = job_kind.job_settings(run, staging, api_endpoint, transport, api_key)
         job = services.open_service(settings, credentials).get(run)
         run_id = _run_of_job(job, run)
         staging = staging or storage.staging_of(job.input_uri, run_id)
+        service = job_kind.name
     elif not storage.is_run_id(run):
         raise InputError(f"run={run!r} is neither a pdbatch run id such as "
-                         "'run-20261121-183000-a1b2c3' nor a batch prediction job name.")
-    found, where = _stored(run_id, staging, credentials,
-                           config.GEMINI_API if on_gemini_api else service)
+                         "'run-20261121-183000-a1b2c3' nor a batch prediction job name "
+                         "('projects/P/locations/L/batchPredictionJobs/123', 'batches/...').")
+    found, where = _stored(run_id, staging, credentials, service)
     options = manifests.options_of(found, credentials, api_key=api_key)
     settings = manifests.settings_of(found, where, project, location, api_endpoint, transport,
                                      api_key)
@@ -290,7 +277,7 @@ def runs(staging: str | None = None, credentials: Credentials | None = None,
     staging=...)`` gives a run's handle. ``service="gemini-api"`` (or a local folder as
     ``staging``): the runs of the Gemini Developer API kept in that folder (default
     ``PDBATCH_RUNS_FOLDER``, else ``~/.pdbatch/runs``)."""
-    where = _place(staging, service)
+    where = config.runs_place(staging, service)
     store = storage.open_store(where, credentials)
     found = []
     for run_id in store.run_ids():
@@ -378,20 +365,11 @@ def read_results(
     return handle.result(df)
 
 
-def _place(staging: str | None, service_name: str | None) -> str:
-    """Where runs are recorded: the local runs folder for ``service="gemini-api"`` or a local
-    folder given as ``staging``; else ``staging`` (default ``PDBATCH_STAGING``)."""
-    local = staging is not None and not storage.in_the_cloud(staging) and (
-        "://" not in staging or storage.local_folder(staging))
-    if local or config.service_of(service_name) == config.GEMINI_API:
-        return config.runs_folder(staging)
-    return config.given_or_environment(staging, "staging", _NO_STAGING)
-
-
 def _stored(run_id: str, staging: str | None, credentials, service_name: str | None = None
             ) -> tuple[dict, str]:
-    """The manifest of ``run_id`` where runs are recorded (``_place``), and where."""
-    where = _place(staging, service_name)
+    """The manifest of ``run_id`` where runs are recorded (``config.runs_place``), and
+    where."""
+    where = config.runs_place(staging, service_name)
     found = storage.open_store(where, credentials).load(run_id)
     if found is None:
         hint = ("" if storage.local_folder(where) else " (runs of service='gemini-api' are "

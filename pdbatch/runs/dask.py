@@ -57,7 +57,7 @@ from ..errors import InputError, JobError
 from ..families.lines import empty_output
 from ..join import joined
 from ..options import Options
-from ..prepare import Prepared, Sending, check_locations, prepare, request_hashes
+from ..prepare import Prepared, Sending, prepare, request_hashes
 from . import manifest as manifests
 from .handle import BatchRun
 from .jobs import (
@@ -181,8 +181,9 @@ def result_meta(ddf, options: Options) -> pd.DataFrame:
     """The result's meta: the pandas driver's result for the empty frame (the options are
     checked against the frame's meta on the way, before any task runs)."""
     empty = prepare(ddf._meta, options)
-    check_locations(empty.settings, empty.family, options.request.model, options.credentials,
-                    rows=1)  # the partitions' rows are not known yet: as if they had some
+    # the partitions' rows are not known yet: checked as if they had some
+    service.kind(empty.settings).check_locations(
+        empty.settings, empty.family, options.request.model, options.credentials, rows=1)
     result = joined(empty, [], "", "")
     follow_up(empty, result, read_only=True)
     return result.frame
@@ -195,12 +196,7 @@ def _for_workers(options: Options) -> Options:
     found from the caller's working folder (the default ``files_root``). An API key given as
     ``api_key=`` travels with the tasks; otherwise each worker reads its own."""
     settings = config.settings_of(options.run, options.api_key)
-    if settings.service == config.GEMINI_API:
-        options = options.replace(service=settings.service, api_endpoint=settings.api_endpoint,
-                                  staging=storage.local_path(settings.staging))
-    else:
-        options = options.replace(service=settings.service, project=settings.project,
-                                  location=settings.location, staging=settings.staging)
+    options = service.kind(settings).pinned(options, settings)
     if options.request.files and options.request.files_root is None:
         return options.replace(files_root=os.getcwd())
     return options

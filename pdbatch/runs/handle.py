@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
-from .. import config, families, service, storage
+from .. import config, families, service
 from ..errors import InputError, ServiceError
 from ..options import Options
 from ..progress import bar as progress_bar
@@ -174,7 +174,7 @@ class BatchRun:
             raise ServiceError(f"{err} The jobs of {self.id} go on without us: re-run the same "
                                f"call to pick them up, or {self.attach_call}.") from err
         except KeyboardInterrupt:
-            where = config.SERVICE_NAMES[self.settings.service]
+            where = service.kind(self.settings).title
             if cancel_on_interrupt:
                 self.cancel()
                 log.warning("Interrupted: asked %s to cancel the jobs of %s.", where, self.id)
@@ -190,10 +190,7 @@ class BatchRun:
     @property
     def attach_call(self) -> str:
         """The call that picks this run up in another process."""
-        if self.settings.service == config.GEMINI_API:
-            return (f"pdbatch.attach({self.id!r}, service='gemini-api', "
-                    f"staging={storage.local_path(self.settings.staging)!r})")
-        return f"pdbatch.attach({self.id!r}, staging={self.settings.staging!r})"
+        return service.kind(self.settings).attach_call(self.id, self.settings)
 
     def cancel(self) -> None:
         """Ask the service to cancel every job that has not ended (answers written so far

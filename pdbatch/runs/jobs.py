@@ -15,12 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import config, engine, families, service, storage
+from .. import engine, families, service, storage
 from ..errors import InputError
 from ..families.lines import empty_output
 from ..service import BatchService, JobInfo
-from ..storage import Location, RunStore
-from ..storage.files_api import FilesApiLocation
+from ..storage import Destination, Location, RunStore, Staged
 from .manifest import FINGERPRINT_LABEL, RUN_LABEL, read
 
 #: Seconds after which an unfinished manifest no process has saved counts as abandoned
@@ -138,7 +137,8 @@ def display_name(run_id: str, number: int) -> str:
 
 
 def create_job(batch: BatchService, store: RunStore, manifest: dict, number: int,
-               resource: str, stage: Callable[[], dict], output_config: dict, resumed: bool,
+               resource: str, stage: Callable[[], Staged], destination: Destination,
+               resumed: bool,
                cap: int | None, **entry) -> None:
     """Create job ``number`` of a run and record it in the manifest at once. ``stage()`` stages
     its input and gives the input config; it is not called when ``resumed`` and an earlier
@@ -149,7 +149,7 @@ def create_job(batch: BatchService, store: RunStore, manifest: dict, number: int
                      label=(RUN_LABEL, manifest["run"]))
     display = display_name(manifest["run"], number)
     name = (resumed and batch.find(display, manifest["run"])) or batch.create(
-        display, resource, stage(), output_config, manifest["labels"])
+        display, resource, stage(), destination, manifest["labels"])
     with _SAVING:
         manifest["jobs"].append({"number": number, "name": name, **entry})
     save(store, manifest)
@@ -194,17 +194,7 @@ def output_lines(run_id: str, settings, options, jobs: list[dict], infos: list[J
 
 def open_locations(run_id: str, settings, parser, credentials=None, labels=None,
                    carried=()) -> tuple[Location, Location]:
-    """Where a run's inputs are staged and where its jobs write (the same object when they are
-    the same place)."""
-    if settings.service == config.GEMINI_API:  # staged through the service itself
-        both = FilesApiLocation(run_id, parser, settings.api_endpoint, settings.api_key)
-        return both, both
-
-    def location(uri: str) -> Location:
-        return storage.open_location(uri, run_id, parser, project=settings.project,
-                                     credentials=credentials, labels=labels, carried=carried)
-
-    inputs = location(settings.staging)
-    if settings.output_location == settings.staging:
-        return inputs, inputs
-    return inputs, location(settings.output_location)
+    """Where a run's inputs are staged and where its jobs write, as its service says (the
+    same object when they are the same place)."""
+    return service.kind(settings).locations(run_id, settings, parser, credentials, labels,
+                                            carried)
