@@ -199,11 +199,12 @@ def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
     from pdbatch import engine
     from pdbatch.families import gemini, lines
     from pdbatch.join import ResultBuilder
+    from pdbatch.tasks.generate import GENERATE
 
     size = output_path.stat().st_size
     with measured(results, "parse+join", "pdbatch (parse_output + join)", size):
         parsed = lines.parse_output(engine.connect(), gemini.PARSER, [str(output_path)])
-        builder = ResultBuilder(len(df))
+        builder = ResultBuilder(len(df), GENERATE)
         builder.add_job("job", np.arange(len(df)), parsed)
         del parsed
         out = builder.join(df)
@@ -212,7 +213,7 @@ def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
     with measured(results, "parse+join", "pdbatch, include_response=False", size):
         parsed = lines.parse_output(engine.connect(), gemini.PARSER, [str(output_path)],
                                     response=False)
-        builder = ResultBuilder(len(df), response=False)
+        builder = ResultBuilder(len(df), GENERATE, response=False)
         builder.add_job("job", np.arange(len(df)), parsed)
         del parsed
         out = builder.join(df)

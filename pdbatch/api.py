@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import config, costs, storage
+from . import config, costs, families, storage
 from . import options as opts
 from . import service as services
 from .columns import SUCCESS, pandas_array
@@ -254,8 +254,8 @@ def answers(run: str, *, staging: str | None = None,
                          "has ended.")
     found = output_lines(handle.id, handle.settings, handle.options, handle.manifest.jobs,
                          status.jobs, credentials)
-    columns = ["status", "text", "finish_reason", "prompt_tokens", "output_tokens",
-               "thought_tokens", "cached_tokens", "response", "job"]
+    columns = ["status", *families.resolve(handle.options.request.model).task.fields,
+               "response", "job"]
     out = pd.DataFrame({name: pandas_array(found.column(name)) for name in columns})
     out["status"] = out["status"].mask(out["status"] == "", SUCCESS)
     row_keys = found.column("key").to_numpy(zero_copy_only=False).astype(np.int64)

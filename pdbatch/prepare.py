@@ -97,11 +97,11 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
     batch.refuse(options)
     schema = (structured.schema_of(request.response_schema)
               if request.response_schema is not None else None)
-    check_no_clash(df, result.result_prefix, result.include_response,
+    family = families.resolve(request.model)
+    check_no_clash(df, result.result_prefix, family.task.columns(result.include_response),
                    (structured.column_names(schema, result.expand) if schema else [])
                    + (["attempts"] if options.run.max_retries else []))
     carried = tuple(storage.carried_columns(df, request.carry))
-    family = families.resolve(request.model)
     unknown = families.check_model(request.model)
     if unknown and unknown not in _WARNED:  # once per model and process
         _WARNED.add(unknown)

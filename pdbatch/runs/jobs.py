@@ -17,7 +17,6 @@ import pyarrow.compute as pc
 
 from .. import engine, families, service, storage
 from ..errors import InputError
-from ..families.lines import empty_output
 from ..service import BatchService, JobInfo
 from ..storage import Destination, Location, RunStore, Staged
 from .manifest import FINGERPRINT_LABEL, RUN_LABEL, JobEntry, Manifest
@@ -182,7 +181,7 @@ def answers(outputs: Location, jobs: list[tuple[JobEntry, JobInfo, np.ndarray]],
 
 def output_lines(run_id: str, settings, options, jobs: list[JobEntry], infos: list[JobInfo],
                  credentials=None) -> pa.Table:
-    """Every output line of a run's ended jobs, parsed (``families.lines.PARSED_FIELDS``),
+    """Every output line of a run's ended jobs, parsed (the task's ``parsed_fields``),
     with the ``job`` that wrote it; lines without a row key are left out."""
     family = families.resolve(options.request.model)
     _, outputs = open_locations(run_id, settings, family.parser, credentials)
@@ -193,7 +192,7 @@ def output_lines(run_id: str, settings, options, jobs: list[JobEntry], infos: li
         tables.append(table.append_column("job", pa.array([info.name] * table.num_rows,
                                                           pa.large_string())))
     if not tables:
-        return empty_output().append_column("job", pa.array([], pa.large_string()))
+        return family.parser.empty().append_column("job", pa.array([], pa.large_string()))
     found = pa.concat_tables(tables)
     return found.filter(pc.is_valid(found.column("key")))
 

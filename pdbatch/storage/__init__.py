@@ -60,7 +60,7 @@ class Location(Protocol):
         """Where job ``number`` writes."""
 
     def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
-        """Job ``number``'s answers, parsed (``families.lines.PARSED_FIELDS``)."""
+        """Job ``number``'s answers, parsed (the task's ``parsed_fields``)."""
 
     def clean_up(self) -> None:
         """Remove what the run staged (outputs stay)."""

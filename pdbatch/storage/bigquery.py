@@ -306,7 +306,7 @@ class BigQueryLocation:
                 label(self.bq, table, self.labels)
             answers = read_answers(self.bq, table)
         except NotFound:
-            return lines.empty_output(response)
+            return self.parser.empty(response)
         return lines.parse_rows(con, self.parser, answers, response)
 
     def clean_up(self) -> None:

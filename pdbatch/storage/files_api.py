@@ -152,7 +152,7 @@ class FilesApiLocation:
         """Job ``number``'s answers: ``output_dir`` is the results file (``files/...``), or,
         for inline requests, the batch (``batches/...``) holding the responses."""
         if not output_dir:
-            return lines.empty_output(response)
+            return self.parser.empty(response)
         if output_dir.startswith("batches/"):
             rows = self._inline_answers(output_dir)
         else:

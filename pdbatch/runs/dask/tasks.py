@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 
 from ... import config, costs, engine, families, plan, progress
 from ...errors import InputError, JobError
-from ...families.lines import empty_output
 from ...join import joined
 from ...options import Options
 from ...prepare import prepare
@@ -103,7 +102,8 @@ class DaskCall:
         reads ``one_source``: a BigQuery table, a Files API file)."""
         shards = manifest.shards
         for members in plan.pack([(s["count"], s["bytes"]) for s in shards],
-                                 self.options.request.max_requests_per_job,
+                                 min(self.options.request.max_requests_per_job,
+                                     self.family.task.max_requests_per_job),
                                  plan.MAX_BYTES_PER_FILE,
                                  1 if self.shards_of(manifest.run).one_source else None):
             uris = [shards[i]["uri"] for i in members]
@@ -232,7 +232,8 @@ def join(recipe: Recipe, number: int, ended: tuple[Manifest, list[JobInfo]], cop
     response = options.result.include_response
     answers = []
     for index in sorted(positions):
-        lines = pa.concat_tables(found.get(jobs[index].number) or [empty_output(response)])
+        lines = pa.concat_tables(found.get(jobs[index].number)
+                                 or [prepared.family.parser.empty(response)])
         lines = lines.set_column(lines.schema.get_field_index("key"), "key",
                                  pc.bit_wise_and(lines.column("key"), keys.ROW_MASK))
         answers.append((infos[index], np.sort(np.concatenate(positions[index])), lines))
