@@ -30,7 +30,8 @@ from . import filerefs, runner
 from .families import camel, family_of
 from .faults import ROW_ERRORS, FaultError, JobFaults
 from .gemini_files import FileStore, missing_file
-from .service import BatchService, ServiceError, page_of, rfc3339
+from .rest import ServiceError, page_of, rfc3339
+from .service import BatchService
 from .state import JobStore
 
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"

@@ -16,12 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
 
 from . import bigquery, filerefs, filters, runner, storage
 from .families import SERVED_MODELS, TUNED_MODEL, camel, family_of
 from .faults import ApiFaults, FaultError, JobFaults
+from .rest import ServiceError, page_of, rfc3339
 from .state import JobStore
 
 #: JobState values in number order (spec §1.5), for answers in ``enum-encoding=int``.
@@ -112,34 +111,6 @@ def _check_io(source: dict, destination: dict) -> None:
     for uri in uris:
         if not _GCS_URI.match(uri):
             raise ValueError(f"Invalid Cloud Storage URI: {uri}")
-
-
-class ServiceError(Exception):
-    """An error the service answers synchronously, as the google.rpc.Status envelope."""
-
-    def __init__(self, code: int, status: str, message: str):
-        super().__init__(message)
-        self.code, self.status, self.message = code, status, message
-
-    def envelope(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
-
-
-def page_of(names: list, start: int, size: int, field: str, show: Callable[[Any], dict]
-            ) -> dict:
-    """A list call's answer: the ``size`` names from the ``start``-th, each as ``show`` gives
-    it, under ``field`` (left out when the page is empty), and ``nextPageToken`` (the next
-    page's start) when more follow."""
-    page = [show(name) for name in names[start:start + size]]
-    out: dict = {field: page} if page else {}
-    if start + size < len(names):
-        out["nextPageToken"] = str(start + size)
-    return out
-
-
-def rfc3339(t: float) -> str:
-    """RFC3339 UTC timestamp with microseconds and ``Z``, as Vertex writes them."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
