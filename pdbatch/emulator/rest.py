@@ -19,6 +19,11 @@ class ServiceError(Exception):
         return {"error": {"code": self.code, "message": self.message, "status": self.status}}
 
 
+def invalid_argument(message: str) -> ServiceError:
+    """The 400 ``INVALID_ARGUMENT`` error, the answer to a malformed request."""
+    return ServiceError(400, "INVALID_ARGUMENT", message)
+
+
 def page_of(names: list, start: int, size: int, field: str, show: Callable[[Any], dict]
             ) -> dict:
     """A list call's answer: the ``size`` names from the ``start``-th, each as ``show`` gives
