@@ -101,7 +101,7 @@ class JobExecution:
         except bigquery.OutputError as exc:
             self._finish(name, error={"code": 3, "message": str(exc)})
             return
-        outcome = runner.answer_rows(lines, sink, family, self.responder or family.respond,
+        outcome = runner.answer_rows(lines, sink, family, _responder(self.responder, family),
                                      faults, name, total,
                                      stop=lambda: self._cancelling(name),
                                      union=union if self.null_injection else None,
@@ -218,3 +218,9 @@ class JobExecution:
                 return
             self._set_state(job, state or ("JOB_STATE_FAILED" if "error" in fields
                                            else "JOB_STATE_SUCCEEDED"))
+
+
+def _responder(responder, family):
+    """Who answers a job's rows: the service's responder for generating models (a real model,
+    when one is set), an embedding model's own vectors."""
+    return (responder if family.generates else None) or family.respond
