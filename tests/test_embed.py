@@ -132,3 +132,32 @@ def test_bigquery_is_refused_for_gemini_embedding_models():
     with pytest.raises(InputError):
         _frame(3).gemini.embed(text_col="abstract", staging="bq://p.d", project="p",
                                location="us-central1")
+
+
+def test_pandas_and_dask_give_the_same_embeddings(staging):
+    import dask.dataframe as dd
+
+    df = _frame(90)
+    arguments = {"text_col": "abstract", "title_col": "title", "output_dimensionality": 128,
+                 "staging": staging, "progress": False}
+    out = df.gemini.embed(**arguments)
+    lazy = dd.from_pandas(df, npartitions=3).gemini.embed(**arguments, force=True)
+    assert lazy._meta["embedding"].dtype == out["embedding"].dtype
+    computed = lazy.compute(scheduler="sync")
+    compared = [c for c in out.columns[2:] if c != "job"]  # the result columns
+    pd.testing.assert_frame_equal(computed[compared], out[compared])
+
+
+def test_a_dask_frame_with_a_text_embedding_model_is_refused(staging):
+    import dask.dataframe as dd
+
+    with pytest.raises(InputError, match="no row key"):
+        dd.from_pandas(_frame(4), npartitions=2).gemini.embed(
+            text_col="abstract", model="text-embedding-005", staging=staging)
+
+
+def test_an_estimate_prices_the_embedding_tokens(staging):
+    estimate = pdbatch.estimate_embed(_frame(50), text_col="abstract", staging=staging,
+                                      count_tokens=False)
+    assert estimate.requests == 43 and estimate.output_tokens == 0  # repeats sent once
+    assert estimate.cost == pytest.approx(estimate.input_tokens * 0.15 / 1e6 * 0.5)
