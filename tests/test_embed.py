@@ -73,8 +73,8 @@ def test_row_faults_are_asked_again_and_every_row_ends_with_its_vector(staging):
                           labels={"emulator-row-errors": "429-10_500-5"})
     assert out.loc[1003, "status"].startswith("skipped: ")
     rest = out.drop(index=1003)
-    failed = rest["status"] != "ok"  # ~15% per pass: a row failing 3 times is rare
-    assert failed.sum() <= 5 and rest["attempts"].max() > 1
+    failed = rest["status"] != "ok"  # ~15% per pass: a text failing 3 times is rare
+    assert rest.loc[failed, "abstract"].nunique() <= 4 and rest["attempts"].max() > 1
     assert rest.loc[failed, "error_code"].isin([429, 500]).all()
     assert (rest.loc[failed, "attempts"] == 3).all()
     _check(rest, df.drop(index=1003), 128, title=False)
