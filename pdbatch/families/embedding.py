@@ -167,6 +167,7 @@ GEMINI_PARSER = Parser(
                      "r.usageMetadata.promptTokenCount)"),
         truncated="r.truncated",
     ),
+    typed_read=True,
 )
 
 LEGACY_PARSER = Parser(
@@ -184,4 +185,5 @@ LEGACY_PARSER = Parser(
     ),
     response_key="predictions",
     rekey=rekey,
+    typed_read=True,
 )

@@ -96,6 +96,9 @@ class Parser:
     thoughts_in_output: bool = False  # whether output_tokens already counts thinking tokens
     response_key: str = "response"
     rekey: Callable | None = None
+    #: Read the answer straight as ``response_type`` when its raw JSON is not kept (one parse
+    #: instead of two: a million embedding vectors), for answers whose shape is fixed.
+    typed_read: bool = False
 
     def empty(self, response: bool = True) -> pa.Table:
         """The parsed table of a job with no output lines."""
@@ -139,10 +142,11 @@ def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -
         return parser.empty(response)
     key = parser.key_expr.replace("{key}", parser.key)
     answer = parser.response_key
+    typed = parser.response_type if parser.typed_read and not response else "JSON"
     lines = (f"SELECT {key} AS key, status, processed_time, {answer} AS response "
              "FROM read_ndjson($paths, ignore_errors = true, maximum_object_size = 67108864, "
              f"columns = {{'{parser.key}': '{parser.key_type}', 'status': 'VARCHAR', "
-             f"'processed_time': 'VARCHAR', '{answer}': 'JSON'}})")
+             f"'processed_time': 'VARCHAR', '{answer}': '{typed}'}})")
     return con.sql(_sql(parser, lines, response), params={"paths": paths}).to_arrow_table()
 
 
