@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from ..config import Settings
 from ..errors import InputError, ServiceError
-from ..gemini_client import ATTEMPTS, client, transient
+from ..gemini_client import ATTEMPTS, client, every, transient
 from ..identifiers import whole
 from .base import RUN_LABEL, JobInfo, create_once
 
@@ -108,7 +108,7 @@ class GeminiApiService:
     def labelled(self, key: str, value: str) -> list[JobInfo]:
         """Every batch whose display name carries the label ``key=value``, oldest first."""
         try:
-            batches = list(self._client.batches.list(config={"page_size": 100}))
+            batches = every(self._client.batches.list(config={"page_size": 100}))
         except Exception as err:
             raise _failed(err, "the list of batches") from err
         found = [batch for batch in batches

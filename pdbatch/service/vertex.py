@@ -9,12 +9,11 @@ Built on google-cloud-aiplatform's ``JobServiceClient`` and ``LlmUtilityServiceC
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping
 
-from ..config import Settings
-from ..errors import InputError, ServiceError
+from ..config import RETRY_DEADLINE, Settings, retry_deadline
+from ..errors import ServiceError
 from ..identifiers import whole
 from .base import RUN_LABEL, JobInfo, create_once
 
@@ -22,20 +21,10 @@ log = logging.getLogger(__name__)
 
 _CREATE_ATTEMPTS = 5
 _WARNED: set[str] = set()  # plain-HTTP endpoints already warned about
-#: Seconds a GET, list or cancel keeps retrying transient failures before the call fails
-#: (``PDBATCH_RETRY_DEADLINE`` overrides it).
-RETRY_DEADLINE = 300.0
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _JOB_NAME = re.compile(r"projects/([a-z0-9.:-]+)/locations/([a-z0-9-]+)/batchPredictionJobs/(\d+)")
-
-
-def retry_deadline() -> float:
-    """``PDBATCH_RETRY_DEADLINE`` seconds, else ``RETRY_DEADLINE``."""
-    given = os.environ.get("PDBATCH_RETRY_DEADLINE")
-    try:
-        return float(given) if given else RETRY_DEADLINE
-    except ValueError:
-        raise InputError(f"PDBATCH_RETRY_DEADLINE={given!r} is not a number of seconds.") from None
+__all__ = ["RETRY_DEADLINE", "VertexService", "console_link", "credentials_for", "job_place",
+           "retry_deadline"]
 
 
 def _unreachable(err: Exception) -> ServiceError:

@@ -1,0 +1,92 @@
+"""service="gemini-api" when the service is not as tidy as a test's: a key holding more than a
+page of files, an outage longer than google-genai's own retries, a results file that comes
+after SUCCEEDED, and several machines making the same call; through google-genai against the
+emulator's Developer API surface."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+import pdbatch
+from pdbatch.emulator import BatchService, LocalStack, Timing, VertexEmulator
+
+
+def _frame(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"prompt": [f"question {i}" for i in range(n)]})
+
+
+def _answered(out: pd.DataFrame) -> bool:
+    return bool((out["status"] == "ok").all()) and out["text"].tolist() == [
+        f"echo: {p}" for p in out["prompt"]]
+
+
+def test_clean_up_deletes_inputs_of_a_key_holding_more_than_a_page_of_files(tmp_path):
+    """Deleting while google-genai's pager reads the list shrinks it: its last page comes back
+    empty, on which the pager fails (IndexError). 90 files of the key, 6 inputs and 6 results
+    of the run: 102 before the clean-up, 96 after."""
+    from google import genai
+
+    with LocalStack(timing=Timing(0.01, 0.01)):
+        client = genai.Client()
+        for _ in range(90):
+            client.files.upload(file=io.BytesIO(b"x"), config={"mime_type": "text/plain"})
+        out = _frame(6).gemini.batch_predict(prompt_col="prompt", service="gemini-api",
+                                             progress=False, staging=str(tmp_path),
+                                             max_requests_per_job=1)
+        left = [f.display_name or "" for f in client.files.list(config={"page_size": 100})]
+    assert _answered(out)
+    assert len(left) == 96 and not [name for name in left if "-input-" in name]
+
+
+def _serve(state, port: int = 0) -> VertexEmulator:
+    service = BatchService(timing=Timing(pending=1.0, running=0.5), state_dir=state)
+    return VertexEmulator(service, port=port).start()
+
+
+def test_a_developer_api_run_waits_through_an_outage(tmp_path):
+    """google-genai counts attempts, not time: pdbatch gives it as many as its waits need to
+    last ``PDBATCH_RETRY_DEADLINE`` (300 s), as a Vertex AI run rides an outage out."""
+    first = _serve(tmp_path / "state")
+    port = int(first.url.rsplit(":", 1)[1])
+    run = _frame(8).gemini.submit(prompt_col="prompt", service="gemini-api", api_key="k",
+                                  api_endpoint=first.url, staging=str(tmp_path / "runs"),
+                                  progress=False)
+    first.stop()
+    restarted = []
+    back = threading.Timer(4.0, lambda: restarted.append(_serve(tmp_path / "state", port)))
+    back.start()
+    try:
+        out = run.result()
+    finally:
+        back.join()
+        for emulator in restarted:
+            emulator.stop()
+    assert restarted and _answered(out)
+
+
+def test_a_developer_api_outage_past_the_deadline_is_a_service_error(tmp_path, monkeypatch):
+    """PDBATCH_RETRY_DEADLINE bounds the Developer API's retries too (google-genai's own six
+    attempts took 31 s whatever it said)."""
+    monkeypatch.setenv("PDBATCH_RETRY_DEADLINE", "3")
+    emulator = _serve(tmp_path / "state")
+    run = _frame(4).gemini.submit(prompt_col="prompt", service="gemini-api", api_key="k",
+                                  api_endpoint=emulator.url, staging=str(tmp_path / "runs"),
+                                  progress=False)
+    emulator.stop()
+    started = time.monotonic()
+    with pytest.raises(pdbatch.ServiceError, match="did not answer"):
+        run.wait()
+    assert time.monotonic() - started < 15
+
+
+def test_attempts_cover_the_deadline():
+    from pdbatch.gemini_client import attempts_within
+
+    assert attempts_within(0) == 1
+    assert attempts_within(3) == 3  # waits of 1 and 2 s
+    assert attempts_within(300) == 15  # 1+2+4+8+16, then nine of 30 s: 301 s
