@@ -4,6 +4,7 @@ each job and record it at once, check that jobs are the run's own, and read thei
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -92,17 +93,33 @@ def record_run(store: RunStore, manifest: dict, force: bool = False) -> tuple[di
 def await_submission(store: RunStore, manifest: dict) -> dict:
     """Wait while another process creates the run's jobs (its manifest is not ``submitted``
     and was updated in the last ``STALE_AFTER`` seconds); the manifest then. A manifest left
-    unfinished longer than that was left by a process that stopped: the caller takes over."""
+    unfinished longer than that was left by a process that stopped: the caller takes over,
+    when it is the one of the waiting processes that ``take_over`` chooses."""
     delay = 0.5
     while not manifest["submitted"]:
         updated = datetime.fromisoformat(manifest.get("updated") or manifest["created"])
-        if (datetime.now(timezone.utc) - updated).total_seconds() > STALE_AFTER:
+        if (datetime.now(timezone.utc) - updated).total_seconds() > STALE_AFTER \
+                and take_over(store, manifest):
             log.info("%s was left unfinished: creating its other jobs", manifest["run"])
             return manifest
         time.sleep(delay)
         delay = min(delay * 1.5, 5.0)
         manifest = read(store.load(manifest["run"]) or manifest)
     return manifest
+
+
+def take_over(store: RunStore, manifest: dict) -> bool:
+    """Whether this process is the one to finish a run left unfinished: of the processes that
+    see it abandoned at the same save time, the one whose claim of that moment wins (the
+    store's atomic ``claim``, on a key of the run and its save time); it saves the manifest at
+    once, so that the others see the run alive again and go on waiting."""
+    moment = f"{manifest['run']} {manifest.get('updated') or manifest['created']}"
+    key = hashlib.blake2b(moment.encode(), digest_size=16).hexdigest()
+    token = storage.new_run_id()
+    if store.claim(key, token) != token:
+        return False
+    save(store, manifest)
+    return True
 
 
 def save(store: RunStore, manifest: dict) -> None:
