@@ -17,8 +17,9 @@ from .. import config, service
 from ..errors import InputError
 from ..options import Options
 from ..service import RUN_LABEL
+from ..service.base import FINGERPRINT_LABEL
 
-FINGERPRINT_LABEL = "pdbatch-fingerprint"
+__all__ = ["FINGERPRINT_LABEL", "RUN_LABEL", "new", "options_of", "read", "settings_of"]
 #: Fields a manifest may lack (written by an older version), and their values then.
 _DEFAULTS = {"pass": "", "parent": "", "output": "", "labels": {}, "options": {}, "jobs": [],
              "submitted": True, "dask": False,

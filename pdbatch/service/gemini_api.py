@@ -19,7 +19,7 @@ from ..config import Settings
 from ..errors import InputError, ServiceError
 from ..gemini_client import ATTEMPTS, client, every, transient
 from ..identifiers import whole
-from .base import RUN_LABEL, JobInfo, create_once
+from .base import RUN_LABEL, JobInfo, create_once, gone
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,8 @@ class GeminiApiService:
         try:
             return self._info(self._client.batches.get(name=name))
         except Exception as err:
+            if getattr(err, "code", None) == 404:
+                raise gone(name, f"the Gemini API at {self.settings.api_endpoint}") from err
             raise _failed(err, f"the state of {name}") from err
 
     @staticmethod

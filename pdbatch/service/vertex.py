@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from ..config import RETRY_DEADLINE, Settings, retry_deadline
 from ..errors import ServiceError
 from ..identifiers import whole
-from .base import RUN_LABEL, JobInfo, create_once
+from .base import RUN_LABEL, JobInfo, create_once, gone
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class VertexService:
             initial=1.0, maximum=30.0, timeout=self._deadline,
         )
         self._gave_up = (exceptions.RetryError, *self._transient)
+        # A job of another project is "denied", one that was deleted "not found".
+        self._missing = (exceptions.NotFound, exceptions.PermissionDenied)
 
     def create(
         self,
@@ -156,6 +158,8 @@ class VertexService:
             job = self._client.get_batch_prediction_job(name=name, retry=self._get_retry)
         except self._gave_up as err:
             raise _unreachable(err) from err
+        except self._missing as err:
+            raise gone(name, f"Vertex AI ({self.settings.parent})") from err
         return self._info(job)
 
     @staticmethod
