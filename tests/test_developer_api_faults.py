@@ -90,3 +90,42 @@ def test_attempts_cover_the_deadline():
     assert attempts_within(0) == 1
     assert attempts_within(3) == 3  # waits of 1 and 2 s
     assert attempts_within(300) == 15  # 1+2+4+8+16, then nine of 30 s: 301 s
+
+
+def test_a_local_stack_keeps_its_own_runs_and_a_forgotten_batch_says_what_to_do(
+        tmp_path, monkeypatch):
+    """Runs against the emulator are not remembered in the user's runs folder; a run whose
+    batch the service no longer has (the emulator restarted without its state) says so in one
+    line, with force=True."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PDBATCH_RUNS_FOLDER", raising=False)
+    options = {"prompt_col": "prompt", "service": "gemini-api", "progress": False}
+    with LocalStack(timing=Timing(0.01, 0.01)) as local:
+        out = _frame(3).gemini.batch_predict(**options)
+        assert len(pdbatch.runs(str(local.runs_folder), service="gemini-api")) == 1
+        kept = str(tmp_path / "kept")
+        _frame(3).gemini.batch_predict(staging=kept, **options)
+    assert _answered(out) and not (tmp_path / "home").exists()
+    with LocalStack(timing=Timing(0.01, 0.01)):  # a new emulator: the batch is not there
+        with pytest.raises(pdbatch.InputError, match=r"^batches/\S+, recorded by this run, is "
+                                                     r"not on the Gemini API at http://.*pass "
+                                                     r"force=True[^\n]*$"):
+            _frame(3).gemini.batch_predict(staging=kept, **options)
+        again = _frame(3).gemini.batch_predict(staging=kept, force=True, **options)
+    assert _answered(again)
+
+
+@pytest.mark.parametrize("service", ["vertex", "gemini-api"])
+def test_a_job_that_succeeded_before_its_output_shows_has_every_row_answered(
+        service, stack, staging, tmp_path):
+    """The service reports SUCCEEDED before the results are set (the emulator's
+    ``Timing.output``): pdbatch waits for them instead of calling every row missing and paying
+    for a second job with max_retries."""
+    where = staging if service == "vertex" else str(tmp_path / "runs")
+    stack.service.timing.output = 2.0
+    try:
+        out = _frame(5).gemini.batch_predict(prompt_col="prompt", service=service,
+                                             staging=where, max_retries=1, progress=False)
+    finally:
+        stack.service.timing.output = 0.0
+    assert _answered(out) and out["job"].nunique() == 1 and (out["attempts"] == 1).all()

@@ -28,7 +28,7 @@ import orjson
 
 from . import filerefs, runner
 from .families import camel, family_of
-from .faults import ROW_ERRORS, FaultError, JobFaults
+from .faults import ROW_ERRORS, FaultError, JobFaults, reveal_later
 from .gemini_files import FileStore, missing_file
 from .service import BatchService, ServiceError, page_of, rfc3339
 from .state import JobStore
@@ -251,7 +251,11 @@ class GeminiBatches:
             output = {"responsesFile": file_name}
         else:
             output = {"inlinedResponses": {"inlinedResponses": output}}
-        self._finish(name, "BATCH_STATE_SUCCEEDED", batchStats=stats, output=output)
+        late = self.vertex.timing.output
+        if late:  # SUCCEEDED before its responses are set, as the real service can answer
+            reveal_later(late, self._closed, lambda: self._reveal(name, output))
+        self._finish(name, "BATCH_STATE_SUCCEEDED", batchStats=stats,
+                     **({} if late else {"output": output}))
 
     def _answer(self, name: str, record: dict, faults: JobFaults):
         """Answer every request: ``(output, (succeeded, failed), complete)`` with output the
@@ -355,6 +359,14 @@ class GeminiBatches:
             record = self._live(name)
             if record is not None:
                 self._end(record, state, **fields)
+
+    def _reveal(self, name: str, output: dict) -> None:
+        """Set a succeeded batch's output (``Timing.output`` after it ended)."""
+        with self._lock:
+            record = self._store.jobs.get(name)
+            if record is not None:
+                record["output"] = output
+                self._store.save(record)
 
     def _end(self, record: dict, state: str, **fields) -> None:
         """Move a batch to a final ``state`` (call under the lock)."""

@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from . import bigquery, filerefs, filters, runner, storage
 from .families import SERVED_MODELS, TUNED_MODEL, camel, family_of
-from .faults import ApiFaults, FaultError, JobFaults
+from .faults import ApiFaults, FaultError, JobFaults, reveal_later
 from .state import JobStore
 
 #: JobState values in number order (spec §1.5), for answers in ``enum-encoding=int``.
@@ -144,10 +145,12 @@ def rfc3339(t: float) -> str:
 
 @dataclass
 class Timing:
-    """How long a job stays in each state before it moves on, in seconds."""
+    """How long a job stays in each state before it moves on, and (``output``) how long a
+    succeeded job's output stays out of its record after it is SUCCEEDED, in seconds."""
 
     pending: float = 0.2
     running: float = 0.2
+    output: float = 0.0
 
 
 @dataclass
@@ -543,5 +546,16 @@ class BatchService:
             if job["state"] == "JOB_STATE_CANCELLING":
                 self._cancelled(job)  # what it wrote stays, as on the real service
                 return
-            self._set_state(job, state or ("JOB_STATE_FAILED" if "error" in fields
-                                           else "JOB_STATE_SUCCEEDED"))
+            state = state or ("JOB_STATE_FAILED" if "error" in fields else "JOB_STATE_SUCCEEDED")
+            if state == "JOB_STATE_SUCCEEDED" and self.timing.output and "outputInfo" in job:
+                reveal_later(self.timing.output, self._closed,
+                             partial(self._reveal, name, {"outputInfo": job.pop("outputInfo")}))
+            self._set_state(job, state)
+
+    def _reveal(self, name: str, fields: dict) -> None:
+        """Add a succeeded job's output to its record (``Timing.output`` after it ended)."""
+        with self._lock:
+            job = self._jobs.get(name)
+            if job is not None:
+                job.update(fields)
+                self._store.save(job)

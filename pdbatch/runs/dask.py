@@ -63,6 +63,7 @@ from .handle import BatchRun
 from .jobs import (
     await_submission,
     check_jobs,
+    collected,
     create_job,
     display_name,
     find_run,
@@ -526,9 +527,10 @@ def _route(slot: int, slots: int, partitions: int, manifest: dict, copies: Copie
                                 None if read_only else manifest["labels"])
     pieces: list[list] = [[] for _ in range(partitions)]
     con = engine.connect()
+    batch = service.open_service(settings, options.credentials)
     for job in manifest["jobs"][slot::slots]:
-        lines = outputs.collect(con, job["number"], job["info"].output_dir,
-                                options.result.include_response)
+        _, lines = collected(batch, outputs, con, job["number"], job["info"],
+                             options.result.include_response)
         keys = pc.fill_null(lines.column("key"), -1).to_numpy()
         _split(pieces, job["number"], lines, keys)
         low = np.searchsorted(copies.owner, keys, "left")
