@@ -16,6 +16,14 @@ import pdbatch
 from pdbatch.emulator import BatchService, LocalStack, Timing, VertexEmulator
 
 
+@pytest.fixture
+def genai_client(stack):
+    """The unmodified google-genai client on the session stack's Developer API surface."""
+    from google import genai
+
+    return genai.Client()
+
+
 def _frame(n: int) -> pd.DataFrame:
     return pd.DataFrame({"prompt": [f"question {i}" for i in range(n)]})
 
@@ -129,3 +137,30 @@ def test_a_job_that_succeeded_before_its_output_shows_has_every_row_answered(
     finally:
         stack.service.timing.output = 0.0
     assert _answered(out) and out["job"].nunique() == 1 and (out["attempts"] == 1).all()
+
+
+def test_a_batch_without_a_display_name_is_made_as_the_live_api_makes_it(stack, genai_client):
+    """google-genai's README and its test recorded against the live API
+    (tests/batches/test_create_with_inlined_requests.py) create batches without a display
+    name; the reference marks it required, which the emulator reads only when told to."""
+    from google.genai import errors
+
+    src = [{"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}]
+    batch = genai_client.batches.create(model="gemini-2.5-flash", src=src)
+    assert batch.name.startswith("batches/") and not batch.display_name
+    stack.gemini.require_display_name = True
+    try:
+        with pytest.raises(errors.ClientError, match="display_name is required"):
+            genai_client.batches.create(model="gemini-2.5-flash", src=src)
+    finally:
+        stack.gemini.require_display_name = False
+
+
+@pytest.mark.parametrize("model", ["gemini-3.1-pro-preview", "gemini-3.1-flash-lite",
+                                   "gemini-3.5-flash", "gemini-flash-latest"])
+@pytest.mark.parametrize("service", ["vertex", "gemini-api"])
+def test_current_models_and_aliases_are_served(model, service, staging, tmp_path):
+    where = staging if service == "vertex" else str(tmp_path / "runs")
+    out = _frame(2).gemini.batch_predict(prompt_col="prompt", model=model, service=service,
+                                         staging=where, progress=False)
+    assert _answered(out)

@@ -72,7 +72,9 @@ class GeminiBatches:
     are ``emulator-*=value`` words in its display name (the API has no labels).
     ``max_inline_bytes`` caps a create request's body, ``expire_after`` (seconds) is how long
     a batch may stay unfinished before it expires, ``inline_metadata`` whether inline
-    responses carry their request's ``metadata`` (fixed when a batch is created). With
+    responses carry their request's ``metadata`` (fixed when a batch is created),
+    ``require_display_name`` whether a create without ``displayName`` is refused (False: it is
+    accepted, as the live API does although its reference marks the field required). With
     ``state_dir`` the batches are kept in that folder and unfinished ones run again after a
     restart.
     """
@@ -80,8 +82,10 @@ class GeminiBatches:
     def __init__(self, vertex: BatchService, files: FileStore,
                  state_dir: str | os.PathLike | None = None, seed: int | None = None,
                  max_inline_bytes: int = MAX_INLINE_BYTES,
-                 expire_after: float = EXPIRE_AFTER_SECONDS, inline_metadata: bool = False):
+                 expire_after: float = EXPIRE_AFTER_SECONDS, inline_metadata: bool = False,
+                 require_display_name: bool = False):
         self.vertex, self.files = vertex, files
+        self.require_display_name = require_display_name
         self.max_inline_bytes, self.expire_after = max_inline_bytes, expire_after
         self.inline_metadata = inline_metadata
         self._store = JobStore(state_dir)
@@ -168,16 +172,18 @@ class GeminiBatches:
             raise _bad(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at '
                        "'batch': Cannot find field.")
         display = batch.get("displayName")
-        if not isinstance(display, str) or not display:
+        if display is not None and not isinstance(display, str):
+            raise _bad("batch.display_name must be a string.")
+        if not display and self.require_display_name:  # the reference's reading
             raise _bad("batch.display_name is required.")
-        own = dict(_FAULT.findall(display))
+        own = dict(_FAULT.findall(display or ""))
         try:
             JobFaults.from_labels(own)
         except FaultError as exc:
             raise _bad(str(exc)) from None
         config = {camel(k): v for k, v in (batch.get("inputConfig") or {}).items()} \
             if isinstance(batch.get("inputConfig"), dict) else {}
-        record: dict = {"displayName": display}
+        record: dict = {"displayName": display} if display else {}
         if batch.get("priority") not in (None, 0, "0"):
             record["priority"] = str(int(batch["priority"]))
         if bool(config.get("fileName")) == bool(config.get("requests")):
