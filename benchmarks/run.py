@@ -123,8 +123,8 @@ def bench_serialise(results, df: pd.DataFrame, folder: Path):
     """pdbatch renders and serialises shard by shard, as batch_predict does."""
     from pdbatch import prompts
     from pdbatch.families import gemini
+    from pdbatch.families.lines import string_bytes
     from pdbatch.plan import MAX_REQUESTS_PER_JOB, job_inputs
-    from pdbatch.storage.gcs import string_bytes
 
     system, config = "You are terse.", {"temperature": 0.2, "max_output_tokens": 256}
     shared = {"systemInstruction": {"parts": [{"text": system}]},

@@ -108,8 +108,8 @@ def _runs(args: argparse.Namespace) -> int:
         return 1
     run = api.attach(args.run, staging=args.staging, service=args.service)
     if args.action == "show":
-        print(f"{run.id}  {run.manifest['model']}  {run.manifest['rows']:,} rows  "
-              f"created {run.manifest['created']}")
+        print(f"{run.id}  {run.manifest.model}  {run.manifest.rows:,} rows  "
+              f"created {run.manifest.created}")
         status = run.status()
         print(status.summary)
         for info in status.jobs:

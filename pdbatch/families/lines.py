@@ -68,6 +68,15 @@ def min_line_sizes(prompt_bytes: np.ndarray, frame: Frame) -> np.ndarray:
     return prompt_bytes + fixed
 
 
+def string_bytes(chunk: pa.Array) -> memoryview:
+    """The concatenated values of an Arrow string array, without copying."""
+    if len(chunk) == 0:
+        return memoryview(b"")
+    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset:]
+    return memoryview(chunk.buffers()[2])[offsets[0]:offsets[len(chunk)]]
+
+
 @dataclass(frozen=True)
 class Parser:
     """How a family's output lines become the result columns (SQL over DuckDB).
