@@ -23,4 +23,4 @@ class JobError(PdbatchError):
 
 class ServiceError(PdbatchError):
     """The batch service could not be reached, or kept failing, for longer than pdbatch
-    retries (``pdbatch.service.vertex.RETRY_DEADLINE``); the jobs may still be running."""
+    retries (``pdbatch.config.RETRY_DEADLINE``); the jobs may still be running."""
