@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import families
+from . import costs, families
 from . import options as opts
 from .errors import InputError
 from .prepare import prepare
 from .runs import local
 
 if TYPE_CHECKING:
+    import dask.dataframe as dd
+
     from .runs.handle import BatchRun
 
 #: ``batch_predict`` options that an embedding call binds itself or has no use for.
@@ -53,10 +55,10 @@ def embed_options(*, text_col: str, model: str = "gemini-embedding-001",
                      include_response=False, dedup=True, **options)
 
 
-def embed(df, *, text_col: str, model: str = "gemini-embedding-001",
+def embed(df: pd.DataFrame | dd.DataFrame, *, text_col: str, model: str = "gemini-embedding-001",
           task_type: str | None = None, title_col: str | None = None,
           output_dimensionality: int | None = None, auto_truncate: bool | None = None,
-          **options: Any):
+          **options: Any) -> pd.DataFrame | dd.DataFrame:
     """Embed every row's ``text_col`` with a batch job; return the frame with the columns
     ``embedding`` (one float32 vector per row, a fixed-size list as ``pd.ArrowDtype``; null
     where the row failed), ``status``, ``error_code``, ``error_message``, ``token_count``,
@@ -95,7 +97,7 @@ def embed(df, *, text_col: str, model: str = "gemini-embedding-001",
     return local.start(prepare(df, bound)).result()
 
 
-def submit_embed(df, **arguments: Any) -> BatchRun:
+def submit_embed(df: pd.DataFrame | dd.DataFrame, **arguments: Any) -> BatchRun:
     """Like ``embed`` (same arguments), but returns the ``BatchRun`` as soon as its jobs
     exist (``status()``, ``wait()``, ``result()``; ``pdbatch.attach`` in another process)."""
     bound = embed_options(**arguments)
@@ -108,10 +110,8 @@ def submit_embed(df, **arguments: Any) -> BatchRun:
 
 
 def estimate_embed(df: pd.DataFrame, *, prices: Mapping[str, tuple[float, float]] | None = None,
-                   count_tokens: bool = True, **arguments: Any):
+                   count_tokens: bool = True, **arguments: Any) -> costs.Estimate:
     """What ``embed`` with these arguments would send and cost (see ``pdbatch.estimate``)."""
-    from . import costs
-
     prepared = prepare(df, embed_options(**arguments))
     return costs.estimate(prepared, 0, dict(prices or {}), count_tokens)
 
