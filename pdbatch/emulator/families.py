@@ -23,6 +23,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from . import embeddings
 from .responder import deterministic_response
@@ -149,6 +150,15 @@ class Family:
     answer: str = "response"  # the key of the answer in an output line
     generates: bool = True  # False: an embedding model (answered by its own responder)
     echo: str = ""  # for lines that are the payload themselves: the key echoing them
+
+    def answerer(self, responder: Callable[[dict], dict] | None = None,
+                 embedder: Callable | None = None) -> Callable[[dict], dict]:
+        """Who answers its rows: the service's ``responder`` for a generating model (a real
+        model, when one is set), else its own answers, with ``embedder``'s vectors when one
+        is set (``embeddings.Embedder``)."""
+        if not self.generates:
+            return partial(self.respond, embed=embedder) if embedder else self.respond
+        return responder or self.respond
 
     def payload_of(self, line: dict):
         """What the model is asked: the line's payload key, or the line itself."""

@@ -35,7 +35,7 @@ class BatchAnswers:
         cancelled, deleted, expired or the emulator stopped meanwhile."""
         rng = random.Random(name)
         family = family_of("publishers/google/" + record["model"]) or _GEMINI
-        responder = (self.vertex.responder if family.generates else None) or family.respond
+        responder = family.answerer(self.vertex.responder, self.vertex.embedder)
         inline = "_requests" in record
         total = record["_total"]
         halt_at = max(1, total // 2) if faults.fault == "fail-partway" else None

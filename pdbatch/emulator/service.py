@@ -65,6 +65,8 @@ class BatchService(CreateValidation, JobExecution):
     timing: Timing = field(default_factory=Timing)
     gcs_endpoint: str | None = None
     responder: Callable[[dict], dict] | None = None  # None: each family's deterministic one
+    #: Embedding models' vectors (``embeddings.Embedder``); None: the hashed-word ones.
+    embedder: Callable | None = None
     seed: int | None = None  # job ids; None: unpredictable, as on the real service
     state_dir: str | os.PathLike | None = None
     bigquery_endpoint: str | None = None  # default: BIGQUERY_EMULATOR_HOST

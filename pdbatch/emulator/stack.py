@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from .bqserver import LocalBigQuery
 from .child import ChildServer
+from .localembed import WordLlamaEmbedder
 from .localmodel import ALIAS, LocalModel
 from .responder import OpenAIForwarder
 from .server import VertexEmulator
@@ -113,7 +114,9 @@ class LocalStack:
     knobs and stores), ``stack.gemini_url`` its base URL (the Vertex emulator's port).
     ``local_model=True``
     answers with a real model (``emulator.localmodel``; the ``local-model`` extra), a path with
-    another GGUF model file.
+    another GGUF model file; its embedding requests go to a real embedding model
+    (``emulator.localembed``, WordLlama). ``embed_model=True`` serves that one alone (the
+    ``embed-model`` extra, a wheel: no build).
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class LocalStack:
         state_dir: str | os.PathLike | None = None,
         bigquery: bool = False,
         local_model: bool | str | os.PathLike = False,
+        embed_model: bool = False,
     ):
         self.project, self.location, self.bucket = project, location, bucket
         # True: the packaged SmolLM2; a path: another GGUF file (docs/emulator.md)
@@ -137,7 +141,9 @@ class LocalStack:
         self.bigquery = LocalBigQuery(project) if bigquery else None
         self.service = BatchService(timing=timing or Timing(), gcs_endpoint=self.gcs.url,
                                     state_dir=state_dir,
-                                    bigquery_endpoint=self.bigquery.url if bigquery else None)
+                                    bigquery_endpoint=self.bigquery.url if bigquery else None,
+                                    embedder=WordLlamaEmbedder() if embed_model or local_model
+                                    else None)
         self.vertex = VertexEmulator(self.service, port=vertex_port)
         self.gemini = self.vertex.gemini
         self._set_env = set_env

@@ -42,6 +42,7 @@ class JobExecution:
 
     timing: Timing
     responder: Callable[[dict], dict] | None
+    embedder: Callable | None
     null_injection: bool
     gcs_endpoint: str | None
     bigquery_endpoint: str | None
@@ -104,8 +105,8 @@ class JobExecution:
         except bigquery.OutputError as exc:
             self._finish(name, error={"code": 3, "message": str(exc)})
             return
-        outcome = runner.answer_rows(lines, sink, family, _responder(self.responder, family),
-                                     faults, name, total,
+        answerer = family.answerer(self.responder, self.embedder)
+        outcome = runner.answer_rows(lines, sink, family, answerer, faults, name, total,
                                      stop=lambda: self._cancelling(name),
                                      union=union if self.null_injection else None,
                                      progress=lambda done: self._progress(name, done, faults),
@@ -233,8 +234,3 @@ class JobExecution:
                 job.update(fields)
                 self._store.save(job)
 
-
-def _responder(responder, family):
-    """Who answers a job's rows: the service's responder for generating models (a real model,
-    when one is set), an embedding model's own vectors."""
-    return (responder if family.generates else None) or family.respond
