@@ -113,8 +113,11 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
         request.generation_config, schema, openapi=batch.openapi_schema)
         if schema else request.generation_config)
     frame = family.frame(request.system_instruction, request_config, request.safety_settings,
-                         row_config=bool(request.config_cols))
+                         row_config=bool(request.config_cols),
+                         config_at_top=batch.embed_config_at_top)
     texts, reasons = prompts.render(df, request.prompt_col, request.prompt)
+    if family.check_texts is not None:
+        family.check_texts(texts, request_config, f"column {request.prompt_col!r}", reasons)
     file_plan = _file_plan(df, request.files, request.files_root, reasons, family, settings,
                            options.credentials)
     row_config = _row_config(df, request.config_cols, request_config, reasons,

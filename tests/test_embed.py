@@ -5,6 +5,9 @@ checked against its own text."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -164,3 +167,115 @@ def test_an_estimate_prices_the_embedding_tokens(staging):
                                       count_tokens=False)
     assert estimate.requests == 43 and estimate.output_tokens == 0  # repeats sent once
     assert estimate.cost == pytest.approx(estimate.input_tokens * 0.15 / 1e6 * 0.5)
+
+
+def _uploaded_lines(stack) -> list[dict]:
+    """The request lines of the JSONL files uploaded to the emulated Files API."""
+    import json
+
+    return [json.loads(line) for blob in sorted(stack.gemini.files.blobs.glob("*"))
+            for line in blob.read_text().splitlines()
+            if line.startswith('{"key"')]
+
+
+def test_the_developer_api_lines_carry_their_settings_at_the_top_of_the_request(stack,
+                                                                                  tmp_path):
+    df = _frame(20)
+    run = pdbatch.submit_embed(df, text_col="abstract", title_col="title",
+                               model="gemini-embedding-001", task_type="RETRIEVAL_DOCUMENT",
+                               output_dimensionality=128, service="gemini-api",
+                               staging=str(tmp_path / "runs"), progress=False)
+    lines = _uploaded_lines(stack)  # before the run's input file is removed
+    _check(run.result(), df, 128)
+    assert lines, "no line with the settings at the top of its request"
+    assert all(set(line["request"]) == {"content", "output_dimensionality", "task_type",
+                                        "title"} for line in lines)
+    with pytest.raises(InputError, match="auto_truncate= is a Vertex AI option"):
+        df.gemini.embed(text_col="abstract", auto_truncate=False, service="gemini-api",
+                        staging=str(tmp_path / "runs"))
+
+
+def test_the_emulated_developer_api_refuses_vertex_only_settings(stack, tmp_path):
+    """The Developer API's EmbedContentRequest has no autoTruncate (google-genai refuses it
+    outside Vertex AI): a line with it fails, one with the documented fields is answered."""
+    from google import genai
+    from google.genai import types
+
+    client = genai.Client(api_key="test-key",
+                          http_options=types.HttpOptions(base_url=stack.gemini_url))
+    path = tmp_path / "lines.jsonl"
+    content = {"parts": [{"text": "river water"}]}
+    path.write_text("\n".join([
+        f'{{"key":"a","request":{{"content":{json.dumps(content)},"auto_truncate":true}}}}',
+        f'{{"key":"b","request":{{"content":{json.dumps(content)},'
+        '"embed_content_config":{"auto_truncate":true}}}',
+        f'{{"key":"c","request":{{"content":{json.dumps(content)},"taskType":"CLUSTERING",'
+        '"outputDimensionality":128}}'
+        f'',
+        f'{{"key":"d","request":{{"content":{json.dumps(content)},'
+        '"embedContentConfig":{"outputDimensionality":128}}}']) + "\n")
+    uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
+    with pytest.warns(Warning):
+        batch = client.batches.create_embeddings(model="gemini-embedding-001",
+                                                 src={"file_name": uploaded.name})
+    for _ in range(200):
+        batch = client.batches.get(name=batch.name)
+        if batch.done:
+            break
+        time.sleep(0.05)
+    text = client.files.download(file=batch.dest.file_name).decode()
+    answers = {a["key"]: a for a in map(json.loads, text.splitlines())}
+    assert 'Unknown name "auto_truncate"' in answers["a"]["error"]["message"]
+    assert 'Unknown name "auto_truncate" at' in answers["b"]["error"]["message"]
+    for key in "cd":
+        assert len(answers[key]["response"]["embedding"]["values"]) == 128
+
+
+def test_a_text_over_the_models_input_limit_is_named_or_skipped_or_cut(staging, uploaded):
+    df = _frame(4)
+    df.loc[1002, "abstract"] = "river " * 1700  # 10,200 characters: ~2,550 tokens > 2,048
+    with pytest.raises(InputError, match=r"row 2 \(index 1002\): column 'abstract' is about "
+                       r"2,550 tokens .*2,048-token input limit.*auto_truncate=True"):
+        df.gemini.embed(text_col="abstract", staging=staging)
+    assert uploaded() == []
+    skipped = df.gemini.embed(text_col="abstract", staging=staging, on_invalid="skip",
+                              output_dimensionality=128, progress=False)
+    assert skipped.loc[1002, "status"].startswith("skipped: column 'abstract' is about")
+    assert (skipped.drop(index=1002)["status"] == "ok").all()
+    # 2,100 one-letter words: ~1,050 tokens by characters, so sent; the service counts 2,100,
+    # cuts the text and says so
+    df.loc[1002, "abstract"] = "a " * 2100
+    cut = df.gemini.embed(text_col="abstract", model="text-embedding-005", staging=staging,
+                          progress=False)
+    assert (cut["status"] == "ok").all()
+    assert cut["truncated"].tolist() == [False, False, True, False]
+    assert cut.loc[1002, "token_count"] == 2048
+    df.loc[1002, "abstract"] = "river " * 1700
+    # gemini-embedding-2 reads 8,192 tokens: the same text goes
+    two = df.gemini.embed(text_col="abstract", model="gemini-embedding-2",
+                          output_dimensionality=128, staging=staging, progress=False)
+    assert (two["status"] == "ok").all()
+
+
+def test_the_emulator_reports_truncated_text_embedding_inputs():
+    from pdbatch.emulator.embeddings import legacy_predictions
+
+    [long] = legacy_predictions({"content": "river fish " * 1100})
+    [short] = legacy_predictions({"content": "river fish"})
+    assert long["embeddings"]["statistics"] == {"token_count": 2048, "truncated": True}
+    assert short["embeddings"]["statistics"] == {"token_count": 2, "truncated": False}
+
+
+@pytest.mark.parametrize(("model", "limit"), [("text-embedding-005", 30_000),
+                                              ("gemini-embedding-001", 1_000_000)])
+def test_the_emulator_refuses_a_job_over_the_models_row_limit(model, limit):
+    from pdbatch.emulator.families import family_of
+    from pdbatch.emulator.runner import ImportFailure, check_input
+
+    family = family_of(f"publishers/google/models/{model}")
+    line = {"content": "x"} if model.startswith("text") else \
+        {"key": "1", "request": {"content": {"parts": [{"text": "x"}]}}}
+    assert family.max_rows == limit
+    assert check_input(lambda: ((i, line) for i in range(3)), family)[0] == 3
+    with pytest.raises(ImportFailure, match=f"more than {limit:,} rows"):
+        check_input(lambda: ((i, line) for i in range(limit + 1)), family)

@@ -23,6 +23,12 @@ TASK_TYPES = frozenset({"TASK_TYPE_UNSPECIFIED", "UNSPECIFIED", "RETRIEVAL_QUERY
                         "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY", "CLASSIFICATION",
                         "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION",
                         "CODE_RETRIEVAL_QUERY"})
+#: Rows per job: "up to 1,000,000 rows" (Gemini embedding models), "up to 30,000 prompts"
+#: (text-embedding models; per request, file or job is not said: per job here) (spec §1).
+GEMINI_MAX_ROWS, LEGACY_MAX_ROWS = 1_000_000, 30_000
+#: Input tokens a text-embedding model reads; a longer text is cut and reported
+#: ``truncated`` (tokens counted as words here).
+LEGACY_INPUT_TOKENS = 2048
 #: A text-embedding instance's fields (``_TextEmbeddingModel`` online instances).
 INSTANCE_FIELDS = frozenset({"content", "task_type", "title"})
 
@@ -67,16 +73,36 @@ def _config(request: dict) -> dict:
             .items()}
 
 
+#: What the Developer API's ``EmbedContentRequest`` takes besides ``content`` and ``model``:
+#: ``taskType``, ``title`` and ``outputDimensionality`` at its top (the documented file lines,
+#: and google-genai's ``_EmbedContentConfig_to_mldev``) or in ``embedContentConfig`` (v1beta,
+#: rev 20260806; spec §2.3). ``autoTruncate`` and the others are Vertex AI's only.
+DEVELOPER_FIELDS = frozenset({"title", "task_type", "output_dimensionality"})
+
+
 def gemini_problem(request: dict) -> str | None:
-    """Why the service answers this Gemini embedding request 400, or None."""
+    """Why Vertex AI answers this Gemini embedding request 400, or None."""
+    return _fields_problem(request, CONFIG_FIELDS) or _request_problem(request)
+
+
+def developer_problem(request: dict) -> str | None:
+    """Why the Developer API answers this embedding request 400, or None."""
+    return _fields_problem(request, DEVELOPER_FIELDS) or _request_problem(request)
+
+
+def _fields_problem(request: dict, fields: frozenset) -> str | None:
     for key in request:
-        if _snake(key) not in {"content", "embed_content_config", "model", *CONFIG_FIELDS}:
+        if _snake(key) not in {"content", "embed_content_config", "model", *fields}:
             return f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.'
     raw = request.get("embed_content_config", request.get("embedContentConfig"))
     for key in raw if isinstance(raw, dict) else {}:
-        if _snake(key) not in CONFIG_FIELDS:
+        if _snake(key) not in fields:
             return (f'Invalid JSON payload received. Unknown name "{key}" at '
                     "'embed_content_config': Cannot find field.")
+    return None
+
+
+def _request_problem(request: dict) -> str | None:
     if not _text(request):
         return "Unable to submit request because it has an empty content field."
     config = _config(request)
@@ -132,5 +158,10 @@ def legacy_predictions(instance: dict, embed: Embedder = vector) -> list:
     """A text-embedding answer: ``[{"embeddings": {"statistics", "values"}}]``."""
     text, title = instance.get("content", ""), instance.get("title")
     seen = f"{title} {text}" if title else text
-    return [{"embeddings": {"statistics": {"token_count": _words(seen), "truncated": False},
+    words = _WORD.findall(seen)
+    truncated = len(words) > LEGACY_INPUT_TOKENS
+    if truncated:
+        seen = " ".join(words[:LEGACY_INPUT_TOKENS])
+    return [{"embeddings": {"statistics": {"token_count": min(len(words), LEGACY_INPUT_TOKENS),
+                                           "truncated": truncated},
                             "values": embed(seen, LEGACY_DIMS[0]).tolist()}}]

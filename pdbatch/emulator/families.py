@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from . import embeddings
@@ -150,6 +150,7 @@ class Family:
     answer: str = "response"  # the key of the answer in an output line
     generates: bool = True  # False: an embedding model (answered by its own responder)
     echo: str = ""  # for lines that are the payload themselves: the key echoing them
+    max_rows: int | None = None  # rows a job takes (the import fails above it)
 
     def answerer(self, responder: Callable[[dict], dict] | None = None,
                  embedder: Callable | None = None) -> Callable[[dict], dict]:
@@ -205,13 +206,14 @@ FAMILIES = (
         r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-embedding-"
         r"[\w.-]+$"), "request", embeddings.gemini_response,
         frozenset({"response", "status", "processed_time"}),
-        invalid=embeddings.gemini_problem, generates=False),
+        invalid=embeddings.gemini_problem, generates=False,
+        max_rows=embeddings.GEMINI_MAX_ROWS),
     Family("text-embedding", re.compile(
         r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/"
         r"(?:text-embedding|text-multilingual-embedding)-\d{3}(?:@\d+)?$"), "",
         embeddings.legacy_predictions, frozenset(), times=False,
         invalid=embeddings.legacy_problem, answer="predictions", generates=False,
-        echo="instance"),
+        echo="instance", max_rows=embeddings.LEGACY_MAX_ROWS),
     Family("gemini", re.compile(
         r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[\w.-]+"
         r"(?:@[\w.-]+)?$"
@@ -258,6 +260,15 @@ SERVED_MODELS = frozenset({
     "gemini-embedding-001", "gemini-embedding-2", "text-embedding-004", "text-embedding-005",
     "text-multilingual-embedding-002",
 })
+
+
+def developer_family(model: str) -> Family | None:
+    """The family serving the Developer API's ``models/...``: an embedding model's requests
+    checked as the Developer API's ``EmbedContentRequest`` (``embeddings.developer_problem``)."""
+    family = family_of("publishers/google/" + model)
+    if family is None or family.generates:
+        return family
+    return replace(family, invalid=embeddings.developer_problem)
 
 
 def family_of(model: str) -> Family | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 
 from . import filerefs, runner
-from .families import family_of
+from .families import developer_family, family_of
 from .faults import ROW_ERRORS, JobFaults
 from .gemini_files import FileStore
 from .service import BatchService
@@ -34,7 +34,7 @@ class BatchAnswers:
         responses file's path (file input) or the inlined responses; None when the batch was
         cancelled, deleted, expired or the emulator stopped meanwhile."""
         rng = random.Random(name)
-        family = family_of("publishers/google/" + record["model"]) or _GEMINI
+        family = developer_family(record["model"]) or _GEMINI
         responder = family.answerer(self.vertex.responder, self.vertex.embedder)
         inline = "_requests" in record
         total = record["_total"]

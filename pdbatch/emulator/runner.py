@@ -78,6 +78,9 @@ def check_input(lines: Lines, family: Family) -> tuple[int, dict, list[str]]:
         union = _merge(union, family.payload_of(line))
         keys.update(dict.fromkeys(line))
         rows += 1
+        if family.max_rows and rows > family.max_rows:
+            raise ImportFailure(f"The input has more than {family.max_rows:,} rows, the most a "
+                                f"{family.name} batch job takes.")
     return rows, union, list(keys)
 
 

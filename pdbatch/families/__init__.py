@@ -41,6 +41,12 @@ class Family:
     row_settings: tuple[str, ...] | None = None
     #: The size of the task's vector for a call's config (embedding models), else None.
     dims: Callable[[Mapping | None], int] | None = None
+    #: Its frame puts the settings where the service's form of request has them
+    #: (``config_at_top``: the Developer API's embedding requests).
+    config_forms: bool = False
+    #: ``(texts, generation_config, what, reasons)``: give the texts the model cannot read
+    #: whole a reason (embedding models: over their input limit), or None.
+    check_texts: Callable | None = None
 
     @property
     def task(self) -> Task:
@@ -61,8 +67,9 @@ class Family:
 
     def frame(self, system_instruction: str | None = None,
               generation_config: Mapping | None = None, safety_settings: list | None = None,
-              row_config: bool = False) -> Frame:
-        """The request line around each prompt, with the settings every row shares."""
+              row_config: bool = False, config_at_top: bool = False) -> Frame:
+        """The request line around each prompt, with the settings every row shares (at the
+        top of the request with ``config_at_top``, for families with ``config_forms``)."""
         if system_instruction is not None and (not isinstance(system_instruction, str)
                                                or not system_instruction.strip()):
             raise InputError("system_instruction must be a non-empty string.")
@@ -74,8 +81,9 @@ class Family:
                              "their provider's defaults.")
         if row_config and not self.row_config:
             raise InputError("config_cols is supported for Gemini models in this version.")
+        forms = {"config_at_top": config_at_top} if self.config_forms else {}
         return self.make_frame(system_instruction, generation_config, safety_settings,
-                               row_config)
+                               row_config, **forms)
 
 
 #: When the lists of batch models below were taken from Google's model pages.
@@ -164,10 +172,12 @@ def _embedding(model: str) -> Family | None:
         if resource:
             return Family(name, resource, parser, partial(_embedding_frame, make, resource),
                           row_config=True, row_settings=embedding.ROW_SETTINGS,
-                          dims=partial(embedding.dimensions, kind))
+                          dims=partial(embedding.dimensions, kind), config_forms=True,
+                          check_texts=partial(embedding.check_lengths, resource))
     return None
 
 
-def _embedding_frame(make, resource, system_instruction, config, safety_settings, row_config):
+def _embedding_frame(make, resource, system_instruction, config, safety_settings, row_config,
+                     config_at_top=False):
     """An embedding model's frame (no system instruction: ``embed`` sends none)."""
-    return make(resource, config, row_config)
+    return make(resource, config, row_config, config_at_top)

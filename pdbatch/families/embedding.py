@@ -37,6 +37,12 @@ _LEGACY = re.compile(_PUBLISHER + r"(?P<name>(?:text-embedding|text-multilingual
 DIMENSIONS = {"gemini": (3072, 128, 3072), "legacy": (768, 1, 768)}
 TASK_TYPES = ("RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY", "CLASSIFICATION",
               "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY")
+#: Input tokens a model reads per text: 2,048 for gemini-embedding-001 and the text-embedding
+#: models, 8,192 for gemini-embedding-2 (Google's model pages; spec §1.1 cites a client
+#: re-embedding rows over 2,048 tokens). Counted before anything is sent by characters, at
+#: about 4 a token (as ``costs`` estimates prompts): an estimate, not the model's tokenizer.
+INPUT_TOKENS = (("gemini-embedding-2", 8192), ("", 2048))
+CHARS_PER_TOKEN = 4
 #: The settings an embedding call takes for every row (``EmbedContentConfig``) and per row.
 SETTINGS = ("task_type", "output_dimensionality", "auto_truncate")
 ROW_SETTINGS = ("title",)
@@ -91,13 +97,44 @@ def checked_config(kind: str, resource: str, config: Mapping | None, row_config:
     return out
 
 
-def gemini_frame(resource: str, config: Mapping | None, row_config: bool) -> Frame:
+def input_tokens(resource: str) -> int:
+    """The input limit of an embedding model, in tokens."""
+    model = resource.rsplit("/", 1)[-1]
+    return next(limit for prefix, limit in INPUT_TOKENS if model.startswith(prefix))
+
+
+def check_lengths(resource: str, texts: pa.ChunkedArray, config: Mapping | None, what: str,
+                  reasons: np.ndarray) -> None:
+    """Give each text estimated to be over the model's input limit a reason naming the fix
+    (unless ``auto_truncate=True`` lets Vertex AI cut it and report it ``truncated``)."""
+    if (config or {}).get("auto_truncate"):
+        return
+    limit = input_tokens(resource)
+    chars = pc.fill_null(pc.utf8_length(texts), 0).to_numpy()
+    over = np.flatnonzero((chars > limit * CHARS_PER_TOKEN) & (reasons == ""))
+    model = resource.rsplit("/", 1)[-1]
+    for i in over:
+        reasons[i] = (f"{what} is about {-(-int(chars[i]) // CHARS_PER_TOKEN):,} tokens "
+                      f"({int(chars[i]):,} characters at about {CHARS_PER_TOKEN} a token), over "
+                      f"{model}'s {limit:,}-token input limit: shorten it, or pass "
+                      "auto_truncate=True (Vertex AI) to have the service cut it and say so in "
+                      "the 'truncated' column")
+
+
+def gemini_frame(resource: str, config: Mapping | None, row_config: bool,
+                 config_at_top: bool = False) -> Frame:
     """``{"key":"n","request":{"content":{"parts":[{"text":...}]},"embed_content_config":
-    {...}}}`` around each text; with ``row_config`` (a title per row) the config is left open
-    for each row's items."""
+    {...}}}`` around each text (Vertex AI's documented lines), or with ``config_at_top`` the
+    settings at the top of the request, ``{"key":"n","request":{"content":{...},
+    "output_dimensionality":768}}`` (the Developer API's documented file lines, spec §2.3);
+    with ``row_config`` (a title per row) the config is left open for each row's items."""
     settings = checked_config("gemini", resource, config, row_config)
     head, mid = '{"key":"', '","request":{"content":{"parts":[{"text":'
     items = orjson.dumps(settings).decode()[1:-1]
+    if config_at_top:
+        tail = "]}" + ("," + items if items else "")
+        return Frame(head, mid, close_part="}", tail=tail, config_tail="}") if row_config \
+            else Frame(head, mid, close_part="}", tail=tail + "}")
     if row_config:
         return Frame(head, mid, close_part="}", tail=']},"embed_content_config":{' + items,
                      config_tail="}}")
@@ -105,8 +142,10 @@ def gemini_frame(resource: str, config: Mapping | None, row_config: bool) -> Fra
     return Frame(head, mid, close_part="}", tail="]}" + shared + "}")
 
 
-def legacy_frame(resource: str, config: Mapping | None, row_config: bool) -> Frame:
-    """``{"content": ..., "task_type": ..., "title": ...}`` (no row key) around each text."""
+def legacy_frame(resource: str, config: Mapping | None, row_config: bool,
+                 config_at_top: bool = False) -> Frame:
+    """``{"content": ..., "task_type": ..., "title": ...}`` (no row key) around each text
+    (its settings are at the top of the instance whatever the service)."""
     settings = checked_config("legacy", resource, config, row_config)
     tail = ',"task_type":' + orjson.dumps(settings["task_type"]).decode() \
         if settings.get("task_type") else ""

@@ -104,6 +104,7 @@ class ServiceKind(Protocol):
     title: str  # for people
     lists_cheaply: bool
     openapi_schema: bool  # response schemas go as the OpenAPI subset, not JSON Schema
+    embed_config_at_top: bool  # embedding settings at the top of the request, not nested
 
     def __call__(self, settings, credentials=None) -> BatchService: ...
 

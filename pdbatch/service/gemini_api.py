@@ -94,6 +94,9 @@ class GeminiApiService:
     #: Response schemas go as the OpenAPI-subset ``responseSchema``: the batch mode answers
     #: ``responseJsonSchema`` with JSON of the wrong shape (ruby_llm #894).
     openapi_schema = True
+    #: Embedding settings at the top of each request, as the documented file lines and
+    #: google-genai's own requests have them (spec §2.3).
+    embed_config_at_top = True
 
     @staticmethod
     def refuse(options) -> None:
@@ -109,6 +112,10 @@ class GeminiApiService:
         if options.credentials is not None:
             raise InputError("credentials= are for Vertex AI; the Gemini Developer API takes an "
                              "API key (api_key= or GEMINI_API_KEY).")
+        if "auto_truncate" in (options.request.generation_config or {}):
+            raise InputError("auto_truncate= is a Vertex AI option (the Developer API's "
+                             "embedding requests have no such field); drop it, or pass "
+                             "service='vertex'.")
 
     @staticmethod
     def check_model(resource: str) -> None:

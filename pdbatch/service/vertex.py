@@ -95,6 +95,7 @@ class VertexService:
     name, title = VERTEX, "Vertex AI"
     lists_cheaply = True  # the service filters by label
     openapi_schema = False  # response schemas are sent as JSON Schema
+    embed_config_at_top = False  # embed_content_config inside the request (spec §1.1)
 
     @staticmethod
     def refuse(options) -> None:
