@@ -245,7 +245,8 @@ def answers(run: str, *, staging: str | None = None,
     ``partition`` and ``row`` within it), with ``status`` ("ok" when answered), ``text``,
     ``finish_reason``, the token counts, ``response`` and ``job``. Rows
     that repeated another row's request, were skipped, or belong to a follow-up pass are not
-    in it: ``read_results`` with the frame gives every row."""
+    in it: ``read_results`` with the frame gives every row (answers without a row key, as a
+    text-embedding model's: ``row`` empty, ``instance_hash`` the key they are matched by)."""
     handle = attach(run, staging=staging, credentials=credentials, service=service,
                     api_key=api_key)
     status = handle.status()
@@ -259,6 +260,8 @@ def answers(run: str, *, staging: str | None = None,
     out = pd.DataFrame({name: pandas_array(found.column(name)) for name in columns})
     out["status"] = out["status"].mask(out["status"] == "", SUCCESS)
     row_keys = found.column("key").to_numpy(zero_copy_only=False).astype(np.int64)
+    if not families.resolve(handle.options.request.model).keyed:  # hashes, not rows
+        return keys.unkeyed(out, row_keys)
     dask = handle.manifest.dask
     if dask:
         out.insert(0, "partition", pd.array(keys.partition_of(row_keys), dtype="Int64"))

@@ -90,6 +90,9 @@ def test_text_embedding_matches_answers_by_the_echoed_instance(staging):
     assert (out["status"] == "ok").all()
     _check(out, df, 768)
     assert not out["truncated"].any()
+    found = pdbatch.answers(out.attrs["pdbatch_run"], staging=staging)
+    assert found["row"].isna().all() and found["instance_hash"].notna().all()
+    assert len(found) == df[["abstract", "title"]].drop_duplicates().shape[0]
 
 
 def test_the_developer_api_embeds_through_create_embeddings(stack, tmp_path):

@@ -116,13 +116,13 @@ SELECT key,
        coalesce(processed_time, '') AS processed_time,
        {fields}{response}
 FROM answer
-ORDER BY key
+{order}
 """
 
 
-def _sql(parser: Parser, lines: str, response: bool) -> str:
+def _sql(parser: Parser, lines: str, response: bool, ordered: bool = True) -> str:
     fields = ",\n       ".join(f"{sql} AS {name}" for name, sql in parser.fields.items())
-    sql = _PARSE
+    sql = _PARSE.replace("{order}", "ORDER BY key" if ordered else "")
     for name, value in (("lines", lines), ("response_type", parser.response_type),
                         ("answer", parser.answer), ("fields", fields),
                         ("response", ", response::VARCHAR AS response" if response else "")):
@@ -133,7 +133,9 @@ def _sql(parser: Parser, lines: str, response: bool) -> str:
 def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -> pa.Table:
     """The kept fields of every line of the output files at local ``paths``, as the columns
     of the task's ``parsed_fields`` (without ``response`` when ``response`` is false), sorted
-    by key.
+    by key, except for answers read typed (``Parser.typed_read``: a million vectors), which
+    come in file order (the join puts them in row order with one gather, where DuckDB's
+    sort would copy every vector twice).
 
     ``response`` is the raw JSON text. ``key`` is null for a line without an integer row key,
     and a line that is not JSON becomes a row of nulls; lines over 64 MiB are skipped.
@@ -147,7 +149,8 @@ def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -
              "FROM read_ndjson($paths, ignore_errors = true, maximum_object_size = 67108864, "
              f"columns = {{'{parser.key}': '{parser.key_type}', 'status': 'VARCHAR', "
              f"'processed_time': 'VARCHAR', '{answer}': '{typed}'}})")
-    return con.sql(_sql(parser, lines, response), params={"paths": paths}).to_arrow_table()
+    return con.sql(_sql(parser, lines, response, ordered=typed == "JSON"),
+                   params={"paths": paths}).to_arrow_table()
 
 
 def parse_rows(con, parser: Parser, rows: pa.Table, response: bool = True) -> pa.Table:

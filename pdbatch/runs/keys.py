@@ -23,3 +23,14 @@ def partition_of(keys: np.ndarray) -> np.ndarray:
 def row_of(keys: np.ndarray) -> np.ndarray:
     """Each key's row within its partition."""
     return keys & ROW_MASK
+
+
+def unkeyed(out, line_keys: np.ndarray):
+    """``answers`` of a model whose answers carry no row key (a text-embedding model's are
+    matched by a hash of the echoed instance, ``families.embedding.rekey``): ``row`` empty,
+    ``instance_hash`` the hash, sorted by it."""
+    import pandas as pd
+
+    out.insert(0, "instance_hash", pd.array(line_keys, dtype="Int64"))
+    out.insert(0, "row", pd.array([None] * len(out), dtype="Int64"))
+    return out.sort_values("instance_hash", ignore_index=True)
