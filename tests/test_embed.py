@@ -138,9 +138,35 @@ def test_a_null_text_is_named_with_its_row(staging, uploaded):
 
 
 def test_bigquery_is_refused_for_gemini_embedding_models():
-    with pytest.raises(InputError):
-        _frame(3).gemini.embed(text_col="abstract", staging="bq://p.d", project="p",
-                               location="us-central1")
+    with pytest.raises(InputError, match=r"takes no tables for Gemini embedding models\); "
+                       r"stage 'gemini-embedding-001' on Cloud Storage \(staging='gs://"):
+        _frame(3).gemini.embed(text_col="abstract", staging="bq://my-project.d",
+                               project="my-project", location="us-central1")
+
+
+def test_text_embedding_models_stage_through_bigquery_tables(bq, stack, dataset):
+    """The input table has the instances' columns (content, task_type, title), the output
+    table content, title, predictions, status (spec §1.2), through google-cloud-bigquery."""
+    df = _frame(500)
+    df.loc[1004, "abstract"] = None
+    staging = f"bq://{stack.project}.{dataset}"
+    out = df.gemini.embed(text_col="abstract", title_col="title", model="text-embedding-005",
+                          task_type="RETRIEVAL_DOCUMENT", staging=staging, progress=False,
+                          on_invalid="skip", keep_staging=True)
+    assert out.loc[1004, "status"].startswith("skipped: ")
+    _check(out.drop(index=1004), df.drop(index=1004), 768)
+    tables = {t.table_id: t for t in bq.list_tables(f"{stack.project}.{dataset}")}
+    [staged] = [t for t in tables if "_input_" in t]
+    [output] = [t for t in tables if "_output_" in t]
+    fields = {f.name: f.field_type for f in bq.get_table(f"{stack.project}.{dataset}.{staged}")
+              .schema}
+    assert fields == {"content": "STRING", "task_type": "STRING", "title": "STRING"}
+    fields = {f.name: f.field_type for f in bq.get_table(f"{stack.project}.{dataset}.{output}")
+              .schema}
+    assert fields == {"content": "STRING", "task_type": "STRING", "title": "STRING",
+                      "predictions": "JSON", "status": "STRING"}
+    again = df.gemini.read_results(run=out.attrs["pdbatch_run"], output=staging)
+    pd.testing.assert_frame_equal(again, out)
 
 
 def test_pandas_and_dask_give_the_same_embeddings(staging):

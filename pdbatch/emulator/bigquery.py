@@ -63,6 +63,8 @@ def table_lines(bq, uri: str, payload: str) -> tuple[Lines, list]:
     except NotFound:
         raise ImportFailure(f"BigQuery table {uri} does not exist.") from None
     names = [field.name for field in schema]
+    if not payload:  # each row is an instance (text-embedding models: spec §1.2)
+        return _instance_lines(bq, uri, names), schema
     kept = RESERVED if payload == "request" else RESERVED_MAAS
     reserved = [name for name in names if name in kept]
     if reserved:
@@ -86,6 +88,26 @@ def table_lines(bq, uri: str, payload: str) -> tuple[Lines, list]:
     return lines, [field for field in schema if field.name != payload]
 
 
+#: An instance table's columns (a text-embedding model's input table: ``content``, and
+#: optionally ``task_type`` and ``title``; spec §1.2).
+INSTANCE_COLUMNS = ("content", "task_type", "title")
+
+
+def _instance_lines(bq, uri: str, names: list[str]) -> Lines:
+    """The rows of an instance table, each its instance (a NULL column is left out)."""
+    if "content" not in names:
+        raise ImportFailure(f"The input table {uri} has no 'content' column.")
+    project, dataset, table = parse_uri(uri)
+
+    def lines() -> Iterator[tuple[str, object]]:
+        rows = bq.list_rows(f"{project}.{dataset}.{table}", page_size=10_000)
+        for number, row in enumerate(rows, 1):
+            yield f"Row {number} of {uri}", {k: v for k, v in row.items()
+                                             if k in INSTANCE_COLUMNS and v is not None}
+
+    return lines
+
+
 def _plain(line: dict) -> dict:
     """Values as JSON would carry them (timestamps and dates as ISO text, decimals as text)."""
     return {k: v if isinstance(v, (str, int, float, bool, dict, list, type(None))) else str(v)
@@ -96,7 +118,8 @@ class TableSink:
     """Output to a BigQuery table, loaded from the spooled lines when the run ends (the rows
     answered so far when it stops early)."""
 
-    def __init__(self, bq, uri: str, location: str, model: str, timestamp: str, schema: list):
+    def __init__(self, bq, uri: str, location: str, model: str, timestamp: str, schema: list,
+                 flatten: str = ""):
         from google.api_core.exceptions import NotFound
 
         project, dataset, table = parse_uri(uri)
@@ -118,7 +141,7 @@ class TableSink:
             except NotFound:
                 pass
         self.bq, self.project, self.dataset, self.table = bq, project, dataset, table
-        self.schema = schema
+        self.schema, self.flatten = schema, flatten
 
     def info(self) -> dict:
         """``outputInfo``: the table as a full ``bq://project.dataset.table`` URI, which is how
@@ -133,12 +156,27 @@ class TableSink:
         from google.cloud import bigquery
 
         spool.seek(0)
+        if self.flatten:  # {"instance": {"content": ...}, ...} -> {"content": ..., ...}
+            spool = _flattened(spool, self.flatten)
         config = bigquery.LoadJobConfig(schema=self.schema, ignore_unknown_values=True,
                                         source_format="NEWLINE_DELIMITED_JSON")
         self.bq.load_table_from_file(spool, f"{self.project}.{self.dataset}.{self.table}",
                                      job_config=config).result()
 
     stopped = finished
+
+
+def _flattened(spool, key: str):
+    """The spooled lines with the object under ``key`` spread into each line (a table's
+    output has the instance's columns, not the instance: spec §1.2)."""
+    import io
+
+    out = io.BytesIO()
+    for raw in spool:
+        line = orjson.loads(raw)
+        out.write(orjson.dumps({**(line.pop(key, None) or {}), **line}) + b"\n")
+    out.seek(0)
+    return out
 
 
 def _dataset(project: str, dataset: str, location: str):

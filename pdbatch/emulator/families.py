@@ -178,10 +178,12 @@ class Family:
             return "has no 'messages' list in its request"
         return None
 
-    def output_keys(self, input_keys: list[str]) -> list[str]:
-        """The keys of this family's output lines for input lines with ``input_keys``."""
+    def output_keys(self, input_keys: list[str], table: bool = False) -> list[str]:
+        """The keys of this family's output lines for input lines with ``input_keys`` (for
+        an output ``table``, a payload-less family's echoed instance spread into columns)."""
         if not self.payload:
-            return [self.echo, self.answer, "status"]
+            return [*input_keys, self.answer, "status"] if table else \
+                [self.echo, self.answer, "status"]
         passed = [k for k in input_keys if k not in self.dropped and k != self.payload]
         return [*passed, *(["id"] if self.name == "openai" else []), "status",
                 *(["processed_time"] if self.times else []), self.payload, self.answer]

@@ -161,9 +161,9 @@ class JobExecution:
             bq = self._bigquery(job)
             if bigquery.parse_uri(uri)[1] is not None:
                 self._check_location(bq, job, uri, bigquery.OutputError)
-            return bigquery.TableSink(bq, uri, _location(job), job["model"], stamp,
-                                      bigquery.output_schema(family.output_keys(keys),
-                                                             passthrough))
+            schema = bigquery.output_schema(family.output_keys(keys, table=True), passthrough)
+            return bigquery.TableSink(bq, uri, _location(job), job["model"], stamp, schema,
+                                      flatten="" if family.payload else family.echo)
         prefix = config["gcsDestination"]["outputUriPrefix"].rstrip("/")
         return runner.GcsSink(storage.filesystem(self.gcs_endpoint),
                               f"{prefix}/prediction-model-{stamp}", faults.incremental_rows)

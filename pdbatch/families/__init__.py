@@ -171,7 +171,8 @@ def _embedding(model: str) -> Family | None:
         resource = resource_of(model)
         if resource:
             return Family(name, resource, parser, partial(_embedding_frame, make, resource),
-                          row_config=True, row_settings=embedding.ROW_SETTINGS,
+                          row_config=True, table_input=bool(parser.table_columns),
+                          row_settings=embedding.ROW_SETTINGS,
                           dims=partial(embedding.dimensions, kind), config_forms=True,
                           check_texts=partial(embedding.check_lengths, resource))
     return None

@@ -225,4 +225,8 @@ LEGACY_PARSER = Parser(
     response_key="predictions",
     rekey=rekey,
     typed_read=True,
+    # BigQuery: an input table of instances, an output table ``content, predictions,
+    # status`` (with the input's other columns: spec §1.2)
+    table_columns=("content", "task_type", "title"),
+    table_key=_INSTANCE_KEY.format(content="content", title="title"),
 )

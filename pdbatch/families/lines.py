@@ -99,6 +99,11 @@ class Parser:
     #: Read the answer straight as ``response_type`` when its raw JSON is not kept (one parse
     #: instead of two: a million embedding vectors), for answers whose shape is fixed.
     typed_read: bool = False
+    #: A request line that is itself a table row, with these STRING columns (text-embedding
+    #: instances: ``content``, ``task_type``, ``title``), and the SQL of an output row's key
+    #: over them; empty: Gemini's input table (the row key and the ``request`` as JSON).
+    table_columns: tuple[str, ...] = ()
+    table_key: str = ""
 
     def empty(self, response: bool = True) -> pa.Table:
         """The parsed table of a job with no output lines."""
@@ -154,12 +159,13 @@ def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -
 
 
 def parse_rows(con, parser: Parser, rows: pa.Table, response: bool = True) -> pa.Table:
-    """``parse_output`` for BigQuery output rows (the key column, ``status``,
-    ``processed_time``, ``response`` as JSON text)."""
+    """``parse_output`` for BigQuery output rows (the key column, or the parser's
+    ``table_columns``, ``status``, ``processed_time``, the answer as JSON text)."""
     con.register("pdbatch_answers", rows)
-    lines = (f"SELECT TRY_CAST({parser.key} AS BIGINT) AS key, status, "
+    key = parser.table_key or f"TRY_CAST({parser.key} AS BIGINT)"
+    lines = (f"SELECT {key} AS key, status, "
              "CAST(processed_time AS VARCHAR) AS processed_time, "
-             "try_cast(response AS JSON) AS response FROM pdbatch_answers")
+             f"try_cast({parser.response_key} AS JSON) AS response FROM pdbatch_answers")
     try:
         return con.sql(_sql(parser, lines, response)).to_arrow_table()
     finally:

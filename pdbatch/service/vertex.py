@@ -118,9 +118,10 @@ class VertexService:
             if name == "output" and uri == settings.staging:
                 continue
             if storage.tabular(uri) and not family.table_input:
-                raise InputError(f"BigQuery staging and output support Gemini models in this "
-                                 f"version; stage {model!r} on Cloud Storage "
-                                 "(staging='gs://...').")
+                raise InputError("BigQuery staging and output support Gemini and "
+                                 "text-embedding models in this version (Vertex AI takes no "
+                                 "tables for Gemini embedding models); stage "
+                                 f"{model!r} on Cloud Storage (staging='gs://...').")
             if rows:
                 storage.check(uri, name, settings.location, settings.project, credentials)
 

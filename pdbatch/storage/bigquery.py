@@ -144,15 +144,18 @@ def carried_columns(df: pd.DataFrame, carry) -> list:
 
 
 def load_requests(bq, table: str, lines: pa.ChunkedArray, carried: list,
-                  labels: dict[str, str]) -> None:
-    """Create ``table`` (labelled) and load the request lines into it."""
+                  labels: dict[str, str], columns: tuple[str, ...] = ()) -> None:
+    """Create ``table`` (labelled) and load the request lines into it: the row key and the
+    request as JSON, or each line as a row of STRING ``columns`` (the first required)."""
     import io
 
     from google.cloud import bigquery
 
-
-    schema = [bigquery.SchemaField("pdbatch_row", "INTEGER", mode="REQUIRED"),
-              bigquery.SchemaField("request", "JSON", mode="REQUIRED"), *carried]
+    schema = [bigquery.SchemaField(name, "STRING", mode="NULLABLE" if i else "REQUIRED")
+              for i, name in enumerate(columns)] or [
+        bigquery.SchemaField("pdbatch_row", "INTEGER", mode="REQUIRED"),
+        bigquery.SchemaField("request", "JSON", mode="REQUIRED")]
+    schema += carried
     new = bigquery.Table(table, schema=schema)
     new.labels = labels
     bq.create_table(new, exists_ok=True)  # staged again when a run is resumed
@@ -162,10 +165,11 @@ def load_requests(bq, table: str, lines: pa.ChunkedArray, carried: list,
     bq.load_table_from_file(data, table, job_config=config).result()
 
 
-def read_answers(bq, table: str) -> pa.Table:
-    """The output table's ``pdbatch_row``, ``status``, ``processed_time`` and ``response``;
+def read_answers(bq, table: str, keys: tuple[str, ...] = ("pdbatch_row",),
+                 answer: str = "response") -> pa.Table:
+    """The output table's ``keys`` columns, ``status``, ``processed_time`` and ``answer``;
     through the BigQuery Storage Read API when it is available, by REST pages otherwise."""
-    wanted = ("pdbatch_row", "status", "processed_time", "response")
+    wanted = (*keys, "status", "processed_time", answer)
     fields = [f for f in bq.get_table(table).schema if f.name in wanted]
     rows = bq.list_rows(table, selected_fields=fields, page_size=50_000)
     storage = not os.environ.get("BIGQUERY_EMULATOR_HOST") and _has_storage_api()
@@ -270,13 +274,15 @@ class BigQueryLocation:
 
     def stage(self, number: int, requests: pa.ChunkedArray) -> Staged:
         table = f"{self.prefix}_input_{number:05d}"
-        load_requests(self.bq, table, requests, self.carried, self.labels)
+        load_requests(self.bq, table, requests, self.carried, self.labels,
+                      self.parser.table_columns)
         return self.source([table])
 
     def stage_shard(self, partition: int, index: int, requests: pa.ChunkedArray) -> str:
         """Load one shard of a Dask partition into a table of its own; its id."""
         table = self.shard(partition, index)
-        load_requests(self.bq, table, requests, self.carried, self.labels)
+        load_requests(self.bq, table, requests, self.carried, self.labels,
+                      self.parser.table_columns)
         return table
 
     def shard(self, partition: int, index: int) -> str:
@@ -304,7 +310,8 @@ class BigQueryLocation:
         try:
             if self.labels:  # a re-read labels nothing, so writes nothing
                 label(self.bq, table, self.labels)
-            answers = read_answers(self.bq, table)
+            answers = read_answers(self.bq, table, self.parser.table_columns or
+                                   (self.parser.key,), self.parser.response_key)
         except NotFound:
             return self.parser.empty(response)
         return lines.parse_rows(con, self.parser, answers, response)
