@@ -57,6 +57,44 @@ def _pandas_type(kind: pa.DataType):
     return _PANDAS_TYPES.get(kind)
 
 
+def gathered_vectors(column: pa.ChunkedArray, line: np.ndarray, kind: pa.FixedSizeListType,
+                     copies: np.ndarray, originals: np.ndarray) -> pa.Array:
+    """Each row's vector (``column[line[row]]``; null where ``line`` is -1, and rows
+    ``copies`` take their ``originals``' vectors) as ``kind``, gathered chunk by chunk
+    straight into one contiguous float32 buffer: one copy of the vectors, in any line order.
+    Vectors not of the call's size go through ``fixed_vectors`` (cut, or null)."""
+    size, rows = kind.list_size, len(line)
+    matrix = np.zeros((rows, size), dtype=np.float32)
+    valid = line >= 0
+    row_of_line = np.full(len(column), -1, dtype=np.int64)
+    row_of_line[line[valid]] = np.flatnonzero(valid)
+    start = 0
+    for chunk in column.chunks:
+        lengths = pc.list_value_length(chunk).to_numpy(zero_copy_only=False)
+        present = ~np.isnan(lengths.astype(float)) if chunk.null_count else \
+            np.ones(len(chunk), dtype=bool)
+        if not (lengths[present] == size).all() or chunk.values.null_count:
+            return _fallback(column, line, kind, copies, originals)
+        block = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, size)
+        rows_here = row_of_line[start:start + len(chunk)][present]
+        matrix[rows_here[rows_here >= 0]] = block[rows_here >= 0]
+        missing = row_of_line[start:start + len(chunk)][~present]
+        valid[missing[missing >= 0]] = False
+        start += len(chunk)
+    if len(copies):
+        matrix[copies], valid[copies] = matrix[originals], valid[originals]
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), size,
+                                             mask=pa.array(~valid))
+
+
+def _fallback(column, line, kind, copies, originals) -> pa.Array:
+    source = line.copy()
+    if len(copies):
+        source[copies] = line[originals]
+    taken = column.combine_chunks().take(pa.array(source, mask=source < 0))
+    return fixed_vectors(taken, kind)
+
+
 def fixed_vectors(column, kind: pa.FixedSizeListType) -> pa.Array:
     """List-of-float vectors as ``kind`` (fixed-size): a vector longer than its size is cut
     and L2-normalised again (the leading part of a Matryoshka vector, as the service does

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import engine, structured
-from .columns import SUCCESS, fixed_vectors, pandas_array
+from .columns import SUCCESS, gathered_vectors, pandas_array
 from .errors import JobError
 from .prepare import Prepared
 from .service import JobInfo
@@ -138,9 +138,6 @@ class ResultBuilder:
         winners = _winners(keys, parsed.column("status"), parsed.column("processed_time"))
         if len(winners) < len(keys):
             parsed, keys = parsed.filter(_mask(len(keys), winners)), keys[winners]
-        if np.any(np.diff(keys) <= 0):
-            order = np.argsort(keys, kind="stable")
-            parsed, keys = parsed.take(pa.array(order)), keys[order]
         self.line[keys] = self.lines + np.arange(len(keys))
         self.tables.append(parsed)
         self.lines += len(keys)
@@ -156,8 +153,11 @@ class ResultBuilder:
         table = pa.concat_tables(self.tables) if self.tables \
             else self.task.empty_output(self.response)
         self.tables = []
+        # vectors are gathered on their own, into one buffer (``gathered_vectors``)
+        vectors = {name: (table.column(name), self.line.copy()) for name in self.types}
+        table = table.drop_columns(list(vectors))
         lined = np.flatnonzero(self.line >= 0)
-        if np.any(np.diff(self.line[lined]) <= 0):  # jobs were added out of row order
+        if np.any(np.diff(self.line[lined]) <= 0):  # lines out of row order
             table = table.take(pa.array(self.line[lined]))
             self.line[lined] = np.arange(len(lined))
         status = pc.coalesce(_spread(table.column("status"), self.line),
@@ -181,13 +181,16 @@ class ResultBuilder:
             source[self.copies] = self.originals
             self.kinds[self.copies] = self.kinds[self.originals]
         for name in self.task.columns(self.response):
+            if name in vectors:
+                values = gathered_vectors(*vectors[name], self.types[name], self.copies,
+                                          self.originals)
+                out[prefix + name] = pd.Series(pandas_array(values), index=df.index)
+                continue
             values = columns[name] if name in columns else _spread(table.column(name), self.line)
             if source is not None:
                 if isinstance(values, pa.ChunkedArray):  # an Array is taken as it is
                     values = values.combine_chunks()
                 values = values.take(pa.array(source))
-            if name in self.types:
-                values = fixed_vectors(values, self.types[name])
             out[prefix + name] = pd.Series(pandas_array(values), index=df.index)
         return out
 

@@ -323,3 +323,20 @@ def test_the_cli_lists_and_shows_embedding_runs(staging, capsys):
     shown = capsys.readouterr().out
     sent = out["abstract"].nunique()
     assert f"succeeded: {sent}/{sent} requests done" in shown and f"{sent} answered" in shown
+
+
+def test_vectors_are_gathered_into_row_order_with_copies_nulls_and_longer_vectors():
+    from pdbatch.columns import gathered_vectors
+
+    kind = pa.list_(pa.float32(), 2)
+    lines = pa.chunked_array([pa.array([[3, 4], None], pa.list_(pa.float32())),
+                              pa.array([[1, 0]], pa.list_(pa.float32()))])
+    # rows 0..4: row 0 <- line 2, row 1 <- line 0, row 2 <- line 1 (null), row 3 none,
+    # row 4 copies row 1
+    line = np.array([2, 0, 1, -1, -1])
+    out = gathered_vectors(lines, line, kind, np.array([4]), np.array([1]))
+    assert out.type == kind
+    assert out.to_pylist() == [[1, 0], [3, 4], None, None, [3, 4]]
+    longer = pa.chunked_array([pa.array([[3, 4, 12], [1, 0, 0]], pa.list_(pa.float32()))])
+    cut = gathered_vectors(longer, np.array([1, 0]), kind, np.array([], int), np.array([], int))
+    np.testing.assert_allclose(cut.to_pylist(), [[1, 0], [0.6, 0.8]])  # cut, renormalised
