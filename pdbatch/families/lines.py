@@ -154,8 +154,12 @@ def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -
              "FROM read_ndjson($paths, ignore_errors = true, maximum_object_size = 67108864, "
              f"columns = {{'{parser.key}': '{parser.key_type}', 'status': 'VARCHAR', "
              f"'processed_time': 'VARCHAR', '{answer}': '{typed}'}})")
-    return con.sql(_sql(parser, lines, response, ordered=typed == "JSON"),
-                   params={"paths": paths}).to_arrow_table()
+    ordered = typed == "JSON"
+    result = con.sql(_sql(parser, lines, response, ordered), params={"paths": paths})
+    if ordered:
+        return result.to_arrow_table()
+    # streamed in batches: DuckDB holds one batch, not a second copy of every vector
+    return result.fetch_record_batch(65_536).read_all()
 
 
 def parse_rows(con, parser: Parser, rows: pa.Table, response: bool = True) -> pa.Table:
