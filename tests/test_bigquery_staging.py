@@ -131,7 +131,8 @@ def test_checks_before_anything_is_created(bq, stack, dataset, nothing_created):
         (dict(staging=good, carry=["when"]), "column 'when' has dtype datetime64"),
         (dict(staging=good, carry=["nope"]), "carry=['nope'] names no column of the frame"),
         (dict(staging=good, model="claude-haiku-4-5"),
-         "BigQuery staging and output support Gemini models in this version"),
+         "BigQuery staging and output support Gemini and text-embedding models in this "
+         "version"),
         (dict(staging="bq://Bad_Project.d"), "is not a BigQuery dataset"),
         (dict(staging="bq://my-project.bad-dataset"), "is not a BigQuery dataset"),
     ]

@@ -159,7 +159,8 @@ def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -
     if ordered:
         return result.to_arrow_table()
     # streamed in batches: DuckDB holds one batch, not a second copy of every vector
-    return result.fetch_record_batch(65_536).read_all()
+    stream = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch  # duckdb<1.4
+    return stream(65_536).read_all()
 
 
 def parse_rows(con, parser: Parser, rows: pa.Table, response: bool = True) -> pa.Table:
