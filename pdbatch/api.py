@@ -199,7 +199,7 @@ def estimate(df: pd.DataFrame, *, output_tokens: int | None = None,
     (default: ``max_output_tokens``, else 256) and the batch cost in USD from a dated price
     table (``pdbatch.costs.PRICES``; ``prices={"model": (input, output)}`` per million
     tokens overrides it). Nothing is uploaded or submitted."""
-    prepared = prepare(df, opts.bind(**options))
+    prepared = prepare(df, opts.bind(**options), staged=False)
     return costs.estimate(prepared, output_tokens, dict(prices or {}), count_tokens)
 
 
