@@ -49,7 +49,18 @@ SAMPLE_SIZE = 20
 
 @dataclass(frozen=True)
 class Estimate:
-    """A run's size and estimated batch cost in USD (None when no price is known)."""
+    """A run's size and estimated batch cost in USD (None when no price is known).
+
+    Attributes:
+        model: the model's name.
+        rows: the frame's rows.
+        requests: the unique requests to send (skipped and repeated rows are not sent).
+        input_tokens: the input tokens of those requests.
+        output_tokens: the output tokens counted for them.
+        cost: the batch cost in USD, or None when no price is known for the model.
+        method: how the input tokens were counted.
+        prices: where the prices came from, with their date.
+    """
 
     model: str
     rows: int
