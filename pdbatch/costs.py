@@ -28,11 +28,19 @@ from .prepare import Prepared, of_rows
 
 log = logging.getLogger(__name__)
 
-#: The date the price table was taken from https://cloud.google.com/vertex-ai/generative-ai/pricing
-PRICES_DATE = "2025-06-17"
-#: Standard (online) list prices, USD per million tokens, (input, output), for prompts of up to
-#: 200k tokens; output includes thinking tokens. Batch prediction is billed at half of these.
+#: The date the price table was read (docs/runs.md, "Prices", lists the pages and what each
+#: said). The services' own pages: https://cloud.google.com/vertex-ai/generative-ai/pricing and
+#: https://ai.google.dev/gemini-api/docs/pricing; with no web access here they were read
+#: through stored copies and transcriptions of them (the Gemini 2.5 prices were first taken
+#: from the Vertex AI page on 2025-06-17).
+PRICES_DATE = "2026-12-06"
+#: Standard (online) list prices, USD per million tokens, (input, output), for text prompts of
+#: up to 200k tokens; output includes thinking tokens. Batch jobs are billed at half of these
+#: (BATCH_DISCOUNT), on Vertex AI and on the Gemini Developer API alike.
 PRICES: dict[str, tuple[float, float]] = {
+    "gemini-3.1-pro-preview": (2.00, 12.00),
+    "gemini-3-pro-preview": (2.00, 12.00),
+    "gemini-3-flash-preview": (0.50, 3.00),
     "gemini-2.5-pro": (1.25, 10.00),
     "gemini-2.5-flash": (0.30, 2.50),
     "gemini-2.5-flash-lite": (0.10, 0.40),
