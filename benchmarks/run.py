@@ -123,8 +123,8 @@ def bench_serialise(results, df: pd.DataFrame, folder: Path):
     """pdbatch renders and serialises shard by shard, as batch_predict does."""
     from pdbatch import prompts
     from pdbatch.families import gemini
+    from pdbatch.families.lines import string_bytes
     from pdbatch.plan import MAX_REQUESTS_PER_JOB, job_inputs
-    from pdbatch.storage.gcs import string_bytes
 
     system, config = "You are terse.", {"temperature": 0.2, "max_output_tokens": 256}
     shared = {"systemInstruction": {"parts": [{"text": system}]},
@@ -199,11 +199,12 @@ def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
     from pdbatch import engine
     from pdbatch.families import gemini, lines
     from pdbatch.join import ResultBuilder
+    from pdbatch.tasks.generate import GENERATE
 
     size = output_path.stat().st_size
     with measured(results, "parse+join", "pdbatch (parse_output + join)", size):
         parsed = lines.parse_output(engine.connect(), gemini.PARSER, [str(output_path)])
-        builder = ResultBuilder(len(df))
+        builder = ResultBuilder(len(df), GENERATE)
         builder.add_job("job", np.arange(len(df)), parsed)
         del parsed
         out = builder.join(df)
@@ -212,7 +213,7 @@ def bench_parse(results, df: pd.DataFrame, output_path: Path) -> None:
     with measured(results, "parse+join", "pdbatch, include_response=False", size):
         parsed = lines.parse_output(engine.connect(), gemini.PARSER, [str(output_path)],
                                     response=False)
-        builder = ResultBuilder(len(df), response=False)
+        builder = ResultBuilder(len(df), GENERATE, response=False)
         builder.add_job("job", np.arange(len(df)), parsed)
         del parsed
         out = builder.join(df)

@@ -13,26 +13,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from . import config, costs, storage
+from . import config, costs, families, storage
 from . import options as opts
 from . import service as services
 from .columns import SUCCESS, pandas_array
 from .errors import InputError, PdbatchError, ServiceError
 from .options import MAX_REQUESTS_PER_JOB
 from .prepare import prepare
-from .runs import local
+from .runs import keys, local
 from .runs import manifest as manifests
 from .runs.handle import BatchRun, summarise
 from .runs.jobs import output_lines
-from .runs.manifest import RUN_LABEL
-from .service import gemini_api
+from .runs.manifest import RUN_LABEL, Manifest
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
     from google.auth.credentials import Credentials
 
 log = logging.getLogger(__name__)
-_NO_STAGING = "Pass staging= (the run's staging location) or set PDBATCH_STAGING."
 
 
 def batch_predict(
@@ -295,29 +293,18 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
         'succeeded: 12/12 requests done, 1/1 jobs ended'
     """
     run_id = run
-    on_gemini_api = isinstance(run, str) and gemini_api.is_batch_name(run)
-    if on_gemini_api:
-        settings = config.resolve(None, None, staging, api_endpoint, service=config.GEMINI_API,
-                                  api_key=api_key)
-        run_id = _run_of_job(services.open_service(settings).get(run), run)
-        staging = settings.staging
-    elif isinstance(run, str) and run.startswith("projects/"):
-        place = services.job_place(run)
-        if place is None:
-            raise InputError(f"{run!r} is not a batch prediction job name such as "
-                             "'projects/P/locations/L/batchPredictionJobs/123'.")
-        if transport not in config.TRANSPORTS:
-            raise InputError(f"transport={transport!r}: choose one of {config.TRANSPORTS}.")
-        settings = config.Settings(place[0], place[1], "", config.endpoint(
-            api_endpoint, place[1]), transport)
+    job_kind = services.kind_of_job(run)
+    if job_kind is not None:
+        settings = job_kind.job_settings(run, staging, api_endpoint, transport, api_key)
         job = services.open_service(settings, credentials).get(run)
         run_id = _run_of_job(job, run)
         staging = staging or storage.staging_of(job.input_uri, run_id)
+        service = job_kind.name
     elif not storage.is_run_id(run):
         raise InputError(f"run={run!r} is neither a pdbatch run id such as "
-                         "'run-20261121-183000-a1b2c3' nor a batch prediction job name.")
-    found, where = _stored(run_id, staging, credentials,
-                           config.GEMINI_API if on_gemini_api else service)
+                         "'run-20261121-183000-a1b2c3' nor a batch prediction job name "
+                         "('projects/P/locations/L/batchPredictionJobs/123', 'batches/...').")
+    found, where = _stored(run_id, staging, credentials, service)
     options = manifests.options_of(found, credentials, api_key=api_key)
     settings = manifests.settings_of(found, where, project, location, api_endpoint, transport,
                                      api_key)
@@ -365,19 +352,19 @@ def answers(run: str, *, staging: str | None = None,
     if not status.finished:
         raise InputError(f"{handle.id} is still {status.state}: its answers are read once it "
                          "has ended.")
-    found = output_lines(handle.id, handle.settings, handle.options, handle.manifest["jobs"],
+    found = output_lines(handle.id, handle.settings, handle.options, handle.manifest.jobs,
                          status.jobs, credentials)
-    columns = ["status", "text", "finish_reason", "prompt_tokens", "output_tokens",
-               "thought_tokens", "cached_tokens", "response", "job"]
+    columns = ["status", *families.resolve(handle.options.request.model).task.fields,
+               "response", "job"]
     out = pd.DataFrame({name: pandas_array(found.column(name)) for name in columns})
     out["status"] = out["status"].mask(out["status"] == "", SUCCESS)
-    keys = found.column("key").to_numpy(zero_copy_only=False).astype(np.int64)
-    if handle.manifest["dask"]:
-        out.insert(0, "partition", pd.array(keys >> 32, dtype="Int64"))
-        keys = keys & ((1 << 32) - 1)
-    out.insert(int(handle.manifest["dask"]), "row", pd.array(keys, dtype="Int64"))
-    return out.sort_values(list(out.columns[:1 + handle.manifest["dask"]]),
-                           ignore_index=True)
+    row_keys = found.column("key").to_numpy(zero_copy_only=False).astype(np.int64)
+    dask = handle.manifest.dask
+    if dask:
+        out.insert(0, "partition", pd.array(keys.partition_of(row_keys), dtype="Int64"))
+        row_keys = keys.row_of(row_keys)
+    out.insert(int(dask), "row", pd.array(row_keys, dtype="Int64"))
+    return out.sort_values(list(out.columns[:1 + dask]), ignore_index=True)
 
 
 def runs(staging: str | None = None, credentials: Credentials | None = None,
@@ -403,14 +390,14 @@ def runs(staging: str | None = None, credentials: Credentials | None = None,
     Examples:
         >>> pdbatch.runs("gs://my-bucket/pdbatch")[["run", "state", "rows"]]  # doctest: +SKIP
     """
-    where = _place(staging, service)
+    where = config.runs_place(staging, service)
     store = storage.open_store(where, credentials)
     found = []
     for run_id in store.run_ids():
         try:
             manifest = store.load(run_id)
             if manifest is not None:
-                found.append(manifests.read(manifest))
+                found.append(Manifest.read(manifest))
         except InputError as err:  # one damaged manifest does not hide the others
             log.warning("%s", err)
     if not found:
@@ -418,7 +405,7 @@ def runs(staging: str | None = None, credentials: Credentials | None = None,
                     "were made with?", where)
     opened: dict = {}  # by (service, project, location)
 
-    def state(manifest: dict) -> str:
+    def state(manifest: Manifest) -> str:
         try:
             settings = manifests.settings_of(manifest, where)
             key = (settings.service, settings.project, settings.location)
@@ -426,32 +413,32 @@ def runs(staging: str | None = None, credentials: Credentials | None = None,
                 opened[key] = services.open_service(settings, credentials)
             return _state(opened[key], manifest)
         except PdbatchError as err:  # one run the service cannot tell about hides no other
-            log.warning("the state of %s is unknown: %s", manifest["run"], err)
+            log.warning("the state of %s is unknown: %s", manifest.run, err)
             return "unknown"
 
     columns = ["run", "created", "state", "model", "rows", "requests", "jobs", "pass",
                "parent", "submitted", "fingerprint"]
-    table = pd.DataFrame([{**m, "jobs": len(m["jobs"]), "state": state(m)} for m in found],
-                         columns=columns)
+    table = pd.DataFrame([{**m.to_json(), "jobs": len(m.jobs), "state": state(m)}
+                          for m in found], columns=columns)
     table["created"] = pd.to_datetime(table["created"], utc=True, format="ISO8601")
     return table.sort_values("created", ascending=False, ignore_index=True)
 
 
-def _state(batch, manifest: dict) -> str:
+def _state(batch, manifest: Manifest) -> str:
     """A recorded run's state now (one list call for its jobs where the service lists
     cheaply, else a GET each)."""
-    if not manifest["jobs"]:
-        return "no jobs" if manifest["submitted"] else "submitting"
-    names = [job["name"] for job in manifest["jobs"]]
+    if not manifest.jobs:
+        return "no jobs" if manifest.submitted else "submitting"
+    names = manifest.job_names
     if not batch.lists_cheaply:
         known = services.look(batch, names, {})
     else:
-        infos = {info.name: info for info in batch.labelled(RUN_LABEL, manifest["run"])}
+        infos = {info.name: info for info in batch.labelled(RUN_LABEL, manifest.run)}
         known = [infos[name] for name in names if name in infos]
         if len(known) < len(names):
             return "jobs not found"
-    state = summarise(known, [job["count"] for job in manifest["jobs"]]).state
-    return state if manifest["submitted"] else f"{state} (submitting)"
+    state = summarise(known, manifest.counts).state
+    return state if manifest.submitted else f"{state} (submitting)"
 
 
 def read_results(
@@ -498,8 +485,8 @@ def read_results(
                          "'run-20261121-183000-a1b2c3' (see out.attrs['pdbatch_run']).")
     found, where = _stored(run, staging or output, credentials, service)
     if model is not None and (not isinstance(model, str)
-                              or found["model"] != model.rsplit("/", 1)[-1]):
-        raise InputError(f"{run} was made with model {found['model']!r}, not {model!r}.")
+                              or found.model != model.rsplit("/", 1)[-1]):
+        raise InputError(f"{run} was made with model {found.model!r}, not {model!r}.")
     shown = {name: value for name, value in (("result_prefix", result_prefix),
                                              ("include_response", include_response))
              if value is not None}
@@ -509,26 +496,17 @@ def read_results(
     return handle.result(df)
 
 
-def _place(staging: str | None, service_name: str | None) -> str:
-    """Where runs are recorded: the local runs folder for ``service="gemini-api"`` or a local
-    folder given as ``staging``; else ``staging`` (default ``PDBATCH_STAGING``)."""
-    local = staging is not None and not storage.in_the_cloud(staging) and (
-        "://" not in staging or storage.local_folder(staging))
-    if local or config.service_of(service_name) == config.GEMINI_API:
-        return config.runs_folder(staging)
-    return config.given_or_environment(staging, "staging", _NO_STAGING)
-
-
 def _stored(run_id: str, staging: str | None, credentials, service_name: str | None = None
-            ) -> tuple[dict, str]:
-    """The manifest of ``run_id`` where runs are recorded (``_place``), and where."""
-    where = _place(staging, service_name)
+            ) -> tuple[Manifest, str]:
+    """The manifest of ``run_id`` where runs are recorded (``config.runs_place``), and
+    where."""
+    where = config.runs_place(staging, service_name)
     found = storage.open_store(where, credentials).load(run_id)
     if found is None:
         hint = ("" if storage.local_folder(where) else " (runs of service='gemini-api' are "
                 "kept in a local folder: pass service='gemini-api')")
         raise InputError(f"No run {run_id} in {where}: pass staging= where it was made{hint}.")
-    return manifests.read(found), where
+    return Manifest.read(found), where
 
 
 def _run_of_job(job, name: str) -> str:
@@ -552,11 +530,11 @@ def _is_dask(df) -> bool:
     return hasattr(df, "__dask_graph__") and hasattr(df, "_meta")
 
 
-def _driver(manifest: dict, read_only: bool = False):
+def _driver(manifest: Manifest, read_only: bool = False):
     """The driver of a recorded run (the Dask driver is imported only for Dask runs)."""
-    if manifest["dask"]:
+    if manifest.dask:
         if not _installed("dask.dataframe"):
-            raise InputError(f"{manifest['run']} was made from a Dask frame, and Dask is not "
+            raise InputError(f"{manifest.run} was made from a Dask frame, and Dask is not "
                              "installed here: pip install 'pdbatch[dask]'.")
         from .runs import dask as on_dask
 

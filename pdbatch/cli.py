@@ -119,10 +119,12 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _on_vertex(args: argparse.Namespace) -> bool:
-    service = args.service or os.environ.get("PDBATCH_SERVICE") or "vertex"
-    staging = getattr(args, "staging", None) or os.environ.get("PDBATCH_STAGING") or ""
-    return service == "vertex" and "://" in staging and not staging.startswith("file://")
+def _in_the_cloud(args: argparse.Namespace) -> bool:
+    """Whether the runs are recorded in Cloud Storage or BigQuery (Google credentials read
+    them), not in a local folder."""
+    from . import storage
+
+    return storage.in_the_cloud(args.staging or os.environ.get("PDBATCH_STAGING") or "")
 
 
 def _credentials_missing() -> str | None:
@@ -147,7 +149,7 @@ def _runs(args: argparse.Namespace) -> int:
 
     from . import api
 
-    if _on_vertex(args) and (missing := _credentials_missing()):
+    if _in_the_cloud(args) and (missing := _credentials_missing()):
         return _fail(missing)
     if args.action == "list":
         table = api.runs(args.staging, service=args.service)
@@ -162,8 +164,8 @@ def _runs(args: argparse.Namespace) -> int:
                      project=getattr(args, "project", None),
                      location=getattr(args, "location", None))
     if args.action == "show":
-        print(f"{run.id}  {run.manifest['model']}  {run.manifest['rows']:,} rows  "
-              f"created {run.manifest['created']}")
+        print(f"{run.id}  {run.manifest.model}  {run.manifest.rows:,} rows  "
+              f"created {run.manifest.created}")
         status = run.status()
         print(status.summary)
         for info in status.jobs:
@@ -188,7 +190,7 @@ def _runs(args: argparse.Namespace) -> int:
 def _estimate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from . import api
+    from . import api, config
 
     suffix = args.file.suffix.lower()
     if suffix not in (".parquet", ".csv"):
@@ -204,13 +206,15 @@ def _estimate(args: argparse.Namespace) -> int:
         return _fail(f"{option}: {args.file} has no column {absent[0]!r}; its columns are "
                      f"{', '.join(map(str, frame.columns))}")
     count_tokens = not args.no_count_tokens
-    service = args.service or os.environ.get("PDBATCH_SERVICE") or "vertex"
-    if count_tokens and service == "vertex" and (missing := _credentials_missing()):
+    settings = config.resolve(args.project, args.location, None, service=args.service,
+                              staged=False)
+    # a key signs the Developer API's countTokens; Vertex AI's needs Google credentials
+    if count_tokens and not settings.api_key and (missing := _credentials_missing()):
         print(f"pdbatch: {missing}; estimating from characters instead", file=sys.stderr)
         count_tokens = False
     found = api.estimate(frame, prompt_col=args.prompt_col, prompt=args.prompt,
                          model=args.model, system_instruction=args.system_instruction,
-                         project=args.project, location=args.location, service=service,
+                         project=args.project, location=args.location, service=args.service,
                          count_tokens=count_tokens, on_invalid="skip")
     print(found)
     return 0

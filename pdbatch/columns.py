@@ -1,7 +1,7 @@
-"""The result columns: their names and dtypes, the check that they clash with no column of
-the frame, and Arrow columns as pandas nullable arrays (the one conversion every result column,
-structured-output fields included, goes through, so a lazy frame's meta and its computed
-partitions have the same dtypes)."""
+"""The result columns (their names and dtypes are the task's, ``tasks/``): the check that
+they clash with no column of the frame, and Arrow columns as pandas nullable arrays (the one
+conversion every result column, structured-output fields included, goes through, so a lazy
+frame's meta and its computed partitions have the same dtypes)."""
 
 from __future__ import annotations
 
@@ -10,36 +10,15 @@ import pyarrow as pa
 
 from .errors import InputError
 
-#: Result columns and their dtypes, in the order a user reads them (docs/usage.md, "Result
-#: columns"): the answer (``text``; a response schema's fields come right after it), how it
-#: went, what it cost, where it came from, the raw response.
-RESULT_COLUMNS: dict[str, str] = {
-    "text": "string",
-    "status": "string",
-    "error_code": "Int64",
-    "error_message": "string",
-    "finish_reason": "string",
-    "prompt_tokens": "Int64",
-    "output_tokens": "Int64",
-    "thought_tokens": "Int64",
-    "cached_tokens": "Int64",
-    "job": "string",
-    "response": "string",
-}
 #: The status of an answered row.
 SUCCESS = "ok"
 
 
-def result_columns(response: bool = True) -> list[str]:
-    """The names of the result columns, ``response`` only when it is kept."""
-    return [c for c in RESULT_COLUMNS if response or c != "response"]
-
-
-def check_no_clash(df: pd.DataFrame, prefix: str, response: bool = True,
+def check_no_clash(df: pd.DataFrame, prefix: str, columns: list[str],
                    extra: list[str] = ()) -> None:
-    """Refuse, before any work, to overwrite columns the frame already has (the result
-    columns, and ``extra`` ones such as structured-output fields)."""
-    names = [*result_columns(response), *extra]
+    """Refuse, before any work, to overwrite columns the frame already has (the task's result
+    ``columns``, and ``extra`` ones such as structured-output fields)."""
+    names = [*columns, *extra]
     repeated = sorted({prefix + c for c in extra if names.count(c) > 1})
     if repeated:
         raise InputError(f"response_schema fields {repeated} would be named like other result "

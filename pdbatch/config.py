@@ -26,7 +26,6 @@ _ENDPOINT = re.compile(r"^(?:https?://)?[A-Za-z0-9.-]+(?::\d{1,5})?/?$")
 TRANSPORTS = ("rest", "grpc")
 VERTEX, GEMINI_API = "vertex", "gemini-api"
 SERVICES = (VERTEX, GEMINI_API)
-SERVICE_NAMES = {VERTEX: "Vertex AI", GEMINI_API: "the Gemini API"}
 GEMINI_API_HOST = "https://generativelanguage.googleapis.com"
 #: Where Developer API runs are remembered when no folder is given (PDBATCH_RUNS_FOLDER).
 DEFAULT_RUNS_FOLDER = "~/.pdbatch/runs"
@@ -141,6 +140,28 @@ def _gemini_api(folder: str | None, base_url: str | None, api_key: str | None) -
         url = "https://" + url
     return Settings("", "", runs_folder(folder), url.rstrip("/"), "rest",
                     service=GEMINI_API, api_key=key)
+
+
+#: The error of a call that needs a staging location and has none.
+NO_STAGING = "Pass staging= (the run's staging location) or set PDBATCH_STAGING."
+
+
+def runs_place(staging: str | None, service: str | None) -> str:
+    """Where runs are recorded: the local runs folder for ``service="gemini-api"`` or a local
+    folder given as ``staging``; else ``staging`` (default ``PDBATCH_STAGING``)."""
+    local = staging is not None and not storage.in_the_cloud(staging) and (
+        "://" not in staging or storage.local_folder(staging))
+    if local or service_of(service) == GEMINI_API:
+        return runs_folder(staging)
+    return given_or_environment(staging, "staging", NO_STAGING)
+
+
+def job_settings(project: str, location: str, api_endpoint: str | None, transport: str
+                 ) -> Settings:
+    """The settings of a Vertex AI job known by name (its project and location)."""
+    if transport not in TRANSPORTS:
+        raise InputError(f"transport={transport!r}: choose one of {TRANSPORTS}.")
+    return Settings(project, location, "", endpoint(api_endpoint, location), transport)
 
 
 def runs_folder(folder: str | os.PathLike | None) -> str:

@@ -51,7 +51,6 @@ PRICES: dict[str, tuple[float, float]] = {
 }
 BATCH_DISCOUNT = 0.5
 CHARS_PER_TOKEN = 4
-DEFAULT_OUTPUT_TOKENS = 256
 SAMPLE_SIZE = 20
 
 
@@ -164,7 +163,7 @@ def estimate_of(found: Measure, options: Options, family: Family, settings: Sett
     if output_tokens is None:
         config = request.generation_config or {}
         output_tokens = int(config.get("max_output_tokens", config.get(
-            "maxOutputTokens", DEFAULT_OUTPUT_TOKENS)))
+            "maxOutputTokens", family.task.default_output_tokens)))
     output_total = output_tokens * found.requests
     table = {**PRICES, **(prices or {})}
     name = family.resource.rsplit("/", 1)[-1]

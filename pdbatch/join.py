@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import engine, structured
-from .columns import SUCCESS, pandas_array, result_columns
+from .columns import SUCCESS, pandas_array
 from .errors import JobError
-from .families.lines import empty_output
 from .prepare import Prepared
 from .service import JobInfo
+from .tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ def _winners(keys: np.ndarray, status: pa.ChunkedArray, processed_time: pa.Chunk
 class ResultBuilder:
     """Per-row results for a frame of ``n`` rows, filled job by job, joined by position."""
 
-    def __init__(self, n: int, response: bool = True):
-        self.n, self.response = n, response
+    def __init__(self, n: int, task: Task, response: bool = True):
+        self.n, self.task, self.response = n, task, response
         self.line = np.full(n, -1, dtype=np.int64)  # row -> line of the kept output lines
         self.tables: list[pa.Table] = []
         self.lines = 0
@@ -123,7 +123,7 @@ class ResultBuilder:
     def add_job(self, job: str, positions: np.ndarray, parsed: pa.Table,
                 why_missing: str = "") -> None:
         """Rows sent in ``job`` (``positions``) get their output line from ``parsed`` (the
-        table of ``families.lines.parse_output``), or a ``missing`` status (saying
+        task's fields, ``families.lines.parse_output``), or a ``missing`` status (saying
         ``why_missing``, when the job ended early). Jobs may be added in any order."""
         self.job[positions] = job
         keys = pc.fill_null(parsed.column("key"), -1).to_numpy()
@@ -152,7 +152,8 @@ class ResultBuilder:
 
     def join(self, df: pd.DataFrame, prefix: str = "") -> pd.DataFrame:
         """``df`` (same index and order, not copied) with the result columns added."""
-        table = pa.concat_tables(self.tables) if self.tables else empty_output(self.response)
+        table = pa.concat_tables(self.tables) if self.tables \
+            else self.task.empty_output(self.response)
         self.tables = []
         lined = np.flatnonzero(self.line >= 0)
         if np.any(np.diff(self.line[lined]) <= 0):  # jobs were added out of row order
@@ -178,7 +179,7 @@ class ResultBuilder:
             source = np.arange(self.n)
             source[self.copies] = self.originals
             self.kinds[self.copies] = self.kinds[self.originals]
-        for name in result_columns(self.response):
+        for name in self.task.columns(self.response):
             values = columns[name] if name in columns else _spread(table.column(name), self.line)
             if source is not None:
                 if isinstance(values, pa.ChunkedArray):  # an Array is taken as it is
@@ -229,7 +230,8 @@ def joined(prepared: Prepared, answers: list[tuple[JobInfo, np.ndarray, pa.Table
     its rows again."""
     options = prepared.options
     prefix = options.result.result_prefix
-    results = ResultBuilder(len(prepared.df), options.result.include_response)
+    results = ResultBuilder(len(prepared.df), prepared.family.task,
+                            options.result.include_response)
     skipped = np.flatnonzero(prepared.rows.reasons != "")
     results.skip(skipped, prepared.rows.reasons[skipped])
     results.copy_rows(prepared.sending.copies, prepared.sending.originals)

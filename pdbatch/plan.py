@@ -80,8 +80,10 @@ def jobs_of(prepared: Prepared, key_offset: int = 0
             ) -> Iterator[tuple[np.ndarray, pa.ChunkedArray]]:
     """``job_inputs`` of a prepared call: each job's row positions and request lines."""
     rows = prepared.rows
-    return job_inputs(rows.texts, prepared.sending.send, prepared.frame,
-                      prepared.options.request.max_requests_per_job, prepared.carried_values(),
+    per_job = min(prepared.options.request.max_requests_per_job,
+                  prepared.family.task.max_requests_per_job)
+    return job_inputs(rows.texts, prepared.sending.send, prepared.frame, per_job,
+                      prepared.carried_values(),
                       rows.files, rows.row_config, key_offset)
 
 

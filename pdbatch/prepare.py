@@ -13,22 +13,18 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import config, engine, families, multimodal, overrides, prompts, storage, structured
+from . import config, engine, families, multimodal, overrides, prompts, service, storage, structured
 from .columns import check_no_clash
 from .errors import InputError
 from .families import lines
-from .families.lines import Frame
+from .families.lines import Frame, string_bytes
 from .options import Options
-from .service import gemini_api
-from .storage import bigquery
-from .storage.gcs import string_bytes
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
@@ -99,29 +95,24 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "", staged: bool = Tr
         raise InputError(f"batch_predict needs a pandas DataFrame, got {type(df).__name__}.")
     request, result = options.request, options.result
     settings = config.settings_of(options.run, options.api_key, staged)
-    if settings.service == config.GEMINI_API:
-        refuse_vertex_only(options)
-    elif options.api_key is not None:
-        raise InputError("api_key= is the Gemini Developer API's: pass service='gemini-api' "
-                         "with it (Vertex AI uses credentials= or application default "
-                         "credentials).")
+    batch = service.kind(settings)
+    batch.refuse(options)
     schema = (structured.schema_of(request.response_schema)
               if request.response_schema is not None else None)
-    check_no_clash(df, result.result_prefix, result.include_response,
+    family = families.resolve(request.model)
+    check_no_clash(df, result.result_prefix, family.task.columns(result.include_response),
                    (structured.column_names(schema, result.expand) if schema else [])
                    + (["attempts"] if options.run.max_retries else []))
-    carried = tuple(bigquery.carried_columns(df, request.carry))
-    family = families.resolve(request.model)
+    carried = tuple(storage.carried_columns(df, request.carry))
     unknown = families.check_model(request.model)
     if unknown and unknown not in _WARNED:  # once per model and process
         _WARNED.add(unknown)
         log.warning("%s", unknown)
-    if settings.service == config.GEMINI_API:
-        gemini_api.model_name(family.resource)  # a Gemini model the Developer API serves
+    batch.check_model(family.resource)
     if schema and not family.response_schema:
         raise InputError("response_schema is supported for Gemini models in this version.")
     request_config = (structured.generation_config(
-        request.generation_config, schema, openapi=settings.service == config.GEMINI_API)
+        request.generation_config, schema, openapi=batch.openapi_schema)
         if schema else request.generation_config)
     frame = family.frame(request.system_instruction, request_config, request.safety_settings,
                          row_config=bool(request.config_cols))
@@ -132,7 +123,7 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "", staged: bool = Tr
     if request.on_invalid == "raise" and (reasons != "").any():
         raise InputError(prompts.describe_invalid(df, reasons))
     if staged:
-        check_locations(settings, family, request.model, options.credentials, len(df))
+        batch.check_locations(settings, family, request.model, options.credentials, len(df))
     rows = Rows(texts, reasons, file_plan, row_config, carried)
 
     send = reasons == ""
@@ -146,50 +137,6 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "", staged: bool = Tr
                                carried_values)
     return Prepared(df, options, settings, family, frame, schema, rows, sending, tag,
                     fingerprint)
-
-
-#: Options that exist only on Vertex AI, and what to do instead on the Gemini Developer API.
-_VERTEX_ONLY = {
-    "project": "the Developer API bills the project of the API key",
-    "location": "the Developer API chooses where batches run",
-    "output": "answers come back from the service; write them on with out.to_gbq(...) or "
-              "out.to_parquet(...)",
-    "labels": "the Developer API has no labels (pdbatch keeps its own in display names)",
-    "carry": "answers are joined back onto every row of the frame by its key",
-}
-
-
-def refuse_vertex_only(options: Options) -> None:
-    """Refuse, for ``service="gemini-api"``, an option that exists only on Vertex AI, naming
-    the Vertex alternative."""
-    given = options.flat()
-    for name, instead in _VERTEX_ONLY.items():
-        if given[name]:
-            raise InputError(f"{name}= is a Vertex AI option ({instead}); drop it, or pass "
-                             "service='vertex' to run on Vertex AI with it.")
-    if options.run.transport != "rest":
-        raise InputError("transport= is a Vertex AI option: the Gemini Developer API is "
-                         "reached over REST; drop it, or pass service='vertex'.")
-    if options.credentials is not None:
-        raise InputError("credentials= are for Vertex AI; the Gemini Developer API takes an "
-                         "API key (api_key= or GEMINI_API_KEY).")
-
-
-def check_locations(settings: config.Settings, family: families.Family, model: str,
-                     credentials, rows: int) -> None:
-    """Refuse staging or output locations the run cannot use, before anything is staged: a
-    table location for a family without table input, and (for a frame with rows) a bucket or
-    dataset that does not exist or, for a dataset, is in another region."""
-    if settings.service == config.GEMINI_API:
-        return  # staged through the service's own Files API
-    for name, uri in (("staging", settings.staging), ("output", settings.output_location)):
-        if name == "output" and uri == settings.staging:
-            continue
-        if storage.tabular(uri) and not family.table_input:
-            raise InputError(f"BigQuery staging and output support Gemini models in this "
-                             f"version; stage {model!r} on Cloud Storage (staging='gs://...').")
-        if rows:
-            storage.check(uri, name, settings.location, settings.project, credentials)
 
 
 def _fingerprint(options: Options, settings: config.Settings, family: families.Family,
@@ -207,14 +154,10 @@ def _fingerprint(options: Options, settings: config.Settings, family: families.F
         digest.update(data)
 
     header = {"version": _FINGERPRINT_VERSION, "pass": tag, "model": family.resource,
-              "frame": dataclasses.asdict(frame), "staging": settings.staging,
-              "output": settings.output_location, "project": settings.project,
-              "location": settings.location, "rows": n,
+              "frame": dataclasses.asdict(frame), "rows": n,
               "per_job": options.request.max_requests_per_job,
-              "carry": [f.name for f in rows.carried]}
-    if settings.service == config.GEMINI_API:  # the folder only keeps the record: the same
-        # call from another folder or machine finds its batches (by their display names)
-        header.update(service=settings.service, staging="", output="")
+              "carry": [f.name for f in rows.carried],
+              **service.kind(settings).fingerprint_place(settings)}
     add(json.dumps(header, sort_keys=True).encode())
     add(np.packbits(sending.send).tobytes())
     add_strings = _strings_adder(add)
@@ -317,15 +260,4 @@ def _file_plan(df, files, files_root, reasons, family: families.Family,
         raise InputError("files= is supported for Gemini models in this version.")
     roots = [files_root] if isinstance(files_root, (str, os.PathLike)) else files_root
     roots = [os.fspath(r) for r in roots or [os.getcwd()]]
-    if settings.service == config.GEMINI_API:  # uploaded through the Files API
-        return multimodal.plan(df, files, reasons, f"{settings.api_endpoint}/v1beta/files",
-                               roots, lambda uris: set(), name=multimodal.file_id,
-                               gs_uris=False)
-    hosts = [u for u in (settings.staging, settings.output_location) if storage.hosts_files(u)]
-    file_plan = multimodal.plan(df, files, reasons,
-                                storage.files_folder(hosts[0]) if hosts else "", roots,
-                                partial(storage.missing_files, credentials=credentials))
-    if file_plan.local and not hosts:
-        raise InputError("Local files and bytes are uploaded to Cloud Storage before the run: "
-                         "pass a gs:// staging or output location, or use gs:// URIs.")
-    return file_plan
+    return service.kind(settings).plan_files(df, files, reasons, roots, settings, credentials)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from .columns import SUCCESS
 from .costs import BATCH_DISCOUNT, PRICES, PRICES_DATE, usd
-from .families.lines import TOKEN_FIELDS
+from .tasks.generate import TOKEN_FIELDS
 
 #: Row outcomes, in the order they are shown, by the status they start with.
 OUTCOMES = {"answered": SUCCESS, "invalid": "invalid: ", "skipped": "skipped: ",

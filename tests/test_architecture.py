@@ -153,6 +153,27 @@ def test_family_differences_are_flags_not_name_checks():
     assert found == []
 
 
+_SERVICE_CHECK = re.compile(
+    r"""(==|!=|\bin)\s*\(?\s*(config\.)?(GEMINI_API|VERTEX|SERVICES)\b"""
+    r"""|\b(GEMINI_API|VERTEX)\s*(==|!=)"""
+    r"""|["'](vertex|gemini-api)["']\s*(==|!=|in\b)|(==|!=)\s*["'](vertex|gemini-api)["']"""
+    r"""|\.service\s*(==|!=)""")
+
+
+def test_the_service_check_finds_a_comparison_of_service_names():
+    for line in ('if settings.service == config.GEMINI_API:', 'if name != VERTEX:',
+                 'x = s.service == "gemini-api"', 'if GEMINI_API == s:', 'if s in (VERTEX,):'):
+        assert _SERVICE_CHECK.search(line), line
+    assert not _SERVICE_CHECK.search('batch = service.kind(settings)')
+
+
+def test_service_differences_are_asked_of_the_service_not_name_checks():
+    """Only ``service/`` and the settings module (``config.py``) look at a service's name."""
+    found = [f"{f}:{n}" for f, n, line in _source_lines(("service/", "config.py", "emulator/"))
+             if _SERVICE_CHECK.search(line)]
+    assert found == []
+
+
 def test_the_emulator_and_the_client_import_nothing_of_each_other():
     for name, tree in MODULES.items():
         emulator = name.startswith("pdbatch.emulator")

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch.columns import RESULT_COLUMNS
 from pdbatch.emulator.responder import echo_text
+from pdbatch.tasks.generate import GENERATE
+
+RESULT_COLUMNS = GENERATE.result_columns
 
 
 def _frame(n: int, seed: int = 7) -> pd.DataFrame:

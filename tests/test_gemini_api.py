@@ -309,6 +309,7 @@ def test_a_create_whose_answer_was_lost_is_found_not_made_twice(stack, genai_cli
     from pdbatch import config
     from pdbatch.families.gemini import PARSER
     from pdbatch.service import open_service
+    from pdbatch.storage import Destination
     from pdbatch.storage.files_api import FilesApiLocation
 
     settings = config.resolve(None, None, None, service="gemini-api")
@@ -320,7 +321,7 @@ def test_a_create_whose_answer_was_lost_is_found_not_made_twice(stack, genai_cli
     stack.service.api_faults.inject(503, 1, lost=True)
     name = open_service(settings).create(f"pdbatch-{run}-00000",
                                          "publishers/google/models/gemini-2.5-flash",
-                                         source, {}, labels)
+                                         source, Destination(), labels)
     made = [b for b in genai_client.batches.list() if "0" * 32 in (b.display_name or "")]
     assert [b.name for b in made] == [name]
 

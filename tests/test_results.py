@@ -14,6 +14,7 @@ from pdbatch.families import anthropic, gemini, openai
 from pdbatch.families.gemini import model_resource
 from pdbatch.families.lines import parse_output
 from pdbatch.join import ResultBuilder, parse_status
+from pdbatch.tasks.generate import GENERATE
 
 _files = itertools.count()
 
@@ -48,7 +49,7 @@ def test_duplicate_lines_resolve_to_the_success_then_the_latest_whatever_the_ord
     ]
     outcomes = set()
     for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]):
-        builder = ResultBuilder(2)
+        builder = ResultBuilder(2, GENERATE)
         builder.add_job("job-1", np.array([0, 1]), parse_lines([lines[i] for i in order], tmp_path))
         out = builder.join(pd.DataFrame(index=[7, 7]))
         outcomes.add(tuple(out["text"].fillna("-")) + tuple(out["error_message"].fillna("-")))
@@ -56,7 +57,7 @@ def test_duplicate_lines_resolve_to_the_success_then_the_latest_whatever_the_ord
 
 
 def test_rows_without_output_get_a_missing_status_and_stray_lines_are_ignored(tmp_path):
-    builder = ResultBuilder(4)
+    builder = ResultBuilder(4, GENERATE)
     builder.skip(np.array([3]), np.array(["column 'p' is null"], dtype=object))
     builder.add_job("job-9", np.array([0, 1, 2]),
                     parse_lines([_line(1, text="b"), _line(17, text="stray"),
@@ -103,7 +104,7 @@ def test_row_keys_come_back_as_numbers_or_as_text_and_no_row_is_lost(family, tmp
 
 
 def test_no_output_lines_at_all_leave_every_row_missing(tmp_path):
-    builder = ResultBuilder(2)
+    builder = ResultBuilder(2, GENERATE)
     builder.add_job("job-0", np.array([0, 1]), parse_lines([], tmp_path))
     out = builder.join(pd.DataFrame(index=[0, 1]))
     assert out["status"].str.startswith("missing: job job-0").all()

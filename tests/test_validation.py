@@ -199,7 +199,7 @@ def test_the_project_of_application_default_credentials_is_used_when_none_is_giv
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "key.json"))
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
     run = FRAME.gemini.submit(prompt_col="title", staging=staging, progress=False)
-    assert run.manifest["project"] == "adc-project-1"
+    assert run.manifest.project == "adc-project-1"
     assert run.jobs[0].startswith("projects/adc-project-1/locations/")
     assert run.wait().state == "succeeded"
 

@@ -35,7 +35,8 @@ from urllib.parse import parse_qs, quote
 from .gemini_batches import EXPIRE_AFTER_SECONDS, MAX_INLINE_BYTES, GeminiBatches
 from .gemini_files import MAX_FILE_BYTES, FileStore
 from .responder import count_tokens
-from .service import BatchService, ServiceError
+from .rest import ServiceError
+from .service import BatchService
 
 _PREFIXES = ("/v1beta/", "/upload/v1beta/", "/download/v1beta/")
 _FILE = re.compile(r"^/(?:download/)?v1beta/files/(?P<id>[a-z0-9-]+)(?P<download>:download)?$")

@@ -8,7 +8,9 @@ PENDING -> RUNNING -> SUCCEEDED, or FAILED / CANCELLED / EXPIRED. A file input's
 to a generated file ``files/batch-<id>`` (lines ``{"response" | "error", "key"}``), inline
 requests' to ``inlinedResponses`` (``{"response" | "error"}``: the real service drops the
 requests' ``metadata``; with ``inline_metadata`` it is kept, as the API reference documents),
-both shuffled in windows as on the Vertex side.
+both shuffled in windows as on the Vertex side. This module keeps the batches and moves them
+through their states; ``gemini_validation.py`` checks a create body, ``gemini_answers.py``
+answers a batch's requests.
 """
 
 from __future__ import annotations
@@ -16,21 +18,16 @@ from __future__ import annotations
 import copy
 import os
 import random
-import re
 import string
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import orjson
-
-from . import filerefs, runner
-from .families import camel, family_of
-from .faults import ROW_ERRORS, FaultError, JobFaults
-from .gemini_files import FileStore, missing_file
-from .service import BatchService, ServiceError, page_of, rfc3339
+from .faults import JobFaults
+from .gemini_answers import BatchAnswers
+from .gemini_files import FileStore
+from .gemini_validation import BatchValidation
+from .rest import ServiceError, invalid_argument, page_of, rfc3339
+from .service import BatchService
 from .state import JobStore
 
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
@@ -46,25 +43,10 @@ TERMINAL = frozenset({"BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STAT
 #: Model aliases of the Developer API, served beside the ``gemini-*`` names of the shared list.
 MODEL_ALIASES = frozenset({"gemini-flash-latest", "gemini-flash-lite-latest",
                            "gemini-pro-latest"})
-#: GenerateContentBatch's fields (https://ai.google.dev/api/batch-api); output-only ones in a
-#: create body are ignored, others refused.
-_BATCH_FIELDS = frozenset({"model", "name", "displayName", "inputConfig", "output",
-                           "createTime", "endTime", "updateTime", "batchStats", "state",
-                           "priority", "webhookConfig"})
-_FAULT = re.compile(r"(emulator-[a-z]+(?:-[a-z]+)*)=([A-Za-z0-9_-]+)")
 _ID_CHARS = string.ascii_lowercase + string.digits
-_GEMINI = family_of("publishers/google/models/gemini-2.5-flash")
 
 
-def _status(code: int, message: str, status: str) -> dict:
-    return {"code": code, "message": message, "status": status}
-
-
-def _bad(message: str) -> ServiceError:
-    return ServiceError(400, "INVALID_ARGUMENT", message)
-
-
-class GeminiBatches:
+class GeminiBatches(BatchValidation, BatchAnswers):
     """The batches of one emulator's Developer API surface.
 
     ``vertex`` lends its ``timing``, ``responder``, ``models`` (the ``gemini-*`` ones, plus
@@ -101,7 +83,8 @@ class GeminiBatches:
         """``POST models/{model}:batchGenerateContent``: the new batch's Operation;
         ``base_url`` is the emulator's as the caller reached it (its Files API URIs)."""
         if size > self.max_inline_bytes:
-            raise _bad(f"Request payload size exceeds the limit: {self.max_inline_bytes} bytes.")
+            raise invalid_argument(
+                f"Request payload size exceeds the limit: {self.max_inline_bytes} bytes.")
         if model not in self.models():
             raise ServiceError(404, "NOT_FOUND", f"models/{model} is not found for API version "
                                "v1beta, or is not supported for batchGenerateContent. Call "
@@ -156,53 +139,6 @@ class GeminiBatches:
         """Stop running batches where they are, as if the process died."""
         self._closed.set()
 
-    # ----------------------------------------------------------------- validation
-    def _validated(self, body: dict) -> tuple[dict, dict]:
-        """The new record from a create body, and the batch's own fault labels."""
-        batch = body.get("batch") if isinstance(body, dict) else None
-        if not isinstance(batch, dict):
-            raise _bad("Required field batch is not set.")
-        batch = {camel(k): v for k, v in batch.items()}
-        unknown = sorted(set(batch) - _BATCH_FIELDS)
-        if unknown:
-            raise _bad(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at '
-                       "'batch': Cannot find field.")
-        display = batch.get("displayName")
-        if not isinstance(display, str) or not display:
-            raise _bad("batch.display_name is required.")
-        own = dict(_FAULT.findall(display))
-        try:
-            JobFaults.from_labels(own)
-        except FaultError as exc:
-            raise _bad(str(exc)) from None
-        config = {camel(k): v for k, v in (batch.get("inputConfig") or {}).items()} \
-            if isinstance(batch.get("inputConfig"), dict) else {}
-        record: dict = {"displayName": display}
-        if batch.get("priority") not in (None, 0, "0"):
-            record["priority"] = str(int(batch["priority"]))
-        if bool(config.get("fileName")) == bool(config.get("requests")):
-            raise _bad("batch.input_config needs exactly one of file_name and requests.")
-        if config.get("fileName"):
-            name = str(config["fileName"])
-            if not self.files.exists(name):
-                raise missing_file(name.removeprefix("files/"))
-            if self.files.state(name) == "PROCESSING":
-                raise ServiceError(400, "FAILED_PRECONDITION", filerefs.not_active(name))
-            total = _count_lines(self.files.path(name))
-            if not total:
-                raise _bad(f"The input file {name} has no requests.")
-            record.update(inputConfig={"fileName": name}, _total=total)
-        else:
-            requests = (config["requests"] or {}).get("requests") \
-                if isinstance(config["requests"], dict) else None
-            if not isinstance(requests, list) or not requests or not all(
-                    isinstance(r, dict) and isinstance(r.get("request"), dict)
-                    for r in requests):
-                raise _bad("batch.input_config.requests.requests must be a non-empty list of "
-                           "{request, metadata} objects.")
-            record.update(_requests=requests, _total=len(requests))
-        return record, own
-
     # ----------------------------------------------------------------- execution
     def _start(self, name: str) -> None:
         threading.Thread(target=self._run, args=(name,), daemon=True).start()
@@ -252,51 +188,6 @@ class GeminiBatches:
         else:
             output = {"inlinedResponses": {"inlinedResponses": output}}
         self._finish(name, "BATCH_STATE_SUCCEEDED", batchStats=stats, output=output)
-
-    def _answer(self, name: str, record: dict, faults: JobFaults):
-        """Answer every request: ``(output, (succeeded, failed), complete)`` with output the
-        responses file's path (file input) or the inlined responses; None when the batch was
-        cancelled, deleted, expired or the emulator stopped meanwhile."""
-        rng = random.Random(name)
-        responder = self.vertex.responder or _GEMINI.respond
-        inline = "_requests" in record
-        total = record["_total"]
-        halt_at = max(1, total // 2) if faults.fault == "fail-partway" else None
-        counts = [0, 0]
-        results: list = []
-        spool = None if inline else tempfile.NamedTemporaryFile(
-            dir=self.files.folder, prefix="responses-", delete=False)
-        window: list = []
-        files = filerefs.DeveloperFiles(self.files.state, record.get("_base", ""))
-        keep = bool(record.get("_inlineMetadata"))
-        try:
-            items = iter(record["_requests"]) if inline else \
-                _file_lines(self.files.path(record["inputConfig"]["fileName"]))
-            for item in items:
-                answer = _respond(item, inline, faults, rng, responder, files, keep)
-                counts[0 if "response" in answer else 1] += 1
-                window.append(answer if inline else orjson.dumps(answer) + b"\n")
-                done = sum(counts)
-                if len(window) >= runner.WINDOW or done == total or done == halt_at:
-                    runner.shuffle(rng, window)
-                    if inline:
-                        results += window
-                    else:
-                        spool.writelines(window)
-                    window = []
-                    if not self._progress(name, total, counts):
-                        return None
-                if done == halt_at:
-                    return results, tuple(counts), False
-            if spool is not None:
-                spool.close()
-                results = Path(spool.name)
-                spool = None
-            return results, tuple(counts), True
-        finally:
-            if spool is not None:
-                spool.close()
-                os.unlink(spool.name)
 
     # ----------------------------------------------------------------- state
     def _record(self, name: str) -> dict:
@@ -392,49 +283,3 @@ def _stats(total: int, succeeded: int, failed: int) -> dict:
     counts = {"requestCount": total, "successfulRequestCount": succeeded,
               "failedRequestCount": failed, "pendingRequestCount": total - succeeded - failed}
     return {key: str(value) for key, value in counts.items() if value}
-
-
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as source:
-        return sum(1 for line in source if line.strip())
-
-
-def _file_lines(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        yield from (line for line in source if line.strip())
-
-
-def _respond(item, inline: bool, faults: JobFaults, rng: random.Random, responder,
-             files: filerefs.Check | None = None, metadata: bool = False) -> dict:
-    """One request's output: ``{"response" | "error"}`` for an inline request (and its
-    ``metadata`` if ``metadata``), ``{"response" | "error", "key"}`` for a line of a file (a
-    line that is not a JSON object with a ``request`` object gets an ``error`` [I]; so does a
-    request whose ``files`` cannot be read)."""
-    if inline:
-        line, tail = item, ({"metadata": item["metadata"]} if metadata and "metadata" in item
-                            else {})
-    else:
-        try:
-            line = orjson.loads(item)
-        except orjson.JSONDecodeError:
-            return {"error": _status(400, "Invalid JSON payload received. The line is not "
-                                     "valid JSON.", "INVALID_ARGUMENT")}
-        tail = {"key": line["key"]} if isinstance(line, dict) and "key" in line else {}
-        if not isinstance(line, dict) or not isinstance(line.get("request"), dict):
-            return {"error": _status(400, "Invalid JSON payload received. Each line needs a "
-                                     "'request' object.", "INVALID_ARGUMENT"), **tail}
-    request = line["request"]
-    kind, detail = runner.decide(request, _GEMINI, faults, rng, files)
-    if kind == "refuse":
-        return {"error": _status(400, detail, "INVALID_ARGUMENT"), **tail}
-    if kind == "unreadable" and isinstance(detail, filerefs.FileProblem):
-        return {"error": detail.error(), **tail}
-    if kind == "fail":
-        _, status, message = ROW_ERRORS[detail]
-        return {"error": _status(detail, message, status), **tail}
-    if kind == "block":
-        return {"response": detail, **tail}
-    try:
-        return {"response": responder(request), **tail}
-    except Exception as exc:  # a row-level failure, as on the Vertex side
-        return {"error": _status(500, str(exc), "INTERNAL"), **tail}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .families import camel
-from .service import ServiceError, page_of, rfc3339
+from .rest import ServiceError, page_of, rfc3339
 from .state import JobStore
 
 #: The Files API's limit per file (https://ai.google.dev/gemini-api/docs/files: 2 GB).

@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 from .faults import FaultError
 from .gemini_api import GeminiApi, Reply
 from .responder import count_tokens
-from .service import JOB_STATES, BatchService, ServiceError
+from .rest import ServiceError
+from .service import JOB_STATES, BatchService
 
 #: Admin route: ``POST {"code": 429, "count": 3}`` makes the next 3 API calls answer 429;
 #: with ``"lost": true`` the calls are carried out and only their answers are lost.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from ..errors import InputError
+from ..tasks import Task
 from . import anthropic, gemini, openai
 from .lines import Frame, Parser
 
@@ -33,6 +34,11 @@ class Family:
     safety_settings: bool = False
     table_input: bool = False  # BigQuery input and output tables
     count_tokens: bool = False  # the countTokens API prices its requests (publisher models)
+
+    @property
+    def task(self) -> Task:
+        """What its rows become and what comes back."""
+        return self.parser.task
 
     def frame(self, system_instruction: str | None = None,
               generation_config: Mapping | None = None, safety_settings: list | None = None,

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import orjson
 
 from ..identifiers import whole
+from ..tasks.generate import GENERATE
 from .lines import Frame, Parser, custom_id_frame, translated_config
 
 ANTHROPIC_VERSION = "vertex-2023-10-16"
@@ -51,12 +52,15 @@ PARSER = Parser(
                    "usage STRUCT(input_tokens BIGINT, output_tokens BIGINT, "
                    "cache_read_input_tokens BIGINT))"),
     answer=", list_filter(r.content, lambda b: b.type = 'text' AND b.text IS NOT NULL) AS blocks",
-    text=("CASE WHEN len(blocks) > 0 THEN array_to_string(list_transform(blocks, "
-          "lambda b: b.text), '') END"),
-    finish_reason=("CASE r.stop_reason WHEN 'end_turn' THEN 'STOP' "
-                   "WHEN 'stop_sequence' THEN 'STOP' WHEN 'max_tokens' THEN 'MAX_TOKENS' "
-                   "WHEN 'refusal' THEN 'SAFETY' ELSE upper(r.stop_reason) END"),
-    prompt_tokens="r.usage.input_tokens",
-    output_tokens="r.usage.output_tokens",  # extended thinking included: not reported apart
-    cached_tokens="r.usage.cache_read_input_tokens",
+    task=GENERATE,
+    fields=GENERATE.expressions(
+        text=("CASE WHEN len(blocks) > 0 THEN array_to_string(list_transform(blocks, "
+              "lambda b: b.text), '') END"),
+        finish_reason=("CASE r.stop_reason WHEN 'end_turn' THEN 'STOP' "
+                       "WHEN 'stop_sequence' THEN 'STOP' WHEN 'max_tokens' THEN 'MAX_TOKENS' "
+                       "WHEN 'refusal' THEN 'SAFETY' ELSE upper(r.stop_reason) END"),
+        prompt_tokens="r.usage.input_tokens",
+        output_tokens="r.usage.output_tokens",  # extended thinking included: not reported apart
+        cached_tokens="r.usage.cache_read_input_tokens"
+    ),
 )

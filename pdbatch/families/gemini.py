@@ -12,6 +12,7 @@ import orjson
 
 from ..errors import InputError
 from ..identifiers import whole
+from ..tasks.generate import GENERATE
 from .lines import Frame, Parser, camel_key, snake_key
 
 #: The extra top-level field that carries a row's position; Vertex passes it through (spec §2.3).
@@ -130,13 +131,16 @@ PARSER = Parser(
     # The first candidate's text parts, thought parts left out.
     answer=(", list_filter(r.candidates[1].content.parts, lambda p: p.text IS NOT NULL "
             "AND NOT coalesce(p.thought, false)) AS parts"),
-    text=("CASE WHEN len(parts) > 0 THEN array_to_string(list_transform(parts, "
-          "lambda p: p.text), '') END"),
-    # A prompt blocked before generation has no candidate, only promptFeedback.
-    finish_reason=("CASE WHEN len(r.candidates) > 0 THEN r.candidates[1].finishReason "
-                   "ELSE r.promptFeedback.blockReason END"),
-    prompt_tokens="r.usageMetadata.promptTokenCount",
-    output_tokens="r.usageMetadata.candidatesTokenCount",
-    thought_tokens="r.usageMetadata.thoughtsTokenCount",
-    cached_tokens="r.usageMetadata.cachedContentTokenCount",
+    task=GENERATE,
+    fields=GENERATE.expressions(
+        text=("CASE WHEN len(parts) > 0 THEN array_to_string(list_transform(parts, "
+              "lambda p: p.text), '') END"),
+        # A prompt blocked before generation has no candidate, only promptFeedback.
+        finish_reason=("CASE WHEN len(r.candidates) > 0 THEN r.candidates[1].finishReason "
+                       "ELSE r.promptFeedback.blockReason END"),
+        prompt_tokens="r.usageMetadata.promptTokenCount",
+        output_tokens="r.usageMetadata.candidatesTokenCount",
+        thought_tokens="r.usageMetadata.thoughtsTokenCount",
+        cached_tokens="r.usageMetadata.cachedContentTokenCount"
+    ),
 )

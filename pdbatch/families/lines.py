@@ -1,18 +1,15 @@
 """What every model family shares: request lines built by DuckDB from a family's ``Frame``,
-and output lines parsed by DuckDB into the result columns with a family's ``Parser``."""
+and output lines parsed by DuckDB into its task's fields with a family's ``Parser``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-#: The columns ``parse_output`` and ``parse_rows`` return, in order.
-PARSED_FIELDS = ("key", "status", "processed_time", "text", "finish_reason", "prompt_tokens",
-                 "output_tokens", "thought_tokens", "cached_tokens", "response")
-#: The parsed fields that are token counts (BIGINT).
-TOKEN_FIELDS = ("prompt_tokens", "output_tokens", "thought_tokens", "cached_tokens")
+from ..tasks import Task
 
 
 @dataclass(frozen=True)
@@ -68,27 +65,37 @@ def min_line_sizes(prompt_bytes: np.ndarray, frame: Frame) -> np.ndarray:
     return prompt_bytes + fixed
 
 
+def string_bytes(chunk: pa.Array) -> memoryview:
+    """The concatenated values of an Arrow string array, without copying."""
+    if len(chunk) == 0:
+        return memoryview(b"")
+    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset:]
+    return memoryview(chunk.buffers()[2])[offsets[0]:offsets[len(chunk)]]
+
+
 @dataclass(frozen=True)
 class Parser:
-    """How a family's output lines become the result columns (SQL over DuckDB).
+    """How a family's output lines become its task's fields (SQL over DuckDB).
 
     ``key`` is the top-level field holding the row number and ``key_type`` how to read it;
     ``response_type`` the typed part of a response (bound to ``r``); ``answer`` extra columns
-    computed from ``r``; the rest are expressions for the result columns.
+    computed from ``r``; ``fields`` the SQL of each of the ``task``'s fields
+    (``Task.expressions``).
     """
 
     key: str
     key_type: str
     key_expr: str
     response_type: str
-    text: str
-    finish_reason: str
-    prompt_tokens: str
-    output_tokens: str
-    thought_tokens: str = "NULL::BIGINT"  # thinking tokens, when reported apart
-    cached_tokens: str = "NULL::BIGINT"  # prompt tokens read from a context cache
+    task: Task
+    fields: Mapping[str, str]
     answer: str = ""
     thoughts_in_output: bool = False  # whether output_tokens already counts thinking tokens
+
+    def empty(self, response: bool = True) -> pa.Table:
+        """The parsed table of a job with no output lines."""
+        return self.task.empty_output(response)
 
 
 _PARSE = """
@@ -100,26 +107,17 @@ WITH line AS ({lines}), typed AS (
 SELECT key,
        coalesce(status, '') AS status,
        coalesce(processed_time, '') AS processed_time,
-       {text} AS text,
-       {finish_reason} AS finish_reason,
-       {prompt_tokens} AS prompt_tokens,
-       {output_tokens} AS output_tokens,
-       {thought_tokens} AS thought_tokens,
-       {cached_tokens} AS cached_tokens{response}
+       {fields}{response}
 FROM answer
 ORDER BY key
 """
 
 
 def _sql(parser: Parser, lines: str, response: bool) -> str:
+    fields = ",\n       ".join(f"{sql} AS {name}" for name, sql in parser.fields.items())
     sql = _PARSE
     for name, value in (("lines", lines), ("response_type", parser.response_type),
-                        ("answer", parser.answer), ("text", parser.text),
-                        ("finish_reason", parser.finish_reason),
-                        ("prompt_tokens", parser.prompt_tokens),
-                        ("output_tokens", parser.output_tokens),
-                        ("thought_tokens", parser.thought_tokens),
-                        ("cached_tokens", parser.cached_tokens),
+                        ("answer", parser.answer), ("fields", fields),
                         ("response", ", response::VARCHAR AS response" if response else "")):
         sql = sql.replace("{" + name + "}", value)
     return sql
@@ -127,13 +125,14 @@ def _sql(parser: Parser, lines: str, response: bool) -> str:
 
 def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -> pa.Table:
     """The kept fields of every line of the output files at local ``paths``, as the columns
-    ``PARSED_FIELDS`` (without ``response`` when ``response`` is false), sorted by key.
+    of the task's ``parsed_fields`` (without ``response`` when ``response`` is false), sorted
+    by key.
 
     ``response`` is the raw JSON text. ``key`` is null for a line without an integer row key,
     and a line that is not JSON becomes a row of nulls; lines over 64 MiB are skipped.
     """
     if not paths:
-        return empty_output(response)
+        return parser.empty(response)
     key = parser.key_expr.replace("{key}", parser.key)
     lines = (f"SELECT {key} AS key, status, processed_time, response "
              "FROM read_ndjson($paths, ignore_errors = true, maximum_object_size = 67108864, "
@@ -153,13 +152,6 @@ def parse_rows(con, parser: Parser, rows: pa.Table, response: bool = True) -> pa
         return con.sql(_sql(parser, lines, response)).to_arrow_table()
     finally:
         con.unregister("pdbatch_answers")
-
-
-def empty_output(response: bool = True) -> pa.Table:
-    """The parsed table of a job with no output lines."""
-    return pa.table({name: pa.array([], pa.int64() if name == "key" or name in TOKEN_FIELDS
-                                     else pa.string())
-                     for name in PARSED_FIELDS if response or name != "response"})
 
 
 def custom_id_frame(envelope: str, messages_before: str, close: str) -> Frame:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import orjson
 
 from ..identifiers import whole
+from ..tasks.generate import GENERATE
 from .lines import Frame, Parser, custom_id_frame, translated_config
 
 #: Short-name prefixes of MaaS models and their publishers.
@@ -63,13 +64,16 @@ PARSER = Parser(
                    "completion_tokens BIGINT, completion_tokens_details STRUCT("
                    "reasoning_tokens BIGINT), prompt_tokens_details STRUCT("
                    "cached_tokens BIGINT)))"),
-    text="r.choices[1].message.content",
-    finish_reason=("CASE r.choices[1].finish_reason WHEN 'stop' THEN 'STOP' "
-                   "WHEN 'length' THEN 'MAX_TOKENS' WHEN 'content_filter' THEN 'SAFETY' "
-                   "ELSE upper(r.choices[1].finish_reason) END"),
-    prompt_tokens="r.usage.prompt_tokens",
-    output_tokens="r.usage.completion_tokens",
-    thought_tokens="r.usage.completion_tokens_details.reasoning_tokens",
-    cached_tokens="r.usage.prompt_tokens_details.cached_tokens",
     thoughts_in_output=True,  # completion_tokens includes reasoning_tokens
+    task=GENERATE,
+    fields=GENERATE.expressions(
+        text="r.choices[1].message.content",
+        finish_reason=("CASE r.choices[1].finish_reason WHEN 'stop' THEN 'STOP' "
+                       "WHEN 'length' THEN 'MAX_TOKENS' WHEN 'content_filter' THEN 'SAFETY' "
+                       "ELSE upper(r.choices[1].finish_reason) END"),
+        prompt_tokens="r.usage.prompt_tokens",
+        output_tokens="r.usage.completion_tokens",
+        thought_tokens="r.usage.completion_tokens_details.reasoning_tokens",
+        cached_tokens="r.usage.prompt_tokens_details.cached_tokens"
+    ),
 )

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
-from .. import config, families, service, storage
+from .. import config, families, service
 from ..errors import InputError, ServiceError
 from ..options import Options
 from ..progress import bar as progress_bar
 from ..service import BatchService, JobInfo
 from ..usage import Usage, usage_of
 from .jobs import output_lines
-from .manifest import RUN_LABEL
+from .manifest import RUN_LABEL, Manifest
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -118,7 +118,7 @@ class BatchRun:
     ``run.cancel()`` cancels what still runs. ``run.id`` re-attaches it anywhere:
     ``pdbatch.attach(run.id, staging=...)``."""
 
-    def __init__(self, manifest: dict, settings: config.Settings, options: Options,
+    def __init__(self, manifest: Manifest, settings: config.Settings, options: Options,
                  driver: Driver, batch: BatchService | None = None):
         self.manifest, self.settings, self.options = manifest, settings, options
         self._driver = driver
@@ -131,12 +131,12 @@ class BatchRun:
     def id(self) -> str:
         """The run id (``run-YYYYMMDD-HHMMSS-xxxxxx``): ``pdbatch.attach(run.id, staging=...)``
         picks the run up in another process."""
-        return self.manifest["run"]
+        return self.manifest.run
 
     @property
     def jobs(self) -> list[str]:
         """The resource names of the run's jobs."""
-        return [job["name"] for job in self.manifest["jobs"]]
+        return self.manifest.job_names
 
     def service(self) -> BatchService:
         """The batch service the run's jobs are in."""
@@ -172,7 +172,7 @@ class BatchRun:
             self._last = summarise(infos, self._counts())
             if not shown:
                 shown.append(bar if bar is not None and progress else progress_bar(
-                    self.manifest["requests"], self.id, progress))
+                    self.manifest.requests, self.id, progress))
             shown[0].update(self._last.done - shown[0].n)
             finished = sum(info.done for info in infos)
             shown[0].set_postfix_str(f"{finished}/{len(infos)} jobs done, {self._last.state}")
@@ -186,7 +186,7 @@ class BatchRun:
             raise ServiceError(f"{err} The jobs of {self.id} go on without us: re-run the same "
                                f"call to pick them up, or {self.attach_call}.") from err
         except KeyboardInterrupt:
-            where = config.SERVICE_NAMES[self.settings.service]
+            where = service.kind(self.settings).title
             if cancel_on_interrupt:
                 self.cancel()
                 log.warning("Interrupted: asked %s to cancel the jobs of %s.", where, self.id)
@@ -202,10 +202,7 @@ class BatchRun:
     @property
     def attach_call(self) -> str:
         """The call that picks this run up in another process."""
-        if self.settings.service == config.GEMINI_API:
-            return (f"pdbatch.attach({self.id!r}, service='gemini-api', "
-                    f"staging={storage.local_path(self.settings.staging)!r})")
-        return f"pdbatch.attach({self.id!r}, staging={self.settings.staging!r})"
+        return service.kind(self.settings).attach_call(self.id, self.settings)
 
     def cancel(self) -> None:
         """Ask the service to cancel every job that has not ended (answers written so far
@@ -242,26 +239,26 @@ class BatchRun:
         column = frame[self.options.result.result_prefix + "status"]
         if hasattr(column, "__dask_graph__"):
             column = column.compute()
-        lines = output_lines(self.id, self.settings, self.options, self.manifest["jobs"],
+        lines = output_lines(self.id, self.settings, self.options, self.manifest.jobs,
                              status.jobs, self.options.credentials)
-        estimate = (self.manifest.get("estimate") or {}).get("cost")
+        estimate = (self.manifest.estimate or {}).get("cost")
         family = families.resolve(self.options.request.model)
-        self._usage = usage_of(column, lines, self.id, self.manifest["model"], estimate, prices,
+        self._usage = usage_of(column, lines, self.id, self.manifest.model, estimate, prices,
                                family.parser.thoughts_in_output)
         return self._usage
 
     def _counts(self) -> list[int]:
-        return [job["count"] for job in self.manifest["jobs"]]
+        return self.manifest.counts
 
     # ------------------------------------------------------------------ display
     def _described(self) -> str:
         if self._last is None:
-            return f"submitted, {self.manifest['requests']:,} requests"
+            return f"submitted, {self.manifest.requests:,} requests"
         return self._last.summary
 
     def _elapsed(self) -> str:
         """How long since the run was made: frozen at its last job's end once it ended."""
-        created = datetime.fromisoformat(self.manifest["created"])
+        created = datetime.fromisoformat(self.manifest.created)
         infos = self._last.jobs if self._last else []
         ended = self._last is not None and self._last.finished and infos \
             and all(info.end_time for info in infos)
@@ -272,12 +269,12 @@ class BatchRun:
         return f"took {took}" if ended else f"{took} since submit"
 
     def __repr__(self) -> str:
-        return (f"<BatchRun {self.id} {self.manifest['model']}, {self._described()}, "
+        return (f"<BatchRun {self.id} {self.manifest.model}, {self._described()}, "
                 f"{self._elapsed()}>")
 
     def _repr_html_(self) -> str:
         return (f"<div><b>BatchRun</b> <code>{html.escape(self.id)}</code> · "
-                f"{html.escape(self.manifest['model'])} · {html.escape(self._elapsed())}<br>"
+                f"{html.escape(self.manifest.model)} · {html.escape(self._elapsed())}<br>"
                 f"{html.escape(self._described())}"
                 f"{_jobs_table(self._last.jobs if self._last else [], self.jobs)}"
                 f"{self._usage._repr_html_() if self._usage else ''}</div>")

@@ -15,13 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import config, engine, families, service, storage
+from .. import engine, families, service, storage
 from ..errors import InputError
-from ..families.lines import empty_output
 from ..service import BatchService, JobInfo
-from ..storage import Location, RunStore
-from ..storage.files_api import FilesApiLocation
-from .manifest import FINGERPRINT_LABEL, RUN_LABEL, read
+from ..storage import Destination, Location, RunStore, Staged
+from .manifest import FINGERPRINT_LABEL, RUN_LABEL, JobEntry, Manifest
 
 #: Seconds after which an unfinished manifest no process has saved counts as abandoned
 #: (compared with this machine's clock).
@@ -32,28 +30,28 @@ log = logging.getLogger(__name__)
 
 
 def find_run(store: RunStore, fingerprint: str, batch: BatchService,
-             rebuild: Callable[[str, list[JobInfo]], dict]) -> dict | None:
+             rebuild: Callable[[str, list[JobInfo]], Manifest]) -> Manifest | None:
     """The manifest of the run this call (by its fingerprint) already made, if any.
 
     When the index names no run but jobs carry the fingerprint's label, the newest of their
     runs is indexed again; its manifest, when it is gone too, is rebuilt from its jobs by the
     driver (``rebuild(run_id, jobs)``). Nothing is created twice."""
     run_id = store.find(fingerprint)
-    manifest = store.load(run_id) if run_id else None
+    manifest = _load(store, run_id) if run_id else None
     if manifest is not None:
-        if (manifest["run"], manifest["fingerprint"]) != (run_id, fingerprint):
+        if (manifest.run, manifest.fingerprint) != (run_id, fingerprint):
             raise InputError(f"The run index of this call in {store} names {run_id}, whose "
                              "manifest is another run's or another call's. Remove the index, "
                              "or pass force=True.")
         log.info("re-attaching to %s, made by the same call (force=True starts afresh)",
                  run_id)
-        return read(manifest)
+        return manifest
     labelled = [job for job in batch.labelled(FINGERPRINT_LABEL, fingerprint)
                 if storage.is_run_id(job.labels.get(RUN_LABEL))]
     if not labelled:
         return None
     run_id = max(job.labels[RUN_LABEL] for job in labelled)
-    manifest = store.load(run_id)
+    manifest = _load(store, run_id)
     if manifest is None:
         jobs = [job for job in labelled if job.labels[RUN_LABEL] == run_id]
         manifest = rebuild(run_id, jobs)
@@ -62,58 +60,64 @@ def find_run(store: RunStore, fingerprint: str, batch: BatchService,
                     len(jobs))
     store.link(fingerprint, run_id)
     log.info("re-attaching to %s, found by its jobs' labels", run_id)
-    return read(manifest)
+    return manifest
 
 
-def record_run(store: RunStore, manifest: dict, force: bool = False) -> tuple[dict, bool]:
+def _load(store: RunStore, run_id: str) -> Manifest | None:
+    stored = store.load(run_id)
+    return None if stored is None else Manifest.read(stored)
+
+
+def record_run(store: RunStore, manifest: Manifest, force: bool = False
+               ) -> tuple[Manifest, bool]:
     """Save a new run's manifest and claim its fingerprint: ``(manifest, True)`` when this
     run owns it now; ``(the owner's manifest, False)`` when another process made the same call
     at the same moment and claimed it first (this run's manifest is removed again).
     ``force``: this run takes the fingerprint whatever owned it."""
     save(store, manifest)
     if force:
-        store.link(manifest["fingerprint"], manifest["run"])
+        store.link(manifest.fingerprint, manifest.run)
         return manifest, True
-    owner = store.claim(manifest["fingerprint"], manifest["run"])
-    if owner == manifest["run"]:
+    owner = store.claim(manifest.fingerprint, manifest.run)
+    if owner == manifest.run:
         return manifest, True
-    found = store.load(owner)
+    found = _load(store, owner)
     if found is None:  # the owner's manifest was removed (it is saved before its claim)
         log.warning("the index of this call named %s, whose manifest is gone: this run takes "
                     "its place", owner)
-        store.link(manifest["fingerprint"], manifest["run"])
+        store.link(manifest.fingerprint, manifest.run)
         return manifest, True
-    store.delete(manifest["run"])
+    store.delete(manifest.run)
     log.info("another process made the same call at the same moment: re-attaching to %s",
              owner)
-    return read(found), False
+    return found, False
 
 
-def await_submission(store: RunStore, manifest: dict) -> dict:
+def await_submission(store: RunStore, manifest: Manifest) -> Manifest:
     """Wait while another process creates the run's jobs (its manifest is not ``submitted``
     and was updated in the last ``STALE_AFTER`` seconds); the manifest then. A manifest left
     unfinished longer than that was left by a process that stopped: the caller takes over."""
     delay = 0.5
-    while not manifest["submitted"]:
-        updated = datetime.fromisoformat(manifest.get("updated") or manifest["created"])
+    while not manifest.submitted:
+        updated = datetime.fromisoformat(manifest.updated or manifest.created)
         if (datetime.now(timezone.utc) - updated).total_seconds() > STALE_AFTER:
-            log.info("%s was left unfinished: creating its other jobs", manifest["run"])
+            log.info("%s was left unfinished: creating its other jobs", manifest.run)
             return manifest
         time.sleep(delay)
         delay = min(delay * 1.5, 5.0)
-        manifest = read(store.load(manifest["run"]) or manifest)
+        manifest = _load(store, manifest.run) or manifest
     return manifest
 
 
-def save(store: RunStore, manifest: dict) -> None:
+def save(store: RunStore, manifest: Manifest) -> None:
     """Save the manifest, stamped with the time (``await_submission`` reads it)."""
     with _SAVING:
-        manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        store.save(manifest)
+        manifest.updated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        store.save(manifest.to_json())
 
 
 @contextmanager
-def kept_alive(store: RunStore, manifest: dict) -> Iterator[None]:
+def kept_alive(store: RunStore, manifest: Manifest) -> Iterator[None]:
     """While the body creates a run's jobs, save its manifest every ``STALE_AFTER / 3``
     seconds, so that processes waiting for it (``await_submission``) see that this one is
     alive while it stages, uploads or waits under ``max_concurrent_jobs``."""
@@ -137,21 +141,22 @@ def display_name(run_id: str, number: int) -> str:
     return f"pdbatch-{run_id}-{number:05d}"
 
 
-def create_job(batch: BatchService, store: RunStore, manifest: dict, number: int,
-               resource: str, stage: Callable[[], dict], output_config: dict, resumed: bool,
+def create_job(batch: BatchService, store: RunStore, manifest: Manifest, number: int,
+               resource: str, stage: Callable[[], Staged], destination: Destination,
+               resumed: bool,
                cap: int | None, **entry) -> None:
     """Create job ``number`` of a run and record it in the manifest at once. ``stage()`` stages
     its input and gives the input config; it is not called when ``resumed`` and an earlier
     attempt created the job (found by display name). With ``cap``, first wait until fewer
     than that many of the run's jobs are unfinished."""
     if cap:
-        service.wait(batch, [job["name"] for job in manifest["jobs"]], running_at_most=cap - 1,
-                     label=(RUN_LABEL, manifest["run"]))
-    display = display_name(manifest["run"], number)
-    name = (resumed and batch.find(display, manifest["run"])) or batch.create(
-        display, resource, stage(), output_config, manifest["labels"])
+        service.wait(batch, manifest.job_names, running_at_most=cap - 1,
+                     label=(RUN_LABEL, manifest.run))
+    display = display_name(manifest.run, number)
+    name = (resumed and batch.find(display, manifest.run)) or batch.create(
+        display, resource, stage(), destination, manifest.labels)
     with _SAVING:
-        manifest["jobs"].append({"number": number, "name": name, **entry})
+        manifest.jobs.append(JobEntry(number, name, **entry))
     save(store, manifest)
 
 
@@ -166,45 +171,35 @@ def check_jobs(run_id: str, infos: list[JobInfo]) -> None:
                              "jobs' labels, or pass force=True to start a new run.")
 
 
-def answers(outputs: Location, jobs: list[tuple[dict, JobInfo, np.ndarray]], response: bool
+def answers(outputs: Location, jobs: list[tuple[JobEntry, JobInfo, np.ndarray]], response: bool
             ) -> list[tuple[JobInfo, np.ndarray, pa.Table]]:
     """Each job's info, row positions and parsed output lines, for ``join.joined``."""
     con = engine.connect()
-    return [(info, positions, outputs.collect(con, job["number"], info.output_dir, response))
+    return [(info, positions, outputs.collect(con, job.number, info.output_dir, response))
             for job, info, positions in jobs]
 
 
-def output_lines(run_id: str, settings, options, jobs: list[dict], infos: list[JobInfo],
+def output_lines(run_id: str, settings, options, jobs: list[JobEntry], infos: list[JobInfo],
                  credentials=None) -> pa.Table:
-    """Every output line of a run's ended jobs, parsed (``families.lines.PARSED_FIELDS``),
+    """Every output line of a run's ended jobs, parsed (the task's ``parsed_fields``),
     with the ``job`` that wrote it; lines without a row key are left out."""
     family = families.resolve(options.request.model)
     _, outputs = open_locations(run_id, settings, family.parser, credentials)
     con = engine.connect()
     tables = []
     for job, info in zip(jobs, infos, strict=True):
-        table = outputs.collect(con, job["number"], info.output_dir, True)
+        table = outputs.collect(con, job.number, info.output_dir, True)
         tables.append(table.append_column("job", pa.array([info.name] * table.num_rows,
                                                           pa.large_string())))
     if not tables:
-        return empty_output().append_column("job", pa.array([], pa.large_string()))
+        return family.parser.empty().append_column("job", pa.array([], pa.large_string()))
     found = pa.concat_tables(tables)
     return found.filter(pc.is_valid(found.column("key")))
 
 
 def open_locations(run_id: str, settings, parser, credentials=None, labels=None,
                    carried=()) -> tuple[Location, Location]:
-    """Where a run's inputs are staged and where its jobs write (the same object when they are
-    the same place)."""
-    if settings.service == config.GEMINI_API:  # staged through the service itself
-        both = FilesApiLocation(run_id, parser, settings.api_endpoint, settings.api_key)
-        return both, both
-
-    def location(uri: str) -> Location:
-        return storage.open_location(uri, run_id, parser, project=settings.project,
-                                     credentials=credentials, labels=labels, carried=carried)
-
-    inputs = location(settings.staging)
-    if settings.output_location == settings.staging:
-        return inputs, inputs
-    return inputs, location(settings.output_location)
+    """Where a run's inputs are staged and where its jobs write, as its service says (the
+    same object when they are the same place)."""
+    return service.kind(settings).locations(run_id, settings, parser, credentials, labels,
+                                            carried)

@@ -9,33 +9,23 @@ only read what runs made: they create no job and wait for none.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from functools import partial
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 
-from .. import costs, plan, progress, service, storage
+from .. import costs, plan, progress, storage
 from ..errors import InputError, JobError
 from ..join import Kind, Result, joined
 from ..options import Options
 from ..prepare import Prepared, prepare
-from ..service import JobInfo
+from . import lifecycle
 from . import manifest as manifests
-from .handle import BatchRun, summarise
-from .jobs import (
-    answers,
-    await_submission,
-    check_jobs,
-    create_job,
-    display_name,
-    find_run,
-    kept_alive,
-    open_locations,
-    record_run,
-    save,
-)
+from .handle import BatchRun
+from .jobs import answers, open_locations
+from .lifecycle import Planned
+from .manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -59,138 +49,87 @@ class PandasDriver:
             return self.prepared
         if self.prepared is not None and df is self.prepared.df:
             return self.prepared
-        prepared = prepare(df, run.options, run.manifest["pass"])
-        if prepared.fingerprint != run.manifest["fingerprint"]:
+        prepared = prepare(df, run.options, run.manifest.tag)
+        if prepared.fingerprint != run.manifest.fingerprint:
             raise InputError(f"This frame (rows, prompts or files) is not the one {run.id} was "
                              "made from; pass that frame to run.result(df).")
         self.prepared = prepared
         return prepared
 
 
+class PandasCall:
+    """A pandas call for the lifecycle: one frame, whose jobs are consecutive slices of its
+    sent rows, each staged as it is created (one job's lines in memory at a time)."""
+
+    def __init__(self, prepared: Prepared, parent: str = ""):
+        self.prepared, self.parent = prepared, parent
+        self.settings, self.options = prepared.settings, prepared.options
+        self.fingerprint, self.resource = prepared.fingerprint, prepared.family.resource
+        self.sends = bool(len(prepared.sent_rows))
+
+    def new(self, run_id: str) -> Manifest:
+        prepared = self.prepared
+        return manifests.new(run_id, prepared.fingerprint, prepared.settings, prepared.options,
+                             prepared.family.resource, len(prepared.df),
+                             len(prepared.sent_rows), prepared.tag, parent=self.parent)
+
+    def planned(self, manifest: Manifest) -> Iterator[Planned]:
+        first = 0
+        for number, (positions, requests) in enumerate(plan.jobs_of(self.prepared)):
+            yield ({"first": first, "count": len(positions)},
+                   lambda inputs, number=number, requests=requests: inputs.stage(number,
+                                                                                 requests))
+            first += len(positions)
+
+    def estimate(self, count_tokens: bool) -> costs.Estimate:
+        return costs.estimate(self.prepared, count_tokens=count_tokens)
+
+    def locations(self, manifest: Manifest):
+        return _locations(manifest, self.prepared)
+
+    def upload(self, inputs, outputs) -> None:
+        files = self.prepared.rows.files
+        if files is not None and files.local:
+            (inputs if inputs.hosts_files else outputs).upload(files.uploads)
+
+    def discard(self) -> None:
+        """Nothing: a pandas call stages nothing before its run is recorded."""
+
+    def notice(self, text: str) -> None:
+        progress.notice(text)
+
+
 def start(prepared: Prepared, read_only: bool = False, parent: str = "") -> BatchRun | None:
     """The run of a prepared call: the one this call already made (unless ``force``), else a
     new one, with every job submitted. ``read_only``: only the run already made (None when
     there is none). ``parent``: the run a follow-up pass follows."""
-    options, settings = prepared.options, prepared.settings
-    store = storage.open_store(settings.staging, options.credentials)
-    driver = PandasDriver(prepared, read_only)
-    batch = service.open_service(settings, options.credentials)
-    found = None
-    if (read_only or not options.run.force) and prepared.sending.send.any():
-        found = find_run(store, prepared.fingerprint, batch, partial(_rebuilt, prepared))
-    if found is None and read_only:
+    started = lifecycle.start(PandasCall(prepared, parent), storage.new_run_id(), read_only)
+    if started is None:
         return None
-    if found is None:
-        guarded = options.run.max_cost is not None or options.run.max_rows is not None
-        estimate = costs.estimate(prepared, count_tokens=options.run.max_cost is not None)
-        if guarded:
-            costs.guard(estimate, options.run.max_cost, options.run.max_rows)
-        manifest = _new_manifest(prepared, storage.new_run_id(), parent)
-        manifest["estimate"] = dataclasses.asdict(estimate)
-        if not len(prepared.sent_rows):
-            log.warning("no row has a prompt to send; no job was created")
-            manifest["submitted"] = True
-            return BatchRun(manifest, settings, options, driver, batch)
-        manifest, won = record_run(store, manifest, force=options.run.force)
-        if won:
-            run = BatchRun(manifest, settings, options, driver, batch)
-            _submit_jobs(run, prepared, store, resumed=False)
-            return run
-        found = manifest
-    if not read_only:
-        found = await_submission(store, found)
-    run = BatchRun(found, settings, options, driver, batch)
-    if not found["submitted"] and not read_only:
-        _submit_jobs(run, prepared, store, resumed=True)
-    run.reattached = True
-    if not read_only and options.run.progress:
-        progress.notice(reattached(run.id, found["created"], run.status().state))
+    manifest, found = started
+    run = BatchRun(manifest, prepared.settings, prepared.options,
+                   PandasDriver(prepared, read_only))
+    run.reattached = found
     return run
 
 
-def reattached(run_id: str, created: str, state: str) -> str:
-    """The notice of a call that re-attached to the run it made before."""
-    return (f"re-attached to {run_id} ({state}), made by this same call at {created}: no new "
-            "job was created (force=True starts afresh).")
-
-
-def _new_manifest(prepared: Prepared, run_id: str, parent: str = "") -> dict:
-    return manifests.new(run_id, prepared.fingerprint, prepared.settings, prepared.options,
-                         prepared.family.resource, len(prepared.df), len(prepared.sent_rows),
-                         prepared.tag, parent=parent)
-
-
-def _rebuilt(prepared: Prepared, run_id: str, jobs: list[JobInfo]) -> dict:
-    """The manifest of run ``run_id`` of this call, rebuilt from its ``jobs`` (found by their
-    fingerprint label): each job's slice of the sent rows is planned again."""
-    manifest = _new_manifest(prepared, run_id)
-    names = {job.display_name: job.name for job in jobs}
-    first = planned = 0
-    for number, (positions, _) in enumerate(plan.jobs_of(prepared)):
-        planned += 1
-        name = names.get(display_name(run_id, number))
-        if name is not None and len(manifest["jobs"]) == number:
-            manifest["jobs"].append({"number": number, "name": name, "first": first,
-                                     "count": len(positions)})
-        first += len(positions)
-    manifest["submitted"] = len(manifest["jobs"]) == planned
-    return manifest
-
-
-def _submit_jobs(run: BatchRun, prepared: Prepared, store, resumed: bool) -> None:
-    """Stage and create the run's jobs that do not exist yet, recording each in the manifest
-    as soon as it exists (when ``resumed``, a job created by an earlier attempt that died
-    before recording it is found by its display name)."""
-    manifest, options = run.manifest, prepared.options
-    inputs, outputs = _locations(run, prepared)
-    files = prepared.rows.files
-    with kept_alive(store, manifest):
-        if files is not None and files.local:
-            (inputs if inputs.hosts_files else outputs).upload(files.uploads)
-        first, known = 0, len(manifest["jobs"])
-        for number, (positions, requests) in enumerate(plan.jobs_of(prepared)):
-            if number >= known:
-                create_job(run.service(), store, manifest, number, prepared.family.resource,
-                           partial(inputs.stage, number, requests), outputs.destination(number),
-                           resumed, options.run.max_concurrent_jobs, first=first,
-                           count=len(positions))
-            first += len(positions)
-            del requests
-        manifest["submitted"] = True
-        save(store, manifest)
-    log.info("run %s: %d requests for %d rows in %d job(s), staged in %s", run.id,
-             manifest["requests"], len(prepared.df), len(manifest["jobs"]), inputs)
-
-
-def _locations(run: BatchRun, prepared: Prepared):
-    return open_locations(run.id, prepared.settings, prepared.family.parser,
-                          prepared.options.credentials, run.manifest["labels"],
-                          prepared.rows.carried)
+def _locations(manifest: Manifest, prepared: Prepared):
+    return open_locations(manifest.run, prepared.settings, prepared.family.parser,
+                          prepared.options.credentials, manifest.labels, prepared.rows.carried)
 
 
 def result_of(run: BatchRun, prepared: Prepared, read_only: bool = False) -> Result:
     """The run's result for its prepared call: wait for the jobs (``read_only``: they must
     have ended), read their answers, join them, remove the staged inputs of a run that
     succeeded, and make the follow-up passes."""
-    if not run.jobs:
-        status = summarise([], [])
-    elif read_only:
-        status = run.status()
-        if not status.finished or not run.manifest["submitted"]:
-            raise InputError(f"{run.id} is still {status.state}: wait for it with "
-                             f"pdbatch.attach({run.id!r}, staging=...).result(df).")
-    else:
-        status = run.wait()
-    check_jobs(run.id, status.jobs)
-    inputs, outputs = _locations(run, prepared)
+    status = lifecycle.ended(run, read_only)
+    inputs, outputs = _locations(run.manifest, prepared)
     sent = prepared.sent_rows
-    jobs = [(job, info, sent[job["first"]:job["first"] + job["count"]])
-            for job, info in zip(run.manifest["jobs"], status.jobs, strict=True)]
+    jobs = [(job, info, sent[job.first:job.first + job.count])
+            for job, info in zip(run.manifest.jobs, status.jobs, strict=True)]
     result = joined(prepared, answers(outputs, jobs, prepared.options.result.include_response),
                     run.id, f"Inputs are in {inputs}; any partial outputs in {outputs}.")
-    if status.succeeded and run.jobs and not read_only \
-            and not prepared.options.run.keep_staging:
-        inputs.clean_up()
+    lifecycle.tidy(run, status, read_only, lambda: inputs)
     follow_up(prepared, result, read_only)
     return result
 

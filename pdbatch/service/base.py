@@ -7,7 +7,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..storage import Destination, Staged
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +61,10 @@ class BatchService(Protocol):
     #: Whether one list call by label is cheaper than a GET per job (``wait`` then lists).
     lists_cheaply: bool
 
-    def create(self, display_name: str, model: str, input_config: Mapping,
-               output_config: Mapping, labels: Mapping[str, str]) -> str:
-        """Create a job; its name. A create whose answer was lost is found (by display name
+    def create(self, display_name: str, model: str, staged: Staged,
+               destination: Destination, labels: Mapping[str, str]) -> str:
+        """Create a job reading what storage ``staged``, writing to ``destination``; its
+        name. A create whose answer was lost is found (by display name
         and run label) before it is tried again, so a job is never created twice."""
 
     def find(self, display_name: str, run_id: str) -> str | None:
@@ -76,6 +80,50 @@ class BatchService(Protocol):
     def count_tokens(self, model: str, texts: list[str], system: str) -> int:
         """Input tokens of these prompts (with a system instruction) by the service's
         countTokens; raises when it does not answer."""
+
+
+class ServiceKind(Protocol):
+    """What varies by batch service, asked before (or without) connecting to it: the class
+    of its ``BatchService`` (calling it with settings and credentials connects)."""
+
+    name: str  # as ``service=`` names it
+    title: str  # for people
+    lists_cheaply: bool
+    openapi_schema: bool  # response schemas go as the OpenAPI subset, not JSON Schema
+
+    def __call__(self, settings, credentials=None) -> BatchService: ...
+
+    def refuse(self, options) -> None:
+        """Refuse, before anything is sent, options this service does not take."""
+
+    def check_model(self, resource: str) -> None:
+        """Refuse a model this service does not serve."""
+
+    def check_locations(self, settings, family, model: str, credentials, rows: int) -> None:
+        """Refuse staging or output locations its jobs cannot use."""
+
+    def locations(self, run_id: str, settings, parser, credentials=None, labels=None,
+                  carried=()) -> tuple:
+        """Where a run's inputs are staged and its answers read (``storage.Location``s)."""
+
+    def plan_files(self, df, files, reasons, roots: list[str], settings, credentials):
+        """The checked ``files=`` columns, to be uploaded where this service reads them."""
+
+    def fingerprint_place(self, settings) -> dict:
+        """Where a run goes, as its fingerprint covers it."""
+
+    def pinned(self, options, settings):
+        """``options`` with where the run goes fixed, for Dask workers."""
+
+    def attach_call(self, run_id: str, settings) -> str:
+        """The call that picks a run up in another process."""
+
+    def is_job_name(self, name: object) -> bool:
+        """Whether ``name`` is one of this service's job names."""
+
+    def job_settings(self, name: str, staging: str | None, api_endpoint: str | None,
+                     transport: str, api_key: str | None):
+        """The ``config.Settings`` that reach job ``name``."""
 
 
 def create_once(create: Callable[[], str], find: Callable[[], str | None],

@@ -15,10 +15,13 @@ import logging
 import re
 from collections.abc import Mapping
 
-from ..config import Settings
+from .. import multimodal, storage
+from ..config import GEMINI_API, Settings, resolve
 from ..errors import InputError, ServiceError
 from ..gemini_client import ATTEMPTS, client, transient
 from ..identifiers import whole
+from ..storage import Destination, Location, Staged
+from ..storage.files_api import FilesApiLocation
 from .base import RUN_LABEL, JobInfo, create_once
 
 log = logging.getLogger(__name__)
@@ -69,24 +72,112 @@ def model_name(resource: str) -> str:
     return f"models/{match[1]}"
 
 
-class GeminiApiService:
-    """The Gemini Developer API's batches for one API key."""
+#: Options that exist only on Vertex AI, and what to do instead on the Gemini Developer API.
+_VERTEX_ONLY = {
+    "project": "the Developer API bills the project of the API key",
+    "location": "the Developer API chooses where batches run",
+    "output": "answers come back from the service; write them on with out.to_gbq(...) or "
+              "out.to_parquet(...)",
+    "labels": "the Developer API has no labels (pdbatch keeps its own in display names)",
+    "carry": "answers are joined back onto every row of the frame by its key",
+}
 
+
+class GeminiApiService:
+    """The Gemini Developer API's batches for one API key. Its class attributes and static
+    methods are what varies by service (``service.kind``); an instance talks to the service."""
+
+    name, title = GEMINI_API, "the Gemini API"
     #: A list call returns every batch of the key (no filter), with inline answers: waiting
     #: looks at each batch by itself instead.
     lists_cheaply = False
+    #: Response schemas go as the OpenAPI-subset ``responseSchema``: the batch mode answers
+    #: ``responseJsonSchema`` with JSON of the wrong shape (ruby_llm #894).
+    openapi_schema = True
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    @staticmethod
+    def refuse(options) -> None:
+        """Refuse an option that exists only on Vertex AI, naming the Vertex alternative."""
+        given = options.flat()
+        for name, instead in _VERTEX_ONLY.items():
+            if given[name]:
+                raise InputError(f"{name}= is a Vertex AI option ({instead}); drop it, or pass "
+                                 "service='vertex' to run on Vertex AI with it.")
+        if options.run.transport != "rest":
+            raise InputError("transport= is a Vertex AI option: the Gemini Developer API is "
+                             "reached over REST; drop it, or pass service='vertex'.")
+        if options.credentials is not None:
+            raise InputError("credentials= are for Vertex AI; the Gemini Developer API takes an "
+                             "API key (api_key= or GEMINI_API_KEY).")
+
+    @staticmethod
+    def check_model(resource: str) -> None:
+        """A Gemini model the Developer API serves (InputError otherwise)."""
+        model_name(resource)
+
+    @staticmethod
+    def check_locations(settings: Settings, family, model: str, credentials, rows: int) -> None:
+        """Nothing to check: requests are staged through the service's own Files API."""
+
+    @staticmethod
+    def locations(run_id: str, settings: Settings, parser, credentials=None, labels=None,
+                  carried=()) -> tuple[Location, Location]:
+        """The Files API, for a run's inputs and its answers alike."""
+        both = FilesApiLocation(run_id, parser, settings.api_endpoint, settings.api_key)
+        return both, both
+
+    @staticmethod
+    def plan_files(df, files, reasons, roots: list[str], settings: Settings, credentials
+                   ) -> multimodal.FilePlan:
+        """The checked file columns, uploaded through the Files API (``gs://`` cells are
+        refused: the Developer API does not read Cloud Storage)."""
+        return multimodal.plan(df, files, reasons, f"{settings.api_endpoint}/v1beta/files",
+                               roots, lambda uris: set(), name=multimodal.file_id,
+                               gs_uris=False)
+
+    @staticmethod
+    def fingerprint_place(settings: Settings) -> dict:
+        """Where a run goes, as its fingerprint covers it: the service alone (the runs folder
+        only keeps the record, so the same call from another folder or machine finds its
+        batches by their display names)."""
+        return {"service": settings.service, "staging": "", "output": "", "project": "",
+                "location": ""}
+
+    @staticmethod
+    def pinned(options, settings: Settings):
+        """``options`` with the service, base URL and runs folder fixed (for Dask workers)."""
+        return options.replace(service=settings.service, api_endpoint=settings.api_endpoint,
+                               staging=storage.local_path(settings.staging))
+
+    @staticmethod
+    def attach_call(run_id: str, settings: Settings) -> str:
+        """The call that picks a run up in another process."""
+        return (f"pdbatch.attach({run_id!r}, service='gemini-api', "
+                f"staging={storage.local_path(settings.staging)!r})")
+
+    @staticmethod
+    def is_job_name(name: object) -> bool:
+        """Whether ``name`` is a batch's name (``batches/...``)."""
+        return is_batch_name(name)
+
+    @staticmethod
+    def job_settings(name: str, staging: str | None, api_endpoint: str | None,
+                     transport: str, api_key: str | None) -> Settings:
+        """The settings that reach batch ``name``: the key's, with runs in ``staging``."""
+        return resolve(None, None, staging, api_endpoint, service=GEMINI_API, api_key=api_key)
+
+    def __init__(self, settings: Settings, credentials=None):
+        self.settings = settings  # (credentials are Vertex AI's: refused before this)
         self._client = client(settings.api_endpoint, settings.api_key)
         self._once = client(settings.api_endpoint, settings.api_key, retry=False)
 
-    def create(self, display_name: str, model: str, input_config: Mapping,
-               output_config: Mapping, labels: Mapping[str, str]) -> str:
-        """Create a batch from a ``storage.files_api`` source (inline requests or an uploaded
-        file); its name. A create whose answer was lost is looked for before it is tried
-        again, so that a batch is never made (and paid) twice."""
-        src = input_config.get("file_name") or list(input_config["inlined_requests"])
+    def create(self, display_name: str, model: str, staged: Staged,
+               destination: Destination, labels: Mapping[str, str]) -> str:
+        """Create a batch reading the file ``storage.files_api`` uploaded; its name (its
+        answers stay with the service: ``destination`` says nothing). A create whose answer
+        was lost is looked for before it is tried again, so that a batch is never made (and
+        paid) twice."""
+        [src] = staged.uris
         config = {"display_name": labelled_name(display_name, labels)}
         model = model_name(model)
         def create() -> str:

@@ -12,10 +12,13 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from functools import partial
 
-from ..config import Settings
+from .. import multimodal, storage
+from ..config import VERTEX, Settings, job_settings
 from ..errors import InputError, ServiceError
 from ..identifiers import whole
+from ..storage import Destination, Location, Staged
 from .base import RUN_LABEL, JobInfo, create_once
 
 log = logging.getLogger(__name__)
@@ -81,10 +84,116 @@ def credentials_for(settings: Settings, credentials):
     return creds
 
 
-class VertexService:
-    """Vertex AI ``batchPredictionJobs`` for one project and location."""
+def input_config(staged: Staged) -> dict:
+    """A job's ``input_config`` reading what storage staged."""
+    if staged.table:
+        return {"instances_format": "bigquery", "bigquery_source": {"input_uri": staged.uris[0]}}
+    return {"instances_format": "jsonl", "gcs_source": {"uris": list(staged.uris)}}
 
+
+def output_config(destination: Destination) -> dict:
+    """A job's ``output_config`` writing where storage says."""
+    if destination.table:
+        return {"predictions_format": "bigquery",
+                "bigquery_destination": {"output_uri": destination.uri}}
+    return {"predictions_format": "jsonl",
+            "gcs_destination": {"output_uri_prefix": destination.uri}}
+
+
+class VertexService:
+    """Vertex AI ``batchPredictionJobs`` for one project and location. Its class attributes
+    and static methods are what varies by service (``service.kind``); an instance talks to
+    the service."""
+
+    name, title = VERTEX, "Vertex AI"
     lists_cheaply = True  # the service filters by label
+    openapi_schema = False  # response schemas are sent as JSON Schema
+
+    @staticmethod
+    def refuse(options) -> None:
+        """Refuse options Vertex AI does not take."""
+        if options.api_key is not None:
+            raise InputError("api_key= is the Gemini Developer API's: pass service='gemini-api' "
+                             "with it (Vertex AI uses credentials= or application default "
+                             "credentials).")
+
+    @staticmethod
+    def check_model(resource: str) -> None:
+        """Every family's models run on Vertex AI."""
+
+    @staticmethod
+    def check_locations(settings: Settings, family, model: str, credentials, rows: int) -> None:
+        """Refuse staging or output locations the run cannot use, before anything is staged:
+        a table location for a family without table input, and (for a frame with rows) a
+        bucket or dataset that does not exist or, for a dataset, is in another region."""
+        for name, uri in (("staging", settings.staging), ("output", settings.output_location)):
+            if name == "output" and uri == settings.staging:
+                continue
+            if storage.tabular(uri) and not family.table_input:
+                raise InputError(f"BigQuery staging and output support Gemini models in this "
+                                 f"version; stage {model!r} on Cloud Storage "
+                                 "(staging='gs://...').")
+            if rows:
+                storage.check(uri, name, settings.location, settings.project, credentials)
+
+    @staticmethod
+    def locations(run_id: str, settings: Settings, parser, credentials=None, labels=None,
+                  carried=()) -> tuple[Location, Location]:
+        """Where a run's inputs are staged and where its jobs write (the same object when
+        they are the same place)."""
+        def location(uri: str) -> Location:
+            return storage.open_location(uri, run_id, parser, project=settings.project,
+                                         credentials=credentials, labels=labels,
+                                         carried=carried)
+
+        inputs = location(settings.staging)
+        if settings.output_location == settings.staging:
+            return inputs, inputs
+        return inputs, location(settings.output_location)
+
+    @staticmethod
+    def plan_files(df, files, reasons, roots: list[str], settings: Settings, credentials
+                   ) -> multimodal.FilePlan:
+        """The checked file columns: ``gs://`` objects as they are, local files uploaded to
+        the files folder of the first location that can hold them (staging, else output)."""
+        hosts = [u for u in (settings.staging, settings.output_location)
+                 if storage.hosts_files(u)]
+        plan = multimodal.plan(df, files, reasons,
+                               storage.files_folder(hosts[0]) if hosts else "", roots,
+                               partial(storage.missing_files, credentials=credentials))
+        if plan.local and not hosts:
+            raise InputError("Local files and bytes are uploaded to Cloud Storage before the "
+                             "run: pass a gs:// staging or output location, or use gs:// URIs.")
+        return plan
+
+    @staticmethod
+    def fingerprint_place(settings: Settings) -> dict:
+        """Where a run goes, as its fingerprint covers it."""
+        return {"staging": settings.staging, "output": settings.output_location,
+                "project": settings.project, "location": settings.location}
+
+    @staticmethod
+    def pinned(options, settings: Settings):
+        """``options`` with the service and where the run goes fixed (for Dask workers)."""
+        return options.replace(service=settings.service, project=settings.project,
+                               location=settings.location, staging=settings.staging)
+
+    @staticmethod
+    def attach_call(run_id: str, settings: Settings) -> str:
+        """The call that picks a run up in another process."""
+        return f"pdbatch.attach({run_id!r}, staging={settings.staging!r})"
+
+    @staticmethod
+    def is_job_name(name: object) -> bool:
+        """Whether ``name`` is a batch prediction job's resource name."""
+        return isinstance(name, str) and job_place(name) is not None
+
+    @staticmethod
+    def job_settings(name: str, staging: str | None, api_endpoint: str | None,
+                     transport: str, api_key: str | None) -> Settings:
+        """The settings that reach job ``name`` (its project and location)."""
+        project, location = job_place(name)
+        return job_settings(project, location, api_endpoint, transport)
 
     def __init__(self, settings: Settings, credentials=None):
         import requests
@@ -120,14 +229,14 @@ class VertexService:
         self,
         display_name: str,
         model: str,
-        input_config: Mapping,
-        output_config: Mapping,
+        staged: Staged,
+        destination: Destination,
         labels: Mapping[str, str],
     ) -> str:
-        """Create a batch prediction job; returns its resource name. The configs come from
-        a ``storage.Location`` (JSONL on Cloud Storage or a BigQuery table)."""
+        """Create a batch prediction job reading what storage ``staged`` (JSONL on Cloud
+        Storage or a BigQuery table) and writing to ``destination``; its resource name."""
         body = {"display_name": display_name, "model": model,
-                "input_config": dict(input_config), "output_config": dict(output_config),
+                "input_config": input_config(staged), "output_config": output_config(destination),
                 "labels": dict(labels)}
 
         def create() -> str:

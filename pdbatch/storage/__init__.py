@@ -21,11 +21,11 @@ from ..families.lines import Parser
 from ..identifiers import whole
 from . import bigquery, folder, gcs
 from .runids import is_run_id, new_run_id
+from .staged import Destination, Staged
 
-__all__ = ["Location", "RunStore", "check", "checked", "files_folder", "hosts_files",
-           "folder_uri", "in_the_cloud", "is_file_uri", "is_run_id", "local_folder",
-           "local_path",
-           "missing_files",
+__all__ = ["Destination", "Location", "RunStore", "Staged", "carried_columns", "check",
+           "checked", "files_folder", "folder_uri", "hosts_files", "in_the_cloud",
+           "is_file_uri", "is_run_id", "local_folder", "local_path", "missing_files",
            "new_run_id", "open_location", "open_store", "staging_of", "tabular",
            "valid_file_uri"]
 
@@ -39,8 +39,8 @@ class Location(Protocol):
     tabular: bool  # inputs are table rows (only families with ``table_input``)
     one_source: bool  # a job reads one staged shard (a BigQuery table; a Files API file)
 
-    def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
-        """Stage job ``number``'s request lines; its ``input_config``."""
+    def stage(self, number: int, requests: pa.ChunkedArray) -> Staged:
+        """Stage job ``number``'s request lines; what the job reads."""
 
     def stage_shard(self, partition: int, index: int, requests: pa.ChunkedArray) -> str:
         """Stage one shard of a Dask partition; its name for ``source``."""
@@ -48,19 +48,19 @@ class Location(Protocol):
     def shard(self, partition: int, index: int) -> str:
         """The name ``stage_shard`` gives that shard."""
 
-    def source(self, names: list[str]) -> dict:
-        """The ``input_config`` of a job reading these staged shards (one, where the
-        location has ``one_source``)."""
+    def source(self, names: list[str]) -> Staged:
+        """What a job reading these staged shards reads (one, where the location has
+        ``one_source``)."""
 
     def upload(self, files: dict[str, tuple[bytes | str, str]]) -> None:
         """Put files sent with ``files=`` (name -> (path or bytes, MIME type)) in
         ``files_folder`` (where ``hosts_files``)."""
 
-    def destination(self, number: int) -> dict:
-        """Job ``number``'s ``output_config``."""
+    def destination(self, number: int) -> Destination:
+        """Where job ``number`` writes."""
 
     def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
-        """Job ``number``'s answers, parsed (``families.lines.PARSED_FIELDS``)."""
+        """Job ``number``'s answers, parsed (the task's ``parsed_fields``)."""
 
     def clean_up(self) -> None:
         """Remove what the run staged (outputs stay)."""
@@ -170,6 +170,11 @@ def staging_of(input_uri: str, run_id: str) -> str | None:
         if input_uri.startswith(backend.SCHEME):
             return backend.staging_of(input_uri, run_id)
     return None
+
+
+def carried_columns(df, carry) -> list:
+    """The checked ``carry`` columns of ``df``, as the table fields they are staged as."""
+    return bigquery.carried_columns(df, carry)
 
 
 def is_file_uri(text: str) -> bool:

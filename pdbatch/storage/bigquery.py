@@ -20,9 +20,10 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..families import lines
-from ..families.lines import Parser
+from ..families.lines import Parser, string_bytes
 from ..identifiers import whole
 from .runids import checked_fingerprint, checked_run_id, is_run_id, manifest_of
+from .staged import Destination, Staged
 
 SCHEME = "bq://"
 #: Uploaded files need Cloud Storage: a table holds no file a job could read.
@@ -149,7 +150,6 @@ def load_requests(bq, table: str, lines: pa.ChunkedArray, carried: list,
 
     from google.cloud import bigquery
 
-    from .gcs import string_bytes
 
     schema = [bigquery.SchemaField("pdbatch_row", "INTEGER", mode="REQUIRED"),
               bigquery.SchemaField("request", "JSON", mode="REQUIRED"), *carried]
@@ -268,7 +268,7 @@ class BigQueryLocation:
     def __str__(self) -> str:
         return f"{self.uri} (tables {self.prefix.rsplit('.', 1)[1]}_*)"
 
-    def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
+    def stage(self, number: int, requests: pa.ChunkedArray) -> Staged:
         table = f"{self.prefix}_input_{number:05d}"
         load_requests(self.bq, table, requests, self.carried, self.labels)
         return self.source([table])
@@ -284,16 +284,14 @@ class BigQueryLocation:
         return f"{self.prefix}_input_p{partition:05d}_{index:04d}"
 
     @staticmethod
-    def source(tables: list[str]) -> dict:
-        """A job's ``input_config`` reading a staged table (a job reads one table)."""
+    def source(tables: list[str]) -> Staged:
+        """What a job reading a staged table reads (a job reads one table)."""
         if len(tables) != 1:
             raise ValueError(f"a BigQuery job reads one table, not {len(tables)}")
-        return {"instances_format": "bigquery",
-                "bigquery_source": {"input_uri": f"bq://{tables[0]}"}}
+        return Staged((f"{SCHEME}{tables[0]}",), table=True)
 
-    def destination(self, number: int) -> dict:
-        return {"predictions_format": "bigquery",
-                "bigquery_destination": {"output_uri": f"bq://{self.output_table(number)}"}}
+    def destination(self, number: int) -> Destination:
+        return Destination(f"{SCHEME}{self.output_table(number)}", table=True)
 
     def output_table(self, number: int) -> str:
         return f"{self.prefix}_output_{number:05d}"
@@ -308,7 +306,7 @@ class BigQueryLocation:
                 label(self.bq, table, self.labels)
             answers = read_answers(self.bq, table)
         except NotFound:
-            return lines.empty_output(response)
+            return self.parser.empty(response)
         return lines.parse_rows(con, self.parser, answers, response)
 
     def clean_up(self) -> None:

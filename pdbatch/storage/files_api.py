@@ -31,20 +31,18 @@ import pyarrow.compute as pc
 
 from ..errors import InputError, ServiceError
 from ..families import lines
-from ..families.gemini import ROW_KEY
-from ..families.lines import Parser
+from ..families.lines import Parser, string_bytes
 from ..gemini_client import client, download
-from .gcs import string_bytes
+from .staged import Destination, Staged
 
 log = logging.getLogger(__name__)
 
-_VERTEX_KEY = '^\\{"' + ROW_KEY + '":(\\d+),'
 
-
-def developer_lines(requests: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Gemini request lines keyed for the Developer API: ``{"pdbatch_row":7,"request":...``
-    becomes ``{"key":"7","request":...``."""
-    return pc.replace_substring_regex(requests, _VERTEX_KEY, '{"key":"\\1",', max_replacements=1)
+def developer_lines(requests: pa.ChunkedArray, key: str) -> pa.ChunkedArray:
+    """Gemini request lines keyed for the Developer API: ``{"<key>":7,"request":...`` (the
+    family's row key field) becomes ``{"key":"7","request":...``."""
+    return pc.replace_substring_regex(requests, '^\\{"' + key + '":(\\d+),', '{"key":"\\1",',
+                                      max_replacements=1)
 
 
 #: Seconds an upload may stay PROCESSING before pdbatch gives up on it.
@@ -91,9 +89,10 @@ class FilesApiLocation:
     def __str__(self) -> str:
         return "the Gemini API's Files API"
 
-    def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
-        """Upload job ``number``'s requests; its source, ``{"file_name": "files/..."}``."""
-        return {"file_name": self._upload(f"input-{number:05d}", developer_lines(requests))}
+    def stage(self, number: int, requests: pa.ChunkedArray) -> Staged:
+        """Upload job ``number``'s requests; the uploaded file (``files/...``)."""
+        lines = developer_lines(requests, self.parser.key)
+        return Staged((self._upload(f"input-{number:05d}", lines),))
 
     def upload(self, files: dict[str, tuple[bytes | str, str]]) -> None:
         """Upload local files and bytes sent with ``files=`` as ``files/<id>`` (``id``: their
@@ -125,14 +124,14 @@ class FilesApiLocation:
 
     def stage_shard(self, partition: int, index: int, requests: pa.ChunkedArray) -> str:
         """Upload one shard of a Dask partition; its name for ``source``."""
-        self._upload(self.shard(partition, index), developer_lines(requests))
+        self._upload(self.shard(partition, index), developer_lines(requests, self.parser.key))
         return self.shard(partition, index)
 
     def shard(self, partition: int, index: int) -> str:
         """The name of a shard (the uploaded file's display name, after the run id)."""
         return f"input-p{partition:06d}-{index:04d}"
 
-    def source(self, names: list[str]) -> dict:
+    def source(self, names: list[str]) -> Staged:
         """The source of a batch reading one staged shard (a batch reads one file, so the
         Dask driver gives each job one shard): the uploaded file, found by its display name."""
         [name] = names
@@ -141,19 +140,19 @@ class FilesApiLocation:
             self._uploaded = {found.display_name: found.name for found in
                               self._client.files.list(config={"page_size": 100})}
         if wanted in self._uploaded:
-            return {"file_name": self._uploaded[wanted]}
+            return Staged((self._uploaded[wanted],))
         raise InputError(f"The staged shard {wanted} is not in the Files API (files expire "
                          "after 48 hours): run the same call with force=True.")
 
-    def destination(self, number: int) -> dict:
-        """Nothing to say: a batch's answers stay with the service."""
-        return {}
+    def destination(self, number: int) -> Destination:
+        """Nowhere of the run's: a batch's answers stay with the service."""
+        return Destination()
 
     def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
         """Job ``number``'s answers: ``output_dir`` is the results file (``files/...``), or,
         for inline requests, the batch (``batches/...``) holding the responses."""
         if not output_dir:
-            return lines.empty_output(response)
+            return self.parser.empty(response)
         if output_dir.startswith("batches/"):
             rows = self._inline_answers(output_dir)
         else:
@@ -207,7 +206,7 @@ class FilesApiLocation:
             responses.append(None if answer.response is None else orjson.dumps(
                 answer.response.model_dump(mode="json", by_alias=True, exclude_none=True,
                                            exclude={"sdk_http_response"})).decode())
-        return pa.table({ROW_KEY: pa.array(keys, pa.string()),
+        return pa.table({self.parser.key: pa.array(keys, pa.string()),
                          "status": pa.array(statuses, pa.string()),
                          "processed_time": pa.array([""] * len(keys), pa.string()),
                          "response": pa.array(responses, pa.string())})
@@ -217,7 +216,7 @@ class FilesApiLocation:
             path = os.path.join(folder, "answers.jsonl")
             download(self._base_url, self._api_key, name, path)
             lines = con.sql(
-                f"SELECT key AS {ROW_KEY}, error::VARCHAR AS error, '' AS processed_time, "
+                f"SELECT key AS {self.parser.key}, error::VARCHAR AS error, '' AS processed_time, "
                 "response::VARCHAR AS response FROM read_ndjson($path, ignore_errors = true, "
                 "maximum_object_size = 67108864, columns = {'key': 'VARCHAR', "
                 "'response': 'JSON', 'error': 'JSON'})", params={"path": path}

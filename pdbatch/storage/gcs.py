@@ -14,14 +14,14 @@ import re
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from ..errors import InputError
 from ..families import lines
-from ..families.lines import Parser
+from ..families.lines import Parser, string_bytes
 from ..identifiers import whole
-from .runids import checked_fingerprint, checked_run_id, is_run_id, manifest_of
+from .runids import checked_fingerprint, checked_run_id, claimed_by, is_run_id, manifest_of
+from .staged import Destination, Staged
 
 SCHEME = "gs://"
 #: Uploaded files can live here (jobs read ``fileData`` URIs from Cloud Storage).
@@ -72,15 +72,6 @@ def write_jsonl(fs, uri: str, lines: pa.ChunkedArray, metadata: dict | None = No
             body = string_bytes(chunk)
             for start in range(0, len(body), _WRITE_BLOCK):
                 f.write(body[start:start + _WRITE_BLOCK])
-
-
-def string_bytes(chunk: pa.Array) -> memoryview:
-    """The concatenated values of an Arrow string array, without copying."""
-    if len(chunk) == 0:
-        return memoryview(b"")
-    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
-    offsets = np.frombuffer(chunk.buffers()[1], dtype=width)[chunk.offset:]
-    return memoryview(chunk.buffers()[2])[offsets[0]:offsets[len(chunk)]]
 
 
 def output_files(fs, output_dir: str) -> list[str]:
@@ -153,7 +144,7 @@ class GcsLocation:
     def __str__(self) -> str:
         return self.folder
 
-    def stage(self, number: int, requests: pa.ChunkedArray) -> dict:
+    def stage(self, number: int, requests: pa.ChunkedArray) -> Staged:
         uri = f"{self.folder}/input-{number:05d}.jsonl"
         write_jsonl(self.fs, uri, requests, metadata={"pdbatch-run": self.run_id})
         return self.source([uri])
@@ -169,13 +160,12 @@ class GcsLocation:
         return f"{self.folder}/shards/part-{partition:05d}-{index:04d}.jsonl"
 
     @staticmethod
-    def source(uris: list[str]) -> dict:
-        """A job's ``input_config`` reading these staged files."""
-        return {"instances_format": "jsonl", "gcs_source": {"uris": list(uris)}}
+    def source(uris: list[str]) -> Staged:
+        """What a job reading these staged files reads."""
+        return Staged(tuple(uris))
 
-    def destination(self, number: int) -> dict:
-        return {"predictions_format": "jsonl",
-                "gcs_destination": {"output_uri_prefix": f"{self.folder}/output-{number:05d}"}}
+    def destination(self, number: int) -> Destination:
+        return Destination(f"{self.folder}/output-{number:05d}")
 
     def upload(self, files: dict[str, tuple[bytes | str, str]]) -> None:
         """Put local files and bytes (by their object name under ``files_folder``, with their
@@ -269,11 +259,7 @@ class GcsStore:
             self.fs.pipe(self._index(fingerprint), run_id.encode(), mode="create")
             return run_id
         except FileExistsError:
-            owner = self.find(fingerprint)
-        if owner is None:
-            raise InputError(f"The run index {self._index(fingerprint)} exists but names no run: "
-                             "remove it, or pass force=True.")
-        return owner
+            return claimed_by(self.find(fingerprint), self._index(fingerprint))
 
     def find(self, fingerprint: str) -> str | None:
         try:
