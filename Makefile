@@ -7,7 +7,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 MODEL_STAMP := $(VENV)/.model-stamp
 DOCS_STAMP := $(VENV)/.docs-stamp
-# llama-cpp-python (the local-model extra) builds from source, in about 4 minutes the first
+# llama-cpp-python (the local-model extra) builds from source, in 4 to 5 minutes the first
 # time (pip caches the wheel). Its default native build crashed on the first token on our
 # machines: build for the generic CPU instead (docs/emulator.md, "A real model").
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
