@@ -30,6 +30,9 @@ GEMINI_API_HOST = "https://generativelanguage.googleapis.com"
 #: Where Developer API runs are remembered when no folder is given (PDBATCH_RUNS_FOLDER).
 DEFAULT_RUNS_FOLDER = "~/.pdbatch/runs"
 _KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # google-genai's order: the first wins
+#: Seconds a GET, list or cancel keeps retrying transient failures before the call fails, on
+#: either service (``PDBATCH_RETRY_DEADLINE`` overrides it).
+RETRY_DEADLINE = 300.0
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,15 @@ def runs_folder(folder: str | os.PathLike | None) -> str:
     path = storage.local_path(text) if "://" in text else text
     return storage.checked(storage.folder_uri(str(Path(path).expanduser().resolve())),
                            "staging")
+
+
+def retry_deadline() -> float:
+    """``PDBATCH_RETRY_DEADLINE`` seconds, else ``RETRY_DEADLINE``."""
+    given = os.environ.get("PDBATCH_RETRY_DEADLINE")
+    try:
+        return float(given) if given else RETRY_DEADLINE
+    except ValueError:
+        raise InputError(f"PDBATCH_RETRY_DEADLINE={given!r} is not a number of seconds.") from None
 
 
 def _credentials_project() -> str | None:

@@ -38,6 +38,9 @@ PRICES_DATE = "2026-12-06"
 #: up to 200k tokens; output includes thinking tokens. Batch jobs are billed at half of these
 #: (BATCH_DISCOUNT), on Vertex AI and on the Gemini Developer API alike.
 PRICES: dict[str, tuple[float, float]] = {
+    "gemini-3.8-flash": (0.75, 3.75),  # through 2026-12-31; $1.50 / $7.50 from 2027-01-01
+    "gemini-3.5-flash": (1.50, 9.00),
+    "gemini-3.5-flash-lite": (0.30, 2.50),
     "gemini-3.1-pro-preview": (2.00, 12.00),
     "gemini-3-pro-preview": (2.00, 12.00),
     "gemini-3-flash-preview": (0.50, 3.00),

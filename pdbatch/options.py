@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import InputError
 from .identifiers import whole
+from .service.base import RESERVED_LABELS
 
 #: Service limit of requests per job (spec §4).
 MAX_REQUESTS_PER_JOB = 200_000
@@ -242,8 +243,24 @@ def _check(options: Options) -> None:
     cap = run.max_concurrent_jobs
     if cap is not None and cap < 1:
         raise InputError("max_concurrent_jobs must be None or a whole number of at least 1.")
+    _check_unicode("system_instruction", request.system_instruction)
     for key, value in (run.labels or {}).items():
+        if key in RESERVED_LABELS:
+            raise InputError(f"label {key!r} is pdbatch's own: every job carries "
+                             f"{' and '.join(RESERVED_LABELS)} to find its run; name yours "
+                             "otherwise.")
         if not (whole(_LABEL_KEY, key) and whole(_LABEL_VALUE, value)):
             raise InputError(f"label {key!r}: {value!r} is not a valid Vertex AI label: keys "
                              "start with a lowercase letter; keys and values use lowercase "
                              "letters, digits, '_' and '-', at most 63 characters.")
+
+
+def _check_unicode(name: str, text: str | None) -> None:
+    """InputError when ``text`` is not valid Unicode (a lone surrogate cannot be sent)."""
+    if not isinstance(text, str):
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InputError(f"{name} is not valid Unicode text: it holds a lone surrogate at "
+                         f"character {err.start}; remove it or encode the text properly.") from None

@@ -201,8 +201,10 @@ FAMILIES = (
 #: The publisher models the emulated service serves for batch jobs, as of this date (the
 #: service refuses others at create: "Do not support publisher model ..."). Extend it per
 #: service (``BatchService(models=...)``, ``stack.service.models.add(name)``) or per command
-#: (``pdbatch emulator --model NAME``) to try a newer model.
-MODELS_DATE = "2026-11-29"
+#: (``pdbatch emulator --model NAME``) to try a newer model. Refreshed from the Developer
+#: API's model pages and Vertex AI's batch prediction reference (docs/sources.md), aliases
+#: included: the live services batch ``gemini-flash-latest`` though no list names it.
+MODELS_DATE = "2026-12-06"
 #: A tuned Gemini model's resource name, with a version or not (``...models/ID@2``; served
 #: when added: ``BatchService.add_tuned_model``).
 TUNED_MODEL = re.compile(r"(projects/[^/]+/locations/[^/]+/models/[^/@:]+)(?:@[\w-]+)?")
@@ -210,6 +212,9 @@ SERVED_MODELS = frozenset({
     "gemini-2.0-flash", "gemini-2.0-flash-001", "gemini-2.0-flash-lite",
     "gemini-2.0-flash-lite-001", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
     "gemini-2.5-flash-image", "gemini-3-pro-preview", "gemini-3-flash-preview",
+    "gemini-3.1-pro-preview", "gemini-3.1-flash-lite", "gemini-3.5-flash",
+    "gemini-3.5-flash-lite", "gemini-3.6-flash", "gemini-3.7-flash", "gemini-3.8-flash",
+    "gemini-flash-latest", "gemini-flash-lite-latest", "gemini-pro-latest",
     "llama-3.3-70b-instruct-maas", "llama-4-maverick-17b-128e-instruct-maas",
     "llama-4-scout-17b-16e-instruct-maas", "qwen3-235b-a22b-instruct-2507-maas",
     "qwen3-235b-a22b-maas", "deepseek-r1-0528-maas", "deepseek-v3.1-maas",

@@ -26,6 +26,7 @@ import json
 import random
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 PREFIX = "emulator-"
@@ -165,3 +166,14 @@ class ApiFaults:
                 return None
             code, lost = self._pending.pop(0)
         return (code, *API_ERRORS[code]), lost
+
+
+def reveal_later(delay: float, closed: threading.Event, reveal: Callable[[], None]) -> None:
+    """Call ``reveal()`` ``delay`` seconds from now, unless the emulator is ``closed`` first:
+    a succeeded job's output shown after its SUCCEEDED state (``Timing.output``), as the
+    Developer API may report ``BATCH_STATE_SUCCEEDED`` before ``responsesFile`` is set."""
+    def later() -> None:
+        if not closed.wait(delay):
+            reveal()
+
+    threading.Thread(target=later, name="emulator-late-output", daemon=True).start()

@@ -88,8 +88,9 @@ class GeminiApi:
     expires), ``rejected_keys`` (keys answered "API key not valid"), ``inline_metadata``
     (False: inline responses carry no ``metadata``, as the real service answers; True: they
     carry their request's, as the reference documents), ``processing_seconds`` (0: how long an
-    uploaded file stays PROCESSING). With ``state_dir`` files and batches are kept in that
-    folder.
+    uploaded file stays PROCESSING), ``require_display_name`` (False: a batch without a display
+    name is made, as the live API does; True: refused, as its reference reads). With
+    ``state_dir`` files and batches are kept in that folder.
     """
 
     def __init__(self, vertex: BatchService, state_dir: str | os.PathLike | None = None,
@@ -109,6 +110,7 @@ class GeminiApi:
     max_inline_bytes = _Knob("batches")
     expire_after = _Knob("batches")
     inline_metadata = _Knob("batches")
+    require_display_name = _Knob("batches")
     max_file_bytes = _Knob("files")
     processing_seconds = _Knob("files")
 

@@ -9,10 +9,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from . import bigquery, filerefs, runner, storage
 from .families import family_of
-from .faults import JobFaults
+from .faults import JobFaults, reveal_later
 from .rest import rfc3339
 
 #: ``partialFailures`` "never exceeds 20 entries" (spec §1.3).
@@ -26,10 +27,12 @@ def _location(job: dict) -> str:
 
 @dataclass
 class Timing:
-    """How long a job stays in each state before it moves on, in seconds."""
+    """How long a job stays in each state before it moves on, and (``output``) how long a
+    succeeded job's output stays out of its record after it is SUCCEEDED, in seconds."""
 
     pending: float = 0.2
     running: float = 0.2
+    output: float = 0.0
 
 
 class JobExecution:
@@ -216,5 +219,16 @@ class JobExecution:
             if job["state"] == "JOB_STATE_CANCELLING":
                 self._cancelled(job)  # what it wrote stays, as on the real service
                 return
-            self._set_state(job, state or ("JOB_STATE_FAILED" if "error" in fields
-                                           else "JOB_STATE_SUCCEEDED"))
+            state = state or ("JOB_STATE_FAILED" if "error" in fields else "JOB_STATE_SUCCEEDED")
+            if state == "JOB_STATE_SUCCEEDED" and self.timing.output and "outputInfo" in job:
+                reveal_later(self.timing.output, self._closed,
+                             partial(self._reveal, name, {"outputInfo": job.pop("outputInfo")}))
+            self._set_state(job, state)
+
+    def _reveal(self, name: str, fields: dict) -> None:
+        """Add a succeeded job's output to its record (``Timing.output`` after it ended)."""
+        with self._lock:
+            job = self._jobs.get(name)
+            if job is not None:
+                job.update(fields)
+                self._store.save(job)

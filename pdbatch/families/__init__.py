@@ -60,13 +60,16 @@ class Family:
 
 
 #: When the lists of batch models below were taken from Google's model pages.
-MODELS_DATE = "2026-11-29"
+MODELS_DATE = "2026-12-06"
 #: Batch-capable models Vertex AI serves, by the short name after ``publishers/*/models/``.
 MODELS = {
     "gemini": ("gemini-2.0-flash", "gemini-2.0-flash-001", "gemini-2.0-flash-lite",
                "gemini-2.0-flash-lite-001", "gemini-2.5-flash", "gemini-2.5-flash-lite",
                "gemini-2.5-pro", "gemini-2.5-flash-image", "gemini-3-pro-preview",
-               "gemini-3-flash-preview"),
+               "gemini-3-flash-preview", "gemini-3.1-pro-preview", "gemini-3.1-flash-lite",
+               "gemini-3.5-flash", "gemini-3.5-flash-lite", "gemini-3.6-flash",
+               "gemini-3.7-flash", "gemini-3.8-flash", "gemini-flash-latest",
+               "gemini-flash-lite-latest", "gemini-pro-latest"),
     "openai": ("llama-3.3-70b-instruct-maas", "llama-4-maverick-17b-128e-instruct-maas",
                "llama-4-scout-17b-16e-instruct-maas", "qwen3-235b-a22b-instruct-2507-maas",
                "deepseek-r1-0528-maas", "deepseek-v3.1-maas", "gpt-oss-120b-maas",

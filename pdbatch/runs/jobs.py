@@ -4,6 +4,7 @@ each job and record it at once, check that jobs are the run's own, and read thei
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -24,6 +25,9 @@ from .manifest import FINGERPRINT_LABEL, RUN_LABEL, JobEntry, Manifest
 #: Seconds after which an unfinished manifest no process has saved counts as abandoned
 #: (compared with this machine's clock).
 STALE_AFTER = 60.0
+#: Seconds a job that succeeded may take to show its output (the Developer API can report
+#: SUCCEEDED before its results file is set) before its rows are called missing.
+OUTPUT_WAIT = 120.0
 _SAVING = threading.RLock()  # a manifest is changed and saved by one thread at a time
 
 log = logging.getLogger(__name__)
@@ -96,17 +100,33 @@ def record_run(store: RunStore, manifest: Manifest, force: bool = False
 def await_submission(store: RunStore, manifest: Manifest) -> Manifest:
     """Wait while another process creates the run's jobs (its manifest is not ``submitted``
     and was updated in the last ``STALE_AFTER`` seconds); the manifest then. A manifest left
-    unfinished longer than that was left by a process that stopped: the caller takes over."""
+    unfinished longer than that was left by a process that stopped: the caller takes over,
+    when it is the one of the waiting processes that ``take_over`` chooses."""
     delay = 0.5
     while not manifest.submitted:
         updated = datetime.fromisoformat(manifest.updated or manifest.created)
-        if (datetime.now(timezone.utc) - updated).total_seconds() > STALE_AFTER:
+        if (datetime.now(timezone.utc) - updated).total_seconds() > STALE_AFTER \
+                and take_over(store, manifest):
             log.info("%s was left unfinished: creating its other jobs", manifest.run)
             return manifest
         time.sleep(delay)
         delay = min(delay * 1.5, 5.0)
         manifest = _load(store, manifest.run) or manifest
     return manifest
+
+
+def take_over(store: RunStore, manifest: Manifest) -> bool:
+    """Whether this process is the one to finish a run left unfinished: of the processes that
+    see it abandoned at the same save time, the one whose claim of that moment wins (the
+    store's atomic ``claim``, on a key of the run and its save time); it saves the manifest at
+    once, so that the others see the run alive again and go on waiting."""
+    moment = f"{manifest.run} {manifest.updated or manifest.created}"
+    key = hashlib.blake2b(moment.encode(), digest_size=16).hexdigest()
+    token = storage.new_run_id()
+    if store.claim(key, token) != token:
+        return False
+    save(store, manifest)
+    return True
 
 
 def save(store: RunStore, manifest: Manifest) -> None:
@@ -171,12 +191,35 @@ def check_jobs(run_id: str, infos: list[JobInfo]) -> None:
                              "jobs' labels, or pass force=True to start a new run.")
 
 
-def answers(outputs: Location, jobs: list[tuple[JobEntry, JobInfo, np.ndarray]], response: bool
-            ) -> list[tuple[JobInfo, np.ndarray, pa.Table]]:
+def answers(outputs: Location, jobs: list[tuple[JobEntry, JobInfo, np.ndarray]], response: bool,
+            batch: BatchService) -> list[tuple[JobInfo, np.ndarray, pa.Table]]:
     """Each job's info, row positions and parsed output lines, for ``join.joined``."""
     con = engine.connect()
-    return [(info, positions, outputs.collect(con, job.number, info.output_dir, response))
-            for job, info, positions in jobs]
+    found = []
+    for job, info, positions in jobs:
+        info, lines = collected(batch, outputs, con, job.number, info, response)
+        found.append((info, positions, lines))
+    return found
+
+
+def collected(batch: BatchService, outputs: Location, con, number: int, info: JobInfo,
+              response: bool) -> tuple[JobInfo, pa.Table]:
+    """Job ``number``'s info and parsed output lines. A job that succeeded with no output line
+    yet (every row it read gets one) is asked again, with backoff, for up to ``OUTPUT_WAIT``
+    seconds, before any of its rows is called missing."""
+    table = outputs.collect(con, number, info.output_dir, response)
+    deadline, delay = time.monotonic() + OUTPUT_WAIT, 0.5
+    while info.succeeded and not table.num_rows and time.monotonic() < deadline:
+        log.info("%s succeeded but shows no output yet: asking again in %.1f s", info.name,
+                 delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 15.0)
+        info = batch.get(info.name)
+        table = outputs.collect(con, number, info.output_dir, response)
+    if info.succeeded and not table.num_rows:
+        log.warning("%s succeeded but showed no output within %.0f s: its rows are missing",
+                    info.name, OUTPUT_WAIT)
+    return info, table
 
 
 def output_lines(run_id: str, settings, options, jobs: list[JobEntry], infos: list[JobInfo],
@@ -187,8 +230,9 @@ def output_lines(run_id: str, settings, options, jobs: list[JobEntry], infos: li
     _, outputs = open_locations(run_id, settings, family.parser, credentials)
     con = engine.connect()
     tables = []
+    batch = service.open_service(settings, credentials)
     for job, info in zip(jobs, infos, strict=True):
-        table = outputs.collect(con, job.number, info.output_dir, True)
+        info, table = collected(batch, outputs, con, job.number, info, True)
         tables.append(table.append_column("job", pa.array([info.name] * table.num_rows,
                                                           pa.large_string())))
     if not tables:

@@ -12,10 +12,16 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from ..storage import Destination, Staged
 
+from ..errors import InputError
+
 log = logging.getLogger(__name__)
 
 #: The label every job of a run carries (its run id).
 RUN_LABEL = "pdbatch-run"
+#: The label every job of a run carries (the call's fingerprint).
+FINGERPRINT_LABEL = "pdbatch-fingerprint"
+#: Labels pdbatch sets on every job, which a user's ``labels=`` may not name.
+RESERVED_LABELS = (RUN_LABEL, FINGERPRINT_LABEL)
 SUCCESS_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
 #: Terminal states. PAUSED is listed because a paused job does nothing until someone resumes it.
 TERMINAL_STATES = SUCCESS_STATES | {
@@ -80,6 +86,14 @@ class BatchService(Protocol):
     def count_tokens(self, model: str, texts: list[str], system: str) -> int:
         """Input tokens of these prompts (with a system instruction) by the service's
         countTokens; raises when it does not answer."""
+
+
+def gone(name: str, where: str) -> Exception:
+    """The error for a recorded job or batch the service does not have (any more), in one line
+    with the way out."""
+    return InputError(f"{name}, recorded by this run, is not on {where} (it was deleted, or "
+                      "the run was made against another endpoint, project or key): pass "
+                      "force=True to start the call afresh.")
 
 
 class ServiceKind(Protocol):

@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from .. import multimodal, storage
 from ..config import GEMINI_API, Settings, resolve
 from ..errors import InputError, ServiceError
-from ..gemini_client import ATTEMPTS, client, transient
+from ..gemini_client import ATTEMPTS, client, every, transient
 from ..identifiers import whole
 from ..storage import Destination, Location, Staged
 from ..storage.files_api import FilesApiLocation
-from .base import RUN_LABEL, JobInfo, create_once
+from .base import RUN_LABEL, JobInfo, create_once, gone
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class GeminiApiService:
     def labelled(self, key: str, value: str) -> list[JobInfo]:
         """Every batch whose display name carries the label ``key=value``, oldest first."""
         try:
-            batches = list(self._client.batches.list(config={"page_size": 100}))
+            batches = every(self._client.batches.list(config={"page_size": 100}))
         except Exception as err:
             raise _failed(err, "the list of batches") from err
         found = [batch for batch in batches
@@ -212,6 +212,8 @@ class GeminiApiService:
         try:
             return self._info(self._client.batches.get(name=name))
         except Exception as err:
+            if getattr(err, "code", None) == 404:
+                raise gone(name, f"the Gemini API at {self.settings.api_endpoint}") from err
             raise _failed(err, f"the state of {name}") from err
 
     @staticmethod

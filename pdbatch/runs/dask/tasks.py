@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ... import config, costs, engine, families, plan, progress
+from ... import config, costs, engine, families, plan, progress, service
 from ...errors import InputError, JobError
 from ...join import joined
 from ...options import Options
@@ -24,7 +24,7 @@ from ...storage import Location
 from .. import keys, lifecycle
 from .. import manifest as manifests
 from ..handle import BatchRun
-from ..jobs import open_locations
+from ..jobs import collected, open_locations
 from ..lifecycle import Planned
 from ..local import follow_up
 from ..manifest import Manifest
@@ -175,9 +175,10 @@ def route(slot: int, slots: int, partitions: int, ended: tuple[Manifest, list[Jo
                                 options.credentials, None if read_only else manifest.labels)
     pieces: list[list] = [[] for _ in range(partitions)]
     con = engine.connect()
+    batch = service.open_service(settings, options.credentials)
     for job, info in list(zip(manifest.jobs, infos, strict=True))[slot::slots]:
-        lines = outputs.collect(con, job.number, info.output_dir,
-                                options.result.include_response)
+        _, lines = collected(batch, outputs, con, job.number, info,
+                             options.result.include_response)
         line_keys = pc.fill_null(lines.column("key"), -1).to_numpy()
         _split(pieces, job.number, lines, line_keys)
         low = np.searchsorted(copies.owner, line_keys, "left")
