@@ -17,7 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pandas as pd
 
-from . import api
+from . import api, embedding
 from .options import unknown_arguments
 
 P = ParamSpec("P")
@@ -31,18 +31,21 @@ def _forwarding(function: Callable[Concatenate[Any, P], R], owner: str,
     arguments as ``**options``). Positional arguments and unknown keywords are refused with
     a hint, as ``function`` itself would only say ``TypeError``."""
     name = function.__name__
-    params = [p for p in inspect.signature(function).parameters.values()
-              if p.kind is not inspect.Parameter.VAR_KEYWORD][1:]
-    if signature_of is not None:
-        params += list(inspect.signature(signature_of).parameters.values())[1:]
-    known = {p.name for p in params}
+    params = list(inspect.signature(function).parameters.values())[1:]
+    if signature_of is not None:  # its **options are signature_of's arguments
+        params = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD] \
+            + list(inspect.signature(signature_of).parameters.values())[1:]
+    # a function that still ends in **options (embed) checks its own keywords
+    known = None if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params) \
+        else {p.name for p in params}
 
     def method(self, *args: Any, **options: Any) -> R:
         if args:
             raise TypeError(f"df.gemini.{name}() takes keyword arguments only, e.g. "
                             f"df.gemini.{name}(prompt_col='prompt'); got {len(args)} "
                             "positional argument(s).")
-        unknown_arguments(set(options) - known, f"df.gemini.{name}")
+        if known is not None:
+            unknown_arguments(set(options) - known, f"df.gemini.{name}")
         return function(self._obj, **options)
 
     self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
@@ -66,6 +69,9 @@ class GeminiAccessor:
     submit = _forwarding(api.submit, "GeminiAccessor", signature_of=api.batch_predict)
     estimate = _forwarding(api.estimate, "GeminiAccessor", signature_of=api.batch_predict)
     read_results = _forwarding(api.read_results, "GeminiAccessor")
+    embed = _forwarding(embedding.embed, "GeminiAccessor")
+    submit_embed = _forwarding(embedding.submit_embed, "GeminiAccessor",
+                               signature_of=embedding.embed)
 
 
 def register_dask() -> None:
@@ -83,6 +89,7 @@ def register_dask() -> None:
         batch_predict = _forwarding(api.batch_predict, "DaskGeminiAccessor")
         submit = _forwarding(api.submit, "DaskGeminiAccessor", signature_of=api.batch_predict)
         read_results = _forwarding(api.read_results, "DaskGeminiAccessor")
+        embed = _forwarding(embedding.embed, "DaskGeminiAccessor")
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
