@@ -6,7 +6,8 @@ converge through the batch list). Each round is a new call (its own prompts), 40
 jobs; every job queues 3 s first, as real batches wait before they run. Prints one line per
 round: the runs the clients got, the jobs the call's fingerprint finds (created, cancelled
 before running, answered), whether every client got its own rows' answers, and the clients that
-failed. Run: ``python benchmarks/concurrent_probe.py [rounds]`` (about 15 minutes on 2 cores).
+failed. Run: ``python benchmarks/concurrent_probe.py [rounds] [vertex|gemini-api|machines ...]``
+(about 15 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -79,9 +80,11 @@ def round_of(stack: LocalStack, service: str, machines: bool, number: int) -> di
 
 if __name__ == "__main__":
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 6
+    chosen = sys.argv[2:] or ["vertex", "gemini-api", "machines"]  # configurations to run
+    configurations = {"vertex": ("vertex", False), "gemini-api": ("gemini-api", False),
+                      "machines": ("gemini-api", True)}
     with LocalStack(timing=Timing(pending=0.05, running=0.05)) as local:
         local.service.fault_labels = {"emulator-queue-ms": "3000"}  # every job queues 3 s
-        for service, machines in (("vertex", False), ("gemini-api", False),
-                                  ("gemini-api", True)):
+        for service, machines in (configurations[name] for name in chosen):
             for number in range(rounds):
                 print(json.dumps(round_of(local, service, machines, number)), flush=True)

@@ -133,14 +133,17 @@ def rebuilt(call: Call, run_id: str, jobs: list[JobInfo]) -> Manifest:
     """The manifest of run ``run_id`` of this call, rebuilt from ``jobs`` (the jobs of its
     fingerprint, oldest first): its jobs are planned again and matched by display name. A job
     of the run that was given up (cancelled: another machine made the same job first, see
-    ``jobs.converged``) gives way to the earliest job of that number another run kept."""
+    ``jobs.converged``) gives way to the earliest job of that number another run kept; on a
+    service whose creators converge, that earliest job is taken whatever the run's own (which
+    may be a later one its creator is about to cancel)."""
     manifest = call.new(run_id)
     names = {job.display_name: job for job in jobs}
+    converging = service.kind(call.settings).converges
     planned = 0
     for number, (entry, _) in enumerate(call.planned(manifest)):
         planned += 1
         job = names.get(display_name(run_id, number))
-        if job is not None and given_up(job):
+        if converging or (job is not None and given_up(job)):
             job = next((other for other in jobs if job_number(other.display_name) == number
                         and not given_up(other)), job)
         if job is not None and len(manifest.jobs) == number:
