@@ -9,7 +9,7 @@ import sys
 
 import pandas as pd
 
-from . import api
+from . import api, embedding
 
 
 def _forwarding(function, signature_of=None):
@@ -41,6 +41,8 @@ class GeminiAccessor:
     submit = _forwarding(api.submit, signature_of=api.batch_predict)
     estimate = _forwarding(api.estimate, signature_of=api.batch_predict)
     read_results = _forwarding(api.read_results)
+    embed = _forwarding(embedding.embed)
+    submit_embed = _forwarding(embedding.submit_embed, signature_of=embedding.embed)
 
 
 def register_dask() -> None:
@@ -58,6 +60,7 @@ def register_dask() -> None:
         batch_predict = _forwarding(api.batch_predict)
         submit = _forwarding(api.submit, signature_of=api.batch_predict)
         read_results = _forwarding(api.read_results)
+        embed = _forwarding(embedding.embed)
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):

@@ -41,6 +41,17 @@ PRICES: dict[str, tuple[float, float]] = {
     "gemini-2.0-flash-lite": (0.075, 0.30),
     "gemini-2.0-flash-lite-001": (0.075, 0.30),
 }
+#: Embedding models' online list prices, USD per million input tokens (no output tokens),
+#: as of EMBEDDING_PRICES_DATE: gemini-embedding-001 from Google's blog of 2025-09-10 ("$0.15",
+#: batch "$0.075"); gemini-embedding-2 and the text-embedding models (billed per 1,000
+#: characters, $0.000025, here at 4 characters a token) from third-party tables
+#: (embeddings-spec.md §4: no official Vertex AI batch row was found).
+EMBEDDING_PRICES_DATE = "2025-09-10"
+EMBEDDING_PRICES: dict[str, tuple[float, float]] = {
+    "gemini-embedding-001": (0.15, 0.0), "gemini-embedding-2": (0.20, 0.0),
+    "text-embedding-005": (0.10, 0.0), "text-embedding-004": (0.10, 0.0),
+    "text-multilingual-embedding-002": (0.10, 0.0),
+}
 BATCH_DISCOUNT = 0.5
 CHARS_PER_TOKEN = 4
 SAMPLE_SIZE = 20
@@ -146,13 +157,14 @@ def estimate_of(found: Measure, options: Options, family: Family, settings: Sett
         output_tokens = int(config.get("max_output_tokens", config.get(
             "maxOutputTokens", family.task.default_output_tokens)))
     output_total = output_tokens * found.requests
-    table = {**PRICES, **(prices or {})}
+    table = {**PRICES, **EMBEDDING_PRICES, **(prices or {})}
     name = family.resource.rsplit("/", 1)[-1]
     price = table.get(name)
     cost = None
     if price is not None:
         cost = (input_tokens * price[0] + output_total * price[1]) / 1e6 * BATCH_DISCOUNT
-    source = "prices given" if prices and name in prices else f"list prices of {PRICES_DATE}"
+    source = "prices given" if prices and name in prices else \
+        f"list prices of {EMBEDDING_PRICES_DATE if name in EMBEDDING_PRICES else PRICES_DATE}"
     return Estimate(name, found.rows, found.requests, input_tokens, output_total, cost,
                     method, f"{source}, batch discount {BATCH_DISCOUNT:.0%}")
 

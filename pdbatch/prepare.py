@@ -117,7 +117,8 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
     texts, reasons = prompts.render(df, request.prompt_col, request.prompt)
     file_plan = _file_plan(df, request.files, request.files_root, reasons, family, settings,
                            options.credentials)
-    row_config = _row_config(df, request.config_cols, request_config, reasons)
+    row_config = _row_config(df, request.config_cols, request_config, reasons,
+                             family.row_settings)
     if request.on_invalid == "raise" and (reasons != "").any():
         raise InputError(prompts.describe_invalid(df, reasons))
     batch.check_locations(settings, family, request.model, options.credentials, len(df))
@@ -238,12 +239,13 @@ def request_hashes(prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
             found.column("lo").to_numpy().astype(np.uint64))
 
 
-def _row_config(df, config_cols, request_config, reasons) -> pa.ChunkedArray | None:
-    """Each row's own generationConfig items, as JSON text; their problems become row
-    reasons."""
+def _row_config(df, config_cols, request_config, reasons, allowed=None
+                ) -> pa.ChunkedArray | None:
+    """Each row's own config items (the family's ``row_settings``), as JSON text; their
+    problems become row reasons."""
     if not config_cols:
         return None
-    table = overrides.row_config(df, config_cols, request_config, reasons)
+    table = overrides.row_config(df, config_cols, request_config, reasons, allowed)
     return lines.json_items(engine.connect(), table, "," if request_config else "")
 
 

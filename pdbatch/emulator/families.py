@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import embeddings
 from .responder import deterministic_response
 
 _CHAT = "/v1/chat/completions"
@@ -145,10 +146,17 @@ class Family:
     dropped: frozenset  # input keys not copied to the output line
     times: bool = True  # whether output lines carry processed_time
     invalid: Callable[[dict], str | None] = lambda payload: None  # a row's 400, if any
+    answer: str = "response"  # the key of the answer in an output line
+    generates: bool = True  # False: an embedding model (answered by its own responder)
+    echo: str = ""  # for lines that are the payload themselves: the key echoing them
+
+    def payload_of(self, line: dict):
+        """What the model is asked: the line's payload key, or the line itself."""
+        return line if not self.payload else line.get(self.payload)
 
     def problem(self, line: dict) -> str | None:
         """Why the import refuses this line, or None."""
-        payload = line.get(self.payload)
+        payload = self.payload_of(line)
         if not isinstance(payload, dict):
             return f"has no '{self.payload}' object"
         if self.name == "openai" and (line.get("method", "POST") != "POST"
@@ -161,13 +169,17 @@ class Family:
 
     def output_keys(self, input_keys: list[str]) -> list[str]:
         """The keys of this family's output lines for input lines with ``input_keys``."""
+        if not self.payload:
+            return [self.echo, self.answer, "status"]
         passed = [k for k in input_keys if k not in self.dropped and k != self.payload]
         return [*passed, *(["id"] if self.name == "openai" else []), "status",
-                *(["processed_time"] if self.times else []), self.payload, "response"]
+                *(["processed_time"] if self.times else []), self.payload, self.answer]
 
     def result(self, line: dict, payload: dict, processed_time: str) -> dict:
         """The output line without its answer: pass-through keys, status, the echoed
         payload."""
+        if not self.payload:  # {"instance": ..., "predictions": ..., "status": ""}
+            return {self.echo: payload, "status": ""}
         result = {k: v for k, v in line.items() if k not in self.dropped}
         if self.name == "openai":
             result["id"] = _id("batch_req_", line)
@@ -179,6 +191,17 @@ class Family:
 
 
 FAMILIES = (
+    Family("gemini-embedding", re.compile(
+        r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-embedding-"
+        r"[\w.-]+$"), "request", embeddings.gemini_response,
+        frozenset({"response", "status", "processed_time"}),
+        invalid=embeddings.gemini_problem, generates=False),
+    Family("text-embedding", re.compile(
+        r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/"
+        r"(?:text-embedding|text-multilingual-embedding)-\d{3}(?:@\d+)?$"), "",
+        embeddings.legacy_predictions, frozenset(), times=False,
+        invalid=embeddings.legacy_problem, answer="predictions", generates=False,
+        echo="instance"),
     Family("gemini", re.compile(
         r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[\w.-]+"
         r"(?:@[\w.-]+)?$"
@@ -222,6 +245,8 @@ SERVED_MODELS = frozenset({
     "claude-opus-4-1", "claude-opus-4-1@20250805", "claude-sonnet-4-5",
     "claude-sonnet-4-5@20250929", "claude-haiku-4-5", "claude-haiku-4-5@20251001",
     "claude-sonnet-4", "claude-sonnet-4@20250514",
+    "gemini-embedding-001", "gemini-embedding-2", "text-embedding-004", "text-embedding-005",
+    "text-multilingual-embedding-002",
 })
 
 

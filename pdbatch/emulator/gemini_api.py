@@ -40,7 +40,8 @@ from .service import BatchService
 
 _PREFIXES = ("/v1beta/", "/upload/v1beta/", "/download/v1beta/")
 _FILE = re.compile(r"^/(?:download/)?v1beta/files/(?P<id>[a-z0-9-]+)(?P<download>:download)?$")
-_CREATE = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):batchGenerateContent$")
+_CREATE = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):"
+                     r"(?P<method>batchGenerateContent|asyncBatchEmbedContent)$")
 _BATCH = re.compile(r"^/v1beta/batches(?:/(?P<id>[a-z0-9-]+))?(?P<cancel>:cancel)?$")
 _COUNT = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):countTokens$")
 _TOKEN = re.compile(r"[0-9]{1,18}")
@@ -210,7 +211,7 @@ class GeminiApi:
             return Reply(200, self.files.list(*_page(params, *FILES_PAGE), base_url))
         if create and method == "POST":
             return Reply(200, self.batches.create(create["model"], _json(body), len(body),
-                                                  base_url))
+                                                  base_url, create["method"]))
         if batch and batch["id"]:
             name = f"batches/{batch['id']}"
             if method == "POST" and batch["cancel"]:

@@ -22,6 +22,7 @@ import string
 import threading
 import time
 
+from .families import family_of
 from .faults import JobFaults, reveal_later
 from .gemini_answers import BatchAnswers
 from .gemini_files import FileStore
@@ -83,7 +84,8 @@ class GeminiBatches(BatchValidation, BatchAnswers):
         """The model ids served (``gemini-2.5-flash``, ...)."""
         return {m for m in self.vertex.models if m.startswith("gemini-")} | MODEL_ALIASES
 
-    def create(self, model: str, body: dict, size: int, base_url: str = "") -> dict:
+    def create(self, model: str, body: dict, size: int, base_url: str = "",
+               method: str = "batchGenerateContent") -> dict:
         """``POST models/{model}:batchGenerateContent``: the new batch's Operation;
         ``base_url`` is the emulator's as the caller reached it (its Files API URIs)."""
         if size > self.max_inline_bytes:
@@ -94,6 +96,12 @@ class GeminiBatches(BatchValidation, BatchAnswers):
                                "v1beta, or is not supported for batchGenerateContent. Call "
                                "ListModels to see the list of available models and their "
                                "supported methods.")
+        family = family_of(f"publishers/google/models/{model}")
+        embeds = family is not None and not family.generates
+        if embeds != (method == "asyncBatchEmbedContent"):
+            raise ServiceError(400, "INVALID_ARGUMENT", f"models/{model} does not support "
+                               f"{method}; use "
+                               f"{'asyncBatchEmbedContent' if embeds else 'batchGenerateContent'}.")
         record, own = self._validated(body)
         record.update(model=f"models/{model}", _faults={**self.vertex.take_fault_labels(),
                                                         **own},

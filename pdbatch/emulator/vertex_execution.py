@@ -104,7 +104,7 @@ class JobExecution:
         except bigquery.OutputError as exc:
             self._finish(name, error={"code": 3, "message": str(exc)})
             return
-        outcome = runner.answer_rows(lines, sink, family, self.responder or family.respond,
+        outcome = runner.answer_rows(lines, sink, family, _responder(self.responder, family),
                                      faults, name, total,
                                      stop=lambda: self._cancelling(name),
                                      union=union if self.null_injection else None,
@@ -232,3 +232,9 @@ class JobExecution:
             if job is not None:
                 job.update(fields)
                 self._store.save(job)
+
+
+def _responder(responder, family):
+    """Who answers a job's rows: the service's responder for generating models (a real model,
+    when one is set), an embedding model's own vectors."""
+    return (responder if family.generates else None) or family.respond

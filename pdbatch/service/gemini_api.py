@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Mapping
 
-from .. import multimodal, storage
+from .. import families, multimodal, storage
 from ..config import GEMINI_API, Settings, resolve
 from ..errors import InputError, ServiceError
 from ..gemini_client import client, every, transient
@@ -183,10 +183,13 @@ class GeminiApiService:
         paid) twice."""
         [src] = staged.uris
         config = {"display_name": labelled_name(display_name, labels)}
+        embeds = families.resolve(model).task.request_type == "EmbedContentRequest"
         model = model_name(model)
         def create() -> str:
             try:
-                batch = self._once.batches.create(model=model, src=src, config=config)
+                batch = (self._once.batches.create_embeddings(
+                    model=model, src={"file_name": src}, config=config) if embeds else
+                    self._once.batches.create(model=model, src=src, config=config))
             except Exception as err:
                 raise err if transient(err) else _refused(err) from err
             log.info("created %s (%s)", batch.name, batch.state)
