@@ -186,18 +186,23 @@ class BatchRun:
             raise ServiceError(f"{err} The jobs of {self.id} go on without us: re-run the same "
                                f"call to pick them up, or {self.attach_call}.") from err
         except KeyboardInterrupt:
-            where = service.kind(self.settings).title
-            if cancel_on_interrupt:
-                self.cancel()
-                log.warning("Interrupted: asked %s to cancel the jobs of %s.", where, self.id)
-            else:
-                log.warning("Interrupted: the jobs of %s keep running on %s. Re-run the same "
-                            "call to pick them up, or: %s", self.id, where, self.attach_call)
+            self.interrupted(cancel_on_interrupt)
             raise
         finally:
             for made in shown:
                 made.close()
         return self._last
+
+    def interrupted(self, cancel: bool) -> None:
+        """After an interrupt: cancel the run's jobs (``cancel``), or say that they keep
+        running and how to pick them up."""
+        where = service.kind(self.settings).title
+        if cancel:
+            self.cancel()
+            log.warning("Interrupted: asked %s to cancel the jobs of %s.", where, self.id)
+        else:
+            log.warning("Interrupted: the jobs of %s keep running on %s. Re-run the same "
+                        "call to pick them up, or: %s", self.id, where, self.attach_call)
 
     @property
     def attach_call(self) -> str:
