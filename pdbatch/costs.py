@@ -39,18 +39,13 @@ PRICES_DATE = "2026-12-06"
 #: (BATCH_DISCOUNT), on Vertex AI and on the Gemini Developer API alike.
 PRICES: dict[str, tuple[float, float]] = {
     "gemini-3.8-flash": (0.75, 3.75),  # through 2026-12-31; $1.50 / $7.50 from 2027-01-01
-    "gemini-3.5-flash": (1.50, 9.00),
-    "gemini-3.5-flash-lite": (0.30, 2.50),
-    "gemini-3.1-pro-preview": (2.00, 12.00),
-    "gemini-3-pro-preview": (2.00, 12.00),
+    "gemini-3.5-flash": (1.50, 9.00), "gemini-3.5-flash-lite": (0.30, 2.50),
+    "gemini-3.1-pro-preview": (2.00, 12.00), "gemini-3-pro-preview": (2.00, 12.00),
     "gemini-3-flash-preview": (0.50, 3.00),
-    "gemini-2.5-pro": (1.25, 10.00),
-    "gemini-2.5-flash": (0.30, 2.50),
+    "gemini-2.5-pro": (1.25, 10.00), "gemini-2.5-flash": (0.30, 2.50),
     "gemini-2.5-flash-lite": (0.10, 0.40),
-    "gemini-2.0-flash": (0.15, 0.60),
-    "gemini-2.0-flash-001": (0.15, 0.60),
-    "gemini-2.0-flash-lite": (0.075, 0.30),
-    "gemini-2.0-flash-lite-001": (0.075, 0.30),
+    "gemini-2.0-flash": (0.15, 0.60), "gemini-2.0-flash-001": (0.15, 0.60),
+    "gemini-2.0-flash-lite": (0.075, 0.30), "gemini-2.0-flash-lite-001": (0.075, 0.30),
 }
 #: Embedding models' online list prices, USD per million input tokens (no output tokens),
 #: as of EMBEDDING_PRICES_DATE: gemini-embedding-001 from Google's blog of 2025-09-10 ("$0.15",
