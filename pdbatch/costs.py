@@ -174,16 +174,24 @@ def estimate_of(found: Measure, options: Options, family: Family, settings: Sett
         output_tokens = int(config.get("max_output_tokens", config.get(
             "maxOutputTokens", family.task.default_output_tokens)))
     output_total = output_tokens * found.requests
-    table = {**PRICES, **EMBEDDING_PRICES, **(prices or {})}
     name = family.resource.rsplit("/", 1)[-1]
-    price = table.get(name)
+    price, source = price_of(name, prices)
     cost = None
     if price is not None:
         cost = (input_tokens * price[0] + output_total * price[1]) / 1e6 * BATCH_DISCOUNT
-    source = "prices given" if prices and name in prices else \
-        f"list prices of {EMBEDDING_PRICES_DATE if name in EMBEDDING_PRICES else PRICES_DATE}"
     return Estimate(name, found.rows, found.requests, input_tokens, output_total, cost,
                     method, f"{source}, batch discount {BATCH_DISCOUNT:.0%}")
+
+
+def price_of(model: str, prices: dict[str, tuple[float, float]] | None = None
+             ) -> tuple[tuple[float, float] | None, str]:
+    """A model's (input, output) list price per million tokens (``prices`` first, then the
+    dated tables), and where it came from."""
+    if prices and model in prices:
+        return prices[model], "prices given"
+    if model in EMBEDDING_PRICES:
+        return EMBEDDING_PRICES[model], f"list prices of {EMBEDDING_PRICES_DATE}"
+    return PRICES.get(model), f"list prices of {PRICES_DATE}"
 
 
 def guard(found: Estimate, max_cost: float | None, max_rows: int | None) -> None:
