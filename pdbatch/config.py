@@ -71,9 +71,11 @@ def resolve(
     output: str | None = None,
     service: str | None = None,
     api_key: str | None = None,
+    staged: bool = True,
 ) -> Settings:
     """Settings from arguments, then environment, then (for the project) application default
-    credentials; raises InputError naming the fix."""
+    credentials; raises InputError naming the fix. ``staged=False`` (an estimate, which
+    stages nothing) leaves a missing staging location ""."""
     if service_of(service) == GEMINI_API:
         return _gemini_api(staging, api_endpoint, api_key)
     project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or _credentials_project()
@@ -90,10 +92,13 @@ def resolve(
                          "'global') or set GOOGLE_CLOUD_LOCATION.")
     if not whole(_LOCATION, location):
         raise InputError(f"location={location!r} is not a valid location such as 'us-central1'.")
-    staging = given_or_environment(
-        staging, "staging", "No staging location: pass staging='gs://my-bucket/prefix' (or "
-        "'bq://my-project.my_dataset') or set PDBATCH_STAGING." + _key_hint())
-    if storage.local_folder(staging):
+    if not staged and not (staging or os.environ.get("PDBATCH_STAGING")):
+        staging = ""
+    else:
+        staging = given_or_environment(
+            staging, "staging", "No staging location: pass staging='gs://my-bucket/prefix' (or "
+            "'bq://my-project.my_dataset') or set PDBATCH_STAGING." + _key_hint())
+    if staging and storage.local_folder(staging):
         raise InputError(f"staging={staging!r}: Vertex AI jobs read from Cloud Storage or "
                          "BigQuery; a local folder keeps runs of service='gemini-api' only.")
     if transport not in TRANSPORTS:
@@ -218,7 +223,7 @@ def endpoint(api_endpoint: str | None, location: str) -> str:
     return found.rstrip("/")
 
 
-def settings_of(run, api_key: str | None = None) -> Settings:
+def settings_of(run, api_key: str | None = None, staged: bool = True) -> Settings:
     """The checked settings of a call's ``RunOptions`` (then the environment)."""
     return resolve(run.project, run.location, run.staging, run.api_endpoint, run.transport,
-                   run.output, run.service, api_key)
+                   run.output, run.service, api_key, staged)

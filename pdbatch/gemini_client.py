@@ -23,9 +23,6 @@ log = logging.getLogger(__name__)
 
 #: The key sent to a plain-HTTP base URL instead of the user's.
 PLACEHOLDER_KEY = "pdbatch-local"
-#: Attempts of a batch's create on a transient error (it looks for the batch before it asks
-#: again: ``service.base.create_once``).
-ATTEMPTS = 6
 #: Backoff between attempts: the first wait, its growth and its cap, in seconds.
 _FIRST_WAIT, _GROWTH, _LONGEST_WAIT = 1.0, 2.0, 30.0
 T = TypeVar("T")

@@ -85,14 +85,16 @@ class Prepared:
                                     preserve_index=False)
 
 
-def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
+def prepare(df: pd.DataFrame, options: Options, tag: str = "", staged: bool = True
+            ) -> Prepared:
     """Check ``options`` against ``df``; render, skip, dedup and fingerprint (``tag`` names a
     follow-up pass, such as a retry, so that it is a run of its own). Raises InputError before
-    anything is uploaded; nothing here uploads or submits (a BigQuery dataset is looked up)."""
+    anything is uploaded; nothing here uploads or submits (a BigQuery dataset is looked up).
+    ``staged=False`` (an estimate) needs no staging location and does not look at it."""
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"batch_predict needs a pandas DataFrame, got {type(df).__name__}.")
     request, result = options.request, options.result
-    settings = config.settings_of(options.run, options.api_key)
+    settings = config.settings_of(options.run, options.api_key, staged)
     batch = service.kind(settings)
     batch.refuse(options)
     schema = (structured.schema_of(request.response_schema)
@@ -124,7 +126,8 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
                              family.row_settings)
     if request.on_invalid == "raise" and (reasons != "").any():
         raise InputError(prompts.describe_invalid(df, reasons))
-    batch.check_locations(settings, family, request.model, options.credentials, len(df))
+    if staged:
+        batch.check_locations(settings, family, request.model, options.credentials, len(df))
     rows = Rows(texts, reasons, file_plan, row_config, carried)
 
     send = reasons == ""

@@ -164,3 +164,48 @@ def test_current_models_and_aliases_are_served(model, service, staging, tmp_path
     out = _frame(2).gemini.batch_predict(prompt_col="prompt", model=model, service=service,
                                          staging=where, progress=False)
     assert _answered(out)
+
+
+_MACHINE = """
+import json, sys, time
+import duckdb, pandas as pd
+from google import genai  # imported before the start
+import pdbatch
+frame = pd.DataFrame({"prompt": [f"machine question {i}" for i in range(8)]})
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process calls at the same moment
+out = frame.gemini.batch_predict(prompt_col="prompt", service="gemini-api", staging=sys.argv[1],
+                                 max_requests_per_job=2, progress=False)
+assert (out["status"] == "ok").all(), out["status"].tolist()
+assert out["text"].tolist() == [f"echo: {p}" for p in frame["prompt"]]
+print(json.dumps(sorted(set(out["job"]))))
+"""
+
+
+def test_machines_making_the_same_call_at_once_converge_on_one_batch_per_job(
+        stack, genai_client, tmp_path):
+    """Three machines (each its own runs folder: no claim is shared) make a 4-batch call at
+    the same moment: each creator keeps the earliest batch of each job number and cancels its
+    own later one before it runs, so all read the same 4 batches (12 ran before)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    start = time.time() + 8  # time enough for every interpreter to import pdbatch
+    stack.service.fault_labels = {"emulator-queue-ms": "4000"}  # queued: a cancel comes first
+    try:
+        processes = [subprocess.Popen([sys.executable, "-c", _MACHINE, str(tmp_path / f"m{i}"),
+                                       str(start)], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                     for i in range(3)]
+        answers = [process.communicate(timeout=240) for process in processes]
+    finally:
+        stack.service.fault_labels = {}
+    assert [p.returncode for p in processes] == [0] * 3, [err[-4000:] for _, err in answers]
+    read = [json.loads(out.strip().splitlines()[-1]) for out, _ in answers]
+    [fingerprint] = {pdbatch.runs(staging=str(tmp_path / f"m{i}"))["fingerprint"].iloc[0]
+                     for i in range(3)}
+    batches = [b for b in genai_client.batches.list(config={"page_size": 100})
+               if fingerprint in (b.display_name or "")]
+    kept = sorted(b.name for b in batches if b.state.name != "JOB_STATE_CANCELLED")
+    assert len(kept) == 4 and read == [kept] * 3  # one batch per job, read by every machine

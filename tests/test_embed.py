@@ -340,3 +340,17 @@ def test_vectors_are_gathered_into_row_order_with_copies_nulls_and_longer_vector
     longer = pa.chunked_array([pa.array([[3, 4, 12], [1, 0, 0]], pa.list_(pa.float32()))])
     cut = gathered_vectors(longer, np.array([1, 0]), kind, np.array([], int), np.array([], int))
     np.testing.assert_allclose(cut.to_pylist(), [[1, 0], [0.6, 0.8]])  # cut, renormalised
+
+
+def test_the_usage_of_an_embedding_run_counts_its_tokens_at_embedding_prices(staging):
+    df = _frame(40)
+    run = pdbatch.submit_embed(df, text_col="abstract", model="gemini-embedding-001",
+                               staging=staging, progress=False)
+    out = run.result(df)
+    usage = run.usage(df)
+    assert usage.rows["answered"] == len(df) and usage.output_tokens == 0
+    sent = out.drop_duplicates("abstract")  # identical texts are embedded (and billed) once
+    assert usage.prompt_tokens == int(sent["token_count"].sum()) > 0
+    price = pdbatch.costs.EMBEDDING_PRICES["gemini-embedding-001"][0]
+    assert usage.cost == pytest.approx(usage.prompt_tokens * price / 1e6 * 0.5)
+    assert "list prices of" in usage.prices and not usage.output_histogram

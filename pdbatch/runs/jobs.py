@@ -10,14 +10,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import engine, families, service, storage
-from ..errors import InputError
+from ..errors import InputError, ServiceError
 from ..service import BatchService, JobInfo
 from ..storage import Destination, Location, RunStore, Staged
 from .manifest import FINGERPRINT_LABEL, RUN_LABEL, JobEntry, Manifest
@@ -28,6 +28,9 @@ STALE_AFTER = 60.0
 #: Seconds a job that succeeded may take to show its output (the Developer API can report
 #: SUCCEEDED before its results file is set) before its rows are called missing.
 OUTPUT_WAIT = 120.0
+#: Job states of a job no run adopts: cancelled, or ended without answers.
+GIVEN_UP = frozenset({"JOB_STATE_CANCELLED", "JOB_STATE_CANCELLING", "JOB_STATE_FAILED",
+                      "JOB_STATE_EXPIRED"})
 _SAVING = threading.RLock()  # a manifest is changed and saved by one thread at a time
 
 log = logging.getLogger(__name__)
@@ -38,8 +41,9 @@ def find_run(store: RunStore, fingerprint: str, batch: BatchService,
     """The manifest of the run this call (by its fingerprint) already made, if any.
 
     When the index names no run but jobs carry the fingerprint's label, the newest of their
-    runs is indexed again; its manifest, when it is gone too, is rebuilt from its jobs by the
-    driver (``rebuild(run_id, jobs)``). Nothing is created twice."""
+    runs is indexed again; its manifest, when it is gone too, is rebuilt by the driver from
+    the jobs of the fingerprint (``rebuild(run_id, jobs)``, oldest first). Nothing is created
+    twice."""
     run_id = store.find(fingerprint)
     manifest = _load(store, run_id) if run_id else None
     if manifest is not None:
@@ -57,11 +61,10 @@ def find_run(store: RunStore, fingerprint: str, batch: BatchService,
     run_id = max(job.labels[RUN_LABEL] for job in labelled)
     manifest = _load(store, run_id)
     if manifest is None:
-        jobs = [job for job in labelled if job.labels[RUN_LABEL] == run_id]
-        manifest = rebuild(run_id, jobs)
+        manifest = rebuild(run_id, labelled)
         save(store, manifest)
-        log.warning("rebuilt the manifest of %s from the labels of its %d job(s)", run_id,
-                    len(jobs))
+        log.warning("rebuilt the manifest of %s from the labels of %d job(s)", run_id,
+                    len(manifest.jobs))
     store.link(fingerprint, run_id)
     log.info("re-attaching to %s, found by its jobs' labels", run_id)
     return manifest
@@ -136,6 +139,19 @@ def save(store: RunStore, manifest: Manifest) -> None:
         store.save(manifest.to_json())
 
 
+def abandon(store: RunStore, manifest: Manifest) -> None:
+    """Save the manifest of a run this process stops creating (interrupted), stamped as if
+    last saved ``2 * STALE_AFTER`` seconds ago when it is not ``submitted``: the same call made
+    again takes its creation over at once instead of waiting for this process."""
+    if manifest.submitted:
+        save(store, manifest)
+        return
+    with _SAVING:
+        manifest.updated = (datetime.now(timezone.utc) - timedelta(seconds=2 * STALE_AFTER)
+                            ).isoformat(timespec="seconds")
+        store.save(manifest.to_json())
+
+
 @contextmanager
 def kept_alive(store: RunStore, manifest: Manifest) -> Iterator[None]:
     """While the body creates a run's jobs, save its manifest every ``STALE_AFTER / 3``
@@ -163,32 +179,75 @@ def display_name(run_id: str, number: int) -> str:
 
 def create_job(batch: BatchService, store: RunStore, manifest: Manifest, number: int,
                resource: str, stage: Callable[[], Staged], destination: Destination,
-               resumed: bool,
-               cap: int | None, **entry) -> None:
+               resumed: bool, cap: int | None, converge: bool = False, **entry) -> None:
     """Create job ``number`` of a run and record it in the manifest at once. ``stage()`` stages
     its input and gives the input config; it is not called when ``resumed`` and an earlier
     attempt created the job (found by display name). With ``cap``, first wait until fewer
-    than that many of the run's jobs are unfinished."""
+    than that many of the run's jobs are unfinished. With ``converge``, the job is the one
+    ``converged`` keeps."""
     if cap:
         service.wait(batch, manifest.job_names, running_at_most=cap - 1,
                      label=(RUN_LABEL, manifest.run))
     display = display_name(manifest.run, number)
     name = (resumed and batch.find(display, manifest.run)) or batch.create(
         display, resource, stage(), destination, manifest.labels)
+    if converge:
+        name = converged(batch, manifest, number, name)
     with _SAVING:
         manifest.jobs.append(JobEntry(number, name, **entry))
     save(store, manifest)
 
 
-def check_jobs(run_id: str, infos: list[JobInfo]) -> None:
-    """Refuse to read jobs that are not the run's own (by their run label)."""
-    for info in infos:
+def job_number(display: str) -> int | None:
+    """The number of the job a pdbatch display name names (of any run), else None."""
+    head, _, number = display.rpartition("-")
+    if not (head.startswith("pdbatch-") and storage.is_run_id(head[len("pdbatch-"):])
+            and len(number) == 5 and number.isdigit()):
+        return None
+    return int(number)
+
+
+def given_up(info: JobInfo) -> bool:
+    """Whether a job was cancelled or ended without answers (no run adopts it)."""
+    return info.state in GIVEN_UP
+
+
+def converged(batch: BatchService, manifest: Manifest, number: int, own: str) -> str:
+    """The job ``number`` of the run, once its creators agree: job ``own`` was just created,
+    and other machines making the same call (its fingerprint) may have created theirs. Of the
+    fingerprint's jobs of that number (not given up), the earliest (by create time, then name)
+    is kept by every creator; a later one, this one's, is cancelled before it runs (if it has
+    not) and the earliest is recorded instead, so that every machine waits for and reads the
+    same job."""
+    rivals = [info for info in batch.labelled(FINGERPRINT_LABEL, manifest.fingerprint)
+              if job_number(info.display_name) == number
+              and (info.name == own or not given_up(info))]
+    if not rivals or rivals[0].name == own or own not in {info.name for info in rivals}:
+        return own  # the earliest, or the list does not show it yet: it is kept
+    winner = rivals[0].name
+    try:
+        batch.cancel(own)
+    except (ServiceError, InputError) as err:
+        log.warning("could not cancel %s, made again by another machine (%s): both are paid "
+                    "for", own, err)
+    log.warning("job %d of %s was made by another machine at the same moment: %s, which it "
+                "made first, is kept and %s is cancelled", number, manifest.run, winner, own)
+    return winner
+
+
+def check_jobs(manifest: Manifest, infos: list[JobInfo]) -> None:
+    """Refuse to read jobs that are not the run's own (by their run label), except a job
+    another machine made for the same call (its fingerprint label) under the same number,
+    which ``converged`` adopted."""
+    for entry, info in zip(manifest.jobs, infos, strict=True):
         owner = info.labels.get(RUN_LABEL)
-        if owner != run_id:
-            raise InputError(f"The manifest of {run_id} names job {info.name}, which belongs to "
-                             f"{owner or 'no pdbatch run'}: its answers are not this run's. "
-                             "Remove the manifest to have the same call rebuild it from the "
-                             "jobs' labels, or pass force=True to start a new run.")
+        adopted = (info.labels.get(FINGERPRINT_LABEL) == manifest.fingerprint
+                   and job_number(info.display_name) == entry.number)
+        if owner != manifest.run and not adopted:
+            raise InputError(f"The manifest of {manifest.run} names job {info.name}, which "
+                             f"belongs to {owner or 'no pdbatch run'}: its answers are not this "
+                             "run's. Remove the manifest to have the same call rebuild it from "
+                             "the jobs' labels, or pass force=True to start a new run.")
 
 
 def answers(outputs: Location, jobs: list[tuple[JobEntry, JobInfo, np.ndarray]], response: bool,

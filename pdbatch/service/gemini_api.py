@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from .. import families, multimodal, storage
 from ..config import GEMINI_API, Settings, resolve
 from ..errors import InputError, ServiceError
-from ..gemini_client import ATTEMPTS, client, every, transient
+from ..gemini_client import client, every, transient
 from ..identifiers import whole
 from ..storage import Destination, Location, Staged
 from ..storage.files_api import FilesApiLocation
@@ -91,6 +91,10 @@ class GeminiApiService:
     #: A list call returns every batch of the key (no filter), with inline answers: waiting
     #: looks at each batch by itself instead.
     lists_cheaply = False
+    #: Runs are remembered per machine (a local folder), so two machines making the same call
+    #: at the same moment both create its batches: each creator, after a create, keeps the
+    #: earliest batch of that job number and cancels its own if it is not (``runs.jobs``).
+    converges = True
     #: Response schemas go as the OpenAPI-subset ``responseSchema``: the batch mode answers
     #: ``responseJsonSchema`` with JSON of the wrong shape (ruby_llm #894).
     openapi_schema = True
@@ -199,7 +203,7 @@ class GeminiApiService:
             return batch.name
 
         return create_once(create, lambda: self.find(display_name, labels.get(RUN_LABEL, "")),
-                           transient, _unreachable, display_name, ATTEMPTS)
+                           transient, _unreachable, display_name)
 
     def find(self, display_name: str, run_id: str) -> str | None:
         """The batch of this run with this display name, if one exists."""
@@ -207,14 +211,15 @@ class GeminiApiService:
                      if info.display_name == display_name), None)
 
     def labelled(self, key: str, value: str) -> list[JobInfo]:
-        """Every batch whose display name carries the label ``key=value``, oldest first."""
+        """Every batch whose display name carries the label ``key=value``, oldest first (by
+        create time, then name: every reader orders them alike)."""
         try:
             batches = every(self._client.batches.list(config={"page_size": 100}))
         except Exception as err:
             raise _failed(err, "the list of batches") from err
         found = [batch for batch in batches
                  if labels_of(batch.display_name or "")[1].get(key) == value]
-        found.sort(key=lambda batch: (batch.create_time is None, batch.create_time))
+        found.sort(key=lambda batch: (batch.create_time is None, batch.create_time, batch.name))
         return [self._info(batch) for batch in found]
 
     def get(self, name: str) -> JobInfo:

@@ -22,7 +22,6 @@ from .base import RUN_LABEL, JobInfo, create_once, gone
 
 log = logging.getLogger(__name__)
 
-_CREATE_ATTEMPTS = 5
 _WARNED: set[str] = set()  # plain-HTTP endpoints already warned about
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _JOB_NAME = re.compile(r"projects/([a-z0-9.:-]+)/locations/([a-z0-9-]+)/batchPredictionJobs/(\d+)")
@@ -94,6 +93,7 @@ class VertexService:
 
     name, title = VERTEX, "Vertex AI"
     lists_cheaply = True  # the service filters by label
+    converges = False  # runs are claimed in the staging location, which every machine shares
     openapi_schema = False  # response schemas are sent as JSON Schema
     embed_config_at_top = False  # embed_content_config inside the request (spec §1.1)
 
@@ -238,7 +238,7 @@ class VertexService:
 
         return create_once(create, lambda: self.find(display_name, labels.get(RUN_LABEL, "")),
                            lambda err: isinstance(err, self._transient), _unreachable,
-                           display_name, _CREATE_ATTEMPTS)
+                           display_name)
 
     def find(self, display_name: str, run_id: str) -> str | None:
         """The job of this run with this display name, if one exists."""
