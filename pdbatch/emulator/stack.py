@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .bqserver import LocalBigQuery
+from .capacity import DEFAULT_LIMIT, Capacity
 from .child import ChildServer
 from .localmodel import ALIAS, LocalModel
 from .responder import OpenAIForwarder
@@ -108,7 +109,8 @@ class LocalStack:
     come back on exit. ``stack.gemini`` is that surface (``GeminiApi``: its knobs and stores),
     ``stack.gemini_url`` its base URL (the Vertex emulator's port). ``local_model=True``
     answers with a real model (``emulator.localmodel``; the ``local-model`` extra), a path with
-    another GGUF model file.
+    another GGUF model file. ``max_running_jobs`` is the concurrency quota: jobs (and
+    Developer API batches) beyond it wait QUEUED (PENDING) until one ends; None: no limit.
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class LocalStack:
         state_dir: str | os.PathLike | None = None,
         bigquery: bool = False,
         local_model: bool | str | os.PathLike = False,
+        max_running_jobs: int | None = DEFAULT_LIMIT,
     ):
         self.project, self.location, self.bucket = project, location, bucket
         # True: the packaged SmolLM2; a path: another GGUF file (docs/emulator.md)
@@ -131,6 +134,7 @@ class LocalStack:
         self.gcs = FakeGCS(gcs_port, root=Path(state_dir) / "gcs" if state_dir else None)
         self.bigquery = LocalBigQuery(project) if bigquery else None
         self.service = BatchService(timing=timing or Timing(), gcs_endpoint=self.gcs.url,
+                                    capacity=Capacity(max_running_jobs),
                                     state_dir=state_dir,
                                     bigquery_endpoint=self.bigquery.url if bigquery else None)
         self.vertex = VertexEmulator(self.service, port=vertex_port)
