@@ -45,7 +45,7 @@ from ..local import follow_up
 from ..manifest import Manifest
 from .dedup import NO_COPIES, Copies, copies_task
 from .graph import Tasks
-from .tasks import dedups, join, route, stage, submit_run, wait_run
+from .tasks import dedups, join, route, routed, stage, submit_run, wait_run
 
 #: At most this many route tasks (fewer for frames of fewer partitions).
 MAX_ROUTES = 32
@@ -119,7 +119,7 @@ def result_frame(ddf, manifest: Manifest, options: Options, read_only: bool = Fa
     meta = result_meta(ddf, options)
     tasks = Tasks(ddf)
     if copies is None:
-        copies = copies_task(tasks, options) if manifest.dedup_across \
+        copies = copies_task(tasks, options, manifest.run) if manifest.dedup_across \
             else tasks.given("copies", NO_COPIES)
     else:  # known: in the graph once, not in each task that needs it
         copies = tasks.given("copies", copies)
@@ -156,7 +156,7 @@ def _staging(tasks: Tasks, options: Options) -> tuple[str, list[tuple], tuple]:
     """A new run id, the stage tasks (one per partition) and the task giving the copies."""
     run_id = storage.new_run_id()
     if dedups(options):
-        copies, sources = copies_task(tasks, options), tasks.recipes()
+        copies, sources = copies_task(tasks, options, run_id), tasks.recipes()
     else:
         copies = tasks.given("copies", NO_COPIES)
         sources = [part.key for part in tasks.parts]
@@ -173,13 +173,12 @@ def _joined_frame(ddf, tasks: Tasks, submitted: tuple, copies, options: Options,
     recipes = tasks.recipes()
     ended = tasks.add("wait", 0, wait_run, submitted, options, read_only,
                       topic or (None if read_only else progress.distributed_topic()))
-    partitions = len(recipes)
-    slots = max(1, min(partitions, MAX_ROUTES))
-    routes = [tasks.pieces("routed", tasks.add("route", slot, route, slot, slots, partitions,
-                                               ended, copies, options, read_only), partitions)
-              for slot in range(slots)]
-    joins = [tasks.add("join", number, join, recipe, number, ended, copies,
-                       [pieces[number] for pieces in routes], options, read_only)
+    slots = max(1, min(len(recipes), MAX_ROUTES))
+    done = tasks.add("routed", 0, routed, [
+        tasks.add("route", slot, route, slot, slots, ended, copies, options, read_only)
+        for slot in range(slots)])
+    joins = [tasks.add("join", number, join, recipe, number, ended, copies, done, options,
+                       read_only)
              for number, recipe in enumerate(recipes)]
     return dd.from_delayed(tasks.delayed(joins), meta=meta, divisions=ddf.divisions,
                            verify_meta=False)
