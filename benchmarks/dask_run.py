@@ -105,7 +105,8 @@ def count_tasks(staging: str) -> list[str]:
 
     lines = []
     for partitions in (64, 640, 6400):
-        ddf = dd.from_map(make_partition, range(partitions), rows=1, meta=make_partition(0, 0))
+        ddf = dd.from_map(make_partition, range(partitions), rows=1,
+                          meta=make_partition(0, 1).iloc[:0])
         start = time.perf_counter()
         out = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging)
         graph = out.__dask_graph__()
@@ -125,6 +126,8 @@ def main() -> int:
     parser.add_argument("--to-parquet", metavar="PATH", help="write the result out there")
     parser.add_argument("--max-running-jobs", type=int, default=None,
                         help="the emulator's quota (default: its own default)")
+    parser.add_argument("--state-dir", help="the emulator's folder: its Cloud Storage objects "
+                        "on disk rather than in memory (for runs of more than a few GB)")
     parser.add_argument("--count-tasks", action="store_true", help="graph sizes only")
     parser.add_argument("--write", action="store_true", help="record in benchmarks/RESULTS.md")
     args = parser.parse_args()
@@ -138,6 +141,8 @@ def main() -> int:
     per_part = -(-args.rows // args.partitions)
     quota = [] if args.max_running_jobs is None else ["--max-running-jobs",
                                                       str(args.max_running_jobs)]
+    if args.state_dir:
+        quota += ["--state-dir", args.state_dir]
     load_before = os.getloadavg()
     emulator = subprocess.Popen([sys.executable, "-m", "pdbatch.emulator", *quota],
                                 stdout=subprocess.PIPE, text=True)
@@ -154,7 +159,7 @@ def main() -> int:
                           memory_limit=args.memory_limit) as cluster, \
                 Client(cluster) as client:
             ddf = dd.from_map(make_partition, range(args.partitions), rows=per_part,
-                              meta=make_partition(0, 0))
+                              meta=make_partition(0, 1).iloc[:0])
             client.run(count_output_reads)
             workers_before = set(client.scheduler_info()["workers"])
             start = time.perf_counter()
@@ -189,7 +194,9 @@ def main() -> int:
     command = (f"`python benchmarks/dask_run.py --rows {args.rows} --partitions "
                f"{args.partitions}" + (f" --to-parquet PATH --memory-limit {args.memory_limit}"
                                        if args.to_parquet else "")
-               + (f" --max-running-jobs {args.max_running_jobs}" if quota else "") + "`")
+               + (f" --max-running-jobs {args.max_running_jobs}"
+                  if args.max_running_jobs is not None else "")
+               + (" --state-dir DIR" if args.state_dir else "") + "`")
     row = (f"| {datetime.now(timezone.utc):%Y-%m-%d} | {command} | {rows:,} | "
            f"{args.partitions} × {per_part:,} | {seconds:,.0f} s ({rows / seconds:,.0f}/s) | "
            f"{' / '.join(f'{w / 2**20:,.0f}' for w in workers)} MiB | "

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import time
 
+import dask.dataframe as dd
+import pandas as pd
 from helpers import finished, jsonl_job
 
+import pdbatch
 from pdbatch.emulator import BatchService, Timing, VertexEmulator
 from pdbatch.emulator.capacity import Capacity
 
@@ -55,3 +58,35 @@ def test_a_queued_job_can_be_cancelled_while_it_waits():
     assert waited == [True]
     capacity.release()
     assert capacity.acquire(lambda: False) and capacity.peak == 1
+
+
+def _part(number: int, rows: int) -> pd.DataFrame:
+    ids = pd.RangeIndex(number * rows, (number + 1) * rows, name="id")
+    return pd.DataFrame({"prompt": [f"item {i % 50}" for i in ids]}, index=ids)  # repeats
+
+
+def test_the_graph_grows_by_a_few_tasks_per_partition(staging):
+    counts = {}
+    for partitions in (64, 640):
+        ddf = dd.from_map(_part, range(partitions), rows=1, meta=_part(0, 1).iloc[:0])
+        graph = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging).__dask_graph__()
+        counts[partitions] = sum(1 for key in graph if "pdbatch-" in str(key))
+    # hash, stage and join per partition; buckets, routes and a few more per run
+    assert counts[640] - counts[64] == 3 * (640 - 64)
+    assert counts[64] <= 3 * 64 + 64 + 32 + 8
+
+
+def test_answers_go_through_the_exchange_folder_and_to_parquet_writes_them_out(
+        staging, fs, tmp_path):
+    ddf = dd.from_map(_part, range(6), rows=40, meta=_part(0, 1).iloc[:0])
+    lazy = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                    max_requests_per_job=25, max_concurrent_jobs=2)
+    lazy.to_parquet(str(tmp_path / "out"), write_index=True, compute_kwargs={
+        "scheduler": "threads"})
+    out = pd.read_parquet(tmp_path / "out").sort_index()
+    assert len(out) == 240 and (out["status"] == "ok").all()
+    assert (out["text"] == "echo: " + out["prompt"]).all()
+    run = out.attrs.get("pdbatch_run") or pdbatch.runs(staging)["run"].iloc[-1]
+    # 50 distinct prompts: the other 190 rows were answered by their owners' lines
+    assert pdbatch.runs(staging).set_index("run").loc[run, "requests"] == 50
+    assert not fs.glob(f"{staging}/{run}/exchange/**")  # every piece was read and removed
