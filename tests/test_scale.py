@@ -8,6 +8,7 @@ import time
 
 import dask.dataframe as dd
 import pandas as pd
+import pytest
 from helpers import finished, jsonl_job
 
 import pdbatch
@@ -90,3 +91,14 @@ def test_answers_go_through_the_exchange_folder_and_to_parquet_writes_them_out(
     # 50 distinct prompts: the other 190 rows were answered by their owners' lines
     assert pdbatch.runs(staging).set_index("run").loc[run, "requests"] == 50
     assert not fs.glob(f"{staging}/{run}/exchange/**")  # every piece was read and removed
+
+
+def test_a_join_whose_answers_were_taken_already_says_so(staging, monkeypatch):
+    from pdbatch.runs.dask.exchange import Exchange
+
+    ddf = dd.from_map(_part, range(2), rows=10, meta=_part(0, 1).iloc[:0])
+    lazy = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
+                                    dedup=False)
+    monkeypatch.setattr(Exchange, "answers", lambda self, partition: {})
+    with pytest.raises(pdbatch.JobError, match="not all there"):
+        lazy.compute(scheduler="threads")

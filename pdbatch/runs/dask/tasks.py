@@ -165,10 +165,11 @@ def wait_run(submitted: tuple[Manifest, bool], options: Options, read_only: bool
 
 
 def route(slot: int, slots: int, ended: tuple[Manifest, list[JobInfo]], copies: Copies,
-          options: Options, read_only: bool) -> int:
+          options: Options, read_only: bool) -> np.ndarray:
     """Read the outputs of jobs ``slot``, ``slot + slots``, ... (each once, one at a time),
     split each job's lines by partition (a copy's line under the copy's own row key) and
-    write each partition's share to the run's exchange folder; the lines written."""
+    write each partition's share to the run's exchange folder; the lines written for each
+    partition."""
     manifest, infos = ended
     settings = config.settings_of(options.run, options.api_key)
     _, outputs = open_locations(manifest.run, settings,
@@ -176,7 +177,7 @@ def route(slot: int, slots: int, ended: tuple[Manifest, list[JobInfo]], copies: 
                                 options.credentials, None if read_only else manifest.labels)
     exchange = Exchange(manifest.run, options)
     con = engine.connect()
-    written = 0
+    written = np.zeros(len(manifest.partitions), dtype=np.int64)
     for job, info in list(zip(manifest.jobs, infos, strict=True))[slot::slots]:
         lines = outputs.collect(con, job.number, info.output_dir,
                                 options.result.include_response)
@@ -197,13 +198,14 @@ def route(slot: int, slots: int, ended: tuple[Manifest, list[JobInfo]], copies: 
         for number, tables in pieces.items():
             share = pa.concat_tables(tables)
             exchange.put_answers(number, job.number, share)
-            written += len(share)
+            written[number] += len(share)
     return written
 
 
-def routed(counts: list[int]) -> int:
-    """Every route task has written its jobs' answers (the lines written)."""
-    return sum(counts)
+def routed(counts: list[np.ndarray]) -> np.ndarray:
+    """Every route task has written its jobs' answers: the lines written for each
+    partition."""
+    return np.sum(counts, axis=0)
 
 
 def _split(pieces: dict[int, list], lines: pa.Table, line_keys: np.ndarray,
@@ -215,7 +217,7 @@ def _split(pieces: dict[int, list], lines: pa.Table, line_keys: np.ndarray,
 
 
 def join(recipe: Recipe, number: int, ended: tuple[Manifest, list[JobInfo]], copies: Copies,
-         lines_routed: int, options: Options, read_only: bool) -> pd.DataFrame:
+         lines_routed: np.ndarray, options: Options, read_only: bool) -> pd.DataFrame:
     """One partition's rows with the result columns, from its routed lines (read from the
     exchange folder, then removed there unless ``keep_staging``)."""
     manifest, infos = ended
@@ -242,6 +244,10 @@ def join(recipe: Recipe, number: int, ended: tuple[Manifest, list[JobInfo]], cop
             positions.setdefault(index, []).append(rows[holders == index])
     exchange = Exchange(manifest.run, options)
     found = exchange.answers(number)
+    if sum(len(lines) for lines in found.values()) != lines_routed[number]:
+        raise JobError(f"partition {number}: its answers in {exchange.root} are not all there "
+                       "(a join computed again after they were taken, e.g. when a worker was "
+                       "lost?); compute the frame again: the run's jobs are only read again.")
     response = options.result.include_response
     answers = []
     for index in sorted(positions):
