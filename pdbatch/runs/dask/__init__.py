@@ -5,7 +5,8 @@ through the same stages and lifecycle as the pandas driver (``prepare``, ``plan`
 ``batch_predict(ddf, ...)`` builds a lazy graph (``graph.Tasks``):
 
 1. **dedup** (when ``dedup``, ``dedup.py``): requests repeated across partitions are found
-   by their hashes; their rows are not sent, and the line of the row that is answers them.
+   by their hashes (bucketed through the exchange folder); their rows are not sent, and the
+   line of the row that is answers them.
 2. one **stage** task per partition prepares its rows, leaves out its copies, uploads its
    local ``files=`` and writes its requests as shards (JSONL files, or tables on BigQuery)
    within the per-job limits to the run's staging; a line's row key is ``runs.keys``'
@@ -15,11 +16,17 @@ through the same stages and lifecycle as the pandas driver (``prepare``, ``plan`
    records the run's manifest and creates the jobs (``runs.lifecycle.start``); one **wait**
    task waits for them (with the run's progress bar on the client). The same call computed
    again finds the run by its fingerprint and only waits for (or reads) its jobs.
-4. **route** tasks read each job's output once and split its lines by the partitions that
-   asked for them (a copy's line is sent to its partition under its own key).
-5. one **join** task per partition computes the partition again (from its source, after the
-   run: no partition is held in memory while the jobs run) and joins its routed lines onto
-   its rows as the pandas driver does (follow-up passes included).
+4. **route** tasks read each job's output once (one job at a time) and write its lines by
+   the partitions that asked for them (a copy's line sent to its partition under its own key)
+   to the run's exchange folder (``exchange.py``), not to memory.
+5. one **join** task per partition, once every route task is done, computes the partition
+   again (from its source, after the run: no partition is held in memory while the jobs
+   run), reads its answers from the exchange folder and joins them onto its rows as the
+   pandas driver does (follow-up passes included).
+
+A worker so holds one partition, one bucket of hashes, one job's output or one partition's
+answers at a time, whatever the run's size; the graph has three tasks per partition and a
+hundred more.
 
 With ``max_cost`` or ``max_rows``, steps 1-3 run when ``batch_predict`` is called (so that the
 guard can ask on the caller's terminal or notebook), as ``submit`` does.
