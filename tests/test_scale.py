@@ -102,3 +102,33 @@ def test_a_join_whose_answers_were_taken_already_says_so(staging, monkeypatch):
     monkeypatch.setattr(Exchange, "answers", lambda self, partition: {})
     with pytest.raises(pdbatch.JobError, match="not all there"):
         lazy.compute(scheduler="threads")
+
+
+def test_the_quota_never_holds_its_lock_while_it_asks_the_service():
+    # the service asks full() under its own lock, while a waiting job asks, through gone(),
+    # whether it was cancelled (which takes the service's lock): the order must not deadlock
+    import threading
+
+    service_lock, stop = threading.Lock(), threading.Event()
+    capacity = Capacity(1)
+    assert capacity.acquire(lambda: False)  # the one running job
+
+    def gone() -> bool:
+        with service_lock:
+            return stop.is_set()
+
+    def creating() -> None:
+        while not stop.is_set():
+            with service_lock:
+                capacity.full()
+
+    waiters = [threading.Thread(target=capacity.acquire, args=(gone, lambda: None, 0.0001),
+                                daemon=True) for _ in range(4)]
+    creator = threading.Thread(target=creating, daemon=True)
+    for thread in [*waiters, creator]:
+        thread.start()
+    time.sleep(1.0)
+    stop.set()
+    for thread in [*waiters, creator]:
+        thread.join(timeout=5)
+    assert not any(thread.is_alive() for thread in [*waiters, creator])  # no deadlock

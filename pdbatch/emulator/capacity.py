@@ -38,31 +38,37 @@ class Capacity:
                 poll: float = 0.05) -> bool:
         """Wait for a slot (first come, first served; ``waits()`` is called once if the job
         must wait); False if ``gone()`` (the job was cancelled or deleted, or the emulator
-        stopped) before one was free."""
+        stopped) before one was free. The callbacks run without this object's lock held (they
+        take the service's lock, under which the service asks ``full()``)."""
         ticket = object()
-        told = False
         with self._changed:
             self._waiting.append(ticket)
-            try:
-                while self.limit is not None and (self._running >= self.limit
-                                                  or self._waiting[0] is not ticket):
-                    if gone():
-                        return False
-                    if not told:
-                        told = True
-                        self._changed.release()  # ``waits`` takes the service's lock
-                        try:
-                            waits()
-                        finally:
-                            self._changed.acquire()
-                        continue
-                    self._changed.wait(poll)
-                self._running += 1
-                self.peak = max(self.peak, self._running)
-                return True
-            finally:
+        told = False
+        try:
+            while True:
+                with self._changed:
+                    if self._free(ticket):
+                        self._running += 1
+                        self.peak = max(self.peak, self._running)
+                        return True
+                if gone():
+                    return False
+                if not told:
+                    told = True
+                    waits()
+                    continue
+                with self._changed:
+                    if not self._free(ticket):
+                        self._changed.wait(poll)
+        finally:
+            with self._changed:
                 self._waiting.remove(ticket)
                 self._changed.notify_all()
+
+    def _free(self, ticket: object) -> bool:
+        """Whether ``ticket``'s job may run now (call under the lock)."""
+        return self.limit is None or (self._running < self.limit
+                                      and self._waiting[0] is ticket)
 
     def release(self) -> None:
         with self._changed:
