@@ -35,7 +35,7 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 import pandas as pd  # noqa: E402
 
 HERE = Path(__file__).parent
-MARK, END = "<!-- dask benchmark -->", "<!-- /dask benchmark -->"
+ROWS = "<!-- dask rows -->"
 
 
 def make_partition(number: int, rows: int) -> pd.DataFrame:
@@ -208,8 +208,8 @@ def main() -> int:
     if args.write:
         path = HERE / "RESULTS.md"
         text = path.read_text()
-        end = text.index(END)
-        path.write_text(text[:end].rstrip("\n") + "\n" + row + "\n" + text[end:])
+        end = text.index(ROWS)  # the table's end
+        path.write_text(text[:end] + row + "\n" + text[end:])
     return 0
 
 
