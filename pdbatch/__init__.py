@@ -11,11 +11,12 @@ Google's client libraries are imported only when a run starts, so importing stay
 from . import accessor as _accessor  # noqa: F401  (registers df.gemini)
 from .api import answers, attach, batch_predict, estimate, read_results, runs, submit
 from .costs import Estimate
+from .embedding import embed, estimate_embed, submit_embed, vectors
 from .errors import InputError, JobError, PdbatchError, ServiceError
 from .runs.handle import BatchRun, RunStatus
 from .usage import Usage
 
 __version__ = "0.1.0"
 __all__ = ["BatchRun", "Estimate", "InputError", "JobError", "PdbatchError", "RunStatus",
-           "ServiceError", "Usage", "answers", "attach", "batch_predict", "estimate",
-           "read_results", "runs", "submit"]
+           "ServiceError", "Usage", "answers", "attach", "batch_predict", "embed", "estimate",
+           "estimate_embed", "read_results", "runs", "submit", "submit_embed", "vectors"]

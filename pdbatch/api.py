@@ -67,6 +67,7 @@ def batch_predict(
     credentials: Credentials | None = None,
     max_requests_per_job: int = MAX_REQUESTS_PER_JOB,
     progress: bool = True,
+    progress_bar_type: str | None = "auto",
     force: bool = False,
     max_cost: float | None = None,
     max_rows: int | None = None,
@@ -74,13 +75,15 @@ def batch_predict(
     cancel_on_interrupt: bool = False,
     max_concurrent_jobs: int | None = None,
 ) -> pd.DataFrame | dd.DataFrame:
-    """Answer every row of ``df`` with a Vertex AI batch prediction job; return the frame
-    with result columns added.
+    """Answer every row of ``df`` with a batch job (Vertex AI batch prediction, or the Gemini
+    Developer API's batch mode); return the frame with result columns added.
 
     Args:
         prompt_col: column holding each row's prompt text. Or:
         prompt: a template such as ``"Summarise {title}: {body}"`` (plain ``{column}`` fields).
-        model: a Gemini model, e.g. ``"gemini-2.5-flash"`` or a publisher/tuned resource name.
+        model: a Gemini model (``"gemini-2.5-flash"``), a Llama or other MaaS model
+            (``"llama-3.3-70b-instruct-maas"``), a Claude model (``"claude-sonnet-4-5"``), or a
+            publisher or tuned model's resource name.
         staging: ``gs://bucket/prefix`` under which each run gets its own folder, or
             ``bq://project.dataset`` where each job gets an input and an output table
             (default: ``PDBATCH_STAGING``).
@@ -88,6 +91,11 @@ def batch_predict(
             project of the application default credentials).
         location: job region such as ``us-central1``, or ``global`` (default
             ``GOOGLE_CLOUD_LOCATION``).
+        service: ``"vertex"`` (Vertex AI batch prediction, the default, or
+            ``PDBATCH_SERVICE``) or ``"gemini-api"`` (the Gemini Developer API's batch mode,
+            with an API key: no project, bucket or location; docs/gemini-api.md).
+        api_key: the Gemini Developer API's key for ``service="gemini-api"`` (default
+            ``GOOGLE_API_KEY``, else ``GEMINI_API_KEY``); never logged or recorded.
         system_instruction: text sent as every request's ``systemInstruction``.
         generation_config: e.g. ``{"temperature": 0.2, "max_output_tokens": 256}``; keys may be
             snake_case or camelCase and are sent as REST camelCase.
@@ -103,6 +111,10 @@ def batch_predict(
             result column (``expand=False``: one ``parsed`` column of dicts). Answers that do not
             fit get the status ``invalid: ...``; ``reask_invalid=True`` asks those rows once
             more.
+        expand: with ``response_schema``, one typed column per top-level field (default);
+            False: one ``parsed`` column of dicts.
+        reask_invalid: with ``response_schema``, ask the rows whose answer did not fit it
+            once more, in a follow-up pass.
         config_cols: Gemini: settings taken per row from columns, e.g.
             ``{"temperature": "temp"}`` (temperature, top_p, top_k, max_output_tokens, seed,
             presence_penalty, frequency_penalty).
@@ -133,7 +145,10 @@ def batch_predict(
         credentials: google-auth credentials for Vertex AI, Cloud Storage and BigQuery
             (default: application default credentials); never sent to a plain-HTTP endpoint.
         max_requests_per_job: split larger frames into several jobs (service limit 200,000).
-        progress: show a progress bar while jobs run.
+        progress: show a progress bar while jobs run (False: none).
+        progress_bar_type: the bar, as pandas-gbq spells it: ``"tqdm"`` (text),
+            ``"tqdm_notebook"`` (a notebook widget) or None (no bar); ``"auto"`` (default): a
+            widget in a notebook with ipywidgets, else text.
         force: start a new run even if the same call (same frame and arguments) already made
             one in this staging location; by default the call re-attaches to that run: it
             waits for its jobs if they still run, or only reads their answers.
@@ -162,6 +177,15 @@ def batch_predict(
             seconds (default 300) while the run waited; its jobs go on.
         JobError: a job ended FAILED, CANCELLED, EXPIRED or PAUSED (see ``max_retries``);
             its ``.result`` holds the answers written before.
+
+    Examples:
+        >>> import pandas as pd, pdbatch
+        >>> books = pd.DataFrame({"title": ["Dune", "Emma"], "author": ["Herbert", "Austen"]})
+        >>> out = books.gemini.batch_predict(  # doctest: +SKIP
+        ...     prompt="Write a two-sentence blurb for {title} by {author}.",
+        ...     model="gemini-2.5-flash", staging="gs://my-bucket/pdbatch",
+        ...     generation_config={"temperature": 0.2, "max_output_tokens": 256})
+        >>> out[["title", "text", "status"]]  # doctest: +SKIP
     """
     arguments = {k: v for k, v in locals().items() if k not in ("df", "credentials", "api_key")}
     options = opts.bind(credentials=credentials, api_key=api_key, **arguments)
@@ -179,7 +203,19 @@ def submit(df: pd.DataFrame | dd.DataFrame, **options: Any) -> BatchRun:
     The run is recorded in its staging location: ``pdbatch.attach(run.id, staging=...)`` picks
     it up in another process, and the same ``submit`` or ``batch_predict`` call made again
     re-attaches to it. A Dask DataFrame is staged and its jobs created now (on the workers);
-    ``result()`` is then the lazy frame."""
+    ``result()`` is then the lazy frame. Its arguments are ``batch_predict``'s, all of them
+    (``prompt_col``, ``model``, ``staging``, ``max_cost``, ...).
+
+    Returns:
+        The run's ``BatchRun`` handle.
+
+    Examples:
+        >>> run = df.gemini.submit(prompt_col="prompt",  # doctest: +SKIP
+        ...                        staging="gs://my-bucket/pdbatch", max_cost=50)
+        >>> run.id  # doctest: +SKIP
+        'run-20261121-183000-a1b2c3'
+        >>> out = run.result()  # waits with a progress bar  # doctest: +SKIP
+    """
     bound = opts.bind(**options)
     if _is_dask(df):
         from .runs import dask as on_dask
@@ -196,8 +232,28 @@ def estimate(df: pd.DataFrame, *, output_tokens: int | None = None,
     ``count_tokens``, else about 4 characters per token), ``output_tokens`` per request
     (default: ``max_output_tokens``, else 256) and the batch cost in USD from a dated price
     table (``pdbatch.costs.PRICES``; ``prices={"model": (input, output)}`` per million
-    tokens overrides it). Nothing is uploaded or submitted."""
-    prepared = prepare(df, opts.bind(**options))
+    tokens overrides it). Nothing is uploaded or submitted, and no staging location is needed.
+    Besides its own, it takes every argument of ``batch_predict``.
+
+    Args:
+        output_tokens: the output tokens to count per request (default: the
+            ``max_output_tokens`` of ``generation_config``, else 256).
+        prices: ``{"model": (input, output)}`` list prices in USD per million tokens, over
+            ``pdbatch.costs.PRICES`` (the batch discount is applied to both).
+        count_tokens: ask the service's countTokens for a sample of requests (False, or no
+            answer: about 4 characters per token).
+
+    Returns:
+        An ``Estimate``: rows, requests, input and output tokens, the cost in USD (None for
+        a model without a known price) and how each was found, with the prices' date.
+
+    Examples:
+        >>> print(df.gemini.estimate(prompt_col="prompt"))  # doctest: +SKIP
+        gemini-2.5-flash: 3 rows, 2 requests, ~4 input and ~512 output tokens, estimated
+        batch cost $0.0006 (about 4 characters per token; list prices of ..., batch
+        discount 50%)
+    """
+    prepared = prepare(df, opts.bind(**options), staged=False)
     return costs.estimate(prepared, output_tokens, dict(prices or {}), count_tokens)
 
 
@@ -210,7 +266,32 @@ def attach(run: str, *, staging: str | None = None, project: str | None = None,
     (default ``PDBATCH_STAGING``; for ``service="gemini-api"`` the local runs folder), or
     from one of its jobs' resource names (the staging location is then read from the job; a
     Developer API batch ``batches/...``: the local runs folder). ``result(df)`` then needs the
-    frame it was made from."""
+    frame it was made from.
+
+    Args:
+        run: a run id (``run-...``), a Vertex AI job's resource name
+            (``projects/P/locations/L/batchPredictionJobs/N``) or a Developer API batch's
+            name (``batches/...``).
+        staging: where the run was made (default ``PDBATCH_STAGING``; read from the job when
+            ``run`` names one).
+        project: override the recorded project (default: the run's own).
+        location: override the recorded location (default: the run's own).
+        api_endpoint: the Vertex AI endpoint (default as in ``batch_predict``).
+        transport: ``"rest"`` (default) or ``"grpc"``.
+        credentials: google-auth credentials (default: application default credentials).
+        service: ``"vertex"`` or ``"gemini-api"`` (default: ``PDBATCH_SERVICE``, else
+            Vertex AI; a ``batches/...`` name means the Developer API).
+        api_key: the Gemini Developer API's key (default as in ``batch_predict``).
+
+    Returns:
+        The run's ``BatchRun`` (``status()``, ``wait()``, ``result(df)``, ``cancel()``).
+
+    Examples:
+        >>> run = pdbatch.attach("run-20261121-183000-a1b2c3",  # doctest: +SKIP
+        ...                      staging="gs://my-bucket/pdbatch")
+        >>> run.status().summary  # doctest: +SKIP
+        'succeeded: 12/12 requests done, 1/1 jobs ended'
+    """
     run_id = run
     job_kind = services.kind_of_job(run)
     if job_kind is not None:
@@ -245,7 +326,26 @@ def answers(run: str, *, staging: str | None = None,
     ``partition`` and ``row`` within it), with ``status`` ("ok" when answered), ``text``,
     ``finish_reason``, the token counts, ``response`` and ``job``. Rows
     that repeated another row's request, were skipped, or belong to a follow-up pass are not
-    in it: ``read_results`` with the frame gives every row."""
+    in it: ``read_results`` with the frame gives every row.
+
+    Args:
+        run: the run id or a job's name, as for ``attach``.
+        staging: where the run was made (default ``PDBATCH_STAGING``).
+        credentials: google-auth credentials (default: application default credentials).
+        service: ``"vertex"`` or ``"gemini-api"``, as for ``attach``.
+        api_key: the Gemini Developer API's key, as for ``attach``.
+
+    Returns:
+        A pandas frame of one row per answer, sorted by ``row``.
+
+    Raises:
+        InputError: the run has not ended yet.
+
+    Examples:
+        >>> found = pdbatch.answers("run-20261121-183000-a1b2c3",  # doctest: +SKIP
+        ...                         staging="gs://my-bucket/pdbatch")
+        >>> found[["row", "status", "text"]]  # doctest: +SKIP
+    """
     handle = attach(run, staging=staging, credentials=credentials, service=service,
                     api_key=api_key)
     status = handle.status()
@@ -276,7 +376,20 @@ def runs(staging: str | None = None, credentials: Credentials | None = None,
     fingerprint. A location with no runs logs a warning. ``pdbatch.attach(run_id,
     staging=...)`` gives a run's handle. ``service="gemini-api"`` (or a local folder as
     ``staging``): the runs of the Gemini Developer API kept in that folder (default
-    ``PDBATCH_RUNS_FOLDER``, else ``~/.pdbatch/runs``)."""
+    ``PDBATCH_RUNS_FOLDER``, else ``~/.pdbatch/runs``).
+
+    Args:
+        staging: the staging location (or, for the Developer API, the local folder).
+        credentials: google-auth credentials (default: application default credentials).
+        service: ``"vertex"`` or ``"gemini-api"`` (default ``PDBATCH_SERVICE``, else
+            Vertex AI).
+
+    Returns:
+        A pandas frame of one row per run, newest first.
+
+    Examples:
+        >>> pdbatch.runs("gs://my-bucket/pdbatch")[["run", "state", "rows"]]  # doctest: +SKIP
+    """
     where = config.runs_place(staging, service)
     store = storage.open_store(where, credentials)
     found = []
@@ -348,6 +461,24 @@ def read_results(
     be the frame the run was made from (a Dask run: its Dask frame; checked by fingerprint).
     ``model``, when given, must be the run's; ``result_prefix`` and ``include_response``
     default to the run's own.
+
+    Args:
+        run: the run id.
+        staging: where the run was made (default: ``output``, else ``PDBATCH_STAGING``).
+        output: where its jobs wrote, when that is not ``staging``.
+        model: the run's model, checked when given.
+        credentials: google-auth credentials (default: application default credentials).
+        result_prefix: prefix of the result columns (default: the run's).
+        include_response: keep the ``response`` column (default: as the run did).
+        service: ``"vertex"`` or ``"gemini-api"``, as for ``attach``.
+        api_key: the Gemini Developer API's key, as for ``attach``.
+
+    Returns:
+        ``df`` with the run's result columns (a lazy frame for a Dask run).
+
+    Examples:
+        >>> out = df.gemini.read_results(run=out.attrs["pdbatch_run"],  # doctest: +SKIP
+        ...                              staging="gs://my-bucket/pdbatch")
     """
     if not storage.is_run_id(run):
         raise InputError(f"run={run!r} is not a pdbatch run id such as "

@@ -5,8 +5,10 @@ frame's meta and its computed partitions have the same dtypes)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import InputError
 
@@ -44,5 +46,32 @@ SCHEMA_TYPES = {"string": pa.large_string(), "integer": pa.int64(), "number": pa
 
 def pandas_array(column) -> pd.api.extensions.ExtensionArray:
     """An Arrow column as a pandas nullable array: ``string``, ``Int64``, ``Float64``,
-    ``boolean``."""
-    return pa.table({"c": column}).to_pandas(types_mapper=_PANDAS_TYPES.get)["c"].array
+    ``boolean``; a list (an embedding's vector) as an Arrow-backed ``pd.ArrowDtype``, whose
+    values stay one contiguous buffer."""
+    return pa.table({"c": column}).to_pandas(types_mapper=_pandas_type)["c"].array
+
+
+def _pandas_type(kind: pa.DataType):
+    if pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind):
+        return pd.ArrowDtype(kind)
+    return _PANDAS_TYPES.get(kind)
+
+
+def fixed_vectors(column, kind: pa.FixedSizeListType) -> pa.Array:
+    """List-of-float vectors as ``kind`` (fixed-size): a vector longer than its size is cut
+    and L2-normalised again (the leading part of a Matryoshka vector, as the service does
+    when asked for fewer dimensions), a shorter one becomes null."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    size = kind.list_size
+    lengths = pc.fill_null(pc.list_value_length(column), size).to_numpy(zero_copy_only=False)
+    if (lengths == size).all():
+        return column.cast(kind)
+    rows = []
+    for vector, length in zip(column.to_pylist(), lengths.tolist(), strict=True):
+        if vector is None or length < size:
+            rows.append(None)
+            continue
+        cut = np.asarray(vector[:size], dtype=np.float32)
+        norm = float(np.linalg.norm(cut))
+        rows.append(cut / norm if norm else cut)
+    return pa.array(rows, kind)

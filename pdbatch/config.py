@@ -30,6 +30,9 @@ GEMINI_API_HOST = "https://generativelanguage.googleapis.com"
 #: Where Developer API runs are remembered when no folder is given (PDBATCH_RUNS_FOLDER).
 DEFAULT_RUNS_FOLDER = "~/.pdbatch/runs"
 _KEY_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY")  # google-genai's order: the first wins
+#: Seconds a GET, list or cancel keeps retrying transient failures before the call fails, on
+#: either service (``PDBATCH_RETRY_DEADLINE`` overrides it).
+RETRY_DEADLINE = 300.0
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,11 @@ def resolve(
     output: str | None = None,
     service: str | None = None,
     api_key: str | None = None,
+    staged: bool = True,
 ) -> Settings:
     """Settings from arguments, then environment, then (for the project) application default
-    credentials; raises InputError naming the fix."""
+    credentials; raises InputError naming the fix. ``staged=False`` (an estimate, which
+    stages nothing) leaves a missing staging location ""."""
     if service_of(service) == GEMINI_API:
         return _gemini_api(staging, api_endpoint, api_key)
     project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or _credentials_project()
@@ -87,10 +92,13 @@ def resolve(
                          "'global') or set GOOGLE_CLOUD_LOCATION.")
     if not whole(_LOCATION, location):
         raise InputError(f"location={location!r} is not a valid location such as 'us-central1'.")
-    staging = given_or_environment(
-        staging, "staging", "No staging location: pass staging='gs://my-bucket/prefix' (or "
-        "'bq://my-project.my_dataset') or set PDBATCH_STAGING." + _key_hint())
-    if storage.local_folder(staging):
+    if not staged and not (staging or os.environ.get("PDBATCH_STAGING")):
+        staging = ""
+    else:
+        staging = given_or_environment(
+            staging, "staging", "No staging location: pass staging='gs://my-bucket/prefix' (or "
+            "'bq://my-project.my_dataset') or set PDBATCH_STAGING." + _key_hint())
+    if staging and storage.local_folder(staging):
         raise InputError(f"staging={staging!r}: Vertex AI jobs read from Cloud Storage or "
                          "BigQuery; a local folder keeps runs of service='gemini-api' only.")
     if transport not in TRANSPORTS:
@@ -174,6 +182,15 @@ def runs_folder(folder: str | os.PathLike | None) -> str:
                            "staging")
 
 
+def retry_deadline() -> float:
+    """``PDBATCH_RETRY_DEADLINE`` seconds, else ``RETRY_DEADLINE``."""
+    given = os.environ.get("PDBATCH_RETRY_DEADLINE")
+    try:
+        return float(given) if given else RETRY_DEADLINE
+    except ValueError:
+        raise InputError(f"PDBATCH_RETRY_DEADLINE={given!r} is not a number of seconds.") from None
+
+
 def _credentials_project() -> str | None:
     """The project application default credentials carry (a service account key, gcloud's
     configured project, Colab Enterprise's or a Google Cloud VM's), or None when there are
@@ -206,7 +223,7 @@ def endpoint(api_endpoint: str | None, location: str) -> str:
     return found.rstrip("/")
 
 
-def settings_of(run, api_key: str | None = None) -> Settings:
+def settings_of(run, api_key: str | None = None, staged: bool = True) -> Settings:
     """The checked settings of a call's ``RunOptions`` (then the environment)."""
     return resolve(run.project, run.location, run.staging, run.api_endpoint, run.transport,
-                   run.output, run.service, api_key)
+                   run.output, run.service, api_key, staged)

@@ -28,11 +28,22 @@ from .prepare import Prepared, of_rows
 
 log = logging.getLogger(__name__)
 
-#: The date the price table was taken from https://cloud.google.com/vertex-ai/generative-ai/pricing
-PRICES_DATE = "2025-06-17"
-#: Standard (online) list prices, USD per million tokens, (input, output), for prompts of up to
-#: 200k tokens; output includes thinking tokens. Batch prediction is billed at half of these.
+#: The date the price table was read (docs/runs.md, "Prices", lists the pages and what each
+#: said). The services' own pages: https://cloud.google.com/vertex-ai/generative-ai/pricing and
+#: https://ai.google.dev/gemini-api/docs/pricing; with no web access here they were read
+#: through stored copies and transcriptions of them (the Gemini 2.5 prices were first taken
+#: from the Vertex AI page on 2025-06-17).
+PRICES_DATE = "2026-12-06"
+#: Standard (online) list prices, USD per million tokens, (input, output), for text prompts of
+#: up to 200k tokens; output includes thinking tokens. Batch jobs are billed at half of these
+#: (BATCH_DISCOUNT), on Vertex AI and on the Gemini Developer API alike.
 PRICES: dict[str, tuple[float, float]] = {
+    "gemini-3.8-flash": (0.75, 3.75),  # through 2026-12-31; $1.50 / $7.50 from 2027-01-01
+    "gemini-3.5-flash": (1.50, 9.00),
+    "gemini-3.5-flash-lite": (0.30, 2.50),
+    "gemini-3.1-pro-preview": (2.00, 12.00),
+    "gemini-3-pro-preview": (2.00, 12.00),
+    "gemini-3-flash-preview": (0.50, 3.00),
     "gemini-2.5-pro": (1.25, 10.00),
     "gemini-2.5-flash": (0.30, 2.50),
     "gemini-2.5-flash-lite": (0.10, 0.40),
@@ -41,6 +52,17 @@ PRICES: dict[str, tuple[float, float]] = {
     "gemini-2.0-flash-lite": (0.075, 0.30),
     "gemini-2.0-flash-lite-001": (0.075, 0.30),
 }
+#: Embedding models' online list prices, USD per million input tokens (no output tokens),
+#: as of EMBEDDING_PRICES_DATE: gemini-embedding-001 from Google's blog of 2025-09-10 ("$0.15",
+#: batch "$0.075"); gemini-embedding-2 and the text-embedding models (billed per 1,000
+#: characters, $0.000025, here at 4 characters a token) from third-party tables
+#: (embeddings-spec.md §4: no official Vertex AI batch row was found).
+EMBEDDING_PRICES_DATE = "2025-09-10"
+EMBEDDING_PRICES: dict[str, tuple[float, float]] = {
+    "gemini-embedding-001": (0.15, 0.0), "gemini-embedding-2": (0.20, 0.0),
+    "text-embedding-005": (0.10, 0.0), "text-embedding-004": (0.10, 0.0),
+    "text-multilingual-embedding-002": (0.10, 0.0),
+}
 BATCH_DISCOUNT = 0.5
 CHARS_PER_TOKEN = 4
 SAMPLE_SIZE = 20
@@ -48,7 +70,18 @@ SAMPLE_SIZE = 20
 
 @dataclass(frozen=True)
 class Estimate:
-    """A run's size and estimated batch cost in USD (None when no price is known)."""
+    """A run's size and estimated batch cost in USD (None when no price is known).
+
+    Attributes:
+        model: the model's name.
+        rows: the frame's rows.
+        requests: the unique requests to send (skipped and repeated rows are not sent).
+        input_tokens: the input tokens of those requests.
+        output_tokens: the output tokens counted for them.
+        cost: the batch cost in USD, or None when no price is known for the model.
+        method: how the input tokens were counted.
+        prices: where the prices came from, with their date.
+    """
 
     model: str
     rows: int
@@ -146,13 +179,14 @@ def estimate_of(found: Measure, options: Options, family: Family, settings: Sett
         output_tokens = int(config.get("max_output_tokens", config.get(
             "maxOutputTokens", family.task.default_output_tokens)))
     output_total = output_tokens * found.requests
-    table = {**PRICES, **(prices or {})}
+    table = {**PRICES, **EMBEDDING_PRICES, **(prices or {})}
     name = family.resource.rsplit("/", 1)[-1]
     price = table.get(name)
     cost = None
     if price is not None:
         cost = (input_tokens * price[0] + output_total * price[1]) / 1e6 * BATCH_DISCOUNT
-    source = "prices given" if prices and name in prices else f"list prices of {PRICES_DATE}"
+    source = "prices given" if prices and name in prices else \
+        f"list prices of {EMBEDDING_PRICES_DATE if name in EMBEDDING_PRICES else PRICES_DATE}"
     return Estimate(name, found.rows, found.requests, input_tokens, output_total, cost,
                     method, f"{source}, batch discount {BATCH_DISCOUNT:.0%}")
 

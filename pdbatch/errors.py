@@ -14,7 +14,7 @@ class JobError(PdbatchError):
 
     ``result`` holds the frame with every answer the run's jobs wrote before they ended (rows
     without one have a ``missing: ...`` status), when they could be read; ``kinds`` each of its
-    rows' status kind (``pdbatch.join.Kind``)."""
+    rows' status kind (a number: 0 answered, 1 failed, 2 missing, 3 skipped, 4 invalid)."""
 
     def __init__(self, message: str, result=None, kinds=None):
         super().__init__(message)
@@ -23,4 +23,5 @@ class JobError(PdbatchError):
 
 class ServiceError(PdbatchError):
     """The batch service could not be reached, or kept failing, for longer than pdbatch
-    retries (``pdbatch.service.vertex.RETRY_DEADLINE``); the jobs may still be running."""
+    retries (``PDBATCH_RETRY_DEADLINE`` seconds, default 300); the jobs may still be
+    running."""

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import engine, structured
-from .columns import SUCCESS, pandas_array
+from .columns import SUCCESS, fixed_vectors, pandas_array
 from .errors import JobError
 from .prepare import Prepared
 from .service import JobInfo
@@ -101,8 +101,9 @@ def _winners(keys: np.ndarray, status: pa.ChunkedArray, processed_time: pa.Chunk
 class ResultBuilder:
     """Per-row results for a frame of ``n`` rows, filled job by job, joined by position."""
 
-    def __init__(self, n: int, task: Task, response: bool = True):
+    def __init__(self, n: int, task: Task, response: bool = True, types: dict | None = None):
         self.n, self.task, self.response = n, task, response
+        self.types = types or {}  # result columns of a type the call fixes (vectors)
         self.line = np.full(n, -1, dtype=np.int64)  # row -> line of the kept output lines
         self.tables: list[pa.Table] = []
         self.lines = 0
@@ -185,6 +186,8 @@ class ResultBuilder:
                 if isinstance(values, pa.ChunkedArray):  # an Array is taken as it is
                     values = values.combine_chunks()
                 values = values.take(pa.array(source))
+            if name in self.types:
+                values = fixed_vectors(values, self.types[name])
             out[prefix + name] = pd.Series(pandas_array(values), index=df.index)
         return out
 
@@ -230,13 +233,19 @@ def joined(prepared: Prepared, answers: list[tuple[JobInfo, np.ndarray, pa.Table
     its rows again."""
     options = prepared.options
     prefix = options.result.result_prefix
-    results = ResultBuilder(len(prepared.df), prepared.family.task,
-                            options.result.include_response)
+    family = prepared.family
+    results = ResultBuilder(len(prepared.df), family.task, options.result.include_response,
+                            family.result_types(options.request.generation_config))
     skipped = np.flatnonzero(prepared.rows.reasons != "")
     results.skip(skipped, prepared.rows.reasons[skipped])
     results.copy_rows(prepared.sending.copies, prepared.sending.originals)
     for info, positions, parsed in answers:
+        twice = np.array([], dtype=np.int64)
+        if not family.keyed:  # answers matched back by their echoed request
+            parsed, twice = _rekeyed(prepared, positions, parsed)
         results.add_job(info.name, positions, parsed, _why_missing(info))
+        results.status[twice] = (f"missing: job {info.name} answered this row's text more "
+                                 "than once, so which answer is whose cannot be told")
     out = results.join(prepared.df, prefix)
     out.attrs["pdbatch_run"] = run_id  # read_results(run=...) reads these answers again
     result = Result(out, results.kinds, prefix)
@@ -253,6 +262,15 @@ def joined(prepared: Prepared, answers: list[tuple[JobInfo, np.ndarray, pa.Table
         log.warning("%d of %d jobs of %s ended without results; asking their unanswered rows "
                     "again", len(ended), len(infos), run_id)
     return result
+
+
+def _rekeyed(prepared: Prepared, positions: np.ndarray, parsed: pa.Table):
+    """A job's answers keyed by row, for a family whose answers carry no row key."""
+    rows = prepared.rows
+    take = pa.array(positions)
+    config = rows.row_config.take(take) if rows.row_config is not None else None
+    return prepared.family.parser.rekey(engine.connect(), parsed, rows.texts.take(take),
+                                        config, positions)
 
 
 def _why_missing(info: JobInfo) -> str:

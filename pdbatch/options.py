@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import InputError
 from .identifiers import whole
+from .service.base import RESERVED_LABELS
 
 #: Service limit of requests per job (spec §4).
 MAX_REQUESTS_PER_JOB = 200_000
@@ -67,7 +68,8 @@ class RunOptions:
     transport: str = "rest"
     labels: Mapping[str, str] | None = None
     keep_staging: bool = False
-    progress: bool = True
+    progress: bool | str = True  # bind() folds progress_bar_type in: "tqdm", "tqdm_notebook"
+    progress_bar_type: str | None = "auto"
     force: bool = False
     max_cost: float | None = None
     max_rows: int | None = None
@@ -131,13 +133,31 @@ class Options:
         return bind(**{**known, **changes}, credentials=credentials, api_key=api_key)
 
 
+#: Settings of generation_config that other libraries (BigQuery DataFrames' GeminiTextGenerator,
+#: Vertex AI's GenerativeModel) take as arguments of their own.
+GENERATION_SETTINGS = ("temperature", "top_p", "top_k", "max_output_tokens", "seed",
+                       "candidate_count", "stop_sequences", "presence_penalty",
+                       "frequency_penalty", "response_mime_type", "thinking_config")
+
+
+def unknown_arguments(names: set[str], called: str = "pdbatch.batch_predict") -> None:
+    """Refuse keyword arguments the call does not take (TypeError), saying where a generation
+    setting such as ``temperature=0.2`` goes instead."""
+    if not names:
+        return
+    unknown = sorted(names)
+    hint = f"see help({called}) for the options"
+    settings = [n for n in unknown if n in GENERATION_SETTINGS]
+    if settings:
+        hint = ("generation settings go in generation_config, e.g. generation_config="
+                f"{{{', '.join(repr(n) + ': ...' for n in settings)}}}; " + hint)
+    raise TypeError(f"{called}() got unexpected keyword argument(s) {unknown}: {hint}.")
+
+
 def bind(credentials=None, api_key: str | None = None, **arguments) -> Options:
     """Typed, checked options from ``batch_predict``'s keyword arguments; TypeError for an
     unknown argument, InputError for a bad value (before anything is uploaded)."""
-    unknown = sorted(set(arguments) - set(GROUP_OF))
-    if unknown:
-        raise TypeError(f"unexpected keyword argument(s) {unknown}; see "
-                        "help(pdbatch.batch_predict) for the options.")
+    unknown_arguments(set(arguments) - set(GROUP_OF))
     groups = {name: {} for name in _GROUPS}
     for name, value in arguments.items():
         value = value.item() if isinstance(value, np.generic) else value  # numpy scalars
@@ -150,7 +170,15 @@ def bind(credentials=None, api_key: str | None = None, **arguments) -> Options:
     options = Options(request, RunOptions(**groups["run"]), ResultOptions(**groups["result"]),
                       credentials, api_key)
     _check(options)
+    run = options.run
+    if run.progress and run.progress_bar_type != "auto":  # the kind of bar, or none
+        shown = run.progress_bar_type or False
+        options = dataclasses.replace(options, run=dataclasses.replace(run, progress=shown))
     return options
+
+
+#: pandas-gbq's progress_bar_type values, and "auto" (a widget in a notebook, else text).
+PROGRESS_BAR_TYPES = ("auto", "tqdm", "tqdm_notebook", None)
 
 
 _TEXT, _FLAG, _WHOLE, _NUMBER = (str,), (bool, np.bool_), (int, np.integer), (int, float)
@@ -202,6 +230,9 @@ def _check_types(options: Options) -> None:
 def _check(options: Options) -> None:
     _check_types(options)  # the numbers below are ints (not bools) from here on
     request, run = options.request, options.run
+    if run.progress_bar_type not in PROGRESS_BAR_TYPES:
+        raise InputError(f"progress_bar_type={run.progress_bar_type!r}: choose 'tqdm' (a text "
+                         "bar), 'tqdm_notebook' (a notebook widget), None (no bar) or 'auto'.")
     if request.on_invalid not in ON_INVALID:
         raise InputError(f"on_invalid={request.on_invalid!r}: choose one of {ON_INVALID}.")
     limit = request.max_requests_per_job
@@ -212,8 +243,24 @@ def _check(options: Options) -> None:
     cap = run.max_concurrent_jobs
     if cap is not None and cap < 1:
         raise InputError("max_concurrent_jobs must be None or a whole number of at least 1.")
+    _check_unicode("system_instruction", request.system_instruction)
     for key, value in (run.labels or {}).items():
+        if key in RESERVED_LABELS:
+            raise InputError(f"label {key!r} is pdbatch's own: every job carries "
+                             f"{' and '.join(RESERVED_LABELS)} to find its run; name yours "
+                             "otherwise.")
         if not (whole(_LABEL_KEY, key) and whole(_LABEL_VALUE, value)):
             raise InputError(f"label {key!r}: {value!r} is not a valid Vertex AI label: keys "
                              "start with a lowercase letter; keys and values use lowercase "
                              "letters, digits, '_' and '-', at most 63 characters.")
+
+
+def _check_unicode(name: str, text: str | None) -> None:
+    """InputError when ``text`` is not valid Unicode (a lone surrogate cannot be sent)."""
+    if not isinstance(text, str):
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InputError(f"{name} is not valid Unicode text: it holds a lone surrogate at "
+                         f"character {err.start}; remove it or encode the text properly.") from None

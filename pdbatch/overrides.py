@@ -18,9 +18,14 @@ SETTINGS = {"temperature": False, "top_p": False, "top_k": True, "max_output_tok
 
 
 def row_config(df: pd.DataFrame, config_cols: Mapping[str, str],
-               generation_config: Mapping | None, reasons: np.ndarray) -> pa.Table:
+               generation_config: Mapping | None, reasons: np.ndarray,
+               allowed: tuple[str, ...] | None = None) -> pa.Table:
     """The per-row settings as an Arrow table whose columns are their REST names; a null or
-    unusable value gives its row a reason (like an invalid prompt)."""
+    unusable value gives its row a reason (like an invalid prompt). ``allowed``: the text
+    settings a family takes per row instead of the generation settings (an embedding's
+    ``title``: a null title is sent as null)."""
+    if allowed is not None:
+        return _text_settings(df, config_cols, allowed)
     if not isinstance(config_cols, Mapping) or not config_cols:
         raise InputError("config_cols must be a dict of setting -> column, e.g. "
                          "{'temperature': 'temp'}.")
@@ -46,4 +51,19 @@ def row_config(df: pd.DataFrame, config_cols: Mapping[str, str],
             reasons[row] = f"config column {column!r} ({key}) is not {kind}"
         filled = values.fillna(0).to_numpy(dtype=float)
         columns[camel_key(setting)] = pa.array(filled.astype(np.int64) if whole else filled)
+    return pa.table(columns)
+
+
+def _text_settings(df: pd.DataFrame, config_cols: Mapping[str, str],
+                   allowed: tuple[str, ...]) -> pa.Table:
+    columns = {}
+    for key, column in config_cols.items():
+        if snake_key(key) not in allowed:
+            raise InputError(f"{key!r} cannot be set per row for this model; use "
+                             f"{list(allowed)}.")
+        if column not in df.columns:
+            raise InputError(f"{key} column {column!r} is not a column of the frame.")
+        values = df[column].astype(object).where(df[column].notna(), None)
+        columns[snake_key(key)] = pa.array([None if v is None else str(v) for v in values],
+                                           pa.string())
     return pa.table(columns)

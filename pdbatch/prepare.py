@@ -85,14 +85,16 @@ class Prepared:
                                     preserve_index=False)
 
 
-def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
+def prepare(df: pd.DataFrame, options: Options, tag: str = "", staged: bool = True
+            ) -> Prepared:
     """Check ``options`` against ``df``; render, skip, dedup and fingerprint (``tag`` names a
     follow-up pass, such as a retry, so that it is a run of its own). Raises InputError before
-    anything is uploaded; nothing here uploads or submits (a BigQuery dataset is looked up)."""
+    anything is uploaded; nothing here uploads or submits (a BigQuery dataset is looked up).
+    ``staged=False`` (an estimate) needs no staging location and does not look at it."""
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"batch_predict needs a pandas DataFrame, got {type(df).__name__}.")
     request, result = options.request, options.result
-    settings = config.settings_of(options.run, options.api_key)
+    settings = config.settings_of(options.run, options.api_key, staged)
     batch = service.kind(settings)
     batch.refuse(options)
     schema = (structured.schema_of(request.response_schema)
@@ -117,10 +119,12 @@ def prepare(df: pd.DataFrame, options: Options, tag: str = "") -> Prepared:
     texts, reasons = prompts.render(df, request.prompt_col, request.prompt)
     file_plan = _file_plan(df, request.files, request.files_root, reasons, family, settings,
                            options.credentials)
-    row_config = _row_config(df, request.config_cols, request_config, reasons)
+    row_config = _row_config(df, request.config_cols, request_config, reasons,
+                             family.row_settings)
     if request.on_invalid == "raise" and (reasons != "").any():
         raise InputError(prompts.describe_invalid(df, reasons))
-    batch.check_locations(settings, family, request.model, options.credentials, len(df))
+    if staged:
+        batch.check_locations(settings, family, request.model, options.credentials, len(df))
     rows = Rows(texts, reasons, file_plan, row_config, carried)
 
     send = reasons == ""
@@ -238,12 +242,13 @@ def request_hashes(prepared: Prepared) -> tuple[np.ndarray, np.ndarray]:
             found.column("lo").to_numpy().astype(np.uint64))
 
 
-def _row_config(df, config_cols, request_config, reasons) -> pa.ChunkedArray | None:
-    """Each row's own generationConfig items, as JSON text; their problems become row
-    reasons."""
+def _row_config(df, config_cols, request_config, reasons, allowed=None
+                ) -> pa.ChunkedArray | None:
+    """Each row's own config items (the family's ``row_settings``), as JSON text; their
+    problems become row reasons."""
     if not config_cols:
         return None
-    table = overrides.row_config(df, config_cols, request_config, reasons)
+    table = overrides.row_config(df, config_cols, request_config, reasons, allowed)
     return lines.json_items(engine.connect(), table, "," if request_config else "")
 
 

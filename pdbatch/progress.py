@@ -38,13 +38,15 @@ def _widgets() -> bool:
     return True
 
 
-def bar(total: int, desc: str, enabled: bool = True) -> tqdm:
+def bar(total: int, desc: str, enabled: bool | str = True) -> tqdm:
     """A tqdm bar of ``total`` requests labelled ``desc`` (a disabled one when not
-    ``enabled``)."""
+    ``enabled``); ``enabled`` may name the kind, as pandas-gbq's ``progress_bar_type`` does:
+    ``"tqdm"`` (text), ``"tqdm_notebook"`` (a notebook widget)."""
     from tqdm.std import tqdm
 
-    if enabled and _kernel():
-        if _widgets():
+    kind = enabled if isinstance(enabled, str) else "auto"
+    if enabled and (kind == "tqdm_notebook" or _kernel()):
+        if kind != "tqdm" and _widgets():
             from tqdm.notebook import tqdm as widget_bar
 
             return widget_bar(total=total, desc=desc, unit=UNIT)

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .columns import SUCCESS
-from .costs import BATCH_DISCOUNT, PRICES, usd
+from .costs import BATCH_DISCOUNT, PRICES, PRICES_DATE, usd
 from .tasks.generate import TOKEN_FIELDS
 
 #: Row outcomes, in the order they are shown, by the status they start with.
@@ -46,7 +46,8 @@ class Usage:
             ("thinking", self.thinking_tokens), ("cached", self.cached_tokens)) if n)
         return (f"<Usage {self.run} {self.model}: {rows or 'no rows'}; "
                 f"{self.prompt_tokens:,} prompt and {self.output_tokens:,} output tokens{extra};"
-                f" cost {_money(self.cost)} (estimated {_money(self.estimated_cost)})>")
+                f" cost {_money(self.cost)} (estimated {_money(self.estimated_cost)}; list prices"
+                f" of {PRICES_DATE})>")
 
     def _repr_html_(self) -> str:
         rows = [("rows", ", ".join(f"{n:,} {k}" for k, n in self.rows.items() if n) or "0"),
@@ -54,7 +55,7 @@ class Usage:
                 ("output tokens", f"{self.output_tokens:,}"),
                 ("thinking tokens", f"{self.thinking_tokens:,}"),
                 ("cached tokens", f"{self.cached_tokens:,}"),
-                ("cost at batch prices", _money(self.cost)),
+                (f"cost at batch prices (list prices of {PRICES_DATE})", _money(self.cost)),
                 ("estimated before the run", _money(self.estimated_cost))]
         table = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
                         f"<td style='text-align:left'>{html.escape(v)}</td></tr>"

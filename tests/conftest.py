@@ -1,4 +1,5 @@
-"""Shared fixtures: one offline stack (fake-gcs-server + pdbatch's Vertex emulator) per session.
+"""Shared fixtures: one offline stack (fake-gcs-server + pdbatch's Vertex emulator) per session,
+the ``pdbatch_stack`` fixture of pdbatch's own pytest plugin (what users test with).
 
 The stack exports STORAGE_EMULATOR_HOST, GOOGLE_VERTEX_BASE_URL, GOOGLE_CLOUD_PROJECT,
 GOOGLE_CLOUD_LOCATION and PDBATCH_STAGING, so the code under test reaches the local services
@@ -15,13 +16,10 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 import pytest  # noqa: E402
 from helpers import skip_without_local_bigquery  # noqa: E402
 
-from pdbatch.emulator import LocalStack, Timing  # noqa: E402
-
 
 @pytest.fixture(scope="session")
-def stack():
-    with LocalStack(timing=Timing(pending=0.05, running=0.05)) as local:
-        yield local
+def stack(pdbatch_stack):
+    return pdbatch_stack
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 
@@ -60,7 +61,11 @@ def skip_without_local_bigquery() -> None:
 
 
 def skip_without_local_model() -> None:
-    """Skip where the local-model extra is not installed (the README's commands install it)."""
+    """Skip where the local-model extra is not installed (``make test`` leaves it out; ``make
+    test-model``, CI's real-model job, installs it and sets PDBATCH_REQUIRE_LOCAL_MODEL=1, which
+    makes a missing model fail instead)."""
     if importlib.util.find_spec("llama_cpp") is None:
+        if os.environ.get("PDBATCH_REQUIRE_LOCAL_MODEL") == "1":
+            pytest.fail("PDBATCH_REQUIRE_LOCAL_MODEL=1 but llama-cpp-python is not installed")
         pytest.skip("needs the local-model extra (llama-cpp-python, built from source): "
-                    "pip install 'pdbatch[local-model]'")
+                    "pip install 'pdbatch[local-model]' (make test-model)")

@@ -182,6 +182,8 @@ def test_the_emulator_and_the_client_import_nothing_of_each_other():
                     and t != "pdbatch"}
         if name == "pdbatch.cli":  # the command line starts the emulator
             crossing -= {"pdbatch.emulator.__main__"}
+        if name == "pdbatch.pytest_plugin":  # the pytest fixture is the offline stack
+            crossing -= {"pdbatch.emulator"}
         assert crossing == set(), name
 
 
@@ -190,3 +192,34 @@ def test_batch_predict_defaults_are_the_options_defaults():
     parameters = inspect.signature(api.batch_predict).parameters
     assert set(defaults) <= set(parameters)
     assert {n: parameters[n].default for n in defaults} == defaults
+
+
+def test_the_accessor_methods_show_the_api_functions_signatures_and_docstrings():
+    import pandas as pd
+
+    from pdbatch.accessor import GeminiAccessor
+
+    frame = pd.DataFrame({"prompt": ["hi"]})
+    options = list(inspect.signature(api.batch_predict).parameters.values())[1:]
+    for name in ("batch_predict", "submit", "estimate", "read_results"):
+        function = getattr(api, name)
+        own = [p for p in inspect.signature(function).parameters.values()
+               if p.kind is not p.VAR_KEYWORD][1:]
+        method = getattr(frame.gemini, name)
+        expected = own + (options if name in ("submit", "estimate") else [])
+        assert list(inspect.signature(method).parameters.values()) == expected, name
+        assert method.__doc__ == function.__doc__ and method.__doc__
+        assert getattr(GeminiAccessor, name).__qualname__ == f"GeminiAccessor.{name}"
+
+
+def test_a_positional_or_misplaced_argument_gets_a_hint():
+    import pandas as pd
+    import pytest
+
+    frame = pd.DataFrame({"prompt": ["hi"]})
+    with pytest.raises(TypeError, match=r"keyword arguments only, e\.g\. df\.gemini"):
+        frame.gemini.batch_predict("prompt")
+    with pytest.raises(TypeError, match=r"generation_config=\{'temperature': \.\.\.\}"):
+        frame.gemini.batch_predict(prompt_col="prompt", temperature=0.2)
+    with pytest.raises(TypeError, match=r"generation_config=\{'top_k': \.\.\.\}"):
+        frame.gemini.submit(prompt_col="prompt", top_k=3)

@@ -119,7 +119,7 @@ def test_a_file_can_be_estimated_from_a_terminal(staging, tmp_path, capsys):
     source = tmp_path / "reviews.csv"
     pd.DataFrame({"review": ["good", "bad", "good"]}).to_csv(source, index=False)
     assert main(["estimate", str(source), "--prompt", "Sentiment of: {review}",
-                 "--staging", staging, "--no-count-tokens"]) == 0
+                 "--no-count-tokens"]) == 0
     assert "3 rows, 2 requests" in capsys.readouterr().out
     assert main(["estimate", str(tmp_path / "missing.csv"), "--prompt-col", "review"]) == 1
     assert "no such file" in capsys.readouterr().err
@@ -145,3 +145,57 @@ def test_developer_api_runs_from_a_terminal(stack, tmp_path, capsys):
     assert main(["estimate", str(source), "--prompt-col", "prompt", "--service", "gemini-api",
                  "--staging", folder]) == 0
     assert "5 rows, 5 requests" in capsys.readouterr().out
+
+
+def _pdbatch(*argv: str, **env: str) -> subprocess.CompletedProcess:
+    """The command as a user runs it: no emulator, no credentials, no project (unless given)."""
+    import os
+
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("GOOGLE_", "STORAGE_EMULATOR", "PDBATCH_", "GEMINI_",
+                                  "BIGQUERY_EMULATOR"))}
+    clean.update(NO_GCE_CHECK="True", **env)  # not on a Google Cloud VM
+    return subprocess.run([sys.executable, "-m", "pdbatch.cli", *argv], capture_output=True,
+                          text=True, timeout=60, env=clean)
+
+
+def _one_line(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("pdbatch: ") and all(w in result.stderr for w in words), \
+        result.stderr
+
+
+def test_expected_failures_are_one_line_in_the_commands_own_terms(tmp_path):
+    source = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": ["good", "bad"]}).to_csv(source, index=False)
+    _one_line(_pdbatch("runs", "list", "--staging", "gs://my-bucket/p", HOME=str(tmp_path)),
+              "no Google Cloud credentials", "gcloud auth application-default login")
+    _one_line(_pdbatch("runs", "show", "run-20990101-000000-abcdef"), "--staging")
+    _one_line(_pdbatch("estimate", str(source), "--prompt-col", "revew", "--no-count-tokens"),
+              "--prompt-col", "'revew'", "review")
+    _one_line(_pdbatch("estimate", str(source), "--prompt", "{stars}: {review}"),
+              "--prompt", "'stars'")
+    _one_line(_pdbatch("estimate", str(source), "--prompt-col", "review", "--no-count-tokens",
+                       HOME=str(tmp_path)), "--project my-project")
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet")
+    _one_line(_pdbatch("estimate", str(broken), "--prompt-col", "review"), "cannot read")
+
+
+def test_an_estimate_needs_no_staging_and_no_credentials(tmp_path):
+    source = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": ["good", "bad", "good"]}).to_csv(source, index=False)
+    result = _pdbatch("estimate", str(source), "--prompt-col", "review", "--project", "my-proj",
+                      "--location", "us-central1", HOME=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "3 rows, 2 requests" in result.stdout and "about 4 characters per token" \
+        in result.stdout
+    assert "estimating from characters instead" in result.stderr
+
+
+def test_a_missing_bucket_is_one_line(stack, capsys):
+    assert main(["runs", "list", "--staging", "gs://no-such-bucket-here/p"]) == 1
+    refused = capsys.readouterr().err
+    assert refused.startswith("pdbatch: ") and "no-such-bucket-here" in refused
+    assert "Traceback" not in refused and refused.count("\n") == 1, refused

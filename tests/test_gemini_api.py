@@ -280,6 +280,35 @@ def test_an_interrupt_leaves_the_batch_running_or_cancels_it(stack, tmp_path, mo
         assert state == "pending"
 
 
+def test_an_interrupt_while_the_manifest_is_saved_leaves_the_run_to_pick_up(stack, tmp_path,
+                                                                            monkeypatch, caplog):
+    """Ctrl-C reaching the client inside the manifest's save (``os.replace``), its batch just
+    made: it says the batch keeps running and how to attach, the manifest names the batch, and
+    the same call made again picks the run up at once (no 60 s wait, no second batch)."""
+    folder = str(tmp_path / "runs")
+    replace = os.replace
+
+    def interrupted(source, target):
+        if str(target).endswith("manifest.json") and '"batches/' in open(source).read():
+            monkeypatch.setattr(os, "replace", replace)
+            raise KeyboardInterrupt  # as the signal lands before the rename
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    options = {"prompt_col": "prompt", "service": "gemini-api", "staging": folder,
+               "progress": False}
+    with pytest.raises(KeyboardInterrupt):
+        _frame(6).gemini.batch_predict(**options)
+    [run] = pdbatch.runs(service="gemini-api", staging=folder)["run"]
+    assert "keep running on the Gemini API" in caplog.text
+    assert f"pdbatch.attach('{run}', service='gemini-api', staging='{folder}')" in caplog.text
+    assert len(pdbatch.attach(run, service="gemini-api", staging=folder).jobs) == 1
+    started = time.monotonic()
+    out = _frame(6).gemini.batch_predict(**options)
+    assert out.attrs["pdbatch_run"] == run and (out["status"] == "ok").all()
+    assert time.monotonic() - started < 30 and out["job"].nunique() == 1
+
+
 def test_an_api_key_without_the_service_is_refused(stack, staging):
     with pytest.raises(InputError, match="api_key= is the Gemini Developer API's: pass "
                                          "service='gemini-api'"):

@@ -65,10 +65,11 @@ def test_the_outputs_check_fails_on_a_notebook_without_outputs():
             cell.outputs, cell.execution_count = [], None
     problems = unexecuted(notebook)
     assert problems[0].startswith("execution counts [None")
-    assert "code cell 1 has no output: 'books = pd.DataFrame(" in "\n".join(problems)
-    assert "code cell 6 has no output: 'try:" in "\n".join(problems)  # print(err) in except
-    assert not any("code cell 7 " in p for p in problems)  # stack.stop()
-    assert len(problems) == 1 + 7  # the counts, and every cell but the last
+    assert "code cell 3 has no output: 'books = pd.DataFrame(" in "\n".join(problems)
+    assert "code cell 8 has no output: 'try:" in "\n".join(problems)  # print(err) in except
+    # the %pip cell, the imports and stack.stop() show nothing
+    assert not any(f"code cell {n} " in p for p in problems for n in (0, 1, 9))
+    assert len(problems) == 1 + 7  # the counts, and the 7 cells that show something
 
 
 def _executed(name: str, **client_options):
@@ -99,7 +100,7 @@ def test_quickstart_notebook_executes_cleanly_with_and_without_ipywidgets(widget
     for cell in code:
         assert not [n for n in NOISE if n in _outputs(cell)], (cell.source, _outputs(cell))
         assert _progress_outputs(cell) <= 1, cell.outputs
-    first = code[1]
+    first = code[3]
     assert _progress_outputs(first) == 1  # the run's bar, counting requests
     if widgets:
         assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
@@ -107,14 +108,14 @@ def test_quickstart_notebook_executes_cleanly_with_and_without_ipywidgets(widget
     else:
         assert "3/3 [" in _outputs(first) and "1/1 jobs done, succeeded" in _outputs(first)
     assert "[system: You are a bookseller.] echo: Write a two-sentence blurb for Beloved by " \
-           "Toni Morrison." in _outputs(code[2])
-    assert "ok" in _outputs(code[2]) and "3" in _outputs(code[2])  # value_counts: ok 3
-    notice = _outputs(code[3])
+           "Toni Morrison." in _outputs(code[4])
+    assert "ok" in _outputs(code[4]) and "3" in _outputs(code[4])  # value_counts: ok 3
+    notice = _outputs(code[5])
     assert "re-attached to run-" in notice and "no new job was created" in notice
-    assert _progress_outputs(code[3]) == 0 and "True" in notice  # no bar for a finished run
-    assert "succeeded" in _outputs(code[4])  # runs(): its state
-    assert "<b>Usage</b>" in code[5].outputs[0]["data"]["text/html"]
-    assert "row 1 (index 1): column 'prompt' is null" in _outputs(code[6])
+    assert _progress_outputs(code[5]) == 0 and "True" in notice  # no bar for a finished run
+    assert "succeeded" in _outputs(code[6])  # runs(): its state
+    assert "<b>Usage</b>" in code[7].outputs[0]["data"]["text/html"]
+    assert "row 1 (index 1): column 'prompt' is null" in _outputs(code[8])
 
     page, _ = HTMLExporter().from_notebook_node(notebook)  # what a reader of the page sees
     assert "TqdmWarning" not in page and "3 answered" in page
@@ -124,17 +125,17 @@ def test_quickstart_notebook_executes_cleanly_with_and_without_ipywidgets(widget
 def test_bigquery_notebook_executes():
     skip_without_local_bigquery()
     _, code = _executed("bigquery.ipynb")
-    assert "llm_status" in _outputs(code[2]) and "103" in _outputs(code[2])
-    assert "103 echo: Classify the sentiment of this review: Great value!" in _outputs(code[3])
-    assert _outputs(code[4]).strip() == "True"
+    assert "llm_status" in _outputs(code[3]) and "103" in _outputs(code[3])
+    assert "103 echo: Classify the sentiment of this review: Great value!" in _outputs(code[4])
+    assert _outputs(code[5]).strip() == "True"
 
 
 def test_local_model_notebook_executes():
     skip_without_local_model()
     _, code = _executed("local_model.ipynb")
-    blurbs = _outputs(code[1])
+    blurbs = _outputs(code[2])
     assert "Dune" in blurbs and "echo:" not in blurbs  # the model's words, not an echo
-    rated = _outputs(code[2])
+    rated = _outputs(code[3])
     assert "positive" in rated or "negative" in rated
 
 
@@ -147,13 +148,14 @@ def test_gemini_api_notebook_executes(tmp_path, monkeypatch):
     _, code = _executed("gemini_api.ipynb")
     for cell in code:
         assert not [n for n in NOISE if n in _outputs(cell)], (cell.source, _outputs(cell))
-    assert "GOOGLE_GEMINI_BASE_URL" in _outputs(code[1]) and "GEMINI_API_KEY" in _outputs(code[1])
-    assert "ok" in _outputs(code[2]) and "STOP" in _outputs(code[2])
+    exported = _outputs(code[2])
+    assert "GOOGLE_GEMINI_BASE_URL" in exported and "GEMINI_API_KEY" in exported
+    assert "ok" in _outputs(code[3]) and "STOP" in _outputs(code[3])
     assert "[system: You are a bookseller.] echo: Write a two-sentence blurb for Beloved by " \
-           "Toni Morrison." in _outputs(code[3])
-    assert "batches/" in _outputs(code[3]) and "'response']" in _outputs(code[3])
-    assert "succeeded" in _outputs(code[4])  # runs(service="gemini-api")
-    assert "(True, 'succeeded: 3/3 requests done" in _outputs(code[5])  # attach("batches/…")
-    assert "'llm_year': Int64Dtype()" in _outputs(code[6]) and "ok" in _outputs(code[6])
-    assert "labels= is a Vertex AI option" in _outputs(code[7])
+           "Toni Morrison." in _outputs(code[4])
+    assert "batches/" in _outputs(code[4]) and "'response']" in _outputs(code[4])
+    assert "succeeded" in _outputs(code[5])  # runs(service="gemini-api")
+    assert "(True, 'succeeded: 3/3 requests done" in _outputs(code[6])  # attach("batches/…")
+    assert "'llm_year': Int64Dtype()" in _outputs(code[7]) and "ok" in _outputs(code[7])
+    assert "labels= is a Vertex AI option" in _outputs(code[8])
     assert not (tmp_path / ".pdbatch").exists()  # the runs went to the notebook's own folder

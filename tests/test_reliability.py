@@ -247,3 +247,30 @@ def test_an_index_naming_another_calls_run_and_a_damaged_manifest_in_runs(fs, st
     fs.pipe(_manifest_path(staging, other.attrs["pdbatch_run"]), b"{")
     assert pdbatch.runs(staging)["run"].tolist() != []  # the damaged one is left out, logged
     assert other.attrs["pdbatch_run"] not in pdbatch.runs(staging)["run"].tolist()
+
+
+def test_a_manifest_naming_a_job_the_service_does_not_have_says_what_to_do(fs, staging):
+    """Another project's job (or one deleted since) is one line naming it and force=True, not
+    the client library's NotFound."""
+    first = FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+    path = _manifest_path(staging, first.attrs["pdbatch_run"])
+    manifest = json.loads(fs.cat(path))
+    manifest["jobs"][0]["name"] = "projects/other-project/locations/us-central1/" \
+                                  "batchPredictionJobs/1234567890123456789"
+    fs.pipe(path, json.dumps(manifest).encode())
+    with pytest.raises(pdbatch.InputError, match=r"^projects/other-project/.*is not on Vertex "
+                                                 r"AI .*pass force=True[^\n]*$"):
+        FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
+
+
+def test_reserved_labels_and_a_lone_surrogate_in_the_system_instruction_are_refused(staging,
+                                                                                    uploaded):
+    with pytest.raises(pdbatch.InputError, match="'pdbatch-run' is pdbatch's own: .*"
+                                                 "pdbatch-run and pdbatch-fingerprint"):
+        FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging,
+                                   labels={"pdbatch-run": "mine"})
+    with pytest.raises(pdbatch.InputError, match="system_instruction is not valid Unicode "
+                                                 "text: it holds a lone surrogate at character 3"):
+        FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging,
+                                   system_instruction="Be \ud800 brief.")
+    assert uploaded() == []

@@ -59,14 +59,15 @@ import pandas as pd
 import pdbatch
 frame = pd.DataFrame({"prompt": [f"question number {i}" for i in range(40)]})
 frame.gemini.batch_predict(prompt_col="prompt", staging=sys.argv[1], progress=False,
-                           labels={"emulator-queue-ms": "3000"},
+                           labels={"emulator-queue-ms": sys.argv[3]},
                            cancel_on_interrupt=sys.argv[2] == "cancel")
 """
 
 
-def _client_with_a_job(staging: str, mode: str = "") -> subprocess.Popen:
-    """A client process running the call above, once its job exists."""
-    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_CLIENT), staging, mode],
+def _client_with_a_job(staging: str, mode: str = "", queue_ms: int = 3000) -> subprocess.Popen:
+    """A client process running the call above, once its job exists (queued ``queue_ms``)."""
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_CLIENT), staging, mode,
+                                str(queue_ms)],
                                stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -95,7 +96,7 @@ def test_a_client_killed_while_waiting_is_picked_up_by_the_same_call(staging, ga
 
 @pytest.mark.parametrize("mode", ["", "cancel"])
 def test_an_interrupt_leaves_the_job_running_or_cancels_it(staging, gapic, mode):
-    process = _client_with_a_job(staging, mode)
+    process = _client_with_a_job(staging, mode, queue_ms=30_000)  # still queued when looked at
     process.send_signal(signal.SIGINT)
     _, errors = process.communicate(timeout=20)
     assert process.returncode != 0 and "KeyboardInterrupt" in errors

@@ -45,6 +45,17 @@ def test_a_call_that_re_attaches_says_so_and_progress_false_silences_it(staging,
     assert capsys.readouterr().err == ""
 
 
+def test_progress_bar_type_is_spelled_as_pandas_gbq_spells_it(staging, capsys):
+    FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging, progress_bar_type="tqdm")
+    assert "request/s" in capsys.readouterr().err
+    FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging, progress_bar_type=None,
+                               force=True)
+    assert capsys.readouterr().err == ""  # no bar (and no re-attach notice: force)
+    with pytest.raises(pdbatch.InputError, match="progress_bar_type='bar': choose 'tqdm'"):
+        FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging,
+                                   progress_bar_type="bar")
+
+
 def test_result_columns_come_in_reading_order_with_consistent_dtypes(staging):
     out = FRAME.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False,
                                      response_schema=Answer, max_retries=1)

@@ -26,8 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Serve a local Cloud Storage server and the Vertex AI batch emulator on "
         "127.0.0.1 until interrupted, and print the environment to export.",
     )
-    parser.add_argument("--project", default=DEFAULT_PROJECT)
-    parser.add_argument("--location", default=DEFAULT_LOCATION)
+    parser.add_argument("--project", default=DEFAULT_PROJECT,
+                        help="the project id the jobs are made in (exported as "
+                             "GOOGLE_CLOUD_PROJECT; default %(default)s)")
+    parser.add_argument("--location", default=DEFAULT_LOCATION,
+                        help="the region the jobs run in (exported as GOOGLE_CLOUD_LOCATION; "
+                             "default %(default)s)")
     parser.add_argument("--bucket", default=DEFAULT_BUCKET, help="bucket created at start")
     parser.add_argument("--gcs-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--vertex-port", type=int, default=0, help="0 picks a free port")

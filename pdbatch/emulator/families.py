@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import embeddings
 from .responder import deterministic_response
 
 _CHAT = "/v1/chat/completions"
@@ -145,10 +146,17 @@ class Family:
     dropped: frozenset  # input keys not copied to the output line
     times: bool = True  # whether output lines carry processed_time
     invalid: Callable[[dict], str | None] = lambda payload: None  # a row's 400, if any
+    answer: str = "response"  # the key of the answer in an output line
+    generates: bool = True  # False: an embedding model (answered by its own responder)
+    echo: str = ""  # for lines that are the payload themselves: the key echoing them
+
+    def payload_of(self, line: dict):
+        """What the model is asked: the line's payload key, or the line itself."""
+        return line if not self.payload else line.get(self.payload)
 
     def problem(self, line: dict) -> str | None:
         """Why the import refuses this line, or None."""
-        payload = line.get(self.payload)
+        payload = self.payload_of(line)
         if not isinstance(payload, dict):
             return f"has no '{self.payload}' object"
         if self.name == "openai" and (line.get("method", "POST") != "POST"
@@ -161,13 +169,17 @@ class Family:
 
     def output_keys(self, input_keys: list[str]) -> list[str]:
         """The keys of this family's output lines for input lines with ``input_keys``."""
+        if not self.payload:
+            return [self.echo, self.answer, "status"]
         passed = [k for k in input_keys if k not in self.dropped and k != self.payload]
         return [*passed, *(["id"] if self.name == "openai" else []), "status",
-                *(["processed_time"] if self.times else []), self.payload, "response"]
+                *(["processed_time"] if self.times else []), self.payload, self.answer]
 
     def result(self, line: dict, payload: dict, processed_time: str) -> dict:
         """The output line without its answer: pass-through keys, status, the echoed
         payload."""
+        if not self.payload:  # {"instance": ..., "predictions": ..., "status": ""}
+            return {self.echo: payload, "status": ""}
         result = {k: v for k, v in line.items() if k not in self.dropped}
         if self.name == "openai":
             result["id"] = _id("batch_req_", line)
@@ -179,6 +191,17 @@ class Family:
 
 
 FAMILIES = (
+    Family("gemini-embedding", re.compile(
+        r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-embedding-"
+        r"[\w.-]+$"), "request", embeddings.gemini_response,
+        frozenset({"response", "status", "processed_time"}),
+        invalid=embeddings.gemini_problem, generates=False),
+    Family("text-embedding", re.compile(
+        r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/"
+        r"(?:text-embedding|text-multilingual-embedding)-\d{3}(?:@\d+)?$"), "",
+        embeddings.legacy_predictions, frozenset(), times=False,
+        invalid=embeddings.legacy_problem, answer="predictions", generates=False,
+        echo="instance"),
     Family("gemini", re.compile(
         r"^(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/gemini-[\w.-]+"
         r"(?:@[\w.-]+)?$"
@@ -201,8 +224,10 @@ FAMILIES = (
 #: The publisher models the emulated service serves for batch jobs, as of this date (the
 #: service refuses others at create: "Do not support publisher model ..."). Extend it per
 #: service (``BatchService(models=...)``, ``stack.service.models.add(name)``) or per command
-#: (``pdbatch emulator --model NAME``) to try a newer model.
-MODELS_DATE = "2026-11-29"
+#: (``pdbatch emulator --model NAME``) to try a newer model. Refreshed from the Developer
+#: API's model pages and Vertex AI's batch prediction reference (docs/sources.md), aliases
+#: included: the live services batch ``gemini-flash-latest`` though no list names it.
+MODELS_DATE = "2026-12-06"
 #: A tuned Gemini model's resource name, with a version or not (``...models/ID@2``; served
 #: when added: ``BatchService.add_tuned_model``).
 TUNED_MODEL = re.compile(r"(projects/[^/]+/locations/[^/]+/models/[^/@:]+)(?:@[\w-]+)?")
@@ -210,6 +235,9 @@ SERVED_MODELS = frozenset({
     "gemini-2.0-flash", "gemini-2.0-flash-001", "gemini-2.0-flash-lite",
     "gemini-2.0-flash-lite-001", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
     "gemini-2.5-flash-image", "gemini-3-pro-preview", "gemini-3-flash-preview",
+    "gemini-3.1-pro-preview", "gemini-3.1-flash-lite", "gemini-3.5-flash",
+    "gemini-3.5-flash-lite", "gemini-3.6-flash", "gemini-3.7-flash", "gemini-3.8-flash",
+    "gemini-flash-latest", "gemini-flash-lite-latest", "gemini-pro-latest",
     "llama-3.3-70b-instruct-maas", "llama-4-maverick-17b-128e-instruct-maas",
     "llama-4-scout-17b-16e-instruct-maas", "qwen3-235b-a22b-instruct-2507-maas",
     "qwen3-235b-a22b-maas", "deepseek-r1-0528-maas", "deepseek-v3.1-maas",
@@ -217,6 +245,8 @@ SERVED_MODELS = frozenset({
     "claude-opus-4-1", "claude-opus-4-1@20250805", "claude-sonnet-4-5",
     "claude-sonnet-4-5@20250929", "claude-haiku-4-5", "claude-haiku-4-5@20251001",
     "claude-sonnet-4", "claude-sonnet-4@20250514",
+    "gemini-embedding-001", "gemini-embedding-2", "text-embedding-004", "text-embedding-005",
+    "text-multilingual-embedding-002",
 })
 
 

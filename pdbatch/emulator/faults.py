@@ -26,6 +26,8 @@ import json
 import random
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 PREFIX = "emulator-"
@@ -147,21 +149,48 @@ def _row_errors(value: str) -> tuple[tuple[int, float], ...]:
 class ApiFaults:
     """Server-wide: answer the next ``count`` API calls with an HTTP error; with
     ``lost=True`` the calls are carried out first and only their answers are lost (a create
-    that happened although the client saw an error)."""
+    that happened although the client saw an error). ``outage(seconds)`` answers every call
+    with 503 for that long."""
 
     _pending: list[tuple[int, bool]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _outage: tuple[int, float] = (503, 0.0)  # code, and until when (time.monotonic())
 
     def inject(self, code: int, count: int = 1, lost: bool = False) -> None:
-        if code not in API_ERRORS:
-            raise FaultError(f"API error code {code} is not one of {sorted(API_ERRORS)}.")
+        _check(code)
         with self._lock:
             self._pending.extend([(code, lost)] * count)
 
-    def next_error(self) -> tuple[tuple[int, str, str], bool] | None:
-        """``((code, status, message), lost)`` for this call if a fault is queued, else None."""
+    def outage(self, seconds: float, code: int = 503) -> None:
+        """Answer every API call with ``code`` for the next ``seconds`` (an outage)."""
+        _check(code)
         with self._lock:
+            self._outage = (code, time.monotonic() + seconds)
+
+    def next_error(self) -> tuple[tuple[int, str, str], bool] | None:
+        """``((code, status, message), lost)`` for this call if a fault is queued (or an
+        outage lasts), else None."""
+        with self._lock:
+            code, until = self._outage
+            if time.monotonic() < until:
+                return (code, *API_ERRORS[code]), False
             if not self._pending:
                 return None
             code, lost = self._pending.pop(0)
         return (code, *API_ERRORS[code]), lost
+
+
+def _check(code: int) -> None:
+    if code not in API_ERRORS:
+        raise FaultError(f"API error code {code} is not one of {sorted(API_ERRORS)}.")
+
+
+def reveal_later(delay: float, closed: threading.Event, reveal: Callable[[], None]) -> None:
+    """Call ``reveal()`` ``delay`` seconds from now, unless the emulator is ``closed`` first:
+    a succeeded job's output shown after its SUCCEEDED state (``Timing.output``), as the
+    Developer API may report ``BATCH_STATE_SUCCEEDED`` before ``responsesFile`` is set."""
+    def later() -> None:
+        if not closed.wait(delay):
+            reveal()
+
+    threading.Thread(target=later, name="emulator-late-output", daemon=True).start()

@@ -34,7 +34,8 @@ class BatchAnswers:
         responses file's path (file input) or the inlined responses; None when the batch was
         cancelled, deleted, expired or the emulator stopped meanwhile."""
         rng = random.Random(name)
-        responder = self.vertex.responder or _GEMINI.respond
+        family = family_of("publishers/google/" + record["model"]) or _GEMINI
+        responder = (self.vertex.responder if family.generates else None) or family.respond
         inline = "_requests" in record
         total = record["_total"]
         halt_at = max(1, total // 2) if faults.fault == "fail-partway" else None
@@ -49,7 +50,7 @@ class BatchAnswers:
             items = iter(record["_requests"]) if inline else \
                 _file_lines(self.files.path(record["inputConfig"]["fileName"]))
             for item in items:
-                answer = _respond(item, inline, faults, rng, responder, files, keep)
+                answer = _respond(item, inline, faults, rng, responder, files, keep, family)
                 counts[0 if "response" in answer else 1] += 1
                 window.append(answer if inline else orjson.dumps(answer) + b"\n")
                 done = sum(counts)
@@ -85,7 +86,8 @@ def _file_lines(path: Path) -> Iterator[bytes]:
 
 
 def _respond(item, inline: bool, faults: JobFaults, rng: random.Random, responder,
-             files: filerefs.Check | None = None, metadata: bool = False) -> dict:
+             files: filerefs.Check | None = None, metadata: bool = False,
+             family=_GEMINI) -> dict:
     """One request's output: ``{"response" | "error"}`` for an inline request (and its
     ``metadata`` if ``metadata``), ``{"response" | "error", "key"}`` for a line of a file (a
     line that is not a JSON object with a ``request`` object gets an ``error`` [I]; so does a
@@ -104,7 +106,7 @@ def _respond(item, inline: bool, faults: JobFaults, rng: random.Random, responde
             return {"error": _status(400, "Invalid JSON payload received. Each line needs a "
                                      "'request' object.", "INVALID_ARGUMENT"), **tail}
     request = line["request"]
-    kind, detail = runner.decide(request, _GEMINI, faults, rng, files)
+    kind, detail = runner.decide(request, family, faults, rng, files)
     if kind == "refuse":
         return {"error": _status(400, detail, "INVALID_ARGUMENT"), **tail}
     if kind == "unreadable" and isinstance(detail, filerefs.FileProblem):

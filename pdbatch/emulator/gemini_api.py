@@ -40,7 +40,8 @@ from .service import BatchService
 
 _PREFIXES = ("/v1beta/", "/upload/v1beta/", "/download/v1beta/")
 _FILE = re.compile(r"^/(?:download/)?v1beta/files/(?P<id>[a-z0-9-]+)(?P<download>:download)?$")
-_CREATE = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):batchGenerateContent$")
+_CREATE = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):"
+                     r"(?P<method>batchGenerateContent|asyncBatchEmbedContent)$")
 _BATCH = re.compile(r"^/v1beta/batches(?:/(?P<id>[a-z0-9-]+))?(?P<cancel>:cancel)?$")
 _COUNT = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):countTokens$")
 _TOKEN = re.compile(r"[0-9]{1,18}")
@@ -88,8 +89,9 @@ class GeminiApi:
     expires), ``rejected_keys`` (keys answered "API key not valid"), ``inline_metadata``
     (False: inline responses carry no ``metadata``, as the real service answers; True: they
     carry their request's, as the reference documents), ``processing_seconds`` (0: how long an
-    uploaded file stays PROCESSING). With ``state_dir`` files and batches are kept in that
-    folder.
+    uploaded file stays PROCESSING), ``require_display_name`` (False: a batch without a display
+    name is made, as the live API does; True: refused, as its reference reads). With
+    ``state_dir`` files and batches are kept in that folder.
     """
 
     def __init__(self, vertex: BatchService, state_dir: str | os.PathLike | None = None,
@@ -109,6 +111,7 @@ class GeminiApi:
     max_inline_bytes = _Knob("batches")
     expire_after = _Knob("batches")
     inline_metadata = _Knob("batches")
+    require_display_name = _Knob("batches")
     max_file_bytes = _Knob("files")
     processing_seconds = _Knob("files")
 
@@ -208,7 +211,7 @@ class GeminiApi:
             return Reply(200, self.files.list(*_page(params, *FILES_PAGE), base_url))
         if create and method == "POST":
             return Reply(200, self.batches.create(create["model"], _json(body), len(body),
-                                                  base_url))
+                                                  base_url, create["method"]))
         if batch and batch["id"]:
             name = f"batches/{batch['id']}"
             if method == "POST" and batch["cancel"]:

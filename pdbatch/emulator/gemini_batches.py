@@ -22,7 +22,8 @@ import string
 import threading
 import time
 
-from .faults import JobFaults
+from .families import family_of
+from .faults import JobFaults, reveal_later
 from .gemini_answers import BatchAnswers
 from .gemini_files import FileStore
 from .gemini_validation import BatchValidation
@@ -54,7 +55,9 @@ class GeminiBatches(BatchValidation, BatchAnswers):
     are ``emulator-*=value`` words in its display name (the API has no labels).
     ``max_inline_bytes`` caps a create request's body, ``expire_after`` (seconds) is how long
     a batch may stay unfinished before it expires, ``inline_metadata`` whether inline
-    responses carry their request's ``metadata`` (fixed when a batch is created). With
+    responses carry their request's ``metadata`` (fixed when a batch is created),
+    ``require_display_name`` whether a create without ``displayName`` is refused (False: it is
+    accepted, as the live API does although its reference marks the field required). With
     ``state_dir`` the batches are kept in that folder and unfinished ones run again after a
     restart.
     """
@@ -62,10 +65,12 @@ class GeminiBatches(BatchValidation, BatchAnswers):
     def __init__(self, vertex: BatchService, files: FileStore,
                  state_dir: str | os.PathLike | None = None, seed: int | None = None,
                  max_inline_bytes: int = MAX_INLINE_BYTES,
-                 expire_after: float = EXPIRE_AFTER_SECONDS, inline_metadata: bool = False):
+                 expire_after: float = EXPIRE_AFTER_SECONDS, inline_metadata: bool = False,
+                 require_display_name: bool = False):
         self.vertex, self.files = vertex, files
         self.max_inline_bytes, self.expire_after = max_inline_bytes, expire_after
         self.inline_metadata = inline_metadata
+        self.require_display_name = require_display_name
         self._store = JobStore(state_dir)
         self._ids = random.Random(seed)
         self._lock = threading.Lock()
@@ -79,7 +84,8 @@ class GeminiBatches(BatchValidation, BatchAnswers):
         """The model ids served (``gemini-2.5-flash``, ...)."""
         return {m for m in self.vertex.models if m.startswith("gemini-")} | MODEL_ALIASES
 
-    def create(self, model: str, body: dict, size: int, base_url: str = "") -> dict:
+    def create(self, model: str, body: dict, size: int, base_url: str = "",
+               method: str = "batchGenerateContent") -> dict:
         """``POST models/{model}:batchGenerateContent``: the new batch's Operation;
         ``base_url`` is the emulator's as the caller reached it (its Files API URIs)."""
         if size > self.max_inline_bytes:
@@ -90,6 +96,12 @@ class GeminiBatches(BatchValidation, BatchAnswers):
                                "v1beta, or is not supported for batchGenerateContent. Call "
                                "ListModels to see the list of available models and their "
                                "supported methods.")
+        family = family_of(f"publishers/google/models/{model}")
+        embeds = family is not None and not family.generates
+        if embeds != (method == "asyncBatchEmbedContent"):
+            raise ServiceError(400, "INVALID_ARGUMENT", f"models/{model} does not support "
+                               f"{method}; use "
+                               f"{'asyncBatchEmbedContent' if embeds else 'batchGenerateContent'}.")
         record, own = self._validated(body)
         record.update(model=f"models/{model}", _faults={**self.vertex.take_fault_labels(),
                                                         **own},
@@ -195,7 +207,11 @@ class GeminiBatches(BatchValidation, BatchAnswers):
             output = {"responsesFile": file_name}
         else:
             output = {"inlinedResponses": {"inlinedResponses": output}}
-        self._finish(name, "BATCH_STATE_SUCCEEDED", batchStats=stats, output=output)
+        late = self.vertex.timing.output
+        if late:  # SUCCEEDED before its responses are set, as the real service can answer
+            reveal_later(late, self._closed, lambda: self._reveal(name, output))
+        self._finish(name, "BATCH_STATE_SUCCEEDED", batchStats=stats,
+                     **({} if late else {"output": output}))
 
     # ----------------------------------------------------------------- state
     def _record(self, name: str) -> dict:
@@ -254,6 +270,14 @@ class GeminiBatches(BatchValidation, BatchAnswers):
             record = self._live(name)
             if record is not None:
                 self._end(record, state, **fields)
+
+    def _reveal(self, name: str, output: dict) -> None:
+        """Set a succeeded batch's output (``Timing.output`` after it ended)."""
+        with self._lock:
+            record = self._store.jobs.get(name)
+            if record is not None:
+                record["output"] = output
+                self._store.save(record)
 
     def _end(self, record: dict, state: str, **fields) -> None:
         """Move a batch to a final ``state`` (call under the lock)."""

@@ -23,9 +23,10 @@ _FAULT = re.compile(r"(emulator-[a-z]+(?:-[a-z]+)*)=([A-Za-z0-9_-]+)")
 
 class BatchValidation:
     """``GeminiBatches``' check of a create body (``_validated``): a mixin reading the batches'
-    ``files``."""
+    ``files`` and whether a create must name itself (``require_display_name``)."""
 
     files: FileStore
+    require_display_name: bool
 
     def _validated(self, body: dict) -> tuple[dict, dict]:
         """The new record from a create body, and the batch's own fault labels."""
@@ -38,16 +39,18 @@ class BatchValidation:
             raise invalid_argument(f'Invalid JSON payload received. Unknown name "{unknown[0]}" '
                                    "at 'batch': Cannot find field.")
         display = batch.get("displayName")
-        if not isinstance(display, str) or not display:
+        if display is not None and not isinstance(display, str):
+            raise invalid_argument("batch.display_name must be a string.")
+        if not display and self.require_display_name:  # the reference's reading
             raise invalid_argument("batch.display_name is required.")
-        own = dict(_FAULT.findall(display))
+        own = dict(_FAULT.findall(display or ""))
         try:
             JobFaults.from_labels(own)
         except FaultError as exc:
             raise invalid_argument(str(exc)) from None
         config = {camel(k): v for k, v in (batch.get("inputConfig") or {}).items()} \
             if isinstance(batch.get("inputConfig"), dict) else {}
-        record: dict = {"displayName": display}
+        record: dict = {"displayName": display} if display else {}
         if batch.get("priority") not in (None, 0, "0"):
             record["priority"] = str(int(batch["priority"]))
         if bool(config.get("fileName")) == bool(config.get("requests")):

@@ -75,7 +75,7 @@ def check_input(lines: Lines, family: Family) -> tuple[int, dict, list[str]]:
         problem = family.problem(line) if isinstance(line, dict) else "is not a JSON object"
         if problem:
             raise ImportFailure(f"{where} {problem}.")
-        union = _merge(union, line[family.payload])
+        union = _merge(union, family.payload_of(line))
         keys.update(dict.fromkeys(line))
         rows += 1
     return rows, union, list(keys)
@@ -176,14 +176,14 @@ def _asked(lines: Iterator, family: Family, responder: Callable[[dict], dict],
     concurrency = getattr(responder, "concurrency", 1)
     if concurrency <= 1:
         for _, line in lines:
-            payload = line[family.payload]
+            payload = family.payload_of(line)
             yield line, decide(payload, family, faults, rng, files), partial(responder, payload)
         return
     pool = ThreadPoolExecutor(concurrency, thread_name_prefix="emulator-model")
     try:
         batch: list = []
         for _, line in lines:
-            payload = line[family.payload]
+            payload = family.payload_of(line)
             decision = decide(payload, family, faults, rng, files)
             answer = pool.submit(responder, payload) if decision[0] == "answer" else None
             batch.append((line, decision, answer))
@@ -228,7 +228,7 @@ def shuffle(rng: random.Random, window: list[bytes]) -> None:
 
 def _answer(line: dict, family: Family, decision: tuple[str, object],
             respond: Callable[[], dict] | None, outcome: Outcome, union: dict | None) -> bytes:
-    payload = line[family.payload]
+    payload = family.payload_of(line)
     result = family.result(line, with_nulls(union, payload) if union else payload,
                            processed_time(time.time()))
     kind, detail = decision
@@ -239,10 +239,10 @@ def _answer(line: dict, family: Family, decision: tuple[str, object],
     elif kind == "fail":
         result["status"] = row_status(detail)
     elif kind == "block":
-        result["response"] = detail
+        result[family.answer] = detail
     else:
         try:
-            result["response"] = respond()
+            result[family.answer] = respond()
         except Exception as exc:  # a row-level failure, as the service reports them
             result["status"] = "Internal Server Error: " + orjson.dumps(
                 {"error": {"code": 500, "message": str(exc), "status": "INTERNAL"}}).decode()

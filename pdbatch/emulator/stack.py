@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -105,9 +107,12 @@ class LocalStack:
     While the block runs, ``os.environ`` carries ``stack.env`` (``STORAGE_EMULATOR_HOST``,
     ``GOOGLE_VERTEX_BASE_URL``, ``GOOGLE_CLOUD_PROJECT``, ``GOOGLE_CLOUD_LOCATION``,
     ``PDBATCH_STAGING``, ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT``, and for the Gemini Developer
-    API surface ``GOOGLE_GEMINI_BASE_URL`` and a dummy ``GEMINI_API_KEY``); the previous values
-    come back on exit. ``stack.gemini`` is that surface (``GeminiApi``: its knobs and stores),
-    ``stack.gemini_url`` its base URL (the Vertex emulator's port). ``local_model=True``
+    API surface ``GOOGLE_GEMINI_BASE_URL``, a dummy ``GEMINI_API_KEY`` and
+    ``PDBATCH_RUNS_FOLDER``: the stack's own runs folder, ``<state_dir>/runs`` or a temporary
+    one removed on exit, so that runs against it never land in ``~/.pdbatch/runs``); the
+    previous values come back on exit. ``stack.gemini`` is that surface (``GeminiApi``: its
+    knobs and stores), ``stack.gemini_url`` its base URL (the Vertex emulator's port).
+    ``local_model=True``
     answers with a real model (``emulator.localmodel``; the ``local-model`` extra), a path with
     another GGUF model file. ``max_running_jobs`` is the concurrency quota: jobs (and
     Developer API batches) beyond it wait QUEUED (PENDING) until one ends; None: no limit.
@@ -141,6 +146,10 @@ class LocalStack:
         self.gemini = self.vertex.gemini
         self._set_env = set_env
         self._saved_env: dict[str, str | None] = {}
+        # Runs made against this stack are remembered beside it, never in the user's own
+        # runs folder: a run belongs to the endpoint it ran on.
+        self._temporary_runs = state_dir is None
+        self.runs_folder = Path(state_dir) / "runs" if state_dir else None
 
     @property
     def gemini_url(self) -> str:
@@ -157,12 +166,15 @@ class LocalStack:
             "GOOGLE_CLOUD_PROJECT": self.project,
             "GOOGLE_CLOUD_LOCATION": self.location,
             "PDBATCH_STAGING": f"gs://{self.bucket}/runs",
+            "PDBATCH_RUNS_FOLDER": os.fspath(self.runs_folder or ""),
             # gcsfs would otherwise probe a gRPC API the local server lacks, for 60 s per call.
             "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
             **({"BIGQUERY_EMULATOR_HOST": self.bigquery.url} if self.bigquery else {}),
         }
 
     def start(self) -> LocalStack:
+        if self.runs_folder is None:
+            self.runs_folder = Path(tempfile.mkdtemp(prefix="pdbatch-local-runs-"))
         self.gcs.start()
         try:
             self.gcs.create_bucket(self.bucket, self.project)
@@ -195,6 +207,9 @@ class LocalStack:
         for child in (self.model, self.bigquery, self.gcs):
             if child:
                 child.stop()
+        if self._temporary_runs and self.runs_folder is not None:
+            shutil.rmtree(self.runs_folder, ignore_errors=True)
+            self.runs_folder = None
 
     def __enter__(self) -> LocalStack:
         return self.start()

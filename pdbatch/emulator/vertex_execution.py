@@ -9,11 +9,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from . import bigquery, filerefs, runner, storage
 from .capacity import Capacity
 from .families import family_of
-from .faults import JobFaults
+from .faults import JobFaults, reveal_later
 from .rest import rfc3339
 
 #: ``partialFailures`` "never exceeds 20 entries" (spec §1.3).
@@ -27,10 +28,12 @@ def _location(job: dict) -> str:
 
 @dataclass
 class Timing:
-    """How long a job stays in each state before it moves on, in seconds."""
+    """How long a job stays in each state before it moves on, and (``output``) how long a
+    succeeded job's output stays out of its record after it is SUCCEEDED, in seconds."""
 
     pending: float = 0.2
     running: float = 0.2
+    output: float = 0.0
 
 
 class JobExecution:
@@ -126,7 +129,7 @@ class JobExecution:
         except bigquery.OutputError as exc:
             self._finish(name, error={"code": 3, "message": str(exc)})
             return
-        outcome = runner.answer_rows(lines, sink, family, self.responder or family.respond,
+        outcome = runner.answer_rows(lines, sink, family, _responder(self.responder, family),
                                      faults, name, total,
                                      stop=lambda: self._cancelling(name),
                                      union=union if self.null_injection else None,
@@ -241,5 +244,22 @@ class JobExecution:
             if job["state"] == "JOB_STATE_CANCELLING":
                 self._cancelled(job)  # what it wrote stays, as on the real service
                 return
-            self._set_state(job, state or ("JOB_STATE_FAILED" if "error" in fields
-                                           else "JOB_STATE_SUCCEEDED"))
+            state = state or ("JOB_STATE_FAILED" if "error" in fields else "JOB_STATE_SUCCEEDED")
+            if state == "JOB_STATE_SUCCEEDED" and self.timing.output and "outputInfo" in job:
+                reveal_later(self.timing.output, self._closed,
+                             partial(self._reveal, name, {"outputInfo": job.pop("outputInfo")}))
+            self._set_state(job, state)
+
+    def _reveal(self, name: str, fields: dict) -> None:
+        """Add a succeeded job's output to its record (``Timing.output`` after it ended)."""
+        with self._lock:
+            job = self._jobs.get(name)
+            if job is not None:
+                job.update(fields)
+                self._store.save(job)
+
+
+def _responder(responder, family):
+    """Who answers a job's rows: the service's responder for generating models (a real model,
+    when one is set), an embedding model's own vectors."""
+    return (responder if family.generates else None) or family.respond

@@ -116,6 +116,11 @@ class CreateValidation:
                     family_of(model).name != "gemini":
                 raise FaultError("emulator-safety applies to Gemini models only.")
             _check_io(body["inputConfig"], body["outputConfig"])
+            if family_of(model).name == "gemini-embedding" and "bigquery" in (
+                    body["inputConfig"].get("instancesFormat"),
+                    body["outputConfig"].get("predictionsFormat")):
+                raise ValueError("BigQuery tables are not supported for Gemini embedding "
+                                 "models: use JSONL files in Cloud Storage.")
         except (FaultError, ValueError) as exc:
             raise bad(str(exc)) from None
         allowed = {

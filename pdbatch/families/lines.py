@@ -3,7 +3,7 @@ and output lines parsed by DuckDB into its task's fields with a family's ``Parse
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,7 @@ class Frame:
     tail: str
     close_part: str = ""
     config_tail: str = ""  # after the per-row config items, when the frame takes them
+    keyed: bool = True  # False: no row number after ``head`` (lines the service keys not)
 
 
 def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, frame: Frame,
@@ -40,8 +41,9 @@ def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, frame: Frame,
         "row": pa.array(keys, pa.int64()), "prompt": prompts,
         "parts": nothing if parts is None else parts,
         "config": nothing if config is None else config}))
-    request = ("$head || r.row::VARCHAR || $mid || to_json(r.prompt)::VARCHAR || $close || "
-               "r.parts || $tail || r.config || $config_tail")
+    request = ("$head || CASE WHEN $keyed THEN r.row::VARCHAR ELSE '' END || $mid || "
+               "to_json(r.prompt)::VARCHAR || $close || r.parts || $tail || r.config || "
+               "$config_tail")
     if carried is None or carried.num_columns == 0:
         sql = f"SELECT {request} || '}}' || chr(10) AS line FROM pdbatch_requests r"
     else:  # the carried row as a JSON object without its opening brace: "a":1,"b":"x"}
@@ -51,7 +53,7 @@ def request_lines(con, prompts: pa.ChunkedArray, keys: np.ndarray, frame: Frame,
     try:
         return con.sql(sql, params={
             "head": frame.head, "mid": frame.mid, "tail": frame.tail, "close": frame.close_part,
-            "config_tail": frame.config_tail}).to_arrow_table().column("line")
+            "config_tail": frame.config_tail, "keyed": frame.keyed}).to_arrow_table().column("line")
     finally:
         for name in ("pdbatch_requests", "pdbatch_carried"):
             con.unregister(name)
@@ -92,6 +94,11 @@ class Parser:
     fields: Mapping[str, str]
     answer: str = ""
     thoughts_in_output: bool = False  # whether output_tokens already counts thinking tokens
+    response_key: str = "response"
+    rekey: Callable | None = None
+    #: Read the answer straight as ``response_type`` when its raw JSON is not kept (one parse
+    #: instead of two: a million embedding vectors), for answers whose shape is fixed.
+    typed_read: bool = False
 
     def empty(self, response: bool = True) -> pa.Table:
         """The parsed table of a job with no output lines."""
@@ -134,10 +141,12 @@ def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -
     if not paths:
         return parser.empty(response)
     key = parser.key_expr.replace("{key}", parser.key)
-    lines = (f"SELECT {key} AS key, status, processed_time, response "
+    answer = parser.response_key
+    typed = parser.response_type if parser.typed_read and not response else "JSON"
+    lines = (f"SELECT {key} AS key, status, processed_time, {answer} AS response "
              "FROM read_ndjson($paths, ignore_errors = true, maximum_object_size = 67108864, "
              f"columns = {{'{parser.key}': '{parser.key_type}', 'status': 'VARCHAR', "
-             "'processed_time': 'VARCHAR', 'response': 'JSON'})")
+             f"'processed_time': 'VARCHAR', '{answer}': '{typed}'}})")
     return con.sql(_sql(parser, lines, response), params={"paths": paths}).to_arrow_table()
 
 

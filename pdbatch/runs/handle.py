@@ -31,7 +31,15 @@ log = logging.getLogger(__name__)
 class RunStatus:
     """A run's state as of one look: ``state`` is ``succeeded`` when every job succeeded,
     else the state of the first job that ended otherwise (``failed``, ``cancelled``,
-    ``expired``, ``paused``), or, while jobs run, ``running`` (or ``pending``, ``queued``)."""
+    ``expired``, ``paused``), or, while jobs run, ``running`` (or ``pending``, ``queued``).
+
+    Attributes:
+        state: the run's state word, as above.
+        jobs: each job's ``JobInfo`` (name, state, counts).
+        requests: the requests sent.
+        done: the requests answered or failed so far (from the jobs' completion counts).
+        failed: the requests that failed.
+    """
 
     state: str
     jobs: list[JobInfo]
@@ -41,10 +49,12 @@ class RunStatus:
 
     @property
     def finished(self) -> bool:
+        """Whether every job has ended (in any state)."""
         return all(info.done for info in self.jobs)
 
     @property
     def succeeded(self) -> bool:
+        """Whether every job ended SUCCEEDED."""
         return all(info.succeeded for info in self.jobs)
 
     @property
@@ -119,6 +129,8 @@ class BatchRun:
 
     @property
     def id(self) -> str:
+        """The run id (``run-YYYYMMDD-HHMMSS-xxxxxx``): ``pdbatch.attach(run.id, staging=...)``
+        picks the run up in another process."""
         return self.manifest.run
 
     @property
@@ -174,18 +186,23 @@ class BatchRun:
             raise ServiceError(f"{err} The jobs of {self.id} go on without us: re-run the same "
                                f"call to pick them up, or {self.attach_call}.") from err
         except KeyboardInterrupt:
-            where = service.kind(self.settings).title
-            if cancel_on_interrupt:
-                self.cancel()
-                log.warning("Interrupted: asked %s to cancel the jobs of %s.", where, self.id)
-            else:
-                log.warning("Interrupted: the jobs of %s keep running on %s. Re-run the same "
-                            "call to pick them up, or: %s", self.id, where, self.attach_call)
+            self.interrupted(cancel_on_interrupt)
             raise
         finally:
             for made in shown:
                 made.close()
         return self._last
+
+    def interrupted(self, cancel: bool) -> None:
+        """After an interrupt: cancel the run's jobs (``cancel``), or say that they keep
+        running and how to pick them up."""
+        where = service.kind(self.settings).title
+        if cancel:
+            self.cancel()
+            log.warning("Interrupted: asked %s to cancel the jobs of %s.", where, self.id)
+        else:
+            log.warning("Interrupted: the jobs of %s keep running on %s. Re-run the same "
+                        "call to pick them up, or: %s", self.id, where, self.attach_call)
 
     @property
     def attach_call(self) -> str:

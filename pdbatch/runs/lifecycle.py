@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
 
 from .. import costs, service, storage
@@ -20,11 +21,14 @@ from ..service import JobInfo
 from ..storage import Location, Staged
 from .handle import BatchRun, RunStatus, summarise
 from .jobs import (
+    abandon,
     await_submission,
     check_jobs,
     create_job,
     display_name,
     find_run,
+    given_up,
+    job_number,
     kept_alive,
     record_run,
     save,
@@ -113,7 +117,8 @@ def start(call: Call, run_id: str, read_only: bool = False
         if not found.submitted:
             create_jobs(call, found, store, batch, resumed=True)
         if run_options.progress:
-            state = BatchRun(found, settings, call.options, None, batch).status().state
+            with interrupted(call, found, store, batch):
+                state = BatchRun(found, settings, call.options, None, batch).status().state
             call.notice(reattached(found.run, found.created, state))
     return found, True
 
@@ -125,16 +130,24 @@ def reattached(run_id: str, created: str, state: str) -> str:
 
 
 def rebuilt(call: Call, run_id: str, jobs: list[JobInfo]) -> Manifest:
-    """The manifest of run ``run_id`` of this call, rebuilt from its ``jobs`` (found by their
-    fingerprint label): its jobs are planned again and matched by display name."""
+    """The manifest of run ``run_id`` of this call, rebuilt from ``jobs`` (the jobs of its
+    fingerprint, oldest first): its jobs are planned again and matched by display name. A job
+    of the run that was given up (cancelled: another machine made the same job first, see
+    ``jobs.converged``) gives way to the earliest job of that number another run kept; on a
+    service whose creators converge, that earliest job is taken whatever the run's own (which
+    may be a later one its creator is about to cancel)."""
     manifest = call.new(run_id)
-    names = {job.display_name: job.name for job in jobs}
+    names = {job.display_name: job for job in jobs}
+    converging = service.kind(call.settings).converges
     planned = 0
     for number, (entry, _) in enumerate(call.planned(manifest)):
         planned += 1
-        name = names.get(display_name(run_id, number))
-        if name is not None and len(manifest.jobs) == number:
-            manifest.jobs.append(JobEntry(number, name, **entry))
+        job = names.get(display_name(run_id, number))
+        if converging or (job is not None and given_up(job)):
+            job = next((other for other in jobs if job_number(other.display_name) == number
+                        and not given_up(other)), job)
+        if job is not None and len(manifest.jobs) == number:
+            manifest.jobs.append(JobEntry(number, job.name, **entry))
     manifest.submitted = len(manifest.jobs) == planned
     return manifest
 
@@ -144,18 +157,35 @@ def create_jobs(call: Call, manifest: Manifest, store, batch, resumed: bool) -> 
     as soon as it exists (when ``resumed``, a job created by an attempt that died before
     recording it is found by its display name)."""
     inputs, outputs = call.locations(manifest)
-    with kept_alive(store, manifest):
+    converge = batch.converges and not call.options.run.force
+    with interrupted(call, manifest, store, batch), kept_alive(store, manifest):
         call.upload(inputs, outputs)
         known = len(manifest.jobs)
         for number, (entry, stage) in enumerate(call.planned(manifest)):
             if number >= known:
                 create_job(batch, store, manifest, number, call.resource,
                            lambda stage=stage: stage(inputs), outputs.destination(number),
-                           resumed, call.options.run.max_concurrent_jobs, **entry)
+                           resumed, call.options.run.max_concurrent_jobs, converge, **entry)
         manifest.submitted = True
         save(store, manifest)
     log.info("run %s: %d requests in %d job(s), staged in %s", manifest.run, manifest.requests,
              len(manifest.jobs), inputs)
+
+
+@contextmanager
+def interrupted(call: Call, manifest: Manifest, store, batch) -> Iterator[None]:
+    """An interrupt (Ctrl-C) while the run's jobs are created, or its manifest saved: the
+    manifest is saved again as it stands (it names every job made; the same call made again
+    creates the others at once, ``jobs.abandon``), and the jobs made go on, or are cancelled
+    with ``cancel_on_interrupt``, as when waiting (``BatchRun.wait``)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        abandon(store, manifest)
+        if manifest.jobs:
+            run = BatchRun(manifest, call.settings, call.options, None, batch)
+            run.interrupted(call.options.run.cancel_on_interrupt)
+        raise
 
 
 def ended(run: BatchRun, read_only: bool, bar: tqdm | None = None) -> RunStatus:
@@ -170,7 +200,7 @@ def ended(run: BatchRun, read_only: bool, bar: tqdm | None = None) -> RunStatus:
                              f"pdbatch.attach({run.id!r}, staging=...).result(df).")
     else:
         status = run.wait(bar=bar)
-    check_jobs(run.id, status.jobs)
+    check_jobs(run.manifest, status.jobs)
     return status
 
 

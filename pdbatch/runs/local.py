@@ -127,7 +127,8 @@ def result_of(run: BatchRun, prepared: Prepared, read_only: bool = False) -> Res
     sent = prepared.sent_rows
     jobs = [(job, info, sent[job.first:job.first + job.count])
             for job, info in zip(run.manifest.jobs, status.jobs, strict=True)]
-    result = joined(prepared, answers(outputs, jobs, prepared.options.result.include_response),
+    found = answers(outputs, jobs, prepared.options.result.include_response, run.service())
+    result = joined(prepared, found,
                     run.id, f"Inputs are in {inputs}; any partial outputs in {outputs}.")
     lifecycle.tidy(run, status, read_only, lambda: inputs)
     follow_up(prepared, result, read_only)

@@ -21,8 +21,7 @@ from .. import config, service
 from ..errors import InputError
 from ..options import Options
 from ..service import RUN_LABEL
-
-FINGERPRINT_LABEL = "pdbatch-fingerprint"
+from ..service.base import FINGERPRINT_LABEL
 
 
 @dataclass

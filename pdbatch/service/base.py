@@ -12,10 +12,17 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from ..storage import Destination, Staged
 
+from ..config import retry_deadline
+from ..errors import InputError
+
 log = logging.getLogger(__name__)
 
 #: The label every job of a run carries (its run id).
 RUN_LABEL = "pdbatch-run"
+#: The label every job of a run carries (the call's fingerprint).
+FINGERPRINT_LABEL = "pdbatch-fingerprint"
+#: Labels pdbatch sets on every job, which a user's ``labels=`` may not name.
+RESERVED_LABELS = (RUN_LABEL, FINGERPRINT_LABEL)
 SUCCESS_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
 #: Terminal states. PAUSED is listed because a paused job does nothing until someone resumes it.
 TERMINAL_STATES = SUCCESS_STATES | {
@@ -60,6 +67,9 @@ class BatchService(Protocol):
 
     #: Whether one list call by label is cheaper than a GET per job (``wait`` then lists).
     lists_cheaply: bool
+    #: Whether creators of the same run on several machines converge through the job list
+    #: (runs are remembered per machine, so no claim is shared).
+    converges: bool
 
     def create(self, display_name: str, model: str, staged: Staged,
                destination: Destination, labels: Mapping[str, str]) -> str:
@@ -80,6 +90,14 @@ class BatchService(Protocol):
     def count_tokens(self, model: str, texts: list[str], system: str) -> int:
         """Input tokens of these prompts (with a system instruction) by the service's
         countTokens; raises when it does not answer."""
+
+
+def gone(name: str, where: str) -> Exception:
+    """The error for a recorded job or batch the service does not have (any more), in one line
+    with the way out."""
+    return InputError(f"{name}, recorded by this run, is not on {where} (it was deleted, or "
+                      "the run was made against another endpoint, project or key): pass "
+                      "force=True to start the call afresh.")
 
 
 class ServiceKind(Protocol):
@@ -129,13 +147,16 @@ class ServiceKind(Protocol):
 def create_once(create: Callable[[], str], find: Callable[[], str | None],
                 transient: Callable[[Exception], bool],
                 unreachable: Callable[[Exception], Exception], what: str,
-                attempts: int = 5) -> str:
+                deadline: float | None = None) -> str:
     """``create()`` a job; its name. A transient failure may hide a create that happened
     with its answer lost: ``find()`` looks for the job before it is asked for again (with
-    backoff, up to ``attempts`` times), so that a job is never started (and billed) twice.
-    Other failures are raised as they are; ``unreachable(err)`` when attempts run out."""
+    backoff, 1 s doubling to 30 s, for up to ``deadline`` seconds: ``PDBATCH_RETRY_DEADLINE``,
+    300 s, as every other call rides an outage out), so that a job is never started (and
+    billed) twice. Other failures are raised as they are; ``unreachable(err)`` when the
+    deadline has passed."""
+    ends = time.monotonic() + (retry_deadline() if deadline is None else deadline)
     delay = 1.0
-    for attempt in range(attempts):
+    while True:
         try:
             return create()
         except Exception as err:
@@ -145,12 +166,11 @@ def create_once(create: Callable[[], str], find: Callable[[], str | None],
             if found:
                 log.info("found %s, created by an earlier attempt", found)
                 return found
-            if attempt == attempts - 1:
+            if time.monotonic() + delay > ends:
                 raise unreachable(err) from err
             log.warning("creating %s failed (%s); trying again in %.0f s", what, err, delay)
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
-    raise AssertionError("unreachable")
 
 
 def look(service: BatchService, names: list[str], known: Mapping[str, JobInfo],

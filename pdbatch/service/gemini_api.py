@@ -15,14 +15,14 @@ import logging
 import re
 from collections.abc import Mapping
 
-from .. import multimodal, storage
+from .. import families, multimodal, storage
 from ..config import GEMINI_API, Settings, resolve
 from ..errors import InputError, ServiceError
-from ..gemini_client import ATTEMPTS, client, transient
+from ..gemini_client import client, every, transient
 from ..identifiers import whole
 from ..storage import Destination, Location, Staged
 from ..storage.files_api import FilesApiLocation
-from .base import RUN_LABEL, JobInfo, create_once
+from .base import RUN_LABEL, JobInfo, create_once, gone
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,10 @@ class GeminiApiService:
     #: A list call returns every batch of the key (no filter), with inline answers: waiting
     #: looks at each batch by itself instead.
     lists_cheaply = False
+    #: Runs are remembered per machine (a local folder), so two machines making the same call
+    #: at the same moment both create its batches: each creator, after a create, keeps the
+    #: earliest batch of that job number and cancels its own if it is not (``runs.jobs``).
+    converges = True
     #: Response schemas go as the OpenAPI-subset ``responseSchema``: the batch mode answers
     #: ``responseJsonSchema`` with JSON of the wrong shape (ruby_llm #894).
     openapi_schema = True
@@ -179,17 +183,20 @@ class GeminiApiService:
         paid) twice."""
         [src] = staged.uris
         config = {"display_name": labelled_name(display_name, labels)}
+        embeds = families.resolve(model).task.request_type == "EmbedContentRequest"
         model = model_name(model)
         def create() -> str:
             try:
-                batch = self._once.batches.create(model=model, src=src, config=config)
+                batch = (self._once.batches.create_embeddings(
+                    model=model, src={"file_name": src}, config=config) if embeds else
+                    self._once.batches.create(model=model, src=src, config=config))
             except Exception as err:
                 raise err if transient(err) else _refused(err) from err
             log.info("created %s (%s)", batch.name, batch.state)
             return batch.name
 
         return create_once(create, lambda: self.find(display_name, labels.get(RUN_LABEL, "")),
-                           transient, _unreachable, display_name, ATTEMPTS)
+                           transient, _unreachable, display_name)
 
     def find(self, display_name: str, run_id: str) -> str | None:
         """The batch of this run with this display name, if one exists."""
@@ -197,14 +204,15 @@ class GeminiApiService:
                      if info.display_name == display_name), None)
 
     def labelled(self, key: str, value: str) -> list[JobInfo]:
-        """Every batch whose display name carries the label ``key=value``, oldest first."""
+        """Every batch whose display name carries the label ``key=value``, oldest first (by
+        create time, then name: every reader orders them alike)."""
         try:
-            batches = list(self._client.batches.list(config={"page_size": 100}))
+            batches = every(self._client.batches.list(config={"page_size": 100}))
         except Exception as err:
             raise _failed(err, "the list of batches") from err
         found = [batch for batch in batches
                  if labels_of(batch.display_name or "")[1].get(key) == value]
-        found.sort(key=lambda batch: (batch.create_time is None, batch.create_time))
+        found.sort(key=lambda batch: (batch.create_time is None, batch.create_time, batch.name))
         return [self._info(batch) for batch in found]
 
     def get(self, name: str) -> JobInfo:
@@ -212,6 +220,8 @@ class GeminiApiService:
         try:
             return self._info(self._client.batches.get(name=name))
         except Exception as err:
+            if getattr(err, "code", None) == 404:
+                raise gone(name, f"the Gemini API at {self.settings.api_endpoint}") from err
             raise _failed(err, f"the state of {name}") from err
 
     @staticmethod

@@ -9,36 +9,22 @@ Built on google-cloud-aiplatform's ``JobServiceClient`` and ``LlmUtilityServiceC
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping
 from functools import partial
 
 from .. import multimodal, storage
-from ..config import VERTEX, Settings, job_settings
+from ..config import VERTEX, Settings, job_settings, retry_deadline
 from ..errors import InputError, ServiceError
 from ..identifiers import whole
 from ..storage import Destination, Location, Staged
-from .base import RUN_LABEL, JobInfo, create_once
+from .base import RUN_LABEL, JobInfo, create_once, gone
 
 log = logging.getLogger(__name__)
 
-_CREATE_ATTEMPTS = 5
 _WARNED: set[str] = set()  # plain-HTTP endpoints already warned about
-#: Seconds a GET, list or cancel keeps retrying transient failures before the call fails
-#: (``PDBATCH_RETRY_DEADLINE`` overrides it).
-RETRY_DEADLINE = 300.0
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _JOB_NAME = re.compile(r"projects/([a-z0-9.:-]+)/locations/([a-z0-9-]+)/batchPredictionJobs/(\d+)")
-
-
-def retry_deadline() -> float:
-    """``PDBATCH_RETRY_DEADLINE`` seconds, else ``RETRY_DEADLINE``."""
-    given = os.environ.get("PDBATCH_RETRY_DEADLINE")
-    try:
-        return float(given) if given else RETRY_DEADLINE
-    except ValueError:
-        raise InputError(f"PDBATCH_RETRY_DEADLINE={given!r} is not a number of seconds.") from None
 
 
 def _unreachable(err: Exception) -> ServiceError:
@@ -107,6 +93,7 @@ class VertexService:
 
     name, title = VERTEX, "Vertex AI"
     lists_cheaply = True  # the service filters by label
+    converges = False  # runs are claimed in the staging location, which every machine shares
     openapi_schema = False  # response schemas are sent as JSON Schema
 
     @staticmethod
@@ -224,6 +211,8 @@ class VertexService:
             initial=1.0, maximum=30.0, timeout=self._deadline,
         )
         self._gave_up = (exceptions.RetryError, *self._transient)
+        # A job of another project is "denied", one that was deleted "not found".
+        self._missing = (exceptions.NotFound, exceptions.PermissionDenied)
 
     def create(
         self,
@@ -247,7 +236,7 @@ class VertexService:
 
         return create_once(create, lambda: self.find(display_name, labels.get(RUN_LABEL, "")),
                            lambda err: isinstance(err, self._transient), _unreachable,
-                           display_name, _CREATE_ATTEMPTS)
+                           display_name)
 
     def find(self, display_name: str, run_id: str) -> str | None:
         """The job of this run with this display name, if one exists."""
@@ -276,6 +265,8 @@ class VertexService:
             job = self._client.get_batch_prediction_job(name=name, retry=self._get_retry)
         except self._gave_up as err:
             raise _unreachable(err) from err
+        except self._missing as err:
+            raise gone(name, f"Vertex AI ({self.settings.parent})") from err
         return self._info(job)
 
     @staticmethod

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from ..errors import InputError, ServiceError
 from ..families import lines
 from ..families.lines import Parser, string_bytes
-from ..gemini_client import client, download
+from ..gemini_client import client, download, every
 from .staged import Destination, Staged
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class FilesApiLocation:
         wanted = f"pdbatch-{self.run_id}-{name}"
         if wanted not in self._uploaded:  # one listing for all the run's shards
             self._uploaded = {found.display_name: found.name for found in
-                              self._client.files.list(config={"page_size": 100})}
+                              every(self._client.files.list(config={"page_size": 100}))}
         if wanted in self._uploaded:
             return Staged((self._uploaded[wanted],))
         raise InputError(f"The staged shard {wanted} is not in the Files API (files expire "
@@ -162,7 +162,8 @@ class FilesApiLocation:
     def clean_up(self) -> None:
         """Delete the run's uploaded input files (results files stay)."""
         prefix = f"pdbatch-{self.run_id}-input-"
-        for found in self._client.files.list(config={"page_size": 100}):
+        listed = every(self._client.files.list(config={"page_size": 100}))  # before a delete
+        for found in listed:
             if (found.display_name or "").startswith(prefix):
                 try:
                     self._client.files.delete(name=found.name)

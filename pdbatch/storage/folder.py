@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import InputError
-from .runids import checked_fingerprint, checked_run_id, is_run_id, manifest_of
+from .runids import checked_fingerprint, checked_run_id, claimed_by, is_run_id, manifest_of
 
 SCHEME = "file://"
 #: ``files=`` cannot be uploaded here: the Developer API reads them from its Files API.
@@ -77,10 +77,7 @@ class FolderStore:
             owner = self.find(fingerprint)
         finally:
             written.unlink(missing_ok=True)
-        if owner is None:
-            raise InputError(f"The run index {index} exists but names no run: remove it, or "
-                             "pass force=True.")
-        return owner
+        return claimed_by(owner, str(index))
 
     def find(self, fingerprint: str) -> str | None:
         try:

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..families import lines
 from ..families.lines import Parser, string_bytes
 from ..identifiers import whole
-from .runids import checked_fingerprint, checked_run_id, is_run_id, manifest_of
+from .runids import checked_fingerprint, checked_run_id, claimed_by, is_run_id, manifest_of
 from .staged import Destination, Staged
 
 SCHEME = "gs://"
@@ -259,11 +259,7 @@ class GcsStore:
             self.fs.pipe(self._index(fingerprint), run_id.encode(), mode="create")
             return run_id
         except FileExistsError:
-            owner = self.find(fingerprint)
-        if owner is None:
-            raise InputError(f"The run index {self._index(fingerprint)} exists but names no run: "
-                             "remove it, or pass force=True.")
-        return owner
+            return claimed_by(self.find(fingerprint), self._index(fingerprint))
 
     def find(self, fingerprint: str) -> str | None:
         try:

@@ -49,3 +49,11 @@ def manifest_of(text: bytes | str, where: str) -> dict:
                          "cut short). Remove it: the same call then rebuilds it from its jobs' "
                          "labels; or pass force=True to start a new run (paid again).")
     return manifest
+
+
+def claimed_by(owner: str | None, index: str) -> str:
+    """The run a lost claim found in ``index``; InputError when the index names none."""
+    if owner is None:
+        raise InputError(f"The run index {index} exists but names no run: remove it, or pass "
+                         "force=True.")
+    return owner

@@ -40,6 +40,11 @@ class Task:
     default_output_tokens: int
     #: The service's limit of requests per job.
     max_requests_per_job: int
+    #: The request message each line carries: a service whose create call differs by it (the
+    #: Developer API's ``batchGenerateContent`` / ``asyncBatchEmbedContent``) asks this.
+    request_type: str = "GenerateContentRequest"
+    #: The field holding a vector (its fixed size is the call's: ``Family.result_types``).
+    vector: str | None = None
 
     def parsed_fields(self, response: bool = True) -> dict[str, pa.DataType]:
         """The columns of a parsed output table, in order."""
@@ -65,4 +70,5 @@ class Task:
         return {**nulls, **sql}
 
 
-_SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN"}
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN",
+              pa.list_(pa.float32()): "FLOAT[]"}

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ... import config, costs, engine, families, plan, progress
+from ... import config, costs, engine, families, plan, progress, service
 from ...errors import InputError, JobError
 from ...join import joined
 from ...options import Options
@@ -24,7 +24,7 @@ from ...storage import Location
 from .. import keys, lifecycle
 from .. import manifest as manifests
 from ..handle import BatchRun
-from ..jobs import open_locations
+from ..jobs import collected, open_locations
 from ..lifecycle import Planned
 from ..local import follow_up
 from ..manifest import Manifest
@@ -178,9 +178,10 @@ def route(slot: int, slots: int, ended: tuple[Manifest, list[JobInfo]], copies: 
     exchange = Exchange(manifest.run, options)
     con = engine.connect()
     written = np.zeros(len(manifest.partitions), dtype=np.int64)
+    batch = service.open_service(settings, options.credentials)
     for job, info in list(zip(manifest.jobs, infos, strict=True))[slot::slots]:
-        lines = outputs.collect(con, job.number, info.output_dir,
-                                options.result.include_response)
+        _, lines = collected(batch, outputs, con, job.number, info,
+                             options.result.include_response)
         line_keys = pc.fill_null(lines.column("key"), -1).to_numpy()
         pieces: dict[int, list[pa.Table]] = {}
         _split(pieces, lines, line_keys, len(manifest.partitions))
