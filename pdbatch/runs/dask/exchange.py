@@ -12,6 +12,7 @@ which the workers of one machine share).
 
 from __future__ import annotations
 
+import ctypes
 import io
 import re
 
@@ -92,3 +93,14 @@ class Exchange:
             self.fs.rm(folder, recursive=True)
         except FileNotFoundError:
             pass
+
+
+def give_back() -> None:
+    """Return the memory a task freed to the system (Arrow's pool, and glibc's
+    ``malloc_trim`` where there is one): otherwise the allocators keep it and each next task's
+    peak starts higher, the "unmanaged memory" ``distributed`` warns of."""
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

@@ -29,7 +29,7 @@ from ..lifecycle import Planned
 from ..local import follow_up
 from ..manifest import Manifest
 from .dedup import Copies, without_copies
-from .exchange import Exchange
+from .exchange import Exchange, give_back
 from .graph import Recipe, computed
 
 #: Marks how a Dask run's partitions are combined in its fingerprint: a run made before
@@ -200,6 +200,8 @@ def route(slot: int, slots: int, ended: tuple[Manifest, list[JobInfo]], copies: 
             share = pa.concat_tables(tables)
             exchange.put_answers(number, job.number, share)
             written[number] += len(share)
+        pieces.clear()
+        give_back()  # one job's output at a time, also to the system
     return written
 
 
@@ -265,4 +267,6 @@ def join(recipe: Recipe, number: int, ended: tuple[Manifest, list[JobInfo]], cop
     follow_up(prepared, result, read_only)
     if not options.run.keep_staging:
         exchange.drop_answers(number)
+    del found, answers, prepared
+    give_back()
     return result.frame
