@@ -9,10 +9,11 @@ Google's client libraries are imported only when a run starts, so importing stay
 """
 
 from . import accessor as _accessor  # noqa: F401  (registers df.gemini)
-from .api import answers, attach, batch_predict, estimate, read_results, runs, submit
+from .api import batch_predict, estimate, submit
 from .costs import Estimate
 from .embedding import embed, estimate_embed, submit_embed, vectors
 from .errors import InputError, JobError, PdbatchError, ServiceError
+from .recorded import answers, attach, read_results, runs
 from .runs.handle import BatchRun, RunStatus
 from .usage import Usage
 

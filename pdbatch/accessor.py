@@ -17,7 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pandas as pd
 
-from . import api, embedding
+from . import api, embedding, recorded
 from .options import unknown_arguments
 
 P = ParamSpec("P")
@@ -68,7 +68,7 @@ class GeminiAccessor:
     batch_predict = _forwarding(api.batch_predict, "GeminiAccessor")
     submit = _forwarding(api.submit, "GeminiAccessor", signature_of=api.batch_predict)
     estimate = _forwarding(api.estimate, "GeminiAccessor", signature_of=api.batch_predict)
-    read_results = _forwarding(api.read_results, "GeminiAccessor")
+    read_results = _forwarding(recorded.read_results, "GeminiAccessor")
     embed = _forwarding(embedding.embed, "GeminiAccessor")
     submit_embed = _forwarding(embedding.submit_embed, "GeminiAccessor",
                                signature_of=embedding.embed)
@@ -88,7 +88,7 @@ def register_dask() -> None:
 
         batch_predict = _forwarding(api.batch_predict, "DaskGeminiAccessor")
         submit = _forwarding(api.submit, "DaskGeminiAccessor", signature_of=api.batch_predict)
-        read_results = _forwarding(api.read_results, "DaskGeminiAccessor")
+        read_results = _forwarding(recorded.read_results, "DaskGeminiAccessor")
         embed = _forwarding(embedding.embed, "DaskGeminiAccessor")
 
 

@@ -147,12 +147,12 @@ def _credentials_missing() -> str | None:
 def _runs(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from . import api
+    from . import recorded
 
     if _in_the_cloud(args) and (missing := _credentials_missing()):
         return _fail(missing)
     if args.action == "list":
-        table = api.runs(args.staging, service=args.service)
+        table = recorded.runs(args.staging, service=args.service)
         with pd.option_context("display.width", 200, "display.max_columns", None):
             print(table.drop(columns=["fingerprint"]).to_string(index=False)
                   if len(table) else "No runs are recorded there.")
@@ -160,7 +160,7 @@ def _runs(args: argparse.Namespace) -> int:
     if args.action == "results" and args.out.suffix.lower() not in (".parquet", ".csv"):
         print(f"pdbatch: --out {args.out}: name a .parquet or .csv file", file=sys.stderr)
         return 1
-    run = api.attach(args.run, staging=args.staging, service=args.service,
+    run = recorded.attach(args.run, staging=args.staging, service=args.service,
                      project=getattr(args, "project", None),
                      location=getattr(args, "location", None))
     if args.action == "show":
@@ -178,7 +178,7 @@ def _runs(args: argparse.Namespace) -> int:
         print(f"asked to cancel {len(running)} job(s) of {run.id}" if running
               else f"{run.id} has no job left running")
         return 0
-    answers = api.answers(run.id, staging=args.staging, service=args.service)
+    answers = recorded.answers(run.id, staging=args.staging, service=args.service)
     if args.out.suffix.lower() == ".parquet":
         answers.to_parquet(args.out, index=False)
     else:

@@ -39,18 +39,13 @@ PRICES_DATE = "2026-12-06"
 #: (BATCH_DISCOUNT), on Vertex AI and on the Gemini Developer API alike.
 PRICES: dict[str, tuple[float, float]] = {
     "gemini-3.8-flash": (0.75, 3.75),  # through 2026-12-31; $1.50 / $7.50 from 2027-01-01
-    "gemini-3.5-flash": (1.50, 9.00),
-    "gemini-3.5-flash-lite": (0.30, 2.50),
-    "gemini-3.1-pro-preview": (2.00, 12.00),
-    "gemini-3-pro-preview": (2.00, 12.00),
+    "gemini-3.5-flash": (1.50, 9.00), "gemini-3.5-flash-lite": (0.30, 2.50),
+    "gemini-3.1-pro-preview": (2.00, 12.00), "gemini-3-pro-preview": (2.00, 12.00),
     "gemini-3-flash-preview": (0.50, 3.00),
-    "gemini-2.5-pro": (1.25, 10.00),
-    "gemini-2.5-flash": (0.30, 2.50),
+    "gemini-2.5-pro": (1.25, 10.00), "gemini-2.5-flash": (0.30, 2.50),
     "gemini-2.5-flash-lite": (0.10, 0.40),
-    "gemini-2.0-flash": (0.15, 0.60),
-    "gemini-2.0-flash-001": (0.15, 0.60),
-    "gemini-2.0-flash-lite": (0.075, 0.30),
-    "gemini-2.0-flash-lite-001": (0.075, 0.30),
+    "gemini-2.0-flash": (0.15, 0.60), "gemini-2.0-flash-001": (0.15, 0.60),
+    "gemini-2.0-flash-lite": (0.075, 0.30), "gemini-2.0-flash-lite-001": (0.075, 0.30),
 }
 #: Embedding models' online list prices, USD per million input tokens (no output tokens),
 #: as of EMBEDDING_PRICES_DATE: gemini-embedding-001 from Google's blog of 2025-09-10 ("$0.15",
@@ -179,16 +174,24 @@ def estimate_of(found: Measure, options: Options, family: Family, settings: Sett
         output_tokens = int(config.get("max_output_tokens", config.get(
             "maxOutputTokens", family.task.default_output_tokens)))
     output_total = output_tokens * found.requests
-    table = {**PRICES, **EMBEDDING_PRICES, **(prices or {})}
     name = family.resource.rsplit("/", 1)[-1]
-    price = table.get(name)
+    price, source = price_of(name, prices)
     cost = None
     if price is not None:
         cost = (input_tokens * price[0] + output_total * price[1]) / 1e6 * BATCH_DISCOUNT
-    source = "prices given" if prices and name in prices else \
-        f"list prices of {EMBEDDING_PRICES_DATE if name in EMBEDDING_PRICES else PRICES_DATE}"
     return Estimate(name, found.rows, found.requests, input_tokens, output_total, cost,
                     method, f"{source}, batch discount {BATCH_DISCOUNT:.0%}")
+
+
+def price_of(model: str, prices: dict[str, tuple[float, float]] | None = None
+             ) -> tuple[tuple[float, float] | None, str]:
+    """A model's (input, output) list price per million tokens (``prices`` first, then the
+    dated tables), and where it came from."""
+    if prices and model in prices:
+        return prices[model], "prices given"
+    if model in EMBEDDING_PRICES:
+        return EMBEDDING_PRICES[model], f"list prices of {EMBEDDING_PRICES_DATE}"
+    return PRICES.get(model), f"list prices of {PRICES_DATE}"
 
 
 def guard(found: Estimate, max_cost: float | None, max_rows: int | None) -> None:

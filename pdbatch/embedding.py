@@ -13,6 +13,7 @@ import pandas as pd
 
 from . import costs, families
 from . import options as opts
+from .api import is_dask
 from .errors import InputError
 from .prepare import prepare
 from .runs import local
@@ -89,7 +90,7 @@ def embed(df: pd.DataFrame | dd.DataFrame, *, text_col: str, model: str = "gemin
     bound = embed_options(text_col=text_col, model=model, task_type=task_type,
                           title_col=title_col, output_dimensionality=output_dimensionality,
                           auto_truncate=auto_truncate, **options)
-    if _is_dask(df):
+    if is_dask(df):
         from .runs import dask as on_dask
 
         _check_dask(bound)
@@ -101,7 +102,7 @@ def submit_embed(df: pd.DataFrame | dd.DataFrame, **arguments: Any) -> BatchRun:
     """Like ``embed`` (same arguments), but returns the ``BatchRun`` as soon as its jobs
     exist (``status()``, ``wait()``, ``result()``; ``pdbatch.attach`` in another process)."""
     bound = embed_options(**arguments)
-    if _is_dask(df):
+    if is_dask(df):
         from .runs import dask as on_dask
 
         _check_dask(bound)
@@ -149,7 +150,3 @@ def _check_dask(options: opts.Options) -> None:
         raise InputError(f"{options.request.model} answers carry no row key, so a Dask run "
                          "could not route them to its partitions: embed a pandas frame "
                          "(ddf.compute()), or use gemini-embedding-001.")
-
-
-def _is_dask(df) -> bool:
-    return hasattr(df, "__dask_graph__") and hasattr(df, "_meta")

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .columns import SUCCESS
-from .costs import BATCH_DISCOUNT, PRICES, PRICES_DATE, usd
-from .tasks.generate import TOKEN_FIELDS
+from .costs import BATCH_DISCOUNT, price_of, usd
+from .tasks import Task
 
 #: Row outcomes, in the order they are shown, by the status they start with.
 OUTCOMES = {"answered": SUCCESS, "invalid": "invalid: ", "skipped": "skipped: ",
@@ -39,6 +39,7 @@ class Usage:
     cost: float | None
     estimated_cost: float | None
     output_histogram: tuple[tuple[int, int, int], ...]  # (from, to, rows) of output tokens
+    prices: str = ""  # where the prices came from (their date)
 
     def __repr__(self) -> str:
         rows = ", ".join(f"{n:,} {kind}" for kind, n in self.rows.items() if n)
@@ -46,8 +47,8 @@ class Usage:
             ("thinking", self.thinking_tokens), ("cached", self.cached_tokens)) if n)
         return (f"<Usage {self.run} {self.model}: {rows or 'no rows'}; "
                 f"{self.prompt_tokens:,} prompt and {self.output_tokens:,} output tokens{extra};"
-                f" cost {_money(self.cost)} (estimated {_money(self.estimated_cost)}; list prices"
-                f" of {PRICES_DATE})>")
+                f" cost {_money(self.cost)} (estimated {_money(self.estimated_cost)}; "
+                f"{self.prices})>")
 
     def _repr_html_(self) -> str:
         rows = [("rows", ", ".join(f"{n:,} {k}" for k, n in self.rows.items() if n) or "0"),
@@ -55,7 +56,7 @@ class Usage:
                 ("output tokens", f"{self.output_tokens:,}"),
                 ("thinking tokens", f"{self.thinking_tokens:,}"),
                 ("cached tokens", f"{self.cached_tokens:,}"),
-                (f"cost at batch prices (list prices of {PRICES_DATE})", _money(self.cost)),
+                (f"cost at batch prices ({self.prices})", _money(self.cost)),
                 ("estimated before the run", _money(self.estimated_cost))]
         table = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
                         f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
@@ -97,30 +98,35 @@ class Usage:
                 f"<svg width='400' height='60' role='img'>{bars}</svg>")
 
 
-def usage_of(status: pd.Series, lines: pa.Table, run: str, model: str,
+def usage_of(status: pd.Series, lines: pa.Table, run: str, model: str, task: Task,
              estimated_cost: float | None = None,
              prices: dict[str, tuple[float, float]] | None = None,
              thoughts_in_output: bool = False) -> Usage:
     """The usage of a run: rows by outcome from its result's ``status`` column, tokens from
     its jobs' output ``lines`` (one per request sent, so a request repeated by several rows
-    counts once), priced at batch prices (thinking tokens as output, unless
+    counts once; the ``task``'s token fields: prompt, then output, thinking and cached where it
+    has them), priced at batch prices (thinking tokens as output, unless
     ``thoughts_in_output`` says the output count has them already)."""
     status = status.fillna("")
     rows = {kind: int((status == start).sum()) if start == SUCCESS
             else int(status.str.startswith(start).sum()) for kind, start in OUTCOMES.items()}
     rows = {"answered": rows["answered"], "failed": len(status) - sum(rows.values()),
             **{k: rows[k] for k in ("invalid", "skipped", "missing")}}
-    prompt, output, thinking, cached = (int(pc.sum(lines.column(name)).as_py() or 0)
-                                        for name in TOKEN_FIELDS)
-    price = {**PRICES, **(prices or {})}.get(model)
+    counts = [int(pc.sum(lines.column(name)).as_py() or 0) for name in task.token_fields]
+    prompt, output, thinking, cached = (counts + [0, 0, 0])[:4]
+    price, source = price_of(model, prices)
     cost = None
     if price is not None:
         billed_output = output + (0 if thoughts_in_output else thinking)
         cost = (prompt * price[0] + billed_output * price[1]) / 1e6 * BATCH_DISCOUNT
-    answered = pc.filter(lines.column("output_tokens"), pc.equal(lines.column("status"), ""))
-    answered = pc.drop_null(answered).to_numpy(zero_copy_only=False).astype(np.int64)
+    histogram = ()
+    if len(task.token_fields) > 1:  # answers with output tokens
+        answered = pc.filter(lines.column(task.token_fields[1]),
+                             pc.equal(lines.column("status"), ""))
+        histogram = _bins(pc.drop_null(answered).to_numpy(zero_copy_only=False)
+                          .astype(np.int64))
     return Usage(run, model, rows, prompt, output, thinking, cached, cost, estimated_cost,
-                 _bins(answered))
+                 histogram, source)
 
 
 def _bins(values: np.ndarray, bins: int = 12) -> tuple[tuple[int, int, int], ...]:

@@ -51,7 +51,7 @@ def resolve(path: str):
 
 def missing(module, paths: set[str]) -> list[str]:
     """The names of ``module.__all__`` no path renders (by the object it names, so
-    ``pdbatch.api.runs`` documents ``pdbatch.runs``)."""
+    ``pdbatch.recorded.runs`` documents ``pdbatch.runs``)."""
     objects = []
     for path in paths:
         try:

@@ -164,3 +164,17 @@ def test_an_estimate_prices_the_embedding_tokens(staging):
                                       count_tokens=False)
     assert estimate.requests == 43 and estimate.output_tokens == 0  # repeats sent once
     assert estimate.cost == pytest.approx(estimate.input_tokens * 0.15 / 1e6 * 0.5)
+
+
+def test_the_usage_of_an_embedding_run_counts_its_tokens_at_embedding_prices(staging):
+    df = _frame(40)
+    run = pdbatch.submit_embed(df, text_col="abstract", model="gemini-embedding-001",
+                               staging=staging, progress=False)
+    out = run.result(df)
+    usage = run.usage(df)
+    assert usage.rows["answered"] == len(df) and usage.output_tokens == 0
+    sent = out.drop_duplicates("abstract")  # identical texts are embedded (and billed) once
+    assert usage.prompt_tokens == int(sent["token_count"].sum()) > 0
+    price = pdbatch.costs.EMBEDDING_PRICES["gemini-embedding-001"][0]
+    assert usage.cost == pytest.approx(usage.prompt_tokens * price / 1e6 * 0.5)
+    assert "list prices of" in usage.prices and not usage.output_histogram

@@ -185,12 +185,14 @@ def test_pandas_and_dask_drivers_agree(request, staging, case, scheduler):
     # ``attempts`` counts how often the random row faults hit a row: its dtype only (above).
     compared = [c for c in out.columns if c not in ("job", "attempts")]
     if case == "row-faults":
-        # A row may fail all 6 attempts (0.2 ** 6 each), in one driver and not the other:
-        # compare the rows both answered, and check that those are (nearly) all.
+        # A row may stay failed, in one driver and not the other: retries stop after a pass
+        # that answers none of the rows left (0.2 ** k for k rows). Compare the rows both
+        # answered, and check that those are nearly all: more than 4 rows unanswered in
+        # either happens about once in 10,000 pairs of runs (simulated; more than 2: 0.6 %).
         for result in (out, dask_out):  # the faults hit (0.8 ** 45 that they miss all)
             assert (result["attempts"] > 1).any()
         both = (out["status"].eq("ok") & dask_out["status"].eq("ok")).to_numpy(dtype=bool)
-        assert both.sum() >= len(df) - 2
+        assert both.sum() >= len(df) - 4
         for result in (out, dask_out):
             assert (result["error_code"].iloc[~both].dropna() == 429).all()
         pd.testing.assert_frame_equal(dask_out.loc[both, compared], out.loc[both, compared])
@@ -358,7 +360,7 @@ def test_vertex_and_the_gemini_api_give_the_same_frame(request, stack, staging, 
         if faults:  # random faults: compare the rows both answered
             assert (result["attempts"] > 1).any()
             both = (out["status"].eq("ok") & result["status"].eq("ok")).to_numpy(dtype=bool)
-            assert both.sum() >= len(df) - 2
+            assert both.sum() >= len(df) - 4
             pd.testing.assert_frame_equal(result.loc[both, compared], out.loc[both, compared])
         else:
             pd.testing.assert_frame_equal(result[compared], out[compared])

@@ -248,8 +248,8 @@ class BatchRun:
                              status.jobs, self.options.credentials)
         estimate = (self.manifest.estimate or {}).get("cost")
         family = families.resolve(self.options.request.model)
-        self._usage = usage_of(column, lines, self.id, self.manifest.model, estimate, prices,
-                               family.parser.thoughts_in_output)
+        self._usage = usage_of(column, lines, self.id, self.manifest.model, family.task,
+                               estimate, prices, family.parser.thoughts_in_output)
         return self._usage
 
     def _counts(self) -> list[int]:
