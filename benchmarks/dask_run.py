@@ -1,12 +1,19 @@
 """pdbatch on Dask: a frame generated on the workers, through the emulator, on a LocalCluster.
 
-    python benchmarks/dask_run.py                              # 1,000,000 rows
-    python benchmarks/dask_run.py --rows 10000000 --write      # and records it in RESULTS.md
+    python benchmarks/dask_run.py                              # 1,000,000 rows, 64 partitions
+    python benchmarks/dask_run.py --rows 10000000 --partitions 64 --write
+    python benchmarks/dask_run.py --rows 10000000 --partitions 64 --to-parquet /tmp/out \
+        --memory-limit 1.2GiB                                  # written out as it is joined
+    python benchmarks/dask_run.py --count-tasks                # graph sizes, nothing runs
 
 The frame is made partition by partition on the workers (``dd.from_map``), so it never exists
-on the client; the result is reduced on the workers to one summary row per partition. The
-emulator (with its local Cloud Storage server) runs as a separate process. Recorded: wall time,
-each worker's peak RSS, the client's and the emulator's.
+on the client; the result is reduced on the workers to one summary row per partition (or, with
+``--to-parquet``, written out with ``to_parquet`` and read back there). The emulator (with its
+local Cloud Storage server) runs as a separate process, with its default concurrency quota
+unless ``--max-running-jobs`` says otherwise. Recorded: wall time, each worker's peak RSS,
+the client's and the emulator's, the emulator's rows/s, the reads of each job's output, the
+graph's size, worker restarts, and the machine's load. ``--write`` adds the row to the table
+in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -29,7 +35,7 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 import pandas as pd  # noqa: E402
 
 HERE = Path(__file__).parent
-MARK, END = "<!-- dask benchmark -->", "<!-- /dask benchmark -->"
+ROWS = "<!-- dask rows -->"
 
 
 def make_partition(number: int, rows: int) -> pd.DataFrame:
@@ -76,11 +82,53 @@ def output_reads() -> dict[str, int]:
             if hasattr(handler, "counts") for name, count in handler.counts.items()}
 
 
+def emulator_rows_per_second(rows: int) -> float:
+    """Rows answered per second by the emulator: from the first job's start to the last
+    job's end (the jobs' own times, as the service reports them)."""
+    import json
+    import urllib.request
+
+    url = (f"{os.environ['GOOGLE_VERTEX_BASE_URL']}/v1/projects/"
+           f"{os.environ['GOOGLE_CLOUD_PROJECT']}/locations/"
+           f"{os.environ['GOOGLE_CLOUD_LOCATION']}/batchPredictionJobs?pageSize=100000")
+    with urllib.request.urlopen(url) as answer:
+        jobs = json.load(answer).get("batchPredictionJobs", [])
+    starts = [datetime.fromisoformat(j["startTime"]) for j in jobs if "startTime" in j]
+    ends = [datetime.fromisoformat(j["endTime"]) for j in jobs if "endTime" in j]
+    return rows / (max(ends) - min(starts)).total_seconds()
+
+
+def count_tasks(staging: str) -> list[str]:
+    """The tasks of ``batch_predict``'s graph (and pdbatch's own) for 64, 640 and 6,400
+    partitions, and the client's memory while building them."""
+    import dask.dataframe as dd
+
+    lines = []
+    for partitions in (64, 640, 6400):
+        ddf = dd.from_map(make_partition, range(partitions), rows=1,
+                          meta=make_partition(0, 1).iloc[:0])
+        start = time.perf_counter()
+        out = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging)
+        graph = out.__dask_graph__()
+        ours = sum(1 for key in graph if "pdbatch-" in str(key))
+        lines.append(f"| {partitions:,} | {len(graph):,} | {ours:,} ({ours / partitions:.2f} "
+                     f"per partition) | {time.perf_counter() - start:.1f} s | "
+                     f"{peak_rss() / 2**20:,.0f} MiB |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-limit", default="0", help="per worker, e.g. 1.2GiB")
+    parser.add_argument("--to-parquet", metavar="PATH", help="write the result out there")
+    parser.add_argument("--max-running-jobs", type=int, default=None,
+                        help="the emulator's quota (default: its own default)")
+    parser.add_argument("--state-dir", help="the emulator's folder: its Cloud Storage objects "
+                        "on disk rather than in memory (for runs of more than a few GB)")
+    parser.add_argument("--count-tasks", action="store_true", help="graph sizes only")
     parser.add_argument("--write", action="store_true", help="record in benchmarks/RESULTS.md")
     args = parser.parse_args()
 
@@ -91,79 +139,77 @@ def main() -> int:
     from pdbatch.emulator.stack import read_exports
 
     per_part = -(-args.rows // args.partitions)
-    emulator = subprocess.Popen([sys.executable, "-m", "pdbatch.emulator"],
+    quota = [] if args.max_running_jobs is None else ["--max-running-jobs",
+                                                      str(args.max_running_jobs)]
+    if args.state_dir:
+        quota += ["--state-dir", args.state_dir]
+    load_before = os.getloadavg()
+    emulator = subprocess.Popen([sys.executable, "-m", "pdbatch.emulator", *quota],
                                 stdout=subprocess.PIPE, text=True)
     try:
         os.environ.update(read_exports(emulator.stdout))
         staging = os.environ["PDBATCH_STAGING"]
+        if args.count_tasks:
+            print("| partitions | tasks in the graph | pdbatch's tasks | build time | client "
+                  "peak RSS |\n|---|---|---|---|---|")
+            print("\n".join(count_tasks(staging)))
+            return 0
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          host="127.0.0.1", dashboard_address=None) as cluster, \
+                          host="127.0.0.1", dashboard_address=None,
+                          memory_limit=args.memory_limit) as cluster, \
                 Client(cluster) as client:
             ddf = dd.from_map(make_partition, range(args.partitions), rows=per_part,
-                              meta=make_partition(0, 0))
+                              meta=make_partition(0, 1).iloc[:0])
             client.run(count_output_reads)
+            workers_before = set(client.scheduler_info()["workers"])
             start = time.perf_counter()
             out = ddf.gemini.batch_predict(prompt_col="prompt", staging=staging,
                                            include_response=False)
-            summary = out.map_partitions(
-                summarise, meta={"rows": "int64", "ok": "int64", "echoed": "int64"}).compute()
+            tasks = len(out.__dask_graph__())
+            meta = {"rows": "int64", "ok": "int64", "echoed": "int64"}
+            if args.to_parquet:
+                out.to_parquet(args.to_parquet, write_index=True)
+                summary = dd.read_parquet(args.to_parquet, columns=["prompt", "status", "text"]
+                                          ).map_partitions(summarise, meta=meta).compute()
+            else:
+                summary = out.map_partitions(summarise, meta=meta).compute()
             seconds = time.perf_counter() - start
+            restarted = len(workers_before - set(client.scheduler_info()["workers"]))
             workers = sorted(client.run(peak_rss).values())
             reads = Counter()
             for counts in client.run(output_reads).values():
                 reads.update(counts)
         emulator_peak = peak_rss(emulator.pid)
+        emulator_speed = emulator_rows_per_second(args.rows)
     finally:
         emulator.terminate()
         emulator.wait(timeout=60)
     client_peak = peak_rss()
-    frame_mib = make_partition(0, per_part).memory_usage(deep=True).sum() * args.partitions / 2**20
     rows, ok, echoed = (int(summary[c].sum()) for c in ("rows", "ok", "echoed"))
     assert rows == ok == echoed == per_part * args.partitions, (rows, ok, echoed)
     job_reads = Counter()
     for name, count in reads.items():
         job_reads[re.search(r"output-\d{5}", name)[0]] += count
-    files_read_once = all(count == 1 for count in reads.values())
-    report = (
-        f"{MARK}\n## Dask: {rows:,} rows on a LocalCluster\n\n"
-        f"Run {datetime.now(timezone.utc):%Y-%m-%d} on {platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}: "
-        f"`python benchmarks/dask_run.py --rows {args.rows} --write`. {args.partitions} "
-        f"partitions of {per_part:,} rows made on the workers (`dd.from_map`), "
-        f"{args.workers} worker processes with 1 thread each, jobs of up to 200,000 requests; "
-        "the emulator and its Cloud Storage server in their own processes on the same 2 cores. "
-        "Every row came back answered.\n\n"
-        "| measure | value |\n|---|---|\n"
-        f"| wall time, graph to summary | {seconds:,.0f} s ({rows / seconds:,.0f} rows/s) |\n"
-        f"| peak RSS per worker | {', '.join(f'{w / 2**20:,.0f} MiB' for w in workers)} |\n"
-        f"| peak RSS of the client | {client_peak / 2**20:,.0f} MiB |\n"
-        f"| peak RSS of the emulator | {emulator_peak / 2**20:,.0f} MiB |\n"
-        f"| reads of each job's output files | {len(job_reads)} jobs, {len(reads)} files, "
-        f"each file read {'once' if files_read_once else 'more than once'} "
-        f"(max {max(reads.values(), default=0)}) |\n\n"
-        f"The frame is ~{frame_mib:,.0f} MiB in pandas (the result several times that); neither "
-        "ever exists on the client, whose memory is the graph and the plan. Each partition is "
-        "computed three times (hash, stage, join); the requests' hashes are deduplicated in "
-        "buckets on the workers; each job's output is read once, by one route task, and its "
-        "lines wait in the workers' memory until their partition's join task takes them. The "
-        f"{len(job_reads)} jobs hold consecutive whole shards of up to 200,000 requests: "
-        f"{max(1, 200_000 // per_part)} partition(s) of {per_part:,} per job. Holding the "
-        "routed answers costs the workers memory (Dask's own shuffle; `distributed` spills to "
-        "disk near a worker's memory limit). The emulator's memory is its own: it runs all "
-        f"{len(job_reads)} jobs at once.\n\n"
-        "Before requests were deduplicated across partitions and outputs routed (run of "
-        "2026-11-21, same command): 335 s, 625 and 701 MiB per worker, 206 MiB client; each "
-        f"job's output was read by every join task with rows in it (up to 3 per job).\n{END}")
-    print(report)
-    if args.write:  # before benchmarks/run.py's section, which that script rewrites
+    load_after = os.getloadavg()
+    command = (f"`python benchmarks/dask_run.py --rows {args.rows} --partitions "
+               f"{args.partitions}" + (f" --to-parquet PATH --memory-limit {args.memory_limit}"
+                                       if args.to_parquet else "")
+               + (f" --max-running-jobs {args.max_running_jobs}"
+                  if args.max_running_jobs is not None else "")
+               + (" --state-dir DIR" if args.state_dir else "") + "`")
+    row = (f"| {datetime.now(timezone.utc):%Y-%m-%d} | {command} | {rows:,} | "
+           f"{args.partitions} × {per_part:,} | {seconds:,.0f} s ({rows / seconds:,.0f}/s) | "
+           f"{' / '.join(f'{w / 2**20:,.0f}' for w in workers)} MiB | "
+           f"{client_peak / 2**20:,.0f} MiB | {emulator_peak / 2**20:,.0f} MiB, "
+           f"{emulator_speed:,.0f} rows/s | {len(job_reads)} jobs, max "
+           f"{max(reads.values(), default=0)} read(s) per file | {tasks:,} | {restarted} | "
+           f"{load_before[0]:.1f} → {load_after[0]:.1f} |")
+    print(row)
+    if args.write:
         path = HERE / "RESULTS.md"
         text = path.read_text()
-        if MARK in text:
-            start = text.index(MARK)
-            text = text[:start] + report + text[text.index(END, start) + len(END):]
-        else:
-            text = text.replace("<!-- results -->", f"{report}\n\n<!-- results -->", 1)
-        path.write_text(text)
+        end = text.index(ROWS)  # the table's end
+        path.write_text(text[:end] + row + "\n" + text[end:])
     return 0
 
 

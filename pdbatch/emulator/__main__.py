@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from .capacity import DEFAULT_LIMIT
 from .faults import FaultError, JobFaults
 from .responder import OpenAIForwarder
 from .stack import (
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embed-model", action="store_true",
                         help="answer embedding requests with a real model served here "
                         "(WordLlama; pip install 'pdbatch[embed-model]')")
+    parser.add_argument("--max-running-jobs", type=int, default=DEFAULT_LIMIT, metavar="N",
+                        help="jobs running at once (the concurrency quota); the others wait "
+                        f"QUEUED (default {DEFAULT_LIMIT}; 0: no limit)")
     args = parser.parse_args(argv)
     if bool(args.forward_to) != bool(args.forward_model):
         parser.error("--forward-to and --forward-model go together")
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         stack = LocalStack(args.project, args.location, args.bucket, args.gcs_port,
                            args.vertex_port, set_env=False, state_dir=args.state_dir,
                            bigquery=args.bigquery, local_model=args.local_model,
-                           embed_model=args.embed_model)
+                           embed_model=args.embed_model,
+                           max_running_jobs=args.max_running_jobs or None)
         stack.start()
     except RuntimeError as exc:  # a server that is not installed or does not start
         print(f"pdbatch emulator: {exc}", file=sys.stderr)

@@ -156,17 +156,22 @@ class GeminiBatches(BatchValidation, BatchAnswers):
         threading.Thread(target=self._run, args=(name,), daemon=True).start()
 
     def _run(self, name: str) -> None:
-        """Run a batch; an unexpected error fails it (code 13)."""
+        """Run a batch; an unexpected error fails it (code 13). It waits PENDING for one of
+        the emulator's running slots (``BatchService.capacity``, shared with Vertex jobs)."""
+        held: list[bool] = []
         try:
-            self._execute(name)
+            self._execute(name, held)
         except Exception as exc:
             if self._closed.is_set():  # the emulator stopped under it (its folder went away)
                 return
             self._finish(name, "BATCH_STATE_FAILED",
                          error={"code": 13, "message": f"Internal error: {exc!r}"})
             raise
+        finally:
+            if held:
+                self.vertex.capacity.release()
 
-    def _execute(self, name: str) -> None:
+    def _execute(self, name: str, held: list[bool]) -> None:
         with self._lock:
             record = copy.deepcopy(self._store.jobs[name])
         faults = JobFaults.from_labels(record["_faults"])
@@ -175,6 +180,9 @@ class GeminiBatches(BatchValidation, BatchAnswers):
         if faults.fault == "expire":
             self._expire(name, "injected by the emulator's expire fault")
             return
+        if not self.vertex.capacity.acquire(lambda: not self._wait(name, 0)):
+            return
+        held.append(True)
         if not self._advance(name, "BATCH_STATE_RUNNING"):
             return
         if faults.fault == "job-failed":

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import filters
+from .capacity import Capacity
 from .families import SERVED_MODELS, TUNED_MODEL
 from .faults import ApiFaults, JobFaults
 from .rest import ServiceError, page_of, rfc3339
@@ -54,15 +55,18 @@ class BatchService(CreateValidation, JobExecution):
     read and write (default: ``STORAGE_EMULATOR_HOST``, ``BIGQUERY_EMULATOR_HOST``). With
     ``state_dir`` the jobs are kept in that folder too: a new service on the same folder serves
     them again and resumes the unfinished ones from the start.
-    ``models`` are the publisher models served (``families.SERVED_MODELS``; others are
-    refused at create, as the service does). ``fault_labels`` switches faults on for every
-    job, as if each carried those ``emulator-*`` labels (a job's own labels win), or with
-    ``fault_jobs=N`` for the next N jobs created only
+    ``capacity`` is the concurrency quota (``capacity.Capacity``: 8 jobs running at once by
+    default, the others QUEUED). ``models`` are the publisher models served
+    (``families.SERVED_MODELS``; others are refused at create, as the service does).
+    ``fault_labels`` switches faults on for every job, as if each carried those
+    ``emulator-*`` labels (a job's own labels win), or with ``fault_jobs=N`` for the next N
+    jobs created only
     (a job that fails once, then its retry succeeds); ``api_faults.inject(429, 3)`` makes the
     next 3 API calls fail.
     """
 
     timing: Timing = field(default_factory=Timing)
+    capacity: Capacity = field(default_factory=Capacity)  # jobs running at once (quota)
     gcs_endpoint: str | None = None
     responder: Callable[[dict], dict] | None = None  # None: each family's deterministic one
     #: Embedding models' vectors (``embeddings.Embedder``); None: the hashed-word ones.
@@ -128,7 +132,8 @@ class BatchService(CreateValidation, JobExecution):
             if self.fault_jobs:
                 self.fault_jobs -= 1
                 self._faulted.add(job["name"])
-            if self._faults(job.get("labels"), job["name"]).queue_seconds:
+            if self._faults(job.get("labels"), job["name"]).queue_seconds \
+                    or self.capacity.full():
                 job["state"] = "JOB_STATE_QUEUED"  # waiting for capacity from the start
             self._store.save(job)
         threading.Thread(target=self._run, args=(job["name"],), daemon=True).start()

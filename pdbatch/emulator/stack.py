@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .bqserver import LocalBigQuery
+from .capacity import DEFAULT_LIMIT, Capacity
 from .child import ChildServer
 from .localembed import WordLlamaEmbedder
 from .localmodel import ALIAS, LocalModel
@@ -116,7 +117,9 @@ class LocalStack:
     answers with a real model (``emulator.localmodel``; the ``local-model`` extra), a path with
     another GGUF model file; its embedding requests go to a real embedding model
     (``emulator.localembed``, WordLlama). ``embed_model=True`` serves that one alone (the
-    ``embed-model`` extra, a wheel: no build).
+    ``embed-model`` extra, a wheel: no build). ``max_running_jobs`` is the concurrency quota:
+    jobs (and Developer API batches) beyond it wait QUEUED (PENDING) until one ends; None: no
+    limit.
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class LocalStack:
         bigquery: bool = False,
         local_model: bool | str | os.PathLike = False,
         embed_model: bool = False,
+        max_running_jobs: int | None = DEFAULT_LIMIT,
     ):
         self.project, self.location, self.bucket = project, location, bucket
         # True: the packaged SmolLM2; a path: another GGUF file (docs/emulator.md)
@@ -140,6 +144,7 @@ class LocalStack:
         self.gcs = FakeGCS(gcs_port, root=Path(state_dir) / "gcs" if state_dir else None)
         self.bigquery = LocalBigQuery(project) if bigquery else None
         self.service = BatchService(timing=timing or Timing(), gcs_endpoint=self.gcs.url,
+                                    capacity=Capacity(max_running_jobs),
                                     state_dir=state_dir,
                                     bigquery_endpoint=self.bigquery.url if bigquery else None,
                                     embedder=WordLlamaEmbedder() if embed_model or local_model

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from . import bigquery, filerefs, runner, storage
+from .capacity import Capacity
 from .families import family_of
 from .faults import JobFaults, reveal_later
 from .rest import rfc3339
@@ -41,6 +42,7 @@ class JobExecution:
     and ``_cancelled``."""
 
     timing: Timing
+    capacity: Capacity
     responder: Callable[[dict], dict] | None
     embedder: Callable | None
     null_injection: bool
@@ -62,13 +64,32 @@ class JobExecution:
 
     def _run(self, name: str) -> None:
         """Run a job; an unexpected error fails it (code 13) rather than leaving it RUNNING."""
+        held: list[bool] = []
         try:
-            self._execute(name)
+            self._execute(name, held)
         except Exception as exc:
             self._finish(name, error={"code": 13, "message": f"Internal error: {exc!r}"})
             raise
+        finally:
+            if held:
+                self.capacity.release()
 
-    def _execute(self, name: str) -> None:
+    def _slot(self, name: str, held: list[bool]) -> bool:
+        """Wait QUEUED for one of the ``capacity``'s running slots (``held`` records it);
+        False when the job was cancelled (it is then CANCELLED) or deleted meanwhile."""
+        def queued() -> None:
+            with self._lock:
+                job = self._jobs.get(name)
+                if job is not None and job["state"] == "JOB_STATE_PENDING":
+                    self._set_state(job, "JOB_STATE_QUEUED")
+
+        if not self.capacity.acquire(lambda: self._cancelling(name), queued):
+            self._advance(name, 0)
+            return False
+        held.append(True)
+        return True
+
+    def _execute(self, name: str, held: list[bool]) -> None:
         with self._lock:
             job = copy.deepcopy(self._jobs[name])
         faults = self._faults(job.get("labels"), name)
@@ -85,6 +106,10 @@ class JobExecution:
                 "code": 4, "message": "The batch prediction job expired before it could run "
                 "(injected by the emulator's expire fault)."})
             return
+        if not self._slot(name, held):
+            return
+        with self._lock:
+            queued = self._jobs.get(name, {}).get("state") == "JOB_STATE_QUEUED"
         if queued and not self._advance(name, 0, "JOB_STATE_PENDING"):  # QUEUED -> PENDING
             return
         if not self._advance(name, self.timing.pending, "JOB_STATE_RUNNING"):

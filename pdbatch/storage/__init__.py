@@ -11,8 +11,10 @@ different kinds: the service allows JSONL in with a table out, and a table in wi
 
 from __future__ import annotations
 
+import os
+import tempfile
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -24,9 +26,9 @@ from .runids import is_run_id, new_run_id
 from .staged import Destination, Staged
 
 __all__ = ["Destination", "Location", "RunStore", "Staged", "carried_columns", "check",
-           "checked", "files_folder", "folder_uri", "hosts_files", "in_the_cloud",
-           "is_file_uri", "is_run_id", "local_folder", "local_path", "missing_files",
-           "new_run_id", "open_location", "open_store", "staging_of", "tabular",
+           "checked", "exchange_folder", "files_folder", "folder_uri", "hosts_files",
+           "in_the_cloud", "is_file_uri", "is_run_id", "local_folder", "local_path",
+           "missing_files", "new_run_id", "open_location", "open_store", "staging_of", "tabular",
            "valid_file_uri"]
 
 _BACKENDS: tuple[ModuleType, ...] = (gcs, bigquery, folder)
@@ -153,6 +155,21 @@ def open_location(uri: str, run_id: str, parser: Parser, *, project: str | None 
         raise InputError(f"{uri}: jobs do not read or write local folders.")
     return bigquery.BigQueryLocation(uri, run_id, parser, project=project,
                                      credentials=credentials, labels=labels, carried=carried)
+
+
+def exchange_folder(uris: tuple[str, ...], run_id: str, credentials=None) -> tuple[Any, str]:
+    """Where the tasks of a Dask run hand each other what is too large to hold in memory
+    (request hashes by bucket, answers by partition): a filesystem and a folder,
+    ``<location>/<run id>/exchange`` in the first Cloud Storage location of ``uris`` (the
+    staging location, then the output location), else a local temporary folder, which only
+    the workers of one machine share."""
+    for uri in uris:
+        if isinstance(uri, str) and _backend(uri) is gcs:
+            return gcs.filesystem(credentials), f"{uri}/{run_id}/exchange"
+    import fsspec
+
+    return fsspec.filesystem("file"), os.path.join(tempfile.gettempdir(),
+                                                   "pdbatch-exchange", run_id)
 
 
 def open_store(uri: str, credentials=None) -> RunStore:

@@ -5,7 +5,8 @@ through the same stages and lifecycle as the pandas driver (``prepare``, ``plan`
 ``batch_predict(ddf, ...)`` builds a lazy graph (``graph.Tasks``):
 
 1. **dedup** (when ``dedup``, ``dedup.py``): requests repeated across partitions are found
-   by their hashes; their rows are not sent, and the line of the row that is answers them.
+   by their hashes (bucketed through the exchange folder); their rows are not sent, and the
+   line of the row that is answers them.
 2. one **stage** task per partition prepares its rows, leaves out its copies, uploads its
    local ``files=`` and writes its requests as shards (JSONL files, or tables on BigQuery)
    within the per-job limits to the run's staging; a line's row key is ``runs.keys``'
@@ -15,11 +16,17 @@ through the same stages and lifecycle as the pandas driver (``prepare``, ``plan`
    records the run's manifest and creates the jobs (``runs.lifecycle.start``); one **wait**
    task waits for them (with the run's progress bar on the client). The same call computed
    again finds the run by its fingerprint and only waits for (or reads) its jobs.
-4. **route** tasks read each job's output once and split its lines by the partitions that
-   asked for them (a copy's line is sent to its partition under its own key).
-5. one **join** task per partition computes the partition again (from its source, after the
-   run: no partition is held in memory while the jobs run) and joins its routed lines onto
-   its rows as the pandas driver does (follow-up passes included).
+4. **route** tasks read each job's output once (one job at a time) and write its lines by
+   the partitions that asked for them (a copy's line sent to its partition under its own key)
+   to the run's exchange folder (``exchange.py``), not to memory.
+5. one **join** task per partition, once every route task is done, computes the partition
+   again (from its source, after the run: no partition is held in memory while the jobs
+   run), reads its answers from the exchange folder and joins them onto its rows as the
+   pandas driver does (follow-up passes included).
+
+A worker so holds one partition, one bucket of hashes, one job's output or one partition's
+answers at a time, whatever the run's size; the graph has three tasks per partition and a
+hundred more.
 
 With ``max_cost`` or ``max_rows``, steps 1-3 run when ``batch_predict`` is called (so that the
 guard can ask on the caller's terminal or notebook), as ``submit`` does.
@@ -45,7 +52,7 @@ from ..local import follow_up
 from ..manifest import Manifest
 from .dedup import NO_COPIES, Copies, copies_task
 from .graph import Tasks
-from .tasks import dedups, join, route, stage, submit_run, wait_run
+from .tasks import dedups, join, route, routed, stage, submit_run, wait_run
 
 #: At most this many route tasks (fewer for frames of fewer partitions).
 MAX_ROUTES = 32
@@ -119,7 +126,7 @@ def result_frame(ddf, manifest: Manifest, options: Options, read_only: bool = Fa
     meta = result_meta(ddf, options)
     tasks = Tasks(ddf)
     if copies is None:
-        copies = copies_task(tasks, options) if manifest.dedup_across \
+        copies = copies_task(tasks, options, manifest.run) if manifest.dedup_across \
             else tasks.given("copies", NO_COPIES)
     else:  # known: in the graph once, not in each task that needs it
         copies = tasks.given("copies", copies)
@@ -156,7 +163,7 @@ def _staging(tasks: Tasks, options: Options) -> tuple[str, list[tuple], tuple]:
     """A new run id, the stage tasks (one per partition) and the task giving the copies."""
     run_id = storage.new_run_id()
     if dedups(options):
-        copies, sources = copies_task(tasks, options), tasks.recipes()
+        copies, sources = copies_task(tasks, options, run_id), tasks.recipes()
     else:
         copies = tasks.given("copies", NO_COPIES)
         sources = [part.key for part in tasks.parts]
@@ -173,13 +180,12 @@ def _joined_frame(ddf, tasks: Tasks, submitted: tuple, copies, options: Options,
     recipes = tasks.recipes()
     ended = tasks.add("wait", 0, wait_run, submitted, options, read_only,
                       topic or (None if read_only else progress.distributed_topic()))
-    partitions = len(recipes)
-    slots = max(1, min(partitions, MAX_ROUTES))
-    routes = [tasks.pieces("routed", tasks.add("route", slot, route, slot, slots, partitions,
-                                               ended, copies, options, read_only), partitions)
-              for slot in range(slots)]
-    joins = [tasks.add("join", number, join, recipe, number, ended, copies,
-                       [pieces[number] for pieces in routes], options, read_only)
+    slots = max(1, min(len(recipes), MAX_ROUTES))
+    done = tasks.add("routed", 0, routed, [
+        tasks.add("route", slot, route, slot, slots, ended, copies, options, read_only)
+        for slot in range(slots)])
+    joins = [tasks.add("join", number, join, recipe, number, ended, copies, done, options,
+                       read_only)
              for number, recipe in enumerate(recipes)]
     return dd.from_delayed(tasks.delayed(joins), meta=meta, divisions=ddf.divisions,
                            verify_meta=False)

@@ -3,7 +3,6 @@ a task computes its partition again from the source."""
 
 from __future__ import annotations
 
-import operator
 import uuid
 from collections.abc import Hashable
 from typing import Any
@@ -30,12 +29,6 @@ class Tasks:
     def given(self, kind: str, value: Any) -> tuple:
         """A task giving ``value``: a value many tasks need is then in the graph once."""
         return self.add(kind, 0, _given, value)
-
-    def pieces(self, kind: str, key: tuple, count: int) -> list[tuple]:
-        """Tasks giving each item of the tuple that task ``key`` gives, so that a task that
-        needs one item gets only that one (from another worker)."""
-        return [self.add(f"{kind}-{key[1]}", index, operator.getitem, key, index)
-                for index in range(count)]
 
     def recipes(self) -> list[Recipe]:
         """How to compute each partition again."""

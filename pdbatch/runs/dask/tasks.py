@@ -29,6 +29,7 @@ from ..lifecycle import Planned
 from ..local import follow_up
 from ..manifest import Manifest
 from .dedup import Copies, without_copies
+from .exchange import Exchange, give_back
 from .graph import Recipe, computed
 
 #: Marks how a Dask run's partitions are combined in its fingerprint: a run made before
@@ -163,24 +164,27 @@ def wait_run(submitted: tuple[Manifest, bool], options: Options, read_only: bool
     return manifest, status.jobs
 
 
-def route(slot: int, slots: int, partitions: int, ended: tuple[Manifest, list[JobInfo]],
-          copies: Copies, options: Options, read_only: bool) -> tuple:
-    """Read the outputs of jobs ``slot``, ``slot + slots``, ... (each once) and split their
-    lines by partition: each partition's ``(job number, lines)``, a copy's line under the
-    copy's own row key."""
+def route(slot: int, slots: int, ended: tuple[Manifest, list[JobInfo]], copies: Copies,
+          options: Options, read_only: bool) -> np.ndarray:
+    """Read the outputs of jobs ``slot``, ``slot + slots``, ... (each once, one at a time),
+    split each job's lines by partition (a copy's line under the copy's own row key) and
+    write each partition's share to the run's exchange folder; the lines written for each
+    partition."""
     manifest, infos = ended
     settings = config.settings_of(options.run, options.api_key)
     _, outputs = open_locations(manifest.run, settings,
                                 families.resolve(options.request.model).parser,
                                 options.credentials, None if read_only else manifest.labels)
-    pieces: list[list] = [[] for _ in range(partitions)]
+    exchange = Exchange(manifest.run, options)
     con = engine.connect()
+    written = np.zeros(len(manifest.partitions), dtype=np.int64)
     batch = service.open_service(settings, options.credentials)
     for job, info in list(zip(manifest.jobs, infos, strict=True))[slot::slots]:
         _, lines = collected(batch, outputs, con, job.number, info,
                              options.result.include_response)
         line_keys = pc.fill_null(lines.column("key"), -1).to_numpy()
-        _split(pieces, job.number, lines, line_keys)
+        pieces: dict[int, list[pa.Table]] = {}
+        _split(pieces, lines, line_keys, len(manifest.partitions))
         low = np.searchsorted(copies.owner, line_keys, "left")
         wanted = np.searchsorted(copies.owner, line_keys, "right") - low
         if wanted.any():  # lines that other partitions' copies want too
@@ -190,20 +194,35 @@ def route(slot: int, slots: int, partitions: int, ended: tuple[Manifest, list[Jo
             copied = lines.take(pa.array(line))
             copied = copied.set_column(copied.schema.get_field_index("key"), "key",
                                        pa.array(copy, copied.schema.field("key").type))
-            _split(pieces, job.number, copied, copy)
-    return tuple(pieces)
+            _split(pieces, copied, copy, len(manifest.partitions))
+        del lines
+        for number, tables in pieces.items():
+            share = pa.concat_tables(tables)
+            exchange.put_answers(number, job.number, share)
+            written[number] += len(share)
+        pieces.clear()
+        give_back()  # one job's output at a time, also to the system
+    return written
 
 
-def _split(pieces: list[list], job: int, lines: pa.Table, line_keys: np.ndarray) -> None:
+def routed(counts: list[np.ndarray]) -> np.ndarray:
+    """Every route task has written its jobs' answers: the lines written for each
+    partition."""
+    return np.sum(counts, axis=0)
+
+
+def _split(pieces: dict[int, list], lines: pa.Table, line_keys: np.ndarray,
+           partitions: int) -> None:
     """Add each partition's lines (by their row keys) to its pieces."""
     partition = np.where(line_keys >= 0, keys.partition_of(line_keys), -1)
-    for number in np.unique(partition[(partition >= 0) & (partition < len(pieces))]).tolist():
-        pieces[number].append((job, lines.filter(pa.array(partition == number))))
+    for number in np.unique(partition[(partition >= 0) & (partition < partitions)]).tolist():
+        pieces.setdefault(number, []).append(lines.filter(pa.array(partition == number)))
 
 
 def join(recipe: Recipe, number: int, ended: tuple[Manifest, list[JobInfo]], copies: Copies,
-         routed: list[list], options: Options, read_only: bool) -> pd.DataFrame:
-    """One partition's rows with the result columns, from its routed lines."""
+         lines_routed: np.ndarray, options: Options, read_only: bool) -> pd.DataFrame:
+    """One partition's rows with the result columns, from its routed lines (read from the
+    exchange folder, then removed there unless ``keep_staging``)."""
     manifest, infos = ended
     prepared = prepare(recipe.compute(), options)
     if prepared.fingerprint != manifest.partitions[number]:
@@ -226,15 +245,16 @@ def join(recipe: Recipe, number: int, ended: tuple[Manifest, list[JobInfo]], cop
         holders = job_of[np.searchsorted(firsts, owners, "right") - 1]
         for index in np.unique(holders).tolist():
             positions.setdefault(index, []).append(rows[holders == index])
-    found: dict[int, list[pa.Table]] = {}
-    for pieces in routed:
-        for job, lines in pieces:
-            found.setdefault(job, []).append(lines)
+    exchange = Exchange(manifest.run, options)
+    found = exchange.answers(number)
+    if sum(len(lines) for lines in found.values()) != lines_routed[number]:
+        raise JobError(f"partition {number}: its answers in {exchange.root} are not all there "
+                       "(a join computed again after they were taken, e.g. when a worker was "
+                       "lost?); compute the frame again: the run's jobs are only read again.")
     response = options.result.include_response
     answers = []
     for index in sorted(positions):
-        lines = pa.concat_tables(found.get(jobs[index].number)
-                                 or [prepared.family.parser.empty(response)])
+        lines = found.get(jobs[index].number) or prepared.family.parser.empty(response)
         lines = lines.set_column(lines.schema.get_field_index("key"), "key",
                                  pc.bit_wise_and(lines.column("key"), keys.ROW_MASK))
         answers.append((infos[index], np.sort(np.concatenate(positions[index])), lines))
@@ -245,4 +265,8 @@ def join(recipe: Recipe, number: int, ended: tuple[Manifest, list[JobInfo]], cop
     except JobError as err:
         raise JobError(f"partition {number}: {err}", err.result, err.kinds) from None
     follow_up(prepared, result, read_only)
+    if not options.run.keep_staging:
+        exchange.drop_answers(number)
+    del found, answers, prepared
+    give_back()
     return result.frame
