@@ -51,9 +51,9 @@ class WordLlamaEmbedder:
     the vector's first ``dims`` values, renormalised (as Google's reduced sizes are); more:
     the 256 values followed by zeros (the same cosines). Loaded at first use, thread-safe."""
 
-    def __init__(self):
+    def __init__(self, install: str = _INSTALL):
         if not installed():
-            raise RuntimeError(f"The local embedding model needs wordllama: {_INSTALL}.")
+            raise RuntimeError(f"The local embedding model needs wordllama: {install}.")
         self._model = None
         self._lock = threading.Lock()
 

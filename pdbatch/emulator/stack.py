@@ -147,8 +147,7 @@ class LocalStack:
                                     capacity=Capacity(max_running_jobs),
                                     state_dir=state_dir,
                                     bigquery_endpoint=self.bigquery.url if bigquery else None,
-                                    embedder=WordLlamaEmbedder() if embed_model or local_model
-                                    else None)
+                                    embedder=_embedder(embed_model, local_model))
         self.vertex = VertexEmulator(self.service, port=vertex_port)
         self.gemini = self.vertex.gemini
         self._set_env = set_env
@@ -223,3 +222,11 @@ class LocalStack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _embedder(embed_model: bool, local_model) -> WordLlamaEmbedder | None:
+    """The real embedding model, when asked for: alone (the ``embed-model`` extra) or beside
+    the generate model (the ``local-model`` extra has both, and its install is named)."""
+    if local_model:
+        return WordLlamaEmbedder(install='pip install "pdbatch[local-model]"')
+    return WordLlamaEmbedder() if embed_model else None
