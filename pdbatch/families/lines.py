@@ -159,7 +159,7 @@ def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -
     if ordered:
         return result.to_arrow_table()
     # streamed in batches: DuckDB holds one batch, not a second copy of every vector
-    stream = getattr(result, "to_arrow_reader", None) or result.fetch_record_batch  # duckdb<1.4
+    stream = getattr(result, "to_arrow_reader", None) or result.fetch_arrow_reader  # duckdb<1.4
     return stream(65_536).read_all()
 
 
