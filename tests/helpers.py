@@ -82,3 +82,14 @@ def skip_without_local_model() -> None:
             pytest.fail("PDBATCH_REQUIRE_LOCAL_MODEL=1 but llama-cpp-python is not installed")
         pytest.skip("needs the local-model extra (llama-cpp-python, built from source): "
                     "pip install 'pdbatch[local-model]' (make test-model)")
+
+
+def listed_and_shown(run: str, staging: str, capsys) -> tuple[str, str]:
+    """What ``pdbatch runs list`` and ``pdbatch runs show RUN`` print for a run in
+    ``staging`` (each command asserted to succeed)."""
+    from pdbatch.cli import main
+
+    assert main(["runs", "list", "--staging", staging]) == 0
+    listed = capsys.readouterr().out
+    assert main(["runs", "show", run, "--staging", staging]) == 0
+    return listed, capsys.readouterr().out

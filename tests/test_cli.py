@@ -11,7 +11,7 @@ import pytest
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1 import JobServiceClient
-from helpers import finished, jsonl_job
+from helpers import finished, jsonl_job, listed_and_shown
 
 import pdbatch
 from pdbatch.cli import main
@@ -88,12 +88,8 @@ def test_runs_can_be_listed_shown_collected_and_cancelled_from_a_terminal(stagin
     out = df.gemini.batch_predict(prompt_col="prompt", staging=staging, progress=False)
     run = out.attrs["pdbatch_run"]
 
-    assert main(["runs", "list", "--staging", staging]) == 0
-    listed = capsys.readouterr().out
+    listed, shown = listed_and_shown(run, staging, capsys)
     assert run in listed and "succeeded" in listed and "gemini-2.5-flash" in listed
-
-    assert main(["runs", "show", run, "--staging", staging]) == 0
-    shown = capsys.readouterr().out
     assert "succeeded: 12/12 requests done, 1/1 jobs ended" in shown
     assert "batchPredictionJobs/" in shown and "12 answered, 0 failed" in shown
 

@@ -311,16 +311,13 @@ def test_the_emulator_refuses_a_job_over_the_models_row_limit(model, limit):
 
 
 def test_the_cli_lists_and_shows_embedding_runs(staging, capsys):
-    from pdbatch.cli import main
+    from helpers import listed_and_shown
 
     out = _frame(30).gemini.embed(text_col="abstract", model="text-embedding-005",
                                   staging=staging, progress=False)
     run = out.attrs["pdbatch_run"]
-    assert main(["runs", "list", "--staging", staging]) == 0
-    listed = capsys.readouterr().out
+    listed, shown = listed_and_shown(run, staging, capsys)
     assert run in listed and "succeeded" in listed and "text-embedding-005" in listed
-    assert main(["runs", "show", run, "--staging", staging]) == 0
-    shown = capsys.readouterr().out
     sent = out["abstract"].nunique()
     assert f"succeeded: {sent}/{sent} requests done" in shown and f"{sent} answered" in shown
 
