@@ -6,6 +6,9 @@ checked against its own text."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -103,6 +106,23 @@ def test_the_developer_api_embeds_through_create_embeddings(stack, tmp_path):
     assert (out["status"] == "ok").all()
     _check(out, df, 256, title=False)
     assert out["job"].str.startswith("batches/").all()
+
+
+def test_the_developer_api_embeds_without_google_genais_experimental_warning(stack, tmp_path):
+    """google-genai warns at each ``batches.create_embeddings()`` call; a user's script, which
+    called ``embed``, shows no such line (a fresh interpreter: the default warning filters)."""
+    script = textwrap.dedent(f"""
+        import pandas as pd
+        import pdbatch
+        out = pd.DataFrame({{"text": ["river water"]}}).gemini.embed(
+            text_col="text", model="gemini-embedding-001", service="gemini-api",
+            staging={str(tmp_path / "runs")!r}, progress=False)
+        print(out["status"].tolist())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "['ok']", done.stderr[-2000:]
+    assert "experimental" not in done.stderr, done.stderr[-2000:]
 
 
 def test_nearest_neighbours_make_sense(staging):

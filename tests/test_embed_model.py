@@ -5,6 +5,10 @@ share no word are closer than texts that share words but not the topic."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -47,3 +51,24 @@ def test_the_local_embedding_model_answers_with_meaningful_vectors(embed_stack, 
     cosine = matrix @ matrix.T
     # cat/kitten share no content word, yet are closer than cat/"cat ... bank"
     assert cosine[0, 1] > cosine[0, 3] and cosine[0, 1] > cosine[0, 2]
+
+
+def test_loading_the_model_in_a_thread_prints_no_log_lines_of_the_users_thread():
+    """Importing wordllama calls ``logging.basicConfig(level=INFO)``; the emulator loads it
+    in its own thread while the user's thread logs: no INFO line may reach the console."""
+    skip_without_embed_model()
+    script = textwrap.dedent("""
+        import logging, threading
+        from pdbatch.emulator.localembed import WordLlamaEmbedder
+        loading = threading.Thread(target=lambda: WordLlamaEmbedder()("warm up", 8))
+        loading.start()
+        while loading.is_alive():
+            logging.getLogger("pdbatch.probe").info("an INFO line of the user's thread")
+        loading.join()
+        logging.getLogger("pdbatch.probe").info("an INFO line of the user's thread")
+        print("root handlers:", logging.getLogger().handlers)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert "INFO" not in done.stderr, done.stderr[-2000:]
+    assert "root handlers: []" in done.stdout

@@ -32,16 +32,19 @@ def installed() -> bool:
 def _load():
     """The packaged model. Importing wordllama calls ``logging.basicConfig(level=INFO)``,
     which would print every library's INFO lines (pdbatch's among them) to the user's
-    console: the root logger's handlers and level are put back as they were."""
+    console. ``basicConfig`` does nothing where the root logger has a handler: a
+    ``NullHandler`` stands there during the import. (Putting the root's handlers and level
+    back afterwards is not enough: the model loads in the emulator's thread, and the user's
+    thread logs through the root meanwhile.)"""
     import logging
 
     root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)
     try:
         import wordllama
     finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+        root.removeHandler(placeholder)
     return wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent,
                                     disable_download=True)
 
