@@ -56,10 +56,6 @@ def _serve(state, port: int = 0) -> VertexEmulator:
     return VertexEmulator(service, port=port).start()
 
 
-@pytest.mark.skipif(
-    int(__import__("google.genai", fromlist=["__version__"]).__version__.split(".")[0]) < 2,
-    reason="google-genai 1.x does not retry a refused connection during an outage (seen with "
-    "1.61, CI's lowest pins); known gap, not yet fixed")
 def test_a_developer_api_run_waits_through_an_outage(tmp_path):
     """google-genai counts attempts, not time: pdbatch gives it as many as its waits need to
     last ``PDBATCH_RETRY_DEADLINE`` (300 s), as a Vertex AI run rides an outage out."""

@@ -147,9 +147,8 @@ def test_google_genai_batches_create_get_list_cancel(stack, input_uri, api_versi
         time.sleep(0.05)
     assert done.state == types.JobState.JOB_STATE_SUCCEEDED
     assert done.completion_stats.successful_count == 5
-    if "output_info" in types.BatchJob.model_fields:  # google-genai 1.74+
-        output_dir = done.output_info.gcs_output_directory
-        assert output_dir.startswith(done.dest.gcs_uri + "/prediction-model-")
+    assert done.output_info.gcs_output_directory.startswith(
+        done.dest.gcs_uri + "/prediction-model-")
 
     other = client.batches.create(model="gemini-2.5-flash", src=input_uri)
     client.batches.cancel(name=other.name)
