@@ -77,7 +77,11 @@ def gathered_vectors(column: pa.ChunkedArray, line: np.ndarray, kind: pa.FixedSi
             return _fallback(column, line, kind, copies, originals)
         block = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, size)
         rows_here = row_of_line[start:start + len(chunk)][present]
-        matrix[rows_here[rows_here >= 0]] = block[rows_here >= 0]
+        kept = rows_here >= 0
+        if kept.all():  # the usual case: no copy of the block before it is gathered
+            matrix[rows_here] = block
+        else:
+            matrix[rows_here[kept]] = block[kept]
         missing = row_of_line[start:start + len(chunk)][~present]
         valid[missing[missing >= 0]] = False
         start += len(chunk)
