@@ -342,6 +342,7 @@ def bench_embed(results, rows: int, dims: int, folder: Path) -> None:
                 matrix[int(answer["key"])] = np.asarray(
                     answer["response"]["embedding"]["values"], dtype=np.float32)
     del matrix
+    _bench_parse_floors(results, path, size, rows, dims)
     with measured(results, "embed", "pdbatch: parse+join (+ vectors())", size):
         parsed = family_lines.parse_output(engine.connect(), GEMINI_PARSER, [str(path)],
                                            response=False)
@@ -353,6 +354,41 @@ def bench_embed(results, rows: int, dims: int, folder: Path) -> None:
         matrix = vectors(out)
     assert matrix.shape == (rows, dims)
     del out, matrix
+
+
+def _bench_parse_floors(results, path: Path, size: int, rows: int, dims: int) -> None:
+    """What the float parsing alone costs, read and discarded: DuckDB's JSON reader (pdbatch's
+    parser) on one thread and on all, and pysimdjson per line where it is installed (it is
+    not a dependency)."""
+    import importlib.util
+
+    from pdbatch import engine
+    from pdbatch.families.embedding import GEMINI_PARSER
+
+    sql = ("SELECT TRY_CAST(key AS BIGINT) AS key, response.embedding.\"values\" AS v "
+           "FROM read_ndjson($paths, columns = {'key': 'VARCHAR', "
+           f"'response': '{GEMINI_PARSER.response_type}'}})")
+    for threads in (1, os.cpu_count()):
+        con = engine.connect()
+        con.execute(f"SET threads = {int(threads)}")
+        with measured(results, "embed", f"DuckDB's JSON reader alone, {threads} thread(s)", size):
+            for _ in con.sql(sql, params={"paths": [str(path)]}).to_arrow_reader(65_536):
+                pass
+        con.close()
+    if importlib.util.find_spec("simdjson") is None:
+        print("  embed             pysimdjson: not installed (pip install pysimdjson), skipped")
+        return
+    import simdjson
+
+    with measured(results, "embed", "pysimdjson per line + as_buffer (one thread)", size):
+        parser, matrix = simdjson.Parser(), np.empty((rows, dims), dtype=np.float32)
+        with path.open("rb") as source:
+            for line in source:
+                answer = parser.parse(line)
+                matrix[int(answer["key"])] = np.frombuffer(
+                    answer["response"]["embedding"]["values"].as_buffer(of_type="d"))
+                del answer  # the parser reuses its document
+    del matrix
 
 
 def bench_import(results, repeats: int = 5) -> None:
