@@ -325,6 +325,7 @@ def bench_embed(results, rows: int, dims: int, folder: Path) -> None:
     from pdbatch.families import lines as family_lines
     from pdbatch.families.embedding import GEMINI_PARSER
     from pdbatch.join import ResultBuilder
+    from pdbatch.vector_sink import VectorSink
 
     path = folder / "embeddings.jsonl"
     size = make_embedding_output(path, rows, dims)
@@ -344,10 +345,12 @@ def bench_embed(results, rows: int, dims: int, folder: Path) -> None:
     del matrix
     _bench_parse_floors(results, path, size, rows, dims)
     with measured(results, "embed", "pdbatch: parse+join (+ vectors())", size):
+        kind = pa.list_(pa.float32(), dims)
+        sink = VectorSink(rows, "embedding", kind)  # as join.vector_sink makes it
         parsed = family_lines.parse_output(engine.connect(), GEMINI_PARSER, [str(path)],
-                                           response=False)
-        builder = ResultBuilder(rows, GEMINI_PARSER.task, False,
-                                {"embedding": pa.list_(pa.float32(), dims)})
+                                           response=False,
+                                           per_batch=sink.job(np.arange(rows)).take)
+        builder = ResultBuilder(rows, GEMINI_PARSER.task, False, {"embedding": kind}, sink)
         builder.add_job("job", np.arange(rows), parsed)
         del parsed
         out = builder.join(frame)

@@ -102,7 +102,8 @@ def _fallback(column, line, kind, copies, originals) -> pa.Array:
 def fixed_vectors(column, kind: pa.FixedSizeListType) -> pa.Array:
     """List-of-float vectors as ``kind`` (fixed-size): a vector longer than its size is cut
     and L2-normalised again (the leading part of a Matryoshka vector, as the service does
-    when asked for fewer dimensions), a shorter one becomes null."""
+    when asked for fewer dimensions), a shorter one becomes null, one of its size stays as
+    it is."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     size = kind.list_size
     lengths = pc.fill_null(pc.list_value_length(column), size).to_numpy(zero_copy_only=False)
@@ -114,6 +115,6 @@ def fixed_vectors(column, kind: pa.FixedSizeListType) -> pa.Array:
             rows.append(None)
             continue
         cut = np.asarray(vector[:size], dtype=np.float32)
-        norm = float(np.linalg.norm(cut))
+        norm = float(np.linalg.norm(cut)) if length > size else 0.0
         rows.append(cut / norm if norm else cut)
     return pa.array(rows, kind)

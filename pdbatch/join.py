@@ -21,9 +21,11 @@ import pyarrow.compute as pc
 from . import engine, structured
 from .columns import SUCCESS, gathered_vectors, pandas_array
 from .errors import JobError
+from .families.lines import line_rank
 from .prepare import Prepared
 from .service import JobInfo
 from .tasks import Task
+from .vector_sink import VectorSink
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +84,7 @@ def parse_status(status: str) -> tuple[int | None, str | None]:
 
 def _winners(keys: np.ndarray, status: pa.ChunkedArray, processed_time: pa.ChunkedArray
              ) -> np.ndarray:
-    """The lines to keep: one per row key. Where a row has several lines, prefer a success,
-    then the latest ``processed_time``, then the lexically largest status: never file order."""
+    """The lines to keep: one per row key, the highest ``line_rank`` of the row's lines."""
     unique, counts = np.unique(keys, return_counts=True)
     if len(unique) == len(keys):
         return np.arange(len(keys))
@@ -91,8 +92,7 @@ def _winners(keys: np.ndarray, status: pa.ChunkedArray, processed_time: pa.Chunk
     repeated = np.isin(keys, unique[counts > 1])
     best: dict[int, tuple] = {}
     for line in np.flatnonzero(repeated).tolist():
-        state = status[line].as_py()
-        rank = (state == "", processed_time[line].as_py(), state, line)
+        rank = line_rank(status[line].as_py(), processed_time[line].as_py(), line)
         best[keys[line]] = max(best.get(keys[line], rank), rank)
     kept = np.flatnonzero(~repeated).tolist() + [rank[-1] for rank in best.values()]
     return np.sort(np.array(kept, dtype=np.int64))
@@ -101,9 +101,11 @@ def _winners(keys: np.ndarray, status: pa.ChunkedArray, processed_time: pa.Chunk
 class ResultBuilder:
     """Per-row results for a frame of ``n`` rows, filled job by job, joined by position."""
 
-    def __init__(self, n: int, task: Task, response: bool = True, types: dict | None = None):
+    def __init__(self, n: int, task: Task, response: bool = True, types: dict | None = None,
+                 sink: VectorSink | None = None):
         self.n, self.task, self.response = n, task, response
         self.types = types or {}  # result columns of a type the call fixes (vectors)
+        self.sink = sink  # where the jobs' vectors were written as they were read
         self.line = np.full(n, -1, dtype=np.int64)  # row -> line of the kept output lines
         self.tables: list[pa.Table] = []
         self.lines = 0
@@ -165,7 +167,7 @@ class ResultBuilder:
         failed = np.flatnonzero(np.asarray(pc.fill_null(pc.not_equal(status, ""), False)))
         answered = self.line >= 0
         self.kinds[answered] = Kind.OK
-        self.kinds[np.intersect1d(failed, np.flatnonzero(answered))] = Kind.FAILED
+        self.kinds[failed[answered[failed]]] = Kind.FAILED
         codes = np.full(self.n, None, dtype=object)
         messages = np.full(self.n, None, dtype=object)
         for row, text in zip(failed.tolist(), status.take(failed).to_pylist(), strict=True):
@@ -182,8 +184,9 @@ class ResultBuilder:
             self.kinds[self.copies] = self.kinds[self.originals]
         for name in self.task.columns(self.response):
             if name in vectors:
-                values = gathered_vectors(*vectors[name], self.types[name], self.copies,
-                                          self.originals)
+                values = self.sink.column(self.line >= 0, self.copies, self.originals) \
+                    if self.sink else gathered_vectors(*vectors[name], self.types[name],
+                                                       self.copies, self.originals)
                 out[prefix + name] = pd.Series(pandas_array(values), index=df.index)
                 continue
             values = columns[name] if name in columns else _spread(table.column(name), self.line)
@@ -228,17 +231,28 @@ def _copy_on_write() -> bool:
     return int(pd.__version__.split(".")[0]) >= 3 or pd.options.mode.copy_on_write is True
 
 
+def vector_sink(prepared: Prepared) -> VectorSink | None:
+    """Where a call's vectors are written as its jobs' output is read: for a task with a
+    vector whose answers carry their row key, when the raw response is not kept."""
+    family, options = prepared.family, prepared.options
+    kinds = family.result_types(options.request.generation_config)
+    if not kinds or not family.keyed or options.result.include_response:
+        return None
+    [(field, kind)] = kinds.items()
+    return VectorSink(len(prepared.df), field, kind)
+
+
 def joined(prepared: Prepared, answers: list[tuple[JobInfo, np.ndarray, pa.Table]],
-           run_id: str, where: str) -> Result:
+           run_id: str, where: str, sink: VectorSink | None = None) -> Result:
     """The prepared frame with the result columns from each job's parsed ``answers`` (its
-    info, the positions of its rows and its output lines). Raises JobError
-    (with ``.result``) when a job ended without results and the call's options do not ask
-    its rows again."""
+    info, the positions of its rows and its output lines; their vectors in ``sink`` when
+    they were read through it). Raises JobError (with ``.result``) when a job ended without
+    results and the call's options do not ask its rows again."""
     options = prepared.options
     prefix = options.result.result_prefix
     family = prepared.family
     results = ResultBuilder(len(prepared.df), family.task, options.result.include_response,
-                            family.result_types(options.request.generation_config))
+                            family.result_types(options.request.generation_config), sink)
     skipped = np.flatnonzero(prepared.rows.reasons != "")
     results.skip(skipped, prepared.rows.reasons[skipped])
     results.copy_rows(prepared.sending.copies, prepared.sending.originals)

@@ -99,6 +99,8 @@ class Parser:
     #: Read the answer straight as ``response_type`` when its raw JSON is not kept (one parse
     #: instead of two: a million embedding vectors), for answers whose shape is fixed.
     typed_read: bool = False
+    #: Output lines longer than this are skipped (their rows get a ``missing`` status).
+    max_line_bytes: int = 64 << 20
     #: A request line that is itself a table row, with these STRING columns (text-embedding
     #: instances: ``content``, ``task_type``, ``title``), and the SQL of an output row's key
     #: over them; empty: Gemini's input table (the row key and the ``request`` as JSON).
@@ -135,7 +137,19 @@ def _sql(parser: Parser, lines: str, response: bool, ordered: bool = True) -> st
     return sql
 
 
-def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -> pa.Table:
+def line_rank(status: str, processed_time: str, line: int) -> tuple:
+    """How a row's output line ranks among the row's lines (the highest is kept): a success
+    first, then the latest ``processed_time``, then the lexically largest status, then the
+    later line (file order decides only between lines that agree on all of these)."""
+    return status == "", processed_time, status, line
+
+
+#: Called with each parsed batch, returns the batch to keep (``vector_sink.JobVectors``).
+PerBatch = Callable[[pa.RecordBatch], pa.RecordBatch]
+
+
+def parse_output(con, parser: Parser, paths: list[str], response: bool = True,
+                 per_batch: PerBatch | None = None) -> pa.Table:
     """The kept fields of every line of the output files at local ``paths``, as the columns
     of the task's ``parsed_fields`` (without ``response`` when ``response`` is false), sorted
     by key, except for answers read typed (``Parser.typed_read``: a million vectors), which
@@ -143,7 +157,9 @@ def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -
     sort would copy every vector twice).
 
     ``response`` is the raw JSON text. ``key`` is null for a line without an integer row key,
-    and a line that is not JSON becomes a row of nulls; lines over 64 MiB are skipped.
+    and a line that is not JSON becomes a row of nulls; lines over the parser's
+    ``max_line_bytes`` are skipped.
+    ``per_batch`` is given each batch as it is parsed and returns what is kept of it.
     """
     if not paths:
         return parser.empty(response)
@@ -151,19 +167,24 @@ def parse_output(con, parser: Parser, paths: list[str], response: bool = True) -
     answer = parser.response_key
     typed = parser.response_type if parser.typed_read and not response else "JSON"
     lines = (f"SELECT {key} AS key, status, processed_time, {answer} AS response "
-             "FROM read_ndjson($paths, ignore_errors = true, maximum_object_size = 67108864, "
+             "FROM read_ndjson($paths, ignore_errors = true, "
+             f"maximum_object_size = {int(parser.max_line_bytes)}, "
              f"columns = {{'{parser.key}': '{parser.key_type}', 'status': 'VARCHAR', "
              f"'processed_time': 'VARCHAR', '{answer}': '{typed}'}})")
     ordered = typed == "JSON"
     result = con.sql(_sql(parser, lines, response, ordered), params={"paths": paths})
     if ordered:
-        return result.to_arrow_table()
+        return _each_batch(result.to_arrow_table(), per_batch)
     # streamed in batches: DuckDB holds one batch, not a second copy of every vector
     stream = getattr(result, "to_arrow_reader", None) or result.fetch_arrow_reader  # duckdb<1.4
-    return stream(65_536).read_all()
+    reader = stream(65_536)
+    if per_batch is None:
+        return reader.read_all()
+    return pa.Table.from_batches([per_batch(batch) for batch in reader], reader.schema)
 
 
-def parse_rows(con, parser: Parser, rows: pa.Table, response: bool = True) -> pa.Table:
+def parse_rows(con, parser: Parser, rows: pa.Table, response: bool = True,
+               per_batch: PerBatch | None = None) -> pa.Table:
     """``parse_output`` for BigQuery output rows (the key column, or the parser's
     ``table_columns``, ``status``, ``processed_time``, the answer as JSON text)."""
     con.register("pdbatch_answers", rows)
@@ -172,9 +193,16 @@ def parse_rows(con, parser: Parser, rows: pa.Table, response: bool = True) -> pa
              "CAST(processed_time AS VARCHAR) AS processed_time, "
              f"try_cast({parser.response_key} AS JSON) AS response FROM pdbatch_answers")
     try:
-        return con.sql(_sql(parser, lines, response)).to_arrow_table()
+        return _each_batch(con.sql(_sql(parser, lines, response)).to_arrow_table(), per_batch)
     finally:
         con.unregister("pdbatch_answers")
+
+
+def _each_batch(table: pa.Table, per_batch: PerBatch | None) -> pa.Table:
+    if per_batch is None:
+        return table
+    return pa.Table.from_batches([per_batch(batch) for batch in table.to_batches()],
+                                 table.schema)
 
 
 def custom_id_frame(envelope: str, messages_before: str, close: str) -> Frame:

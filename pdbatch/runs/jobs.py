@@ -18,8 +18,10 @@ import pyarrow.compute as pc
 
 from .. import engine, families, service, storage
 from ..errors import InputError, ServiceError
+from ..families.lines import PerBatch
 from ..service import BatchService, JobInfo
 from ..storage import Destination, Location, RunStore, Staged
+from ..vector_sink import VectorSink
 from .manifest import FINGERPRINT_LABEL, RUN_LABEL, JobEntry, Manifest
 
 #: Seconds after which an unfinished manifest no process has saved counts as abandoned
@@ -251,22 +253,25 @@ def check_jobs(manifest: Manifest, infos: list[JobInfo]) -> None:
 
 
 def answers(outputs: Location, jobs: list[tuple[JobEntry, JobInfo, np.ndarray]], response: bool,
-            batch: BatchService) -> list[tuple[JobInfo, np.ndarray, pa.Table]]:
-    """Each job's info, row positions and parsed output lines, for ``join.joined``."""
+            batch: BatchService, sink: VectorSink | None = None
+            ) -> list[tuple[JobInfo, np.ndarray, pa.Table]]:
+    """Each job's info, row positions and parsed output lines, for ``join.joined`` (their
+    vectors written into ``sink`` as they are read, when there is one)."""
     con = engine.connect()
     found = []
     for job, info, positions in jobs:
-        info, lines = collected(batch, outputs, con, job.number, info, response)
+        per_batch = sink.job(positions).take if sink else None
+        info, lines = collected(batch, outputs, con, job.number, info, response, per_batch)
         found.append((info, positions, lines))
     return found
 
 
 def collected(batch: BatchService, outputs: Location, con, number: int, info: JobInfo,
-              response: bool) -> tuple[JobInfo, pa.Table]:
+              response: bool, per_batch: PerBatch | None = None) -> tuple[JobInfo, pa.Table]:
     """Job ``number``'s info and parsed output lines. A job that succeeded with no output line
     yet (every row it read gets one) is asked again, with backoff, for up to ``OUTPUT_WAIT``
     seconds, before any of its rows is called missing."""
-    table = outputs.collect(con, number, info.output_dir, response)
+    table = outputs.collect(con, number, info.output_dir, response, per_batch)
     deadline, delay = time.monotonic() + OUTPUT_WAIT, 0.5
     while info.succeeded and not table.num_rows and time.monotonic() < deadline:
         log.info("%s succeeded but shows no output yet: asking again in %.1f s", info.name,
@@ -274,7 +279,7 @@ def collected(batch: BatchService, outputs: Location, con, number: int, info: Jo
         time.sleep(delay)
         delay = min(delay * 2, 15.0)
         info = batch.get(info.name)
-        table = outputs.collect(con, number, info.output_dir, response)
+        table = outputs.collect(con, number, info.output_dir, response, per_batch)
     if info.succeeded and not table.num_rows:
         log.warning("%s succeeded but showed no output within %.0f s: its rows are missing",
                     info.name, OUTPUT_WAIT)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import costs, plan, progress, storage
 from ..errors import InputError, JobError
-from ..join import Kind, Result, joined
+from ..join import Kind, Result, joined, vector_sink
 from ..options import Options
 from ..prepare import Prepared, prepare
 from . import lifecycle
@@ -127,9 +127,11 @@ def result_of(run: BatchRun, prepared: Prepared, read_only: bool = False) -> Res
     sent = prepared.sent_rows
     jobs = [(job, info, sent[job.first:job.first + job.count])
             for job, info in zip(run.manifest.jobs, status.jobs, strict=True)]
-    found = answers(outputs, jobs, prepared.options.result.include_response, run.service())
+    sink = vector_sink(prepared)
+    found = answers(outputs, jobs, prepared.options.result.include_response, run.service(),
+                    sink)
     result = joined(prepared, found,
-                    run.id, f"Inputs are in {inputs}; any partial outputs in {outputs}.")
+                    run.id, f"Inputs are in {inputs}; any partial outputs in {outputs}.", sink)
     lifecycle.tidy(run, status, read_only, lambda: inputs)
     follow_up(prepared, result, read_only)
     return result

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from ..errors import InputError
-from ..families.lines import Parser
+from ..families.lines import Parser, PerBatch
 from ..identifiers import whole
 from . import bigquery, folder, gcs
 from .runids import is_run_id, new_run_id
@@ -61,8 +61,10 @@ class Location(Protocol):
     def destination(self, number: int) -> Destination:
         """Where job ``number`` writes."""
 
-    def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
-        """Job ``number``'s answers, parsed (the task's ``parsed_fields``)."""
+    def collect(self, con, number: int, output_dir: str, response: bool,
+                per_batch: PerBatch | None = None) -> pa.Table:
+        """Job ``number``'s answers, parsed (the task's ``parsed_fields``), each parsed batch
+        through ``per_batch`` (``families.lines.parse_output``)."""
 
     def clean_up(self) -> None:
         """Remove what the run staged (outputs stay)."""

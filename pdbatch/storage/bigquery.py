@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..families import lines
-from ..families.lines import Parser, string_bytes
+from ..families.lines import Parser, PerBatch, string_bytes
 from ..identifiers import whole
 from .runids import checked_fingerprint, checked_run_id, is_run_id, manifest_of
 from .staged import Destination, Staged
@@ -302,7 +302,8 @@ class BigQueryLocation:
     def output_table(self, number: int) -> str:
         return f"{self.prefix}_output_{number:05d}"
 
-    def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
+    def collect(self, con, number: int, output_dir: str, response: bool,
+                per_batch: PerBatch | None = None) -> pa.Table:
         """The job's output table, parsed (none when the job ended before writing it)."""
         from google.api_core.exceptions import NotFound
 
@@ -314,7 +315,7 @@ class BigQueryLocation:
                                    (self.parser.key,), self.parser.response_key)
         except NotFound:
             return self.parser.empty(response)
-        return lines.parse_rows(con, self.parser, answers, response)
+        return lines.parse_rows(con, self.parser, answers, response, per_batch)
 
     def clean_up(self) -> None:
         """Remove the run's input tables (output tables stay)."""

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from ..errors import InputError, ServiceError
 from ..families import lines
-from ..families.lines import Parser, string_bytes
+from ..families.lines import Parser, PerBatch, string_bytes
 from ..gemini_client import client, download, every
 from .staged import Destination, Staged
 
@@ -148,7 +148,8 @@ class FilesApiLocation:
         """Nowhere of the run's: a batch's answers stay with the service."""
         return Destination()
 
-    def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
+    def collect(self, con, number: int, output_dir: str, response: bool,
+                per_batch: PerBatch | None = None) -> pa.Table:
         """Job ``number``'s answers: ``output_dir`` is the results file (``files/...``), or,
         for inline requests, the batch (``batches/...``) holding the responses."""
         if not output_dir:
@@ -157,7 +158,7 @@ class FilesApiLocation:
             rows = self._inline_answers(output_dir)
         else:
             rows = self._file_answers(con, output_dir)
-        return lines.parse_rows(con, self.parser, rows, response)
+        return lines.parse_rows(con, self.parser, rows, response, per_batch)
 
     def clean_up(self) -> None:
         """Delete the run's uploaded input files (results files stay)."""

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ..errors import InputError
 from ..families import lines
-from ..families.lines import Parser, string_bytes
+from ..families.lines import Parser, PerBatch, string_bytes
 from ..identifiers import whole
 from .runids import checked_fingerprint, checked_run_id, claimed_by, is_run_id, manifest_of
 from .staged import Destination, Staged
@@ -177,7 +177,8 @@ class GcsLocation:
                 self.fs.pipe(uri, Path(source).read_bytes() if isinstance(source, str)
                              else bytes(source))
 
-    def collect(self, con, number: int, output_dir: str, response: bool) -> pa.Table:
+    def collect(self, con, number: int, output_dir: str, response: bool,
+                per_batch: PerBatch | None = None) -> pa.Table:
         """Download the job's output files to a temporary folder and parse them (none when
         the job ended before writing any)."""
         with tempfile.TemporaryDirectory(prefix="pdbatch-") as tmp:
@@ -186,7 +187,7 @@ class GcsLocation:
             for count, uri in enumerate(uris):
                 paths.append(os.path.join(tmp, f"{count:05d}.jsonl"))
                 download(self.fs, uri, paths[-1])
-            return lines.parse_output(con, self.parser, paths, response)
+            return lines.parse_output(con, self.parser, paths, response, per_batch)
 
     def clean_up(self) -> None:
         """Remove the run's staged inputs and Dask shards (outputs stay). Other processes
