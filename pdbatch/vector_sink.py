@@ -5,9 +5,9 @@ gathered into the result, they were two copies of every vector and most of the t
 after parsing. ``VectorSink`` owns the result's ``(rows, size)`` buffer from the start; each
 parsed batch of a job's output hands it its vectors (``JobVectors.take``), which go to their
 rows at once and leave the batch as nulls. Where a row has several lines, the line the join
-keeps (``families.lines.line_rank``: a success, then the latest ``processed_time``, then the largest
-status, then the later line) holds the row's vector, so the sink and the join agree line for
-line.
+keeps (``families.lines.line_rank``: a success, then the latest ``processed_time``, then the
+largest status, then the later line) holds the row's vector, so the sink and the join agree
+line for line.
 
 Only for answers that carry their row key (the key is the row's position): answers matched
 back by their echoed text are keyed after parsing, and go through
@@ -36,7 +36,8 @@ class VectorSink:
         self.valid = np.zeros(rows, dtype=bool)
         self.held = np.full(rows, -1, dtype=np.int64)  # the line holding each row's vector
         self.lines = 0  # lines taken so far, every job's
-        self._batches: list[tuple[int, pa.Array, pa.Array]] = []  # first line, status, time
+        self._starts: list[int] = []  # each batch's first line
+        self._batches: list[tuple[pa.Array, pa.Array]] = []  # each batch's status and time
 
     def job(self, positions: np.ndarray) -> JobVectors:
         """What takes the parsed batches of the job that sent rows ``positions``."""
@@ -44,15 +45,14 @@ class VectorSink:
 
     def rank(self, line: int) -> tuple:
         """``line_rank`` of a line taken before."""
-        number = bisect.bisect_right([first for first, _, _ in self._batches], line) - 1
-        first, status, processed_time = self._batches[number]
-        return line_rank(status[line - first].as_py() or "",
-                         processed_time[line - first].as_py() or "", line)
+        number = bisect.bisect_right(self._starts, line) - 1
+        (status, processed_time), at = self._batches[number], line - self._starts[number]
+        return line_rank(status[at].as_py() or "", processed_time[at].as_py() or "", line)
 
     def remember(self, batch: pa.RecordBatch) -> np.ndarray:
         """The numbers of ``batch``'s lines (their status and time kept for ``rank``)."""
-        self._batches.append((self.lines, batch.column("status"),
-                              batch.column("processed_time")))
+        self._starts.append(self.lines)
+        self._batches.append((batch.column("status"), batch.column("processed_time")))
         self.lines += batch.num_rows
         return np.arange(self.lines - batch.num_rows, self.lines)
 
@@ -117,14 +117,20 @@ def _block(column: pa.Array, kind: pa.FixedSizeListType) -> tuple[np.ndarray, np
     """A batch's vectors as ``(lines, size)`` float32 (zeros where a line has none) and
     which lines have one; vectors not of the call's size go through ``fixed_vectors``."""
     size = kind.list_size
-    extremes = pc.min_max(pc.list_value_length(column))
-    if column.null_count or column.values.null_count or \
-            extremes["min"].as_py() != size or extremes["max"].as_py() != size:
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    extremes = pc.min_max(pc.list_value_length(column))  # of the lines with a vector
+    values = column.flatten()
+    if values.null_count or (present.any() and (extremes["min"].as_py() != size or
+                                                extremes["max"].as_py() != size)):
         fixed = fixed_vectors(column, kind)
         present = fixed.is_valid().to_numpy(zero_copy_only=False)
         values = fixed.values.slice(fixed.offset * size, len(fixed) * size)
         block = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, size)
         block[~present] = 0
         return block, present
-    values = column.flatten().to_numpy(zero_copy_only=False)
-    return values.reshape(-1, size), np.ones(len(column), dtype=bool)
+    values = values.to_numpy(zero_copy_only=False).reshape(-1, size)
+    if present.all():
+        return values, present
+    block = np.zeros((len(column), size), dtype=np.float32)
+    block[present] = values
+    return block, present
