@@ -11,7 +11,9 @@ line for line.
 
 Only for answers that carry their row key (the key is the row's position): answers matched
 back by their echoed text are keyed after parsing, and go through
-``columns.gathered_vectors``.
+``columns.gathered_vectors``. Output files read from Cloud Storage stream batch by batch;
+the Developer API's and BigQuery's answers are read whole first (``parse_rows``), then go
+through the sink the same way.
 """
 
 from __future__ import annotations
@@ -60,8 +62,7 @@ class VectorSink:
                originals: np.ndarray) -> pa.Array:
         """The result column: each ``answered`` row's vector (null elsewhere, and where its
         line had none); rows ``copies`` take their ``originals``' vectors."""
-        valid = self.valid & answered
-        self.matrix[np.flatnonzero(~valid & (self.held >= 0))] = 0
+        valid = self.valid & answered  # (a row without a vector is zeros: ``_block``)
         if len(copies):
             self.matrix[copies], valid[copies] = self.matrix[originals], valid[originals]
         return pa.FixedSizeListArray.from_arrays(pa.array(self.matrix.reshape(-1)),
@@ -78,6 +79,8 @@ class JobVectors:
         self.sent[positions] = True
 
     def take(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Write the vectors of ``batch`` (parsed output lines) to their rows; the batch
+        without them."""
         sink, rows = self.sink, len(self.sink.valid)
         at = batch.schema.get_field_index(sink.field)
         block, present = _block(batch.column(at), sink.kind)

@@ -140,11 +140,13 @@ def _sql(parser: Parser, lines: str, response: bool, ordered: bool = True) -> st
 def line_rank(status: str, processed_time: str, line: int) -> tuple:
     """How a row's output line ranks among the row's lines (the highest is kept): a success
     first, then the latest ``processed_time``, then the lexically largest status, then the
-    later line (file order decides only between lines that agree on all of these)."""
+    later line of the parsed table (only between lines that agree on all of these; the join
+    and ``vector_sink`` see the same table, so they keep the same line)."""
     return status == "", processed_time, status, line
 
 
-#: Called with each parsed batch, returns the batch to keep (``vector_sink.JobVectors``).
+#: Called with each batch of the parsed table, returns the batch to keep
+#: (``vector_sink.JobVectors.take``).
 PerBatch = Callable[[pa.RecordBatch], pa.RecordBatch]
 
 
@@ -159,7 +161,8 @@ def parse_output(con, parser: Parser, paths: list[str], response: bool = True,
     ``response`` is the raw JSON text. ``key`` is null for a line without an integer row key,
     and a line that is not JSON becomes a row of nulls; lines over the parser's
     ``max_line_bytes`` are skipped.
-    ``per_batch`` is given each batch as it is parsed and returns what is kept of it.
+    ``per_batch`` is given each batch of the table and returns what is kept of it: batch by
+    batch as DuckDB parses them for answers read typed, after the whole read otherwise.
     """
     if not paths:
         return parser.empty(response)

@@ -132,6 +132,7 @@ def result_of(run: BatchRun, prepared: Prepared, read_only: bool = False) -> Res
                     sink)
     result = joined(prepared, found,
                     run.id, f"Inputs are in {inputs}; any partial outputs in {outputs}.", sink)
+    del found, sink  # the result holds the vectors: not the lines' bookkeeping, in the passes
     lifecycle.tidy(run, status, read_only, lambda: inputs)
     follow_up(prepared, result, read_only)
     return result

@@ -26,11 +26,9 @@ from ..storage.files_api import FilesApiLocation
 from .base import RUN_LABEL, JobInfo, create_once, gone
 
 log = logging.getLogger(__name__)
-#: google-genai warns at every ``batches.create_embeddings()`` call that the method is
-#: experimental; the user called ``embed``, not it (docs/usage.md names the status).
-#: Only that warning, raised from this module, is hidden.
-warnings.filterwarnings("ignore", message=r"batches\.create_embeddings\(\) is experimental",
-                        module=re.escape(__name__))
+#: What google-genai warns at every ``batches.create_embeddings()`` call; the user called
+#: ``embed``, not it (docs/usage.md names the status), so that warning alone is hidden there.
+_EXPERIMENTAL = r"batches\.create_embeddings\(\) is experimental"
 
 _ENDED_BADLY = ("JOB_STATE_FAILED", "JOB_STATE_EXPIRED")
 #: What a failed batch says: google-genai drops the Developer API operation's error.
@@ -200,9 +198,11 @@ class GeminiApiService:
         model = model_name(model)
         def create() -> str:
             try:
-                batch = (self._once.batches.create_embeddings(
-                    model=model, src={"file_name": src}, config=config) if embeds else
-                    self._once.batches.create(model=model, src=src, config=config))
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=_EXPERIMENTAL)
+                    batch = (self._once.batches.create_embeddings(
+                        model=model, src={"file_name": src}, config=config) if embeds else
+                        self._once.batches.create(model=model, src=src, config=config))
             except Exception as err:
                 raise err if transient(err) else _refused(err) from err
             log.info("created %s (%s)", batch.name, batch.state)
