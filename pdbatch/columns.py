@@ -62,28 +62,21 @@ def gathered_vectors(column: pa.ChunkedArray, line: np.ndarray, kind: pa.FixedSi
     """Each row's vector (``column[line[row]]``; null where ``line`` is -1, and rows
     ``copies`` take their ``originals``' vectors) as ``kind``, gathered chunk by chunk
     straight into one contiguous float32 buffer: one copy of the vectors, in any line order.
-    Vectors not of the call's size go through ``fixed_vectors`` (cut, or null)."""
+    Vectors not of the call's size go through ``fixed_vectors`` (``vector_block``)."""
     size, rows = kind.list_size, len(line)
     matrix = np.zeros((rows, size), dtype=np.float32)
-    valid = line >= 0
+    valid = np.zeros(rows, dtype=bool)
     row_of_line = np.full(len(column), -1, dtype=np.int64)
-    row_of_line[line[valid]] = np.flatnonzero(valid)
+    row_of_line[line[line >= 0]] = np.flatnonzero(line >= 0)
     start = 0
     for chunk in column.chunks:
-        lengths = pc.list_value_length(chunk).to_numpy(zero_copy_only=False)
-        present = ~np.isnan(lengths.astype(float)) if chunk.null_count else \
-            np.ones(len(chunk), dtype=bool)
-        if not (lengths[present] == size).all() or chunk.values.null_count:
-            return _fallback(column, line, kind, copies, originals)
-        block = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, size)
-        rows_here = row_of_line[start:start + len(chunk)][present]
+        block, present = vector_block(chunk, kind)
+        rows_here = row_of_line[start:start + len(chunk)]
         kept = rows_here >= 0
         if kept.all():  # the usual case: no copy of the block before it is gathered
-            matrix[rows_here] = block
+            matrix[rows_here], valid[rows_here] = block, present
         else:
-            matrix[rows_here[kept]] = block[kept]
-        missing = row_of_line[start:start + len(chunk)][~present]
-        valid[missing[missing >= 0]] = False
+            matrix[rows_here[kept]], valid[rows_here[kept]] = block[kept], present[kept]
         start += len(chunk)
     if len(copies):
         matrix[copies], valid[copies] = matrix[originals], valid[originals]
@@ -91,12 +84,29 @@ def gathered_vectors(column: pa.ChunkedArray, line: np.ndarray, kind: pa.FixedSi
                                              mask=pa.array(~valid))
 
 
-def _fallback(column, line, kind, copies, originals) -> pa.Array:
-    source = line.copy()
-    if len(copies):
-        source[copies] = line[originals]
-    taken = column.combine_chunks().take(pa.array(source, mask=source < 0))
-    return fixed_vectors(taken, kind)
+def vector_block(column: pa.Array, kind: pa.FixedSizeListType
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A list column's vectors as ``(lines, size)`` float32 (zeros where a line has none)
+    and which lines have one; vectors not of the call's size go through ``fixed_vectors``
+    (a null element inside a vector is NaN)."""
+    size = kind.list_size
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    extremes = pc.min_max(pc.list_value_length(column))  # of the lines with a vector
+    values = column.flatten()
+    if values.null_count or (present.any() and (extremes["min"].as_py() != size or
+                                                extremes["max"].as_py() != size)):
+        fixed = fixed_vectors(column, kind)
+        present = fixed.is_valid().to_numpy(zero_copy_only=False)
+        values = fixed.values.slice(fixed.offset * size, len(fixed) * size)
+        block = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, size)
+        block[~present] = 0
+        return block, present
+    values = values.to_numpy(zero_copy_only=False).reshape(-1, size)
+    if present.all():
+        return values, present
+    block = np.zeros((len(column), size), dtype=np.float32)
+    block[present] = values
+    return block, present
 
 
 def fixed_vectors(column, kind: pa.FixedSizeListType) -> pa.Array:

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .columns import fixed_vectors
+from .columns import vector_block
 from .families.lines import line_rank
 
 
@@ -49,7 +49,7 @@ class VectorSink:
         """``line_rank`` of a line taken before."""
         number = bisect.bisect_right(self._starts, line) - 1
         (status, processed_time), at = self._batches[number], line - self._starts[number]
-        return line_rank(status[at].as_py() or "", processed_time[at].as_py() or "", line)
+        return line_rank(status[at].as_py(), processed_time[at].as_py(), line)
 
     def remember(self, batch: pa.RecordBatch) -> np.ndarray:
         """The numbers of ``batch``'s lines (their status and time kept for ``rank``)."""
@@ -62,7 +62,7 @@ class VectorSink:
                originals: np.ndarray) -> pa.Array:
         """The result column: each ``answered`` row's vector (null elsewhere, and where its
         line had none); rows ``copies`` take their ``originals``' vectors."""
-        valid = self.valid & answered  # (a row without a vector is zeros: ``_block``)
+        valid = self.valid & answered  # (a row without a vector is zeros: ``vector_block``)
         if len(copies):
             self.matrix[copies], valid[copies] = self.matrix[originals], valid[originals]
         return pa.FixedSizeListArray.from_arrays(pa.array(self.matrix.reshape(-1)),
@@ -83,7 +83,7 @@ class JobVectors:
         without them."""
         sink, rows = self.sink, len(self.sink.valid)
         at = batch.schema.get_field_index(sink.field)
-        block, present = _block(batch.column(at), sink.kind)
+        block, present = vector_block(batch.column(at), sink.kind)
         # the other columns copied: a buffer of a batch read from DuckDB keeps all of the
         # batch's memory (its vectors too) for as long as it is referenced
         batch = pa.RecordBatch.from_arrays(
@@ -114,26 +114,3 @@ def _repeated(keys: np.ndarray, held: np.ndarray) -> np.ndarray:
     ordered = np.sort(keys)
     twice = ordered[1:][ordered[1:] == ordered[:-1]]
     return np.union1d(keys[held[keys] >= 0], twice)
-
-
-def _block(column: pa.Array, kind: pa.FixedSizeListType) -> tuple[np.ndarray, np.ndarray]:
-    """A batch's vectors as ``(lines, size)`` float32 (zeros where a line has none) and
-    which lines have one; vectors not of the call's size go through ``fixed_vectors``."""
-    size = kind.list_size
-    present = column.is_valid().to_numpy(zero_copy_only=False)
-    extremes = pc.min_max(pc.list_value_length(column))  # of the lines with a vector
-    values = column.flatten()
-    if values.null_count or (present.any() and (extremes["min"].as_py() != size or
-                                                extremes["max"].as_py() != size)):
-        fixed = fixed_vectors(column, kind)
-        present = fixed.is_valid().to_numpy(zero_copy_only=False)
-        values = fixed.values.slice(fixed.offset * size, len(fixed) * size)
-        block = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, size)
-        block[~present] = 0
-        return block, present
-    values = values.to_numpy(zero_copy_only=False).reshape(-1, size)
-    if present.all():
-        return values, present
-    block = np.zeros((len(column), size), dtype=np.float32)
-    block[present] = values
-    return block, present
